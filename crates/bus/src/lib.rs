@@ -1,0 +1,247 @@
+//! The JetStream side of ml-connector: stream and consumer topology, publishing with a
+//! `Nats-Msg-Id` and W3C trace headers (awaiting the server's ack), and reading a
+//! subject's last message.
+//!
+//! Every name passes through [`Topology`], whose prefix lets tests and tenants share one
+//! server without touching each other's streams.
+
+mod headers;
+mod topology;
+
+pub use headers::{
+    extract_trace_context, inject_trace_context, HEADER_MSG_TYPE, HEADER_TRACEPARENT,
+};
+pub use topology::{ensure_topology, ConsumerSpec, StreamKind, Topology};
+
+use async_nats::jetstream::{self, message::PublishMessage};
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use std::time::Duration;
+
+/// What can go wrong talking to JetStream. Every variant says whether a retry may help.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("cannot connect to NATS at {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("JetStream topology: {0}")]
+    Topology(String),
+    #[error("publish to {subject} failed: {reason}")]
+    Publish { subject: String, reason: String },
+    #[error("publish to {subject} was not acknowledged within {timeout:?}")]
+    AckTimeout { subject: String, timeout: Duration },
+    #[error("reading {subject}: {reason}")]
+    Read { subject: String, reason: String },
+    #[error("decoding a {type_name} from {subject}: {reason}")]
+    Decode {
+        type_name: &'static str,
+        subject: String,
+        reason: String,
+    },
+}
+
+impl BusError {
+    /// Decode errors are the message's fault; everything else is the broker's and may pass.
+    pub fn is_transient(&self) -> bool {
+        !matches!(self, BusError::Decode { .. })
+    }
+}
+
+/// Connects with the options every service wants: a name for the server's connection
+/// list, retries on the first connect (pods may start before NATS) and unlimited
+/// reconnects.
+pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, BusError> {
+    async_nats::ConnectOptions::new()
+        .name(name)
+        .retry_on_initial_connect()
+        .connection_timeout(Duration::from_secs(3))
+        .event_callback(|event| async move {
+            tracing::info!(%event, "nats connection event");
+        })
+        .connect(url)
+        .await
+        .map_err(|e| BusError::Connect {
+            url: redact_url(url),
+            reason: e.to_string(),
+        })
+}
+
+/// Connects once, failing fast: for CLI commands and readiness checks.
+pub async fn connect_now(url: &str, name: &str) -> Result<async_nats::Client, BusError> {
+    async_nats::ConnectOptions::new()
+        .name(name)
+        .connection_timeout(Duration::from_secs(3))
+        .connect(url)
+        .await
+        .map_err(|e| BusError::Connect {
+            url: redact_url(url),
+            reason: e.to_string(),
+        })
+}
+
+/// URLs may carry `user:password@`; keep them out of errors.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// The server's answer to a publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    pub sequence: u64,
+    /// The same `Nats-Msg-Id` was already stored inside the duplicate window.
+    pub duplicate: bool,
+}
+
+/// Publishes protobuf messages to JetStream and waits for the stream's ack.
+#[derive(Clone)]
+pub struct Publisher {
+    js: jetstream::Context,
+    ack_timeout: Duration,
+}
+
+impl Publisher {
+    pub fn new(client: async_nats::Client, ack_timeout: Duration) -> Self {
+        let js = jetstream::ContextBuilder::new()
+            .timeout(ack_timeout)
+            .backpressure_on_inflight(true)
+            .build(client);
+        Self { js, ack_timeout }
+    }
+
+    pub fn context(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    /// Publishes `msg` on `subject` with `Nats-Msg-Id = msg_id`, the current span's trace
+    /// context and a type header, and returns only once JetStream has stored it (or
+    /// recognised it as a duplicate). A timeout does not mean "not stored": callers retry
+    /// with the same id, which is safe.
+    pub async fn publish<M: prost::Message + prost::Name>(
+        &self,
+        subject: &str,
+        msg_id: &str,
+        msg: &M,
+    ) -> Result<Published, BusError> {
+        let mut headers = HeaderMap::new();
+        inject_trace_context(&mut headers);
+        headers.insert(HEADER_MSG_TYPE, M::full_name().as_str());
+        self.publish_raw(subject, msg_id, Bytes::from(msg.encode_to_vec()), headers)
+            .await
+    }
+
+    /// Publishes bytes as they are, with the given headers plus `Nats-Msg-Id`.
+    pub async fn publish_raw(
+        &self,
+        subject: &str,
+        msg_id: &str,
+        payload: Bytes,
+        headers: HeaderMap,
+    ) -> Result<Published, BusError> {
+        let publish = PublishMessage::build()
+            .payload(payload)
+            .headers(headers)
+            .message_id(msg_id);
+        let fut = self
+            .js
+            .send_publish(subject.to_string(), publish)
+            .await
+            .map_err(|e| BusError::Publish {
+                subject: subject.to_string(),
+                reason: e.to_string(),
+            })?;
+        match tokio::time::timeout(self.ack_timeout, fut).await {
+            Err(_) => Err(BusError::AckTimeout {
+                subject: subject.to_string(),
+                timeout: self.ack_timeout,
+            }),
+            Ok(Err(e)) => Err(BusError::Publish {
+                subject: subject.to_string(),
+                reason: e.to_string(),
+            }),
+            Ok(Ok(ack)) => Ok(Published {
+                sequence: ack.sequence,
+                duplicate: ack.duplicate,
+            }),
+        }
+    }
+}
+
+/// A message read straight from a stream (not through a consumer).
+#[derive(Debug, Clone)]
+pub struct Stored<M> {
+    pub sequence: u64,
+    pub subject: String,
+    pub message: M,
+    pub headers: HeaderMap,
+}
+
+/// Reads the last message stored on `subject` in `stream`, decoded. `None` when the
+/// subject has no message. Goes to the stream leader, so a publish that was acked is
+/// always visible (read-your-writes, which "append only on change" relies on).
+pub async fn last_on_subject<M: prost::Message + Default>(
+    js: &jetstream::Context,
+    stream: &str,
+    subject: &str,
+) -> Result<Option<Stored<M>>, BusError> {
+    use async_nats::jetstream::stream::LastRawMessageErrorKind;
+    let read_err = |reason: String| BusError::Read {
+        subject: subject.to_string(),
+        reason,
+    };
+    let handle = js
+        .get_stream_no_info(stream)
+        .await
+        .map_err(|e| read_err(e.to_string()))?;
+    match handle.get_last_raw_message_by_subject(subject).await {
+        Ok(raw) => {
+            let message = M::decode(raw.payload.as_ref()).map_err(|e| BusError::Decode {
+                type_name: std::any::type_name::<M>(),
+                subject: subject.to_string(),
+                reason: e.to_string(),
+            })?;
+            Ok(Some(Stored {
+                sequence: raw.sequence,
+                subject: raw.subject.to_string(),
+                message,
+                headers: raw.headers,
+            }))
+        }
+        Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => Ok(None),
+        Err(e) => Err(read_err(e.to_string())),
+    }
+}
+
+/// Decodes a consumed message's payload, naming the subject on failure.
+pub fn decode<M: prost::Message + Default>(subject: &str, payload: &[u8]) -> Result<M, BusError> {
+    M::decode(payload).map_err(|e| BusError::Decode {
+        type_name: std::any::type_name::<M>(),
+        subject: subject.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// Milliseconds since the Unix epoch, the unit of every `*_ms` field in the protos.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_their_credentials() {
+        assert_eq!(
+            redact_url("nats://user:pw@host:4222"),
+            "nats://***@host:4222"
+        );
+        assert_eq!(redact_url("nats://host:4222"), "nats://host:4222");
+    }
+}

@@ -1,0 +1,122 @@
+//! Topology and publishing against a real, private nats-server.
+
+use mlc_bus::{ensure_topology, last_on_subject, ConsumerSpec, Publisher, StreamKind, Topology};
+use mlc_proto::v1::{GustoEvent, TraceContext};
+use mlc_testkit::NatsServer;
+use std::time::Duration;
+
+async fn setup() -> (NatsServer, async_nats::Client, Topology) {
+    let server = NatsServer::start();
+    let client = mlc_bus::connect_now(&server.url(), "test").await.unwrap();
+    let topo = Topology::new(&mlc_testkit::unique("t"), 1).unwrap();
+    (server, client, topo)
+}
+
+#[tokio::test]
+async fn topology_is_idempotent_and_safe_concurrently() {
+    let (_server, client, topo) = setup().await;
+    let js = async_nats::jetstream::new(client);
+    // Eight services starting at once.
+    let runs = (0..8).map(|_| {
+        let (js, topo) = (js.clone(), topo.clone());
+        tokio::spawn(async move { ensure_topology(&js, &topo).await })
+    });
+    for r in futures::future::join_all(runs).await {
+        r.unwrap().unwrap();
+    }
+    ensure_topology(&js, &topo).await.unwrap();
+    for kind in StreamKind::ALL {
+        let mut s = js.get_stream(topo.stream(kind)).await.unwrap();
+        assert_eq!(s.info().await.unwrap().config.subjects, vec![topo.wildcard(kind)]);
+    }
+    for spec in ConsumerSpec::ALL {
+        let s = js.get_stream(topo.stream(spec.stream)).await.unwrap();
+        let c: async_nats::jetstream::consumer::PullConsumer = s.get_consumer(spec.durable).await.unwrap();
+        assert_eq!(c.cached_info().config.max_deliver, spec.max_deliver);
+    }
+}
+
+#[tokio::test]
+async fn a_repeated_msg_id_is_stored_once() {
+    let (_server, client, topo) = setup().await;
+    let js = async_nats::jetstream::new(client.clone());
+    ensure_topology(&js, &topo).await.unwrap();
+    let publisher = Publisher::new(client, Duration::from_secs(5));
+    let ev = GustoEvent { event_uuid: "ev-1".into(), ..Default::default() };
+    let subject = topo.gusto_event("c1", "Employee");
+    let first = publisher.publish(&subject, "ev-1", &ev).await.unwrap();
+    let again = publisher.publish(&subject, "ev-1", &ev).await.unwrap();
+    assert!(!first.duplicate);
+    assert!(again.duplicate);
+    assert_eq!(again.sequence, first.sequence);
+    let mut stream = js.get_stream(topo.stream(StreamKind::GustoEvents)).await.unwrap();
+    assert_eq!(stream.info().await.unwrap().state.messages, 1);
+}
+
+#[tokio::test]
+async fn a_message_survives_publish_fetch_and_decode_with_its_trace_header() {
+    use futures::StreamExt;
+    let (_server, client, topo) = setup().await;
+    let js = async_nats::jetstream::new(client.clone());
+    ensure_topology(&js, &topo).await.unwrap();
+    let publisher = Publisher::new(client, Duration::from_secs(5));
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let ev = GustoEvent {
+        event_uuid: "ev-2".into(),
+        event_type: "employee.updated".into(),
+        raw_body: b"{\"x\":1}".to_vec(),
+        trace: Some(TraceContext { traceparent: tp.into(), tracestate: String::new() }),
+        ..Default::default()
+    };
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("traceparent", tp);
+    let subject = topo.gusto_event("c1", "Employee");
+    publisher
+        .publish_raw(&subject, "ev-2", prost::Message::encode_to_vec(&ev).into(), headers)
+        .await
+        .unwrap();
+    let stream = js.get_stream(topo.stream(StreamKind::GustoEvents)).await.unwrap();
+    let consumer: async_nats::jetstream::consumer::PullConsumer =
+        stream.get_consumer(ConsumerSpec::HYDRATOR.durable).await.unwrap();
+    let mut batch = consumer.fetch().max_messages(1).messages().await.unwrap();
+    let msg = batch.next().await.unwrap().unwrap();
+    let got: GustoEvent = mlc_bus::decode(&msg.subject, &msg.payload).unwrap();
+    assert_eq!(got, ev);
+    assert_eq!(msg.headers.as_ref().unwrap().get("traceparent").unwrap().as_str(), tp);
+    assert_eq!(msg.headers.as_ref().unwrap().get("Nats-Msg-Id").unwrap().as_str(), "ev-2");
+    msg.ack().await.unwrap();
+
+    let last: GustoEvent = last_on_subject(&js, &topo.stream(StreamKind::GustoEvents), &subject)
+        .await
+        .unwrap()
+        .unwrap()
+        .message;
+    assert_eq!(last.event_uuid, "ev-2");
+    assert!(last_on_subject::<GustoEvent>(&js, &topo.stream(StreamKind::GustoEvents), &topo.gusto_event("c9", "X"))
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test]
+async fn publishing_while_the_broker_is_down_fails_and_recovers() {
+    let (mut server, client, topo) = setup().await;
+    let js = async_nats::jetstream::new(client.clone());
+    ensure_topology(&js, &topo).await.unwrap();
+    let publisher = Publisher::new(client, Duration::from_millis(800));
+    let subject = topo.gusto_event("c1", "Employee");
+    server.stop();
+    let err = publisher.publish(&subject, "down-1", &GustoEvent::default()).await.unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    server.start_again();
+    // The client reconnects on its own; the same id can be retried safely.
+    let mut ok = None;
+    for _ in 0..50 {
+        if let Ok(p) = publisher.publish(&subject, "down-1", &GustoEvent::default()).await {
+            ok = Some(p);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ok.is_some(), "publish did not recover after the broker came back");
+}

@@ -1,0 +1,171 @@
+//! Test support that uses real parts: a private `nats-server -js` per test on a free
+//! port, and a private SQLite file or PostgreSQL database per test.
+//!
+//! Modelled on the `nats-server` helper crate of nats.rs: start in the test, kill and
+//! clean up in `Drop`, so a failing test leaves nothing behind.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where nats-server lives: `MLC_NATS_SERVER_BIN`, else Debian's path, else `$PATH`.
+pub fn nats_server_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("MLC_NATS_SERVER_BIN") {
+        return PathBuf::from(p);
+    }
+    let debian = Path::new("/usr/sbin/nats-server");
+    if debian.exists() {
+        return debian.to_path_buf();
+    }
+    PathBuf::from("nats-server")
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port on 127.0.0.1")
+}
+
+/// A private JetStream server. Stopping and starting keeps its port and its store, so a
+/// test can take the broker away and bring it back.
+pub struct NatsServer {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl NatsServer {
+    /// Starts a server on a free port and waits until it accepts connections.
+    pub fn start() -> NatsServer {
+        let dir = tempfile::tempdir().expect("temp dir for nats-server");
+        let mut server = NatsServer { port: free_port(), dir, child: None };
+        server.start_again();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Kills the server (SIGKILL: the harshest way a broker can go).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port with the same store.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "nats-server already running");
+        let store = self.dir.path().join("store");
+        let log = self.dir.path().join("nats.log");
+        let bin = nats_server_bin();
+        let child = Command::new(&bin)
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .arg(&store)
+            .arg("-l")
+            .arg(&log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {}: {e}; install it with `apt-get install nats-server`", bin.display())
+            });
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                // JetStream needs a moment after the listener opens.
+                std::thread::sleep(Duration::from_millis(50));
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("nats-server did not listen on port {} within 10 s (log: {})", self.port, log.display());
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A unique name for streams, prefixes and databases.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}{}", uuid::Uuid::new_v4().simple())[..prefix.len() + 12].to_string()
+}
+
+/// The server that PostgreSQL tests create their databases on.
+pub fn postgres_admin_url() -> String {
+    std::env::var("MLC_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+/// A private database: a SQLite file in a temp dir, or a fresh PostgreSQL database
+/// dropped at the end.
+pub struct TestDb {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+    pg_name: Option<String>,
+}
+
+impl TestDb {
+    pub fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("mlc.db").display());
+        TestDb { url, _dir: Some(dir), pg_name: None }
+    }
+
+    pub async fn postgres() -> TestDb {
+        use sqlx::Connection;
+        let admin = postgres_admin_url();
+        let name = unique("mlc_test_");
+        let mut conn = sqlx::PgConnection::connect(&admin)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at {admin} is not reachable ({e}); ops/test.sh starts it"));
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create test database");
+        let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap_or(admin);
+        TestDb { url: format!("{base}/{name}"), _dir: None, pg_name: Some(name) }
+    }
+
+    /// Connects the store (running migrations) with a fixed test key.
+    pub async fn store(&self) -> mlc_store::Store {
+        mlc_store::Store::connect(&self.url, Some(mlc_store::EncryptionKey::from_bytes([7u8; 32])))
+            .await
+            .expect("connect test store")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some(name) = self.pg_name.take() {
+            // Drop on a thread of its own: Drop may run inside a runtime.
+            let admin = postgres_admin_url();
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+                if let Ok(rt) = rt {
+                    rt.block_on(async {
+                        use sqlx::Connection;
+                        if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
+                            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut c).await;
+                        }
+                    });
+                }
+            })
+            .join();
+        }
+    }
+}
