@@ -47,7 +47,11 @@ impl EncryptionKey {
         rand::rng().fill_bytes(&mut nonce);
         let mut out = nonce.to_vec();
         // Encryption with a valid key and nonce cannot fail for in-memory buffers.
-        out.extend(cipher.encrypt(Nonce::from_slice(&nonce), plaintext).unwrap_or_default());
+        out.extend(
+            cipher
+                .encrypt(Nonce::from_slice(&nonce), plaintext)
+                .unwrap_or_default(),
+        );
         out
     }
 
@@ -58,6 +62,10 @@ impl EncryptionKey {
         let cipher = Aes256Gcm::new((&self.0).into());
         cipher
             .decrypt(Nonce::from_slice(&sealed[..12]), &sealed[12..])
-            .map_err(|_| StoreError::Crypto("cannot decrypt: wrong store encryption key or corrupted row".into()))
+            .map_err(|_| {
+                StoreError::Crypto(
+                    "cannot decrypt: wrong store encryption key or corrupted row".into(),
+                )
+            })
     }
 }

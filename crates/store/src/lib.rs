@@ -181,18 +181,61 @@ pub struct Company {
     pub created_at: i64,
 }
 
-type AuditTuple = (i64, String, String, Option<String>, Option<String>, String, Option<String>, i64);
-type LinkTuple = (String, String, String, String, String, Option<String>, Option<i64>, i64);
-type GrantTuple = (String, String, Vec<u8>, Vec<u8>, i64, i64, String, Option<String>);
-type CompanyTuple = (String, String, String, String, String, bool, bool, Option<String>, i64);
+type AuditTuple = (
+    i64,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    Option<String>,
+    i64,
+);
+type LinkTuple = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<i64>,
+    i64,
+);
+type GrantTuple = (
+    String,
+    String,
+    Vec<u8>,
+    Vec<u8>,
+    i64,
+    i64,
+    String,
+    Option<String>,
+);
+type CompanyTuple = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    bool,
+    bool,
+    Option<String>,
+    i64,
+);
 
 impl Store {
     /// Opens the store named by `url` (`sqlite://path` or `postgres://...`) and brings its
     /// schema up to date.
     pub async fn connect(url: &str, key: Option<EncryptionKey>) -> Result<Store, StoreError> {
         let backend = if url.starts_with("sqlite:") {
-            if let Some(path) = url.strip_prefix("sqlite://").filter(|p| !p.starts_with(':')) {
-                if let Some(parent) = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+            if let Some(path) = url
+                .strip_prefix("sqlite://")
+                .filter(|p| !p.starts_with(':'))
+            {
+                if let Some(parent) = std::path::Path::new(path)
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                {
                     let _ = std::fs::create_dir_all(parent);
                 }
             }
@@ -201,7 +244,10 @@ impl Store {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10));
-            let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
+            let pool = SqlitePoolOptions::new()
+                .max_connections(4)
+                .connect_with(opts)
+                .await?;
             sqlx::migrate!("../../schemas/sqlite").run(&pool).await?;
             Backend::Sqlite(pool)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
@@ -256,7 +302,9 @@ impl Store {
                 // Positions come from a sequence; serialising appends keeps commit order
                 // equal to position order, so a reader following positions misses nothing.
                 let mut tx = pool.begin().await?;
-                sqlx::query("SELECT pg_advisory_xact_lock(7226001)").execute(&mut *tx).await?;
+                sqlx::query("SELECT pg_advisory_xact_lock(7226001)")
+                    .execute(&mut *tx)
+                    .await?;
                 let pos = sqlx::query_scalar::<_, i64>(SQL)
                     .bind(&entry.event_id)
                     .bind(&entry.kind)
@@ -287,41 +335,58 @@ impl Store {
             .fetch_all(p)
             .await?);
         rows.into_iter()
-            .map(|(position, event_id, kind, company, employee, detail, trace_id, recorded_at)| {
-                Ok(AuditRow {
-                    position,
-                    event_id,
-                    kind,
-                    company,
-                    employee,
-                    detail: serde_json::from_str(&detail)?,
-                    trace_id,
-                    recorded_at,
-                })
-            })
+            .map(
+                |(position, event_id, kind, company, employee, detail, trace_id, recorded_at)| {
+                    Ok(AuditRow {
+                        position,
+                        event_id,
+                        kind,
+                        company,
+                        employee,
+                        detail: serde_json::from_str(&detail)?,
+                        trace_id,
+                        recorded_at,
+                    })
+                },
+            )
             .collect()
     }
 
     /// Counts audit rows of one kind (for status and tests).
     pub async fn count_audit(&self, kind: &str) -> Result<i64, StoreError> {
         const SQL: &str = "SELECT COUNT(*) FROM audit_log WHERE kind = $1";
-        Ok(with_pool!(self, SQL, |p, s| sqlx::query_scalar::<_, i64>(s).bind(kind).fetch_one(p).await?))
+        Ok(with_pool!(self, SQL, |p, s| sqlx::query_scalar::<_, i64>(
+            s
+        )
+        .bind(kind)
+        .fetch_one(p)
+        .await?))
     }
 
     // ---------------------------------------------------------------- employee links
 
-    pub async fn link(&self, company: &str, employee_uuid: &str) -> Result<Option<EmployeeLink>, StoreError> {
+    pub async fn link(
+        &self,
+        company: &str,
+        employee_uuid: &str,
+    ) -> Result<Option<EmployeeLink>, StoreError> {
         const SQL: &str = "SELECT company, employee_uuid, visma_tenant, employee_cd, origin, last_command_hash, \
              last_command_seq, updated_at FROM employee_links WHERE company = $1 AND employee_uuid = $2";
-        let row: Option<LinkTuple> =
-            with_pool!(self, SQL, |p, s| sqlx::query_as(s).bind(company).bind(employee_uuid).fetch_optional(p).await?);
+        let row: Option<LinkTuple> = with_pool!(self, SQL, |p, s| sqlx::query_as(s)
+            .bind(company)
+            .bind(employee_uuid)
+            .fetch_optional(p)
+            .await?);
         Ok(row.map(link_from))
     }
 
     pub async fn links(&self, company: &str) -> Result<Vec<EmployeeLink>, StoreError> {
         const SQL: &str = "SELECT company, employee_uuid, visma_tenant, employee_cd, origin, last_command_hash, \
              last_command_seq, updated_at FROM employee_links WHERE company = $1 ORDER BY employee_uuid";
-        let rows: Vec<LinkTuple> = with_pool!(self, SQL, |p, s| sqlx::query_as(s).bind(company).fetch_all(p).await?);
+        let rows: Vec<LinkTuple> = with_pool!(self, SQL, |p, s| sqlx::query_as(s)
+            .bind(company)
+            .fetch_all(p)
+            .await?);
         Ok(rows.into_iter().map(link_from).collect())
     }
 
@@ -365,7 +430,10 @@ impl Store {
              refresh_token = excluded.refresh_token, expires_at = excluded.expires_at, \
              version = oauth_grants.version + 1, status = 'active', status_reason = NULL, updated_at = excluded.updated_at";
         let key = self.key()?;
-        let (a, r) = (key.seal(access_token.as_bytes()), key.seal(refresh_token.as_bytes()));
+        let (a, r) = (
+            key.seal(access_token.as_bytes()),
+            key.seal(refresh_token.as_bytes()),
+        );
         with_pool!(self, SQL, |p, s| sqlx::query(s)
             .bind(grant_id)
             .bind(company)
@@ -380,15 +448,21 @@ impl Store {
     }
 
     pub async fn grant(&self, grant_id: &str) -> Result<Option<GrantRecord>, StoreError> {
-        const SQL: &str = "SELECT grant_id, company, access_token, refresh_token, expires_at, version, status, \
+        const SQL: &str =
+            "SELECT grant_id, company, access_token, refresh_token, expires_at, version, status, \
              status_reason FROM oauth_grants WHERE grant_id = $1";
-        let row: Option<GrantTuple> =
-            with_pool!(self, SQL, |p, s| sqlx::query_as(s).bind(grant_id).fetch_optional(p).await?);
-        let Some((grant_id, company, a, r, expires_at_ms, version, status, status_reason)) = row else {
+        let row: Option<GrantTuple> = with_pool!(self, SQL, |p, s| sqlx::query_as(s)
+            .bind(grant_id)
+            .fetch_optional(p)
+            .await?);
+        let Some((grant_id, company, a, r, expires_at_ms, version, status, status_reason)) = row
+        else {
             return Ok(None);
         };
         let key = self.key()?;
-        let text = |b: Vec<u8>| String::from_utf8(b).map_err(|_| StoreError::Crypto("token is not UTF-8".into()));
+        let text = |b: Vec<u8>| {
+            String::from_utf8(b).map_err(|_| StoreError::Crypto("token is not UTF-8".into()))
+        };
         Ok(Some(GrantRecord {
             grant_id,
             company,
@@ -412,11 +486,15 @@ impl Store {
         refresh_token: &str,
         expires_at_ms: i64,
     ) -> Result<bool, StoreError> {
-        const SQL: &str = "UPDATE oauth_grants SET access_token = $1, refresh_token = $2, expires_at = $3, \
+        const SQL: &str =
+            "UPDATE oauth_grants SET access_token = $1, refresh_token = $2, expires_at = $3, \
              version = version + 1, status = 'active', status_reason = NULL, updated_at = $4 \
              WHERE grant_id = $5 AND version = $6";
         let key = self.key()?;
-        let (a, r) = (key.seal(access_token.as_bytes()), key.seal(refresh_token.as_bytes()));
+        let (a, r) = (
+            key.seal(access_token.as_bytes()),
+            key.seal(refresh_token.as_bytes()),
+        );
         let done = with_pool!(self, SQL, |p, s| sqlx::query(s)
             .bind(a)
             .bind(r)
@@ -431,8 +509,14 @@ impl Store {
     }
 
     /// Marks a grant as unusable until a person re-authorises the company.
-    pub async fn set_grant_status(&self, grant_id: &str, status: &str, reason: Option<&str>) -> Result<(), StoreError> {
-        const SQL: &str = "UPDATE oauth_grants SET status = $1, status_reason = $2, version = version + 1, \
+    pub async fn set_grant_status(
+        &self,
+        grant_id: &str,
+        status: &str,
+        reason: Option<&str>,
+    ) -> Result<(), StoreError> {
+        const SQL: &str =
+            "UPDATE oauth_grants SET status = $1, status_reason = $2, version = version + 1, \
              updated_at = $3 WHERE grant_id = $4";
         with_pool!(self, SQL, |p, s| sqlx::query(s)
             .bind(status)
@@ -472,19 +556,26 @@ impl Store {
     pub async fn company(&self, company_uuid: &str) -> Result<Option<Company>, StoreError> {
         const SQL: &str = "SELECT company_uuid, name, grant_id, visma_tenant, mapping_path, paused, \
              first_connect_applied, last_event_uuid, created_at FROM companies WHERE company_uuid = $1";
-        let row: Option<CompanyTuple> =
-            with_pool!(self, SQL, |p, s| sqlx::query_as(s).bind(company_uuid).fetch_optional(p).await?);
+        let row: Option<CompanyTuple> = with_pool!(self, SQL, |p, s| sqlx::query_as(s)
+            .bind(company_uuid)
+            .fetch_optional(p)
+            .await?);
         Ok(row.map(company_from))
     }
 
     pub async fn companies(&self) -> Result<Vec<Company>, StoreError> {
         const SQL: &str = "SELECT company_uuid, name, grant_id, visma_tenant, mapping_path, paused, \
              first_connect_applied, last_event_uuid, created_at FROM companies ORDER BY name, company_uuid";
-        let rows: Vec<CompanyTuple> = with_pool!(self, SQL, |p, s| sqlx::query_as(s).fetch_all(p).await?);
+        let rows: Vec<CompanyTuple> =
+            with_pool!(self, SQL, |p, s| sqlx::query_as(s).fetch_all(p).await?);
         Ok(rows.into_iter().map(company_from).collect())
     }
 
-    pub async fn set_company_paused(&self, company_uuid: &str, paused: bool) -> Result<bool, StoreError> {
+    pub async fn set_company_paused(
+        &self,
+        company_uuid: &str,
+        paused: bool,
+    ) -> Result<bool, StoreError> {
         const SQL: &str = "UPDATE companies SET paused = $1 WHERE company_uuid = $2";
         let n = with_pool!(self, SQL, |p, s| sqlx::query(s)
             .bind(paused)
@@ -495,7 +586,11 @@ impl Store {
         Ok(n == 1)
     }
 
-    pub async fn set_first_connect_applied(&self, company_uuid: &str, applied: bool) -> Result<bool, StoreError> {
+    pub async fn set_first_connect_applied(
+        &self,
+        company_uuid: &str,
+        applied: bool,
+    ) -> Result<bool, StoreError> {
         const SQL: &str = "UPDATE companies SET first_connect_applied = $1 WHERE company_uuid = $2";
         let n = with_pool!(self, SQL, |p, s| sqlx::query(s)
             .bind(applied)
@@ -507,9 +602,18 @@ impl Store {
     }
 
     /// Remembers the newest Gusto event seen for a company: the catch-up cursor.
-    pub async fn set_last_event_uuid(&self, company_uuid: &str, event_uuid: &str) -> Result<(), StoreError> {
+    pub async fn set_last_event_uuid(
+        &self,
+        company_uuid: &str,
+        event_uuid: &str,
+    ) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE companies SET last_event_uuid = $1 WHERE company_uuid = $2";
-        with_pool!(self, SQL, |p, s| sqlx::query(s).bind(event_uuid).bind(company_uuid).execute(p).await?.rows_affected());
+        with_pool!(self, SQL, |p, s| sqlx::query(s)
+            .bind(event_uuid)
+            .bind(company_uuid)
+            .execute(p)
+            .await?
+            .rows_affected());
         Ok(())
     }
 
@@ -517,16 +621,25 @@ impl Store {
 
     /// Keeps a verification token that Gusto POSTed to the gateway.
     pub async fn put_verification_token(&self, token: &str) -> Result<(), StoreError> {
-        const SQL: &str = "INSERT INTO webhook_verification_tokens (token, received_at) VALUES ($1, $2)";
+        const SQL: &str =
+            "INSERT INTO webhook_verification_tokens (token, received_at) VALUES ($1, $2)";
         let sealed = self.key()?.seal(token.as_bytes());
-        with_pool!(self, SQL, |p, s| sqlx::query(s).bind(sealed).bind(now_ms()).execute(p).await?.rows_affected());
+        with_pool!(self, SQL, |p, s| sqlx::query(s)
+            .bind(sealed)
+            .bind(now_ms())
+            .execute(p)
+            .await?
+            .rows_affected());
         Ok(())
     }
 
     /// The newest verification token received, with when it came.
     pub async fn latest_verification_token(&self) -> Result<Option<(String, i64)>, StoreError> {
-        const SQL: &str = "SELECT token, received_at FROM webhook_verification_tokens ORDER BY id DESC LIMIT 1";
-        let row: Option<(Vec<u8>, i64)> = with_pool!(self, SQL, |p, s| sqlx::query_as(s).fetch_optional(p).await?);
+        const SQL: &str =
+            "SELECT token, received_at FROM webhook_verification_tokens ORDER BY id DESC LIMIT 1";
+        let row: Option<(Vec<u8>, i64)> = with_pool!(self, SQL, |p, s| sqlx::query_as(s)
+            .fetch_optional(p)
+            .await?);
         match row {
             None => Ok(None),
             Some((sealed, at)) => {
@@ -547,11 +660,49 @@ impl Store {
 }
 
 fn link_from(t: LinkTuple) -> EmployeeLink {
-    let (company, employee_uuid, visma_tenant, employee_cd, origin, last_command_hash, last_command_seq, updated_at) = t;
-    EmployeeLink { company, employee_uuid, visma_tenant, employee_cd, origin, last_command_hash, last_command_seq, updated_at }
+    let (
+        company,
+        employee_uuid,
+        visma_tenant,
+        employee_cd,
+        origin,
+        last_command_hash,
+        last_command_seq,
+        updated_at,
+    ) = t;
+    EmployeeLink {
+        company,
+        employee_uuid,
+        visma_tenant,
+        employee_cd,
+        origin,
+        last_command_hash,
+        last_command_seq,
+        updated_at,
+    }
 }
 
 fn company_from(t: CompanyTuple) -> Company {
-    let (company_uuid, name, grant_id, visma_tenant, mapping_path, paused, first_connect_applied, last_event_uuid, created_at) = t;
-    Company { company_uuid, name, grant_id, visma_tenant, mapping_path, paused, first_connect_applied, last_event_uuid, created_at }
+    let (
+        company_uuid,
+        name,
+        grant_id,
+        visma_tenant,
+        mapping_path,
+        paused,
+        first_connect_applied,
+        last_event_uuid,
+        created_at,
+    ) = t;
+    Company {
+        company_uuid,
+        name,
+        grant_id,
+        visma_tenant,
+        mapping_path,
+        paused,
+        first_connect_applied,
+        last_event_uuid,
+        created_at,
+    }
 }

@@ -41,7 +41,11 @@ impl NatsServer {
     /// Starts a server on a free port and waits until it accepts connections.
     pub fn start() -> NatsServer {
         let dir = tempfile::tempdir().expect("temp dir for nats-server");
-        let mut server = NatsServer { port: free_port(), dir, child: None };
+        let mut server = NatsServer {
+            port: free_port(),
+            dir,
+            child: None,
+        };
         server.start_again();
         server
     }
@@ -73,7 +77,14 @@ impl NatsServer {
         let log = self.dir.path().join("nats.log");
         let bin = nats_server_bin();
         let child = Command::new(&bin)
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
             .arg(&store)
             .arg("-l")
             .arg(&log)
@@ -82,7 +93,10 @@ impl NatsServer {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| {
-                panic!("cannot start {}: {e}; install it with `apt-get install nats-server`", bin.display())
+                panic!(
+                    "cannot start {}: {e}; install it with `apt-get install nats-server`",
+                    bin.display()
+                )
             });
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -94,7 +108,11 @@ impl NatsServer {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("nats-server did not listen on port {} within 10 s (log: {})", self.port, log.display());
+        panic!(
+            "nats-server did not listen on port {} within 10 s (log: {})",
+            self.port,
+            log.display()
+        );
     }
 }
 
@@ -111,7 +129,8 @@ pub fn unique(prefix: &str) -> String {
 
 /// The server that PostgreSQL tests create their databases on.
 pub fn postgres_admin_url() -> String {
-    std::env::var("MLC_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+    std::env::var("MLC_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
 }
 
 /// A private database: a SQLite file in a temp dir, or a fresh PostgreSQL database
@@ -126,7 +145,11 @@ impl TestDb {
     pub fn sqlite() -> TestDb {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("mlc.db").display());
-        TestDb { url, _dir: Some(dir), pg_name: None }
+        TestDb {
+            url,
+            _dir: Some(dir),
+            pg_name: None,
+        }
     }
 
     pub async fn postgres() -> TestDb {
@@ -135,17 +158,32 @@ impl TestDb {
         let name = unique("mlc_test_");
         let mut conn = sqlx::PgConnection::connect(&admin)
             .await
-            .unwrap_or_else(|e| panic!("PostgreSQL at {admin} is not reachable ({e}); ops/test.sh starts it"));
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create test database");
-        let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap_or(admin);
-        TestDb { url: format!("{base}/{name}"), _dir: None, pg_name: Some(name) }
+            .unwrap_or_else(|e| {
+                panic!("PostgreSQL at {admin} is not reachable ({e}); ops/test.sh starts it")
+            });
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+        let base = admin
+            .rsplit_once('/')
+            .map(|(b, _)| b.to_string())
+            .unwrap_or(admin);
+        TestDb {
+            url: format!("{base}/{name}"),
+            _dir: None,
+            pg_name: Some(name),
+        }
     }
 
     /// Connects the store (running migrations) with a fixed test key.
     pub async fn store(&self) -> mlc_store::Store {
-        mlc_store::Store::connect(&self.url, Some(mlc_store::EncryptionKey::from_bytes([7u8; 32])))
-            .await
-            .expect("connect test store")
+        mlc_store::Store::connect(
+            &self.url,
+            Some(mlc_store::EncryptionKey::from_bytes([7u8; 32])),
+        )
+        .await
+        .expect("connect test store")
     }
 }
 
@@ -155,12 +193,18 @@ impl Drop for TestDb {
             // Drop on a thread of its own: Drop may run inside a runtime.
             let admin = postgres_admin_url();
             let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
                 if let Ok(rt) = rt {
                     rt.block_on(async {
                         use sqlx::Connection;
                         if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
-                            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut c).await;
+                            let _ = sqlx::query(&format!(
+                                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                            ))
+                            .execute(&mut c)
+                            .await;
                         }
                     });
                 }

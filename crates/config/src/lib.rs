@@ -1,0 +1,682 @@
+//! Configuration of every ml-connector process, in three layers: built-in defaults, then
+//! a TOML file (`--config` or `MLC_CONFIG`), then `MLC_`-prefixed environment variables.
+//! The result is typed and validated once at start-up; every error names the key (the
+//! TOML path and its environment variable) so an operator knows what to fix.
+
+mod secret;
+
+pub use secret::Secret;
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Everything a process may need; each service reads its own sections.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub nats: NatsConfig,
+    pub store: StoreConfig,
+    pub gateway: GatewayConfig,
+    pub gusto: GustoConfig,
+    pub visma: VismaConfig,
+    pub projector: ProjectorConfig,
+    pub writer: WriterConfig,
+    pub telemetry: TelemetryConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatsConfig {
+    pub url: String,
+    /// Prefix of every stream name and subject, so tenants and tests can share a server.
+    pub stream_prefix: String,
+    /// Stream replicas: 1 locally, 3 on a production cluster.
+    pub replicas: usize,
+    pub publish_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `sqlite://path` (embedded default) or `postgres://...`.
+    pub url: Secret,
+    /// Base64 of 32 bytes; encrypts OAuth tokens at rest.
+    pub encryption_key: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    pub listen: String,
+    /// Active webhook verification tokens; more than one during a rotation.
+    pub webhook_tokens: Vec<Secret>,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GustoConfig {
+    pub base_url: String,
+    pub api_version: String,
+    pub client_id: String,
+    pub client_secret: Option<Secret>,
+    pub redirect_uri: String,
+    /// Requests per rolling window per grant (Gusto: 200 per 60 s).
+    pub rate_limit: u32,
+    pub rate_window_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VismaConfig {
+    pub base_url: String,
+    pub token_url: String,
+    /// The legacy integration.visma.net layout with the `ipp-company-id` header.
+    pub legacy: bool,
+    pub tenants: BTreeMap<String, VismaTenant>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VismaTenant {
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// Visma Connect tenant id (the Company tenant, not the Customer tenant).
+    pub tenant_id: String,
+    #[serde(default)]
+    pub ipp_company_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProjectorConfig {
+    pub metrics_listen: String,
+    /// Parallel employee workers; each employee is always handled by the same one.
+    pub workers: usize,
+    /// Distinct employees of one company in one batch above which the paged list is read.
+    pub burst_threshold: usize,
+    pub mappings_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WriterConfig {
+    pub metrics_listen: String,
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// `json` (default) or `pretty`.
+    pub log_format: String,
+    pub log_filter: String,
+    /// OTLP/HTTP endpoint; `OTEL_EXPORTER_OTLP_ENDPOINT` also sets it.
+    pub otlp_endpoint: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            nats: NatsConfig::default(),
+            store: StoreConfig::default(),
+            gateway: GatewayConfig::default(),
+            gusto: GustoConfig::default(),
+            visma: VismaConfig::default(),
+            projector: ProjectorConfig::default(),
+            writer: WriterConfig::default(),
+            telemetry: TelemetryConfig::default(),
+        }
+    }
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        Self {
+            url: "nats://127.0.0.1:4222".into(),
+            stream_prefix: String::new(),
+            replicas: 1,
+            publish_timeout_ms: 5000,
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            url: Secret::new("sqlite://.mlc/mlc.db"),
+            encryption_key: None,
+        }
+    }
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            webhook_tokens: Vec::new(),
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl Default for GustoConfig {
+    fn default() -> Self {
+        Self {
+            base_url: "https://api.gusto.com".into(),
+            api_version: "2025-06-15".into(),
+            client_id: String::new(),
+            client_secret: None,
+            redirect_uri: "http://127.0.0.1:8080/oauth/callback".into(),
+            rate_limit: 200,
+            rate_window_ms: 60_000,
+        }
+    }
+}
+
+impl Default for VismaConfig {
+    fn default() -> Self {
+        Self {
+            base_url: "https://api.finance.visma.net".into(),
+            token_url: "https://connect.visma.com/connect/token".into(),
+            legacy: false,
+            tenants: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for ProjectorConfig {
+    fn default() -> Self {
+        Self {
+            metrics_listen: "127.0.0.1:9101".into(),
+            workers: 16,
+            burst_threshold: 20,
+            mappings_dir: ".".into(),
+        }
+    }
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        Self {
+            metrics_listen: "127.0.0.1:9102".into(),
+            workers: 16,
+        }
+    }
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            log_format: "json".into(),
+            log_filter: "info".into(),
+            otlp_endpoint: None,
+        }
+    }
+}
+
+/// A configuration that cannot be used, naming the key at fault.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {reason}")]
+    File { path: String, reason: String },
+    #[error("config file {path}: {reason}")]
+    Syntax { path: String, reason: String },
+    #[error("config key `{key}`{env}: {reason}")]
+    Invalid {
+        key: String,
+        env: String,
+        reason: String,
+    },
+}
+
+impl ConfigError {
+    fn invalid(key: &str, reason: impl Into<String>) -> Self {
+        let env = ENV_KEYS
+            .iter()
+            .find(|(_, k, _)| *k == key)
+            .map(|(e, _, _)| format!(" (env {e})"))
+            .unwrap_or_default();
+        ConfigError::Invalid {
+            key: key.to_string(),
+            env,
+            reason: reason.into(),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Str,
+    Int,
+    Bool,
+    List,
+}
+
+/// Every environment variable and the key it sets.
+const ENV_KEYS: &[(&str, &str, Kind)] = &[
+    ("MLC_NATS_URL", "nats.url", Kind::Str),
+    ("MLC_STREAM_PREFIX", "nats.stream_prefix", Kind::Str),
+    ("MLC_NATS_REPLICAS", "nats.replicas", Kind::Int),
+    (
+        "MLC_NATS_PUBLISH_TIMEOUT_MS",
+        "nats.publish_timeout_ms",
+        Kind::Int,
+    ),
+    ("MLC_STORE_URL", "store.url", Kind::Str),
+    (
+        "MLC_STORE_ENCRYPTION_KEY",
+        "store.encryption_key",
+        Kind::Str,
+    ),
+    ("MLC_GATEWAY_LISTEN", "gateway.listen", Kind::Str),
+    (
+        "MLC_GUSTO_WEBHOOK_TOKENS",
+        "gateway.webhook_tokens",
+        Kind::List,
+    ),
+    (
+        "MLC_GATEWAY_MAX_BODY_BYTES",
+        "gateway.max_body_bytes",
+        Kind::Int,
+    ),
+    ("MLC_GUSTO_BASE_URL", "gusto.base_url", Kind::Str),
+    ("MLC_GUSTO_API_VERSION", "gusto.api_version", Kind::Str),
+    ("MLC_GUSTO_CLIENT_ID", "gusto.client_id", Kind::Str),
+    ("MLC_GUSTO_CLIENT_SECRET", "gusto.client_secret", Kind::Str),
+    ("MLC_GUSTO_REDIRECT_URI", "gusto.redirect_uri", Kind::Str),
+    ("MLC_GUSTO_RATE_LIMIT", "gusto.rate_limit", Kind::Int),
+    (
+        "MLC_GUSTO_RATE_WINDOW_MS",
+        "gusto.rate_window_ms",
+        Kind::Int,
+    ),
+    ("MLC_VISMA_BASE_URL", "visma.base_url", Kind::Str),
+    ("MLC_VISMA_TOKEN_URL", "visma.token_url", Kind::Str),
+    ("MLC_VISMA_LEGACY", "visma.legacy", Kind::Bool),
+    (
+        "MLC_PROJECTOR_METRICS_LISTEN",
+        "projector.metrics_listen",
+        Kind::Str,
+    ),
+    ("MLC_PROJECTOR_WORKERS", "projector.workers", Kind::Int),
+    (
+        "MLC_PROJECTOR_MAPPINGS_DIR",
+        "projector.mappings_dir",
+        Kind::Str,
+    ),
+    (
+        "MLC_WRITER_METRICS_LISTEN",
+        "writer.metrics_listen",
+        Kind::Str,
+    ),
+    ("MLC_WRITER_WORKERS", "writer.workers", Kind::Int),
+    ("MLC_LOG_FORMAT", "telemetry.log_format", Kind::Str),
+    ("MLC_LOG", "telemetry.log_filter", Kind::Str),
+    (
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "telemetry.otlp_endpoint",
+        Kind::Str,
+    ),
+];
+
+impl Config {
+    /// Defaults, then `file` (if any), then the process environment; validated.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_from(file, &env)
+    }
+
+    /// As [`Config::load`] with an explicit environment (for tests and `mlc config print`).
+    pub fn load_from(file: Option<&Path>, env: &[(String, String)]) -> Result<Config, ConfigError> {
+        let mut value = toml::Value::Table(toml::Table::new());
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            value = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        }
+        for (name, key, kind) in ENV_KEYS {
+            let Some((_, raw)) = env.iter().find(|(n, _)| n == name) else {
+                continue;
+            };
+            let v = match kind {
+                Kind::Str => toml::Value::String(raw.clone()),
+                Kind::Int => toml::Value::Integer(raw.trim().parse().map_err(|_| {
+                    ConfigError::invalid(key, format!("{raw:?} is not a whole number"))
+                })?),
+                Kind::Bool => toml::Value::Boolean(match raw.trim() {
+                    "1" | "true" | "yes" => true,
+                    "0" | "false" | "no" | "" => false,
+                    _ => {
+                        return Err(ConfigError::invalid(
+                            key,
+                            format!("{raw:?} is not true or false"),
+                        ))
+                    }
+                }),
+                Kind::List => toml::Value::Array(
+                    raw.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| toml::Value::String(s.into()))
+                        .collect(),
+                ),
+            };
+            set_path(&mut value, key, v);
+        }
+        let de = toml::Value::try_into::<serde_json::Value>(value)
+            .map_err(|e| ConfigError::invalid("(root)", e.to_string()))?;
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            ConfigError::invalid(&key, e.into_inner().to_string())
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what types cannot: URLs, addresses, ranges, keys.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_url("nats.url", &self.nats.url, &["nats", "tls", "ws", "wss"])?;
+        if !self
+            .nats
+            .stream_prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(ConfigError::invalid(
+                "nats.stream_prefix",
+                "may only hold letters, digits, '-' and '_'",
+            ));
+        }
+        if !(1..=5).contains(&self.nats.replicas) {
+            return Err(ConfigError::invalid(
+                "nats.replicas",
+                "must be between 1 and 5",
+            ));
+        }
+        if self.nats.publish_timeout_ms == 0 {
+            return Err(ConfigError::invalid(
+                "nats.publish_timeout_ms",
+                "must be positive",
+            ));
+        }
+        let store = self.store.url.expose();
+        if !(store.starts_with("sqlite:")
+            || store.starts_with("postgres:")
+            || store.starts_with("postgresql:"))
+        {
+            return Err(ConfigError::invalid(
+                "store.url",
+                "must start with sqlite: or postgres:",
+            ));
+        }
+        if let Some(k) = &self.store.encryption_key {
+            let n = base64_len(k.expose());
+            if n != Some(32) {
+                return Err(ConfigError::invalid(
+                    "store.encryption_key",
+                    "must be the base64 form of 32 random bytes (`mlc config gen-key` makes one)",
+                ));
+            }
+        }
+        check_addr("gateway.listen", &self.gateway.listen)?;
+        if self.gateway.max_body_bytes < 1024 {
+            return Err(ConfigError::invalid(
+                "gateway.max_body_bytes",
+                "must be at least 1024",
+            ));
+        }
+        if self
+            .gateway
+            .webhook_tokens
+            .iter()
+            .any(|t| t.expose().trim().is_empty())
+        {
+            return Err(ConfigError::invalid(
+                "gateway.webhook_tokens",
+                "an empty token would accept anything",
+            ));
+        }
+        check_url("gusto.base_url", &self.gusto.base_url, &["http", "https"])?;
+        if !is_api_version(&self.gusto.api_version) {
+            return Err(ConfigError::invalid(
+                "gusto.api_version",
+                "must be a date YYYY-MM-DD, e.g. 2025-06-15",
+            ));
+        }
+        if self.gusto.rate_limit == 0 {
+            return Err(ConfigError::invalid("gusto.rate_limit", "must be positive"));
+        }
+        if self.gusto.rate_window_ms == 0 {
+            return Err(ConfigError::invalid(
+                "gusto.rate_window_ms",
+                "must be positive",
+            ));
+        }
+        check_url("visma.base_url", &self.visma.base_url, &["http", "https"])?;
+        check_url("visma.token_url", &self.visma.token_url, &["http", "https"])?;
+        for (name, t) in &self.visma.tenants {
+            let key = format!("visma.tenants.{name}");
+            if t.client_id.trim().is_empty() {
+                return Err(ConfigError::invalid(
+                    &format!("{key}.client_id"),
+                    "must not be empty",
+                ));
+            }
+            if t.tenant_id.trim().is_empty() {
+                return Err(ConfigError::invalid(
+                    &format!("{key}.tenant_id"),
+                    "must not be empty",
+                ));
+            }
+            if self.visma.legacy && t.ipp_company_id.is_none() {
+                return Err(ConfigError::invalid(
+                    &format!("{key}.ipp_company_id"),
+                    "is required when visma.legacy is true",
+                ));
+            }
+        }
+        check_addr("projector.metrics_listen", &self.projector.metrics_listen)?;
+        check_addr("writer.metrics_listen", &self.writer.metrics_listen)?;
+        if !(1..=1024).contains(&self.projector.workers) {
+            return Err(ConfigError::invalid(
+                "projector.workers",
+                "must be between 1 and 1024",
+            ));
+        }
+        if !(1..=1024).contains(&self.writer.workers) {
+            return Err(ConfigError::invalid(
+                "writer.workers",
+                "must be between 1 and 1024",
+            ));
+        }
+        if !matches!(self.telemetry.log_format.as_str(), "json" | "pretty") {
+            return Err(ConfigError::invalid(
+                "telemetry.log_format",
+                "must be json or pretty",
+            ));
+        }
+        if let Some(e) = &self.telemetry.otlp_endpoint {
+            check_url("telemetry.otlp_endpoint", e, &["http", "https"])?;
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML, secrets redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}"))
+    }
+
+    /// The environment variables this program reads, with the keys they set.
+    pub fn env_keys() -> impl Iterator<Item = (&'static str, &'static str)> {
+        ENV_KEYS.iter().map(|(e, k, _)| (*e, *k))
+    }
+}
+
+fn set_path(root: &mut toml::Value, dotted: &str, v: toml::Value) {
+    let mut cur = root;
+    let parts: Vec<&str> = dotted.split('.').collect();
+    for p in &parts[..parts.len() - 1] {
+        let table = match cur {
+            toml::Value::Table(t) => t,
+            _ => return,
+        };
+        cur = table
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    }
+    if let toml::Value::Table(t) = cur {
+        t.insert(parts[parts.len() - 1].to_string(), v);
+    }
+}
+
+fn check_url(key: &str, s: &str, schemes: &[&str]) -> Result<(), ConfigError> {
+    let u = url::Url::parse(s)
+        .map_err(|e| ConfigError::invalid(key, format!("{s:?} is not a URL ({e})")))?;
+    if !schemes.contains(&u.scheme()) {
+        return Err(ConfigError::invalid(
+            key,
+            format!("scheme must be one of {}", schemes.join(", ")),
+        ));
+    }
+    Ok(())
+}
+
+fn check_addr(key: &str, s: &str) -> Result<(), ConfigError> {
+    s.parse::<std::net::SocketAddr>().map(|_| ()).map_err(|_| {
+        ConfigError::invalid(key, format!("{s:?} is not an address like 127.0.0.1:8080"))
+    })
+}
+
+fn is_api_version(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+}
+
+/// Decoded length of standard base64, without pulling a decoder into this crate.
+fn base64_len(s: &str) -> Option<usize> {
+    let s = s.trim();
+    if s.is_empty() || s.len() % 4 != 0 {
+        return None;
+    }
+    if !s
+        .bytes()
+        .all(|c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/' || c == b'=')
+    {
+        return None;
+    }
+    let pad = s.bytes().rev().take_while(|c| *c == b'=').count();
+    Some(s.len() / 4 * 3 - pad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::load_from(None, &[]).unwrap();
+        assert_eq!(c.nats.url, "nats://127.0.0.1:4222");
+        assert_eq!(c.gusto.rate_limit, 200);
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            "[nats]\nurl = \"nats://file:4222\"\nstream_prefix = \"fromfile\"\n",
+        )
+        .unwrap();
+        let c = Config::load_from(
+            Some(&f),
+            &env(&[
+                ("MLC_STREAM_PREFIX", "fromenv"),
+                ("MLC_GUSTO_WEBHOOK_TOKENS", "a, b"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.nats.url, "nats://file:4222");
+        assert_eq!(c.nats.stream_prefix, "fromenv");
+        assert_eq!(c.gateway.webhook_tokens.len(), 2);
+        assert_eq!(c.gateway.webhook_tokens[1].expose(), "b");
+    }
+
+    #[test]
+    fn a_bad_value_names_the_key() {
+        let e = Config::load_from(None, &env(&[("MLC_NATS_URL", "not a url")])).unwrap_err();
+        assert!(
+            e.to_string().contains("`nats.url` (env MLC_NATS_URL)"),
+            "{e}"
+        );
+        let e = Config::load_from(None, &env(&[("MLC_WRITER_WORKERS", "many")])).unwrap_err();
+        assert!(e.to_string().contains("writer.workers"), "{e}");
+        let e =
+            Config::load_from(None, &env(&[("MLC_STORE_ENCRYPTION_KEY", "short")])).unwrap_err();
+        assert!(e.to_string().contains("store.encryption_key"), "{e}");
+        assert!(
+            !e.to_string().contains("short"),
+            "the secret itself must not be echoed: {e}"
+        );
+    }
+
+    #[test]
+    fn unknown_and_mistyped_file_keys_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            "[gateway]\nlisten = \"127.0.0.1:1\"\nmax_body_bytes = \"big\"\n",
+        )
+        .unwrap();
+        let e = Config::load_from(Some(&f), &[]).unwrap_err();
+        assert!(e.to_string().contains("gateway.max_body_bytes"), "{e}");
+        std::fs::write(&f, "[gatway]\nlisten = \"x\"\n").unwrap();
+        let e = Config::load_from(Some(&f), &[]).unwrap_err();
+        assert!(e.to_string().contains("gatway"), "{e}");
+        std::fs::write(
+            &f,
+            "[visma.tenants.acme]\nclient_id = \"x\"\nclient_secret = \"s\"\ntenant_id = \"\"\n",
+        )
+        .unwrap();
+        let e = Config::load_from(Some(&f), &[]).unwrap_err();
+        assert!(
+            e.to_string().contains("visma.tenants.acme.tenant_id"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn printing_redacts_secrets() {
+        let c = Config::load_from(
+            None,
+            &env(&[
+                ("MLC_GUSTO_WEBHOOK_TOKENS", "tok-SECRET"),
+                ("MLC_GUSTO_CLIENT_SECRET", "cs-SECRET"),
+            ]),
+        )
+        .unwrap();
+        let text = c.to_redacted_toml();
+        assert!(!text.contains("SECRET"), "{text}");
+        assert!(!format!("{c:?}").contains("SECRET"));
+    }
+}

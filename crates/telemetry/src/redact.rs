@@ -1,0 +1,129 @@
+//! The last line of defence: masks values that look like credentials in any text that
+//! leaves the process as a log line. Secrets are kept out of messages by type
+//! (`Secret`, redacting `Debug`); this catches what a careless format string lets by.
+
+/// Keys whose values are secret wherever they appear (JSON, `k=v`, headers).
+const SECRET_KEYS: &[&str] = &[
+    "access_token",
+    "refresh_token",
+    "client_secret",
+    "verification_token",
+    "authorization",
+    "password",
+    "encryption_key",
+    "x-gusto-signature",
+    "code",
+];
+
+/// Returns `text` with the value after every secret key, and every bearer token, masked.
+pub fn redact(text: &str) -> String {
+    let mut out = text.to_string();
+    let lower = out.to_ascii_lowercase();
+    let mut spans: Vec<(usize, usize)> = Vec::new();
+    for key in SECRET_KEYS {
+        let mut from = 0;
+        while let Some(i) = lower[from..].find(key) {
+            let start = from + i;
+            let after = start + key.len();
+            from = after;
+            // Only whole keys: `code` must not match inside `employee_code`.
+            let prev = lower[..start].chars().next_back();
+            if prev.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                continue;
+            }
+            if let Some(span) = value_span(&lower, after) {
+                spans.push(span);
+            }
+        }
+    }
+    let mut from = 0;
+    while let Some(i) = lower[from..].find("bearer ") {
+        let start = from + i + "bearer ".len();
+        let end = token_end(&lower, start);
+        if end > start {
+            spans.push((start, end));
+        }
+        from = start;
+    }
+    spans.sort();
+    for (s, e) in spans.into_iter().rev() {
+        if e > s && out.is_char_boundary(s) && out.is_char_boundary(e) && &out[s..e] != "***" {
+            out.replace_range(s..e, "***");
+        }
+    }
+    out
+}
+
+/// After a key: skip a closing quote, separators (`:`, `=`, spaces, an opening quote) and
+/// return the value's byte range.
+fn value_span(s: &str, mut i: usize) -> Option<(usize, usize)> {
+    let b = s.as_bytes();
+    if i < b.len() && (b[i] == b'"' || b[i] == b'\\') {
+        while i < b.len() && (b[i] == b'"' || b[i] == b'\\') {
+            i += 1;
+        }
+    }
+    let sep_start = i;
+    while i < b.len() && matches!(b[i], b':' | b'=' | b' ') {
+        i += 1;
+    }
+    if i == sep_start {
+        return None;
+    }
+    while i < b.len() && (b[i] == b'"' || b[i] == b'\\') {
+        i += 1;
+    }
+    if s[i..].starts_with("bearer ") {
+        i += "bearer ".len();
+    }
+    let end = token_end(s, i);
+    (end > i).then_some((i, end))
+}
+
+fn token_end(s: &str, start: usize) -> usize {
+    let b = s.as_bytes();
+    let mut i = start;
+    while i < b.len()
+        && !matches!(
+            b[i],
+            b'"' | b'\\' | b',' | b' ' | b'}' | b'&' | b'\n' | b';'
+        )
+    {
+        i += 1;
+    }
+    i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn masks_json_form_and_header_secrets() {
+        let line = r#"{"msg":"token","access_token":"abc123","refresh_token": "def","x":1}"#;
+        let r = redact(line);
+        assert!(!r.contains("abc123") && !r.contains("def\""), "{r}");
+        assert!(r.contains(r#""x":1"#));
+        assert_eq!(
+            redact("grant_type=refresh_token&refresh_token=zzz&client_secret=yyy"),
+            "grant_type=refresh_token&refresh_token=***&client_secret=***"
+        );
+        assert_eq!(
+            redact("Authorization: Bearer eyJhbGciOi.x.y"),
+            "Authorization: Bearer ***"
+        );
+        assert_eq!(redact("sent bearer QWERTY now"), "sent bearer *** now");
+    }
+
+    #[test]
+    fn masks_escaped_json_inside_a_json_log_line() {
+        let r = redact(r#"{"message":"body {\"verification_token\":\"6590f590\"}"}"#);
+        assert!(!r.contains("6590f590"), "{r}");
+    }
+
+    #[test]
+    fn leaves_ordinary_text_alone() {
+        let s = r#"{"employee_code":"fesa3w","event_type":"employee.updated"}"#;
+        assert_eq!(redact(s), s);
+    }
+}
