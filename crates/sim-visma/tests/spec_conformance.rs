@@ -471,3 +471,89 @@ async fn tokens_scopes_and_throttling() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test]
+async fn admin_routes_seed_faults_and_settings() {
+    let sim = start(SimConfig::default()).await.unwrap();
+    let http = reqwest::Client::new();
+    let admin = format!("{}/admin", sim.base_url());
+    let seed = json!({
+        "departments": [{"id": "ENG", "description": "Engineering"}],
+        "branches": [{"number": "1", "name": "Main branch"}],
+        "employeeClasses": [{"id": "EMPSTD", "description": "Standard"}],
+        "calendars": ["MAIN"],
+        "segments": [{"dimension": "SUBACCOUNT", "segmentId": 1, "description": "Location", "values": [{"value": "OSL"}]}],
+        "employees": [{
+            "employeeCd": {"value": "OLD1"}, "department": {"value": "ENG"},
+            "employeeClass": {"value": "EMPSTD"}, "branch": {"value": "1"}, "calendar": {"value": "MAIN"},
+            "contact": {"lastName": {"value": "Hopper"}, "email": {"value": "grace@example.com"}}
+        }]
+    });
+    let r = http
+        .post(format!("{admin}/tenants/new-tenant/seed"))
+        .json(&seed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(sim.employees("new-tenant").len(), 1);
+    let bad = json!({"employees": [{"employeeCd": {"value": "X"}}]});
+    let r = http
+        .post(format!("{admin}/tenants/new-tenant/seed"))
+        .json(&bad)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
+    let r = http
+        .get(format!("{admin}/tenants/new-tenant/employees"))
+        .send()
+        .await
+        .unwrap();
+    let list: Vec<Value> = r.json().await.unwrap();
+    assert_eq!(list[0]["employeeCd"], "OLD1");
+
+    let r = http
+        .put(format!("{admin}/faults"))
+        .json(&json!({"route": "*", "failNext": 1, "errorStatus": 502}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let r = http
+        .put(format!("{admin}/settings"))
+        .json(&json!({"hourlyLimit": 7}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let r = http
+        .post(format!("{admin}/clock/advance"))
+        .json(&json!({"seconds": 10}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let state: Value = http
+        .get(format!("{admin}/state"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(state["config"]["hourlyLimit"], 7);
+    assert_eq!(state["faults"]["*"]["failNext"], 1);
+    assert_eq!(state["clockOffsetSecs"], 10.0);
+    let r = http.delete(format!("{admin}/faults")).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        http.post(format!("{admin}/throttle/reset"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+}
