@@ -1,0 +1,127 @@
+//! Webhook delivery: thin payload, `X-Gusto-Signature` = lowercase hex
+//! HMAC-SHA256(key = verification token, msg = exact body), retries with exponential
+//! back-off on non-2xx or timeout, optional duplicates and reordering.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use rand::Rng;
+use sha2::Sha256;
+use tokio::sync::mpsc;
+
+use crate::model::{Delivery, Event};
+use crate::Sim;
+
+pub(crate) fn sign(key: &str, body: &[u8]) -> String {
+    // HMAC accepts keys of any length, so this cannot fail.
+    let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).unwrap_or_else(|_| unreachable!());
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Receives emitted events and starts one delivery task per (subscription, copy).
+pub(crate) async fn dispatcher(sim: Weak<Sim>, mut rx: mpsc::UnboundedReceiver<Event>) {
+    while let Some(event) = rx.recv().await {
+        let Some(sim) = sim.upgrade() else { return };
+        let mut plans = Vec::new();
+        {
+            let mut st = sim.state();
+            let targets: Vec<(String, String, String)> = st
+                .subscriptions
+                .iter()
+                .filter(|s| s.status == "verified" && s.wants(&event.entity_type))
+                .map(|s| (s.uuid.clone(), s.url.clone(), s.verification_token.clone()))
+                .collect();
+            if targets.is_empty() {
+                continue;
+            }
+            if st.drop_next_webhooks > 0 {
+                st.drop_next_webhooks -= 1;
+                for (sub, _, _) in targets {
+                    st.deliveries.push(Delivery {
+                        subscription_uuid: sub,
+                        event_uuid: Some(event.uuid.clone()),
+                        attempt: 0,
+                        status: None,
+                        dropped_on_purpose: true,
+                    });
+                }
+                continue;
+            }
+            let cfg = st.webhook_cfg.clone();
+            for (sub, url, key) in targets {
+                let copies = if st.rng.random_bool(cfg.duplicate_rate.clamp(0.0, 1.0)) { 2 } else { 1 };
+                for _ in 0..copies {
+                    let max = cfg.reorder_max_delay.as_millis() as u64;
+                    let delay = if max > 0 { Duration::from_millis(st.rng.random_range(0..=max)) } else { Duration::ZERO };
+                    plans.push((sub.clone(), url.clone(), key.clone(), delay));
+                }
+            }
+        }
+        // Exact bytes that are signed and sent.
+        let body = match serde_json::to_vec(&event) {
+            Ok(b) => b,
+            Err(_) => continue,
+        };
+        for (sub, url, key, delay) in plans {
+            tokio::spawn(deliver(Arc::downgrade(&sim), sub, url, key, event.uuid.clone(), body.clone(), delay));
+        }
+    }
+}
+
+async fn deliver(sim: Weak<Sim>, sub: String, url: String, key: String, event_uuid: String, body: Vec<u8>, delay: Duration) {
+    tokio::time::sleep(delay).await;
+    let signature = sign(&key, &body);
+    let mut attempt = 0u32;
+    loop {
+        let Some(s) = sim.upgrade() else { return };
+        let cfg = s.state().webhook_cfg.clone();
+        let result = s
+            .http
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .header("X-Gusto-Signature", &signature)
+            .timeout(cfg.timeout)
+            .body(body.clone())
+            .send()
+            .await;
+        let status = result.as_ref().ok().map(|r| r.status().as_u16());
+        s.state().deliveries.push(Delivery {
+            subscription_uuid: sub.clone(),
+            event_uuid: Some(event_uuid.clone()),
+            attempt,
+            status,
+            dropped_on_purpose: false,
+        });
+        if status.is_some_and(|c| (200..300).contains(&c)) {
+            return;
+        }
+        if attempt >= cfg.max_retries {
+            tracing::warn!(%url, %event_uuid, "webhook delivery abandoned after retries");
+            let mut st = s.state();
+            if let Some(subscription) = st.subscriptions.iter_mut().find(|x| x.uuid == sub) {
+                subscription.status = "unreachable".into();
+            }
+            return;
+        }
+        let backoff = cfg.retry_base.saturating_mul(1u32 << attempt.min(20)).min(cfg.retry_max);
+        drop(s);
+        attempt += 1;
+        tokio::time::sleep(backoff).await;
+    }
+}
+
+/// POSTs `{"verification_token": ...}` UNSIGNED to a new subscription's URL.
+pub(crate) async fn send_verification_token(sim: Arc<Sim>, sub: String, url: String, token: String) {
+    let body = serde_json::json!({ "verification_token": token }).to_string();
+    let result = sim.http.post(&url).header("Content-Type", "application/json").body(body).send().await;
+    let status = result.as_ref().ok().map(|r| r.status().as_u16());
+    sim.state().deliveries.push(Delivery {
+        subscription_uuid: sub,
+        event_uuid: None,
+        attempt: 0,
+        status,
+        dropped_on_purpose: false,
+    });
+}
