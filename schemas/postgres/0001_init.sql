@@ -38,6 +38,7 @@ CREATE TABLE oauth_grants (
     version         BIGINT  NOT NULL,
     status          TEXT    NOT NULL,
     status_reason   TEXT,
+    refresh_lease_until BIGINT,
     updated_at      BIGINT  NOT NULL
 );
 

@@ -43,6 +43,7 @@ CREATE TABLE oauth_grants (
     version         INTEGER NOT NULL,
     status          TEXT    NOT NULL,
     status_reason   TEXT,
+    refresh_lease_until INTEGER,
     updated_at      INTEGER NOT NULL
 );
 

@@ -245,3 +245,71 @@ mod tests {
         assert_eq!(redact_url("nats://host:4222"), "nats://host:4222");
     }
 }
+
+/// Pull consumers, batched for coalescing.
+pub mod consume {
+    use async_nats::jetstream::consumer::pull::Stream as PullStream;
+    use async_nats::jetstream::Message;
+    use futures::StreamExt;
+    use std::time::Duration;
+
+    /// Waits for at least one message, then takes whatever else arrives within
+    /// `linger` (up to `max`). One message waits no longer than `linger` for company,
+    /// and a burst is handed over as one batch, so work on it can be coalesced.
+    /// Transient pull errors (missed heartbeats, reconnects) are logged and skipped;
+    /// `None` means the stream ended.
+    pub async fn next_batch(
+        stream: &mut PullStream,
+        max: usize,
+        linger: Duration,
+    ) -> Option<Vec<Message>> {
+        let mut batch = Vec::new();
+        loop {
+            match stream.next().await? {
+                Ok(m) => {
+                    batch.push(m);
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "pull error; continuing");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        let deadline = tokio::time::Instant::now() + linger;
+        while batch.len() < max {
+            match tokio::time::timeout_at(deadline, stream.next()).await {
+                Ok(Some(Ok(m))) => batch.push(m),
+                Ok(Some(Err(e))) => tracing::warn!(error = %e, "pull error; continuing"),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        Some(batch)
+    }
+
+    /// Opens the durable consumer `spec` of `topology` as a continuous message stream.
+    pub async fn open(
+        js: &async_nats::jetstream::Context,
+        topology: &crate::Topology,
+        spec: &crate::ConsumerSpec,
+        batch: usize,
+    ) -> Result<PullStream, crate::BusError> {
+        let name = topology.stream(spec.stream);
+        let stream = js
+            .get_stream(&name)
+            .await
+            .map_err(|e| crate::BusError::Topology(format!("{name}: {e}")))?;
+        let consumer: async_nats::jetstream::consumer::PullConsumer = stream
+            .get_consumer(spec.durable)
+            .await
+            .map_err(|e| crate::BusError::Topology(format!("consumer {}: {e}", spec.durable)))?;
+        consumer
+            .stream()
+            .max_messages_per_batch(batch)
+            .heartbeat(Duration::from_secs(5))
+            .expires(Duration::from_secs(30))
+            .messages()
+            .await
+            .map_err(|e| crate::BusError::Topology(format!("consumer {}: {e}", spec.durable)))
+    }
+}

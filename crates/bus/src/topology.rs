@@ -80,7 +80,7 @@ impl ConsumerSpec {
         stream: StreamKind::GustoEvents,
         durable: "projector-hydrate",
         ack_wait: Duration::from_secs(60),
-        max_deliver: 20,
+        max_deliver: -1,
         max_ack_pending: 2000,
     };
     /// The projector's mapping consumer on EMPLOYEE_STATE.
@@ -88,7 +88,7 @@ impl ConsumerSpec {
         stream: StreamKind::EmployeeState,
         durable: "projector-map",
         ack_wait: Duration::from_secs(30),
-        max_deliver: 20,
+        max_deliver: -1,
         max_ack_pending: 2000,
     };
     /// The writer's consumer on VISMA_COMMANDS.
@@ -96,7 +96,7 @@ impl ConsumerSpec {
         stream: StreamKind::VismaCommands,
         durable: "writer",
         ack_wait: Duration::from_secs(60),
-        max_deliver: 30,
+        max_deliver: -1,
         max_ack_pending: 1000,
     };
     pub const ALL: [ConsumerSpec; 3] = [Self::HYDRATOR, Self::MAPPER, Self::WRITER];

@@ -151,6 +151,8 @@ pub struct GrantRecord {
     /// `active` or `needs_reauth`.
     pub status: String,
     pub status_reason: Option<String>,
+    /// While set and in the future, one process is refreshing; the others wait.
+    pub refresh_lease_until_ms: Option<i64>,
 }
 
 impl std::fmt::Debug for GrantRecord {
@@ -210,6 +212,7 @@ type GrantTuple = (
     i64,
     String,
     Option<String>,
+    Option<i64>,
 );
 type CompanyTuple = (
     String,
@@ -450,12 +453,22 @@ impl Store {
     pub async fn grant(&self, grant_id: &str) -> Result<Option<GrantRecord>, StoreError> {
         const SQL: &str =
             "SELECT grant_id, company, access_token, refresh_token, expires_at, version, status, \
-             status_reason FROM oauth_grants WHERE grant_id = $1";
+             status_reason, refresh_lease_until FROM oauth_grants WHERE grant_id = $1";
         let row: Option<GrantTuple> = with_pool!(self, SQL, |p, s| sqlx::query_as(s)
             .bind(grant_id)
             .fetch_optional(p)
             .await?);
-        let Some((grant_id, company, a, r, expires_at_ms, version, status, status_reason)) = row
+        let Some((
+            grant_id,
+            company,
+            a,
+            r,
+            expires_at_ms,
+            version,
+            status,
+            status_reason,
+            refresh_lease_until_ms,
+        )) = row
         else {
             return Ok(None);
         };
@@ -472,7 +485,63 @@ impl Store {
             version,
             status,
             status_reason,
+            refresh_lease_until_ms,
         }))
+    }
+
+    /// Writes `new` only if the stored version is `expected_version` (0: no row yet),
+    /// storing `new.version` as given. The general compare-and-swap behind the Gusto
+    /// token manager's cross-process single flight.
+    pub async fn compare_and_swap_grant(
+        &self,
+        expected_version: i64,
+        new: &GrantRecord,
+    ) -> Result<bool, StoreError> {
+        const INSERT: &str = "INSERT INTO oauth_grants (grant_id, company, access_token, refresh_token, expires_at, \
+             version, status, status_reason, refresh_lease_until, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (grant_id) DO NOTHING";
+        const UPDATE: &str = "UPDATE oauth_grants SET company = $2, access_token = $3, refresh_token = $4, \
+             expires_at = $5, version = $6, status = $7, status_reason = $8, refresh_lease_until = $9, \
+             updated_at = $10 WHERE grant_id = $1 AND version = $11";
+        let key = self.key()?;
+        let (a, r) = (
+            key.seal(new.access_token.as_bytes()),
+            key.seal(new.refresh_token.as_bytes()),
+        );
+        let now = now_ms();
+        let n = if expected_version == 0 {
+            with_pool!(self, INSERT, |p, s| sqlx::query(s)
+                .bind(&new.grant_id)
+                .bind(&new.company)
+                .bind(a)
+                .bind(r)
+                .bind(new.expires_at_ms)
+                .bind(new.version)
+                .bind(&new.status)
+                .bind(&new.status_reason)
+                .bind(new.refresh_lease_until_ms)
+                .bind(now)
+                .execute(p)
+                .await?
+                .rows_affected())
+        } else {
+            with_pool!(self, UPDATE, |p, s| sqlx::query(s)
+                .bind(&new.grant_id)
+                .bind(&new.company)
+                .bind(a)
+                .bind(r)
+                .bind(new.expires_at_ms)
+                .bind(new.version)
+                .bind(&new.status)
+                .bind(&new.status_reason)
+                .bind(new.refresh_lease_until_ms)
+                .bind(now)
+                .bind(expected_version)
+                .execute(p)
+                .await?
+                .rows_affected())
+        };
+        Ok(n == 1)
     }
 
     /// Replaces the tokens only if the stored version is still `expected_version`: the
