@@ -32,7 +32,11 @@ pub struct RateLimitConfig {
 
 impl Default for RateLimitConfig {
     fn default() -> Self {
-        Self { limit: 200, window: Duration::from_secs(60), safety_margin: Duration::from_millis(500) }
+        Self {
+            limit: 200,
+            window: Duration::from_secs(60),
+            safety_margin: Duration::from_millis(500),
+        }
     }
 }
 
@@ -53,7 +57,10 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     pub fn new(cfg: RateLimitConfig) -> Self {
-        Self { cfg, grants: Arc::default() }
+        Self {
+            cfg,
+            grants: Arc::default(),
+        }
     }
 
     pub fn config(&self) -> &RateLimitConfig {
@@ -117,7 +124,13 @@ impl RateLimiter {
     /// Feeds the server's view back: when Gusto says nothing remains but our own log
     /// for the request's window says otherwise, someone else shares the grant, so wait
     /// until the server's reset instant.
-    pub fn observe(&self, grant: &str, sent_at: Instant, remaining: Option<u64>, reset_in: Option<Duration>) {
+    pub fn observe(
+        &self,
+        grant: &str,
+        sent_at: Instant,
+        remaining: Option<u64>,
+        reset_in: Option<Duration>,
+    ) {
         let (Some(0), Some(reset_in)) = (remaining, reset_in) else {
             return;
         };
@@ -129,13 +142,22 @@ impl RateLimiter {
         let ours = w
             .sends
             .iter()
-            .filter(|t| **t <= sent_at && sent_at.checked_sub(self.cfg.window).is_none_or(|from| **t > from))
+            .filter(|t| {
+                **t <= sent_at
+                    && sent_at
+                        .checked_sub(self.cfg.window)
+                        .is_none_or(|from| **t > from)
+            })
             .count();
         // Slack of a few requests for in-flight reordering.
         if ours + 3 < self.cfg.limit {
             let until = Instant::now() + reset_in;
             w.blocked_until = Some(w.blocked_until.map_or(until, |b| b.max(until)));
-            tracing::warn!(grant, ours, "rate window exhausted by another client of the same grant");
+            tracing::warn!(
+                grant,
+                ours,
+                "rate window exhausted by another client of the same grant"
+            );
         }
     }
 
@@ -171,7 +193,10 @@ mod tests {
             sent.push(lim.acquire("g").await);
         }
         for (i, t) in sent.iter().enumerate() {
-            let in_window = sent[i..].iter().filter(|u| **u < *t + Duration::from_secs(60)).count();
+            let in_window = sent[i..]
+                .iter()
+                .filter(|u| **u < *t + Duration::from_secs(60))
+                .count();
             assert!(in_window <= 5);
         }
         assert_eq!(sent[11] - start, Duration::from_secs(120));

@@ -1,6 +1,9 @@
 //! HTTP surface: `/v1` (gated by version check, auth, rate limit and faults),
 //! `/oauth`, and `/admin`.
 
+// Handlers return `Response` early on error; boxing it would only add noise.
+#![allow(clippy::result_large_err)]
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,15 +42,29 @@ pub(crate) fn random_token(st: &mut State) -> String {
 }
 
 fn errors(status: StatusCode, key: &str, category: &str, message: &str) -> Response {
-    (status, Json(json!({"errors": [{"error_key": key, "category": category, "message": message}]}))).into_response()
+    (
+        status,
+        Json(json!({"errors": [{"error_key": key, "category": category, "message": message}]})),
+    )
+        .into_response()
 }
 
 fn not_found() -> Response {
-    errors(StatusCode::NOT_FOUND, "request", "not_found", "The requested resource was not found.")
+    errors(
+        StatusCode::NOT_FOUND,
+        "request",
+        "not_found",
+        "The requested resource was not found.",
+    )
 }
 
 fn forbidden() -> Response {
-    errors(StatusCode::FORBIDDEN, "request", "missing_permissions", "This token cannot access the requested resource.")
+    errors(
+        StatusCode::FORBIDDEN,
+        "request",
+        "missing_permissions",
+        "This token cannot access the requested resource.",
+    )
 }
 
 fn conflict() -> Response {
@@ -66,7 +83,9 @@ fn unauthorized(description: &str) -> Response {
         "invalid_token",
         "The token is invalid, expired, or has not been included in the request.",
     );
-    let v = format!("Bearer realm=\"Doorkeeper\", error=\"invalid_token\", error_description=\"{description}\"");
+    let v = format!(
+        "Bearer realm=\"Doorkeeper\", error=\"invalid_token\", error_description=\"{description}\""
+    );
     if let Ok(v) = HeaderValue::from_str(&v) {
         r.headers_mut().insert("WWW-Authenticate", v);
     }
@@ -74,7 +93,11 @@ fn unauthorized(description: &str) -> Response {
 }
 
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
-    (status, Json(json!({"error": error, "error_description": description}))).into_response()
+    (
+        status,
+        Json(json!({"error": error, "error_description": description})),
+    )
+        .into_response()
 }
 
 const INVALID_GRANT: &str = "The provided authorization grant is invalid, expired, revoked, does not match the redirection URI used in the authorization request, or was issued to another client.";
@@ -83,21 +106,44 @@ const INVALID_CLIENT: &str = "Client authentication failed due to unknown client
 pub(crate) fn router(sim: Shared) -> Router {
     let v1 = Router::new()
         .route("/v1/token_info", get(token_info))
-        .route("/v1/employees/{employee_id}", get(get_employee).put(put_employee))
+        .route(
+            "/v1/employees/{employee_id}",
+            get(get_employee).put(put_employee),
+        )
         .route("/v1/companies/{company_id}/employees", get(list_employees))
         .route("/v1/companies/{company_id}/locations", get(list_locations))
-        .route("/v1/locations/{location_id}", get(get_location).put(put_location))
-        .route("/v1/companies/{company_uuid}/departments", get(list_departments))
+        .route(
+            "/v1/locations/{location_id}",
+            get(get_location).put(put_location),
+        )
+        .route(
+            "/v1/companies/{company_uuid}/departments",
+            get(list_departments),
+        )
         .route("/v1/departments/{department_uuid}", get(get_department))
-        .route("/v1/employees/{employee_id}/work_addresses", get(list_work_addresses))
-        .route("/v1/employees/{employee_id}/terminations", get(list_terminations))
+        .route(
+            "/v1/employees/{employee_id}/work_addresses",
+            get(list_work_addresses),
+        )
+        .route(
+            "/v1/employees/{employee_id}/terminations",
+            get(list_terminations),
+        )
         .route("/v1/events", get(list_events))
-        .route("/v1/webhook_subscriptions", get(list_subscriptions).post(create_subscription))
+        .route(
+            "/v1/webhook_subscriptions",
+            get(list_subscriptions).post(create_subscription),
+        )
         .route(
             "/v1/webhook_subscriptions/{webhook_subscription_uuid}",
-            get(get_subscription).put(update_subscription).delete(delete_subscription),
+            get(get_subscription)
+                .put(update_subscription)
+                .delete(delete_subscription),
         )
-        .route("/v1/webhook_subscriptions/{webhook_subscription_uuid}/verify", put(verify_subscription))
+        .route(
+            "/v1/webhook_subscriptions/{webhook_subscription_uuid}/verify",
+            put(verify_subscription),
+        )
         .route(
             "/v1/webhook_subscriptions/{webhook_subscription_uuid}/request_verification_token",
             get(request_verification_token),
@@ -110,21 +156,33 @@ pub(crate) fn router(sim: Shared) -> Router {
     let admin = Router::new()
         .route("/admin/state", get(admin_state))
         .route("/admin/companies", post(admin_seed))
-        .route("/admin/companies/{company_uuid}/employees", post(admin_hire))
-        .route("/admin/employees/{id}", axum::routing::patch(admin_update_employee))
+        .route(
+            "/admin/companies/{company_uuid}/employees",
+            post(admin_hire),
+        )
+        .route(
+            "/admin/employees/{id}",
+            axum::routing::patch(admin_update_employee),
+        )
         .route("/admin/employees/{id}/onboard", post(admin_onboard))
         .route("/admin/employees/{id}/title", post(admin_title))
         .route("/admin/employees/{id}/department", post(admin_department))
         .route("/admin/employees/{id}/transfer", post(admin_transfer))
         .route("/admin/employees/{id}/terminate", post(admin_terminate))
         .route("/admin/employees/{id}/rehire", post(admin_rehire))
-        .route("/admin/locations/{id}", axum::routing::patch(admin_location))
+        .route(
+            "/admin/locations/{id}",
+            axum::routing::patch(admin_location),
+        )
         .route("/admin/webhooks/drop_next", post(admin_drop_next))
         .route("/admin/webhooks/behaviour", put(admin_webhook_behaviour))
         .route("/admin/grants/{grant_id}/revoke", post(admin_revoke_grant))
         .route("/admin/tokens/expire", post(admin_expire_tokens))
         .route("/admin/clock/advance", post(admin_advance_clock))
-        .route("/admin/faults", put(admin_set_faults).delete(admin_clear_faults))
+        .route(
+            "/admin/faults",
+            put(admin_set_faults).delete(admin_clear_faults),
+        )
         .route("/admin/stats/{grant_id}", get(admin_stats));
     v1.merge(oauth).merge(admin).with_state(sim)
 }
@@ -146,7 +204,9 @@ fn glob_match(pattern: &str, text: &str) -> bool {
     let mut rest = text;
     for (i, part) in parts.iter().enumerate() {
         if i == 0 {
-            let Some(r) = rest.strip_prefix(part) else { return false };
+            let Some(r) = rest.strip_prefix(part) else {
+                return false;
+            };
             rest = r;
         } else if i == parts.len() - 1 {
             return rest.ends_with(part);
@@ -170,7 +230,11 @@ enum Fault {
 /// Version check, bearer auth (with Doorkeeper's revoke-on-first-use), per-grant
 /// rolling window, request recording and fault injection, in that order.
 async fn gate(AxState(sim): AxState<Shared>, mut req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned()).unwrap_or_default();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_default();
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
 
@@ -210,7 +274,9 @@ async fn gate(AxState(sim): AxState<Shared>, mut req: Request, next: Next) -> Re
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
         .map(str::to_owned);
-    let Some(token) = token else { return unauthorized("No access token was provided") };
+    let Some(token) = token else {
+        return unauthorized("No access token was provided");
+    };
     let ctx = {
         let mut st = sim.state();
         let now = st.now();
@@ -243,7 +309,10 @@ async fn gate(AxState(sim): AxState<Shared>, mut req: Request, next: Next) -> Re
                 a.used = true;
             }
         }
-        AuthCtx { grant: grant.id, company: grant.company_uuid }
+        AuthCtx {
+            grant: grant.id,
+            company: grant.company_uuid,
+        }
     };
 
     // 3. Rolling window per grant; 4. record; 5. faults.
@@ -253,9 +322,14 @@ async fn gate(AxState(sim): AxState<Shared>, mut req: Request, next: Next) -> Re
         let mut st = sim.state();
         let now = Instant::now();
         st.arrivals.entry(ctx.grant.clone()).or_default().push(now);
-        *st.route_counts.entry((ctx.grant.clone(), route.clone())).or_default() += 1;
+        *st.route_counts
+            .entry((ctx.grant.clone(), route.clone()))
+            .or_default() += 1;
         let log = st.window.entry(ctx.grant.clone()).or_default();
-        while log.front().is_some_and(|t| now.duration_since(*t) >= window) {
+        while log
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= window)
+        {
             log.pop_front();
         }
         let limited = log.len() >= limit;
@@ -263,11 +337,17 @@ async fn gate(AxState(sim): AxState<Shared>, mut req: Request, next: Next) -> Re
             log.push_back(now);
         }
         let remaining = limit.saturating_sub(log.len());
-        let reset_after = log.front().map_or(window, |t| window.saturating_sub(now.duration_since(*t)));
+        let reset_after = log
+            .front()
+            .map_or(window, |t| window.saturating_sub(now.duration_since(*t)));
         if limited {
             *st.rate_limited.entry(ctx.grant.clone()).or_default() += 1;
         }
-        let (fault, latency) = if limited { (Fault::None, 0) } else { pick_fault(&mut st, &path, &method) };
+        let (fault, latency) = if limited {
+            (Fault::None, 0)
+        } else {
+            pick_fault(&mut st, &path, &method)
+        };
         (remaining, reset_after, limited, fault, latency)
     };
 
@@ -289,8 +369,10 @@ async fn gate(AxState(sim): AxState<Shared>, mut req: Request, next: Next) -> Re
                 .to_string(),
         ));
         *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-        r.headers_mut().insert("Content-Type", HeaderValue::from_static("application/json"));
-        r.headers_mut().insert("Retry-After", HeaderValue::from(secs));
+        r.headers_mut()
+            .insert("Content-Type", HeaderValue::from_static("application/json"));
+        r.headers_mut()
+            .insert("Retry-After", HeaderValue::from(secs));
         r
     } else {
         if latency > 0 {
@@ -305,16 +387,21 @@ async fn gate(AxState(sim): AxState<Shared>, mut req: Request, next: Next) -> Re
             ),
             Fault::Malformed => {
                 let mut r = Response::new(Body::from("{\"uuid\": \"truncated"));
-                r.headers_mut().insert("Content-Type", HeaderValue::from_static("application/json"));
+                r.headers_mut()
+                    .insert("Content-Type", HeaderValue::from_static("application/json"));
                 r
             }
             Fault::Drop => {
                 // Headers go out, then the body stream fails: the connection is cut.
                 let stream = futures::stream::once(async {
-                    Err::<Bytes, std::io::Error>(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "dropped"))
+                    Err::<Bytes, std::io::Error>(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionReset,
+                        "dropped",
+                    ))
                 });
                 let mut r = Response::new(Body::from_stream(stream));
-                r.headers_mut().insert("Content-Type", HeaderValue::from_static("application/json"));
+                r.headers_mut()
+                    .insert("Content-Type", HeaderValue::from_static("application/json"));
                 r
             }
             Fault::None => {
@@ -332,7 +419,12 @@ fn pick_fault(st: &mut State, path: &str, method: &Method) -> (Fault, u64) {
     let mut retire = None;
     for i in 0..st.faults.len() {
         let rule: FaultRule = st.faults[i].clone();
-        if !glob_match(&rule.path, path) || rule.method.as_deref().is_some_and(|m| !m.eq_ignore_ascii_case(method.as_str())) {
+        if !glob_match(&rule.path, path)
+            || rule
+                .method
+                .as_deref()
+                .is_some_and(|m| !m.eq_ignore_ascii_case(method.as_str()))
+        {
             continue;
         }
         let roll: f64 = st.rng.random();
@@ -379,13 +471,24 @@ fn system_only(ctx: &AuthCtx) -> Result<(), Response> {
     }
 }
 
-fn paginate(items: Vec<Value>, q: &HashMap<String, String>, force: bool) -> Result<Response, Response> {
+fn paginate(
+    items: Vec<Value>,
+    q: &HashMap<String, String>,
+    force: bool,
+) -> Result<Response, Response> {
     let page_param = q.get("page").map(|p| p.parse::<usize>());
     let per_param = q.get("per").map(|p| p.parse::<usize>());
     if !force && page_param.is_none() && per_param.is_none() {
         return Ok(Json(Value::Array(items)).into_response());
     }
-    let bad = || errors(StatusCode::UNPROCESSABLE_ENTITY, "request", "invalid_parameter", "page and per must be positive integers");
+    let bad = || {
+        errors(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "request",
+            "invalid_parameter",
+            "page and per must be positive integers",
+        )
+    };
     let page = match page_param {
         None => 1,
         Some(Ok(p)) if p >= 1 => p,
@@ -415,7 +518,12 @@ fn parse_bool(v: Option<&String>) -> Option<bool> {
 fn json_body(body: &Bytes) -> Result<serde_json::Map<String, Value>, Response> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(m)) => Ok(m),
-        _ => Err(errors(StatusCode::BAD_REQUEST, "request", "invalid_request_error", "The request body must be a JSON object.")),
+        _ => Err(errors(
+            StatusCode::BAD_REQUEST,
+            "request",
+            "invalid_request_error",
+            "The request body must be a JSON object.",
+        )),
     }
 }
 
@@ -451,9 +559,15 @@ async fn token_info(AxState(sim): AxState<Shared>, Extension(ctx): Extension<Aut
     }
 }
 
-async fn get_employee(AxState(sim): AxState<Shared>, Extension(ctx): Extension<AuthCtx>, Path(id): Path<String>) -> Response {
+async fn get_employee(
+    AxState(sim): AxState<Shared>,
+    Extension(ctx): Extension<AuthCtx>,
+    Path(id): Path<String>,
+) -> Response {
     let st = sim.state();
-    let Some(e) = st.employees.get(&id) else { return not_found() };
+    let Some(e) = st.employees.get(&id) else {
+        return not_found();
+    };
     tri!(company_ok(&ctx, &e.company_uuid));
     Json(st.employee_json(e)).into_response()
 }
@@ -466,7 +580,9 @@ async fn list_employees(
 ) -> Response {
     tri!(company_ok(&ctx, &company));
     let st = sim.state();
-    let Some(c) = st.companies.iter().find(|c| c.uuid == company) else { return not_found() };
+    let Some(c) = st.companies.iter().find(|c| c.uuid == company) else {
+        return not_found();
+    };
     let terminated = parse_bool(q.get("terminated"));
     let onboarded = parse_bool(q.get("onboarded"));
     let location = q.get("location_uuid");
@@ -480,7 +596,11 @@ async fn list_employees(
         .filter(|e| onboarded.is_none_or(|o| e.onboarded == o))
         .filter(|e| location.is_none_or(|l| e.primary_job().is_some_and(|j| &j.location_uuid == l)))
         .filter(|e| {
-            search.as_ref().is_none_or(|s| format!("{} {}", e.first_name, e.last_name).to_lowercase().contains(s))
+            search.as_ref().is_none_or(|s| {
+                format!("{} {}", e.first_name, e.last_name)
+                    .to_lowercase()
+                    .contains(s)
+            })
         })
         .filter(|e| uuids.as_ref().is_none_or(|u| u.contains(&e.uuid.as_str())))
         .map(|e| st.employee_json(e))
@@ -498,16 +618,29 @@ async fn list_locations(
 ) -> Response {
     tri!(company_ok(&ctx, &company));
     let st = sim.state();
-    let Some(c) = st.companies.iter().find(|c| c.uuid == company) else { return not_found() };
-    let items = c.locations.iter().filter_map(|l| st.locations.get(l)).map(Location::to_json).collect();
+    let Some(c) = st.companies.iter().find(|c| c.uuid == company) else {
+        return not_found();
+    };
+    let items = c
+        .locations
+        .iter()
+        .filter_map(|l| st.locations.get(l))
+        .map(Location::to_json)
+        .collect();
     match paginate(items, &q, false) {
         Ok(r) | Err(r) => r,
     }
 }
 
-async fn get_location(AxState(sim): AxState<Shared>, Extension(ctx): Extension<AuthCtx>, Path(id): Path<String>) -> Response {
+async fn get_location(
+    AxState(sim): AxState<Shared>,
+    Extension(ctx): Extension<AuthCtx>,
+    Path(id): Path<String>,
+) -> Response {
     let st = sim.state();
-    let Some(l) = st.locations.get(&id) else { return not_found() };
+    let Some(l) = st.locations.get(&id) else {
+        return not_found();
+    };
     tri!(company_ok(&ctx, &l.company_uuid));
     Json(l.to_json()).into_response()
 }
@@ -520,10 +653,17 @@ async fn put_location(
 ) -> Response {
     let body = tri!(json_body(&body));
     let mut st = sim.state();
-    let Some(l) = st.locations.get(&id).cloned() else { return not_found() };
+    let Some(l) = st.locations.get(&id).cloned() else {
+        return not_found();
+    };
     tri!(company_ok(&ctx, &l.company_uuid));
     let Some(version) = body.get("version").and_then(Value::as_str) else {
-        return errors(StatusCode::UNPROCESSABLE_ENTITY, "version", "invalid_attribute_value", "Version is required");
+        return errors(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "version",
+            "invalid_attribute_value",
+            "Version is required",
+        );
     };
     if version != l.version() {
         return conflict();
@@ -573,16 +713,26 @@ async fn put_employee(
 ) -> Response {
     let body = tri!(json_body(&body));
     let mut st = sim.state();
-    let Some(e) = st.employees.get(&id).cloned() else { return not_found() };
+    let Some(e) = st.employees.get(&id).cloned() else {
+        return not_found();
+    };
     tri!(company_ok(&ctx, &e.company_uuid));
     let Some(version) = body.get("version").and_then(Value::as_str) else {
-        return errors(StatusCode::UNPROCESSABLE_ENTITY, "version", "invalid_attribute_value", "Version is required");
+        return errors(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "version",
+            "invalid_attribute_value",
+            "Version is required",
+        );
     };
     if version != e.version() {
         return conflict();
     }
     let mut next = e.clone();
-    let opt = |k: &str| body.get(k).map(|v| v.as_str().map(str::to_owned).filter(|s| !s.is_empty()));
+    let opt = |k: &str| {
+        body.get(k)
+            .map(|v| v.as_str().map(str::to_owned).filter(|s| !s.is_empty()))
+    };
     if let Some(Some(v)) = opt("first_name") {
         next.first_name = v;
     }
@@ -612,24 +762,47 @@ async fn put_employee(
     Json(st.employee_json(&next)).into_response()
 }
 
-async fn list_departments(AxState(sim): AxState<Shared>, Extension(ctx): Extension<AuthCtx>, Path(company): Path<String>) -> Response {
+async fn list_departments(
+    AxState(sim): AxState<Shared>,
+    Extension(ctx): Extension<AuthCtx>,
+    Path(company): Path<String>,
+) -> Response {
     tri!(company_ok(&ctx, &company));
     let st = sim.state();
-    let Some(c) = st.companies.iter().find(|c| c.uuid == company) else { return not_found() };
-    let items: Vec<Value> = c.departments.iter().filter_map(|d| st.departments.get(d)).map(|d| st.department_json(d)).collect();
+    let Some(c) = st.companies.iter().find(|c| c.uuid == company) else {
+        return not_found();
+    };
+    let items: Vec<Value> = c
+        .departments
+        .iter()
+        .filter_map(|d| st.departments.get(d))
+        .map(|d| st.department_json(d))
+        .collect();
     Json(items).into_response()
 }
 
-async fn get_department(AxState(sim): AxState<Shared>, Extension(ctx): Extension<AuthCtx>, Path(id): Path<String>) -> Response {
+async fn get_department(
+    AxState(sim): AxState<Shared>,
+    Extension(ctx): Extension<AuthCtx>,
+    Path(id): Path<String>,
+) -> Response {
     let st = sim.state();
-    let Some(d) = st.departments.get(&id) else { return not_found() };
+    let Some(d) = st.departments.get(&id) else {
+        return not_found();
+    };
     tri!(company_ok(&ctx, &d.company_uuid));
     Json(st.department_json(d)).into_response()
 }
 
-async fn list_work_addresses(AxState(sim): AxState<Shared>, Extension(ctx): Extension<AuthCtx>, Path(id): Path<String>) -> Response {
+async fn list_work_addresses(
+    AxState(sim): AxState<Shared>,
+    Extension(ctx): Extension<AuthCtx>,
+    Path(id): Path<String>,
+) -> Response {
     let st = sim.state();
-    let Some(e) = st.employees.get(&id) else { return not_found() };
+    let Some(e) = st.employees.get(&id) else {
+        return not_found();
+    };
     tri!(company_ok(&ctx, &e.company_uuid));
     let active = e.active_work_address(st.today());
     let items: Vec<Value> = e
@@ -641,11 +814,23 @@ async fn list_work_addresses(AxState(sim): AxState<Shared>, Extension(ctx): Exte
     Json(items).into_response()
 }
 
-async fn list_terminations(AxState(sim): AxState<Shared>, Extension(ctx): Extension<AuthCtx>, Path(id): Path<String>) -> Response {
+async fn list_terminations(
+    AxState(sim): AxState<Shared>,
+    Extension(ctx): Extension<AuthCtx>,
+    Path(id): Path<String>,
+) -> Response {
     let st = sim.state();
-    let Some(e) = st.employees.get(&id) else { return not_found() };
+    let Some(e) = st.employees.get(&id) else {
+        return not_found();
+    };
     tri!(company_ok(&ctx, &e.company_uuid));
-    Json(e.terminations.iter().map(|t| t.to_json(&e.uuid)).collect::<Vec<_>>()).into_response()
+    Json(
+        e.terminations
+            .iter()
+            .map(|t| t.to_json(&e.uuid))
+            .collect::<Vec<_>>(),
+    )
+    .into_response()
 }
 
 async fn list_events(
@@ -657,12 +842,26 @@ async fn list_events(
     let limit = match q.get("limit").map(|l| l.parse::<usize>()) {
         None => 25,
         Some(Ok(l)) if (1..=100).contains(&l) => l,
-        _ => return errors(StatusCode::UNPROCESSABLE_ENTITY, "limit", "invalid_parameter", "limit must be between 1 and 100"),
+        _ => {
+            return errors(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "limit",
+                "invalid_parameter",
+                "limit must be between 1 and 100",
+            )
+        }
     };
     let desc = match q.get("sort_order").map(String::as_str) {
         None | Some("asc") => false,
         Some("desc") => true,
-        Some(_) => return errors(StatusCode::UNPROCESSABLE_ENTITY, "sort_order", "invalid_parameter", "sort_order must be asc or desc"),
+        Some(_) => {
+            return errors(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "sort_order",
+                "invalid_parameter",
+                "sort_order must be asc or desc",
+            )
+        }
     };
     let st = sim.state();
     let since = st.now().timestamp() - 30 * 24 * 3600;
@@ -671,7 +870,10 @@ async fn list_events(
         .iter()
         .filter(|e| e.timestamp >= since)
         .filter(|e| q.get("resource_uuid").is_none_or(|r| &e.resource_uuid == r))
-        .filter(|e| q.get("event_type").is_none_or(|t| glob_match(t, &e.event_type)))
+        .filter(|e| {
+            q.get("event_type")
+                .is_none_or(|t| glob_match(t, &e.event_type))
+        })
         .collect();
     // Stable sort keeps emission order for equal timestamps.
     events.sort_by_key(|e| e.timestamp);
@@ -689,13 +891,34 @@ async fn list_events(
 }
 
 const SUBSCRIPTION_TYPES: &[&str] = &[
-    "BankAccount", "Company", "CompanyBenefit", "Contractor", "ContractorPayment", "Employee", "EmployeeBenefit",
-    "EmployeeJobCompensation", "ExternalPayroll", "Form", "Location", "Notification", "Payroll", "PayrollSync",
-    "PaySchedule", "PeopleBatch", "Signatory",
+    "BankAccount",
+    "Company",
+    "CompanyBenefit",
+    "Contractor",
+    "ContractorPayment",
+    "Employee",
+    "EmployeeBenefit",
+    "EmployeeJobCompensation",
+    "ExternalPayroll",
+    "Form",
+    "Location",
+    "Notification",
+    "Payroll",
+    "PayrollSync",
+    "PaySchedule",
+    "PeopleBatch",
+    "Signatory",
 ];
 
 fn parse_types(body: &serde_json::Map<String, Value>) -> Result<Vec<String>, Response> {
-    let invalid = |m: &str| errors(StatusCode::UNPROCESSABLE_ENTITY, "subscription_types", "invalid_attribute_value", m);
+    let invalid = |m: &str| {
+        errors(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "subscription_types",
+            "invalid_attribute_value",
+            m,
+        )
+    };
     let Some(Value::Array(items)) = body.get("subscription_types") else {
         return Err(invalid("subscription_types is required"));
     };
@@ -709,11 +932,20 @@ fn parse_types(body: &serde_json::Map<String, Value>) -> Result<Vec<String>, Res
     Ok(out)
 }
 
-async fn create_subscription(AxState(sim): AxState<Shared>, Extension(ctx): Extension<AuthCtx>, body: Bytes) -> Response {
+async fn create_subscription(
+    AxState(sim): AxState<Shared>,
+    Extension(ctx): Extension<AuthCtx>,
+    body: Bytes,
+) -> Response {
     tri!(system_only(&ctx));
     let body = tri!(json_body(&body));
     let Some(url) = body.get("url").and_then(Value::as_str).map(str::to_owned) else {
-        return errors(StatusCode::UNPROCESSABLE_ENTITY, "url", "invalid_attribute_value", "url is required");
+        return errors(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "url",
+            "invalid_attribute_value",
+            "url is required",
+        );
     };
     let types = tri!(parse_types(&body));
     let sub = {
@@ -728,20 +960,43 @@ async fn create_subscription(AxState(sim): AxState<Shared>, Extension(ctx): Exte
         st.subscriptions.push(sub.clone());
         sub
     };
-    tokio::spawn(crate::webhooks::send_verification_token(sim.clone(), sub.uuid.clone(), url, sub.verification_token.clone()));
+    tokio::spawn(crate::webhooks::send_verification_token(
+        sim.clone(),
+        sub.uuid.clone(),
+        url,
+        sub.verification_token.clone(),
+    ));
     (StatusCode::CREATED, Json(sub.to_json())).into_response()
 }
 
-async fn list_subscriptions(AxState(sim): AxState<Shared>, Extension(ctx): Extension<AuthCtx>) -> Response {
+async fn list_subscriptions(
+    AxState(sim): AxState<Shared>,
+    Extension(ctx): Extension<AuthCtx>,
+) -> Response {
     tri!(system_only(&ctx));
     let st = sim.state();
-    Json(st.subscriptions.iter().filter(|s| s.status != "removed").map(Subscription::to_json).collect::<Vec<_>>()).into_response()
+    Json(
+        st.subscriptions
+            .iter()
+            .filter(|s| s.status != "removed")
+            .map(Subscription::to_json)
+            .collect::<Vec<_>>(),
+    )
+    .into_response()
 }
 
-async fn get_subscription(AxState(sim): AxState<Shared>, Extension(ctx): Extension<AuthCtx>, Path(id): Path<String>) -> Response {
+async fn get_subscription(
+    AxState(sim): AxState<Shared>,
+    Extension(ctx): Extension<AuthCtx>,
+    Path(id): Path<String>,
+) -> Response {
     tri!(system_only(&ctx));
     let st = sim.state();
-    match st.subscriptions.iter().find(|s| s.uuid == id && s.status != "removed") {
+    match st
+        .subscriptions
+        .iter()
+        .find(|s| s.uuid == id && s.status != "removed")
+    {
         Some(s) => Json(s.to_json()).into_response(),
         None => not_found(),
     }
@@ -757,7 +1012,11 @@ async fn update_subscription(
     let body = tri!(json_body(&body));
     let types = tri!(parse_types(&body));
     let mut st = sim.state();
-    match st.subscriptions.iter_mut().find(|s| s.uuid == id && s.status != "removed") {
+    match st
+        .subscriptions
+        .iter_mut()
+        .find(|s| s.uuid == id && s.status != "removed")
+    {
         Some(s) => {
             s.subscription_types = types;
             Json(s.to_json()).into_response()
@@ -766,10 +1025,18 @@ async fn update_subscription(
     }
 }
 
-async fn delete_subscription(AxState(sim): AxState<Shared>, Extension(ctx): Extension<AuthCtx>, Path(id): Path<String>) -> Response {
+async fn delete_subscription(
+    AxState(sim): AxState<Shared>,
+    Extension(ctx): Extension<AuthCtx>,
+    Path(id): Path<String>,
+) -> Response {
     tri!(system_only(&ctx));
     let mut st = sim.state();
-    match st.subscriptions.iter_mut().find(|s| s.uuid == id && s.status != "removed") {
+    match st
+        .subscriptions
+        .iter_mut()
+        .find(|s| s.uuid == id && s.status != "removed")
+    {
         Some(s) => {
             s.status = "removed".into();
             StatusCode::NO_CONTENT.into_response()
@@ -786,17 +1053,35 @@ async fn verify_subscription(
 ) -> Response {
     tri!(system_only(&ctx));
     let body = tri!(json_body(&body));
-    let given = body.get("verification_token").and_then(Value::as_str).unwrap_or("");
+    let given = body
+        .get("verification_token")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let mut st = sim.state();
-    let Some(s) = st.subscriptions.iter_mut().find(|s| s.uuid == id && s.status != "removed") else { return not_found() };
+    let Some(s) = st
+        .subscriptions
+        .iter_mut()
+        .find(|s| s.uuid == id && s.status != "removed")
+    else {
+        return not_found();
+    };
     if s.verification_token != given {
-        return errors(StatusCode::UNPROCESSABLE_ENTITY, "base", "invalid_attribute_value", "Invalid verification token");
+        return errors(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "base",
+            "invalid_attribute_value",
+            "Invalid verification token",
+        );
     }
     s.status = "verified".into();
     Json(s.to_json()).into_response()
 }
 
-async fn request_verification_token(AxState(sim): AxState<Shared>, Extension(ctx): Extension<AuthCtx>, Path(id): Path<String>) -> Response {
+async fn request_verification_token(
+    AxState(sim): AxState<Shared>,
+    Extension(ctx): Extension<AuthCtx>,
+    Path(id): Path<String>,
+) -> Response {
     tri!(system_only(&ctx));
     let found = {
         let st = sim.state();
@@ -805,26 +1090,50 @@ async fn request_verification_token(AxState(sim): AxState<Shared>, Extension(ctx
             .find(|s| s.uuid == id && s.status != "removed")
             .map(|s| (s.url.clone(), s.verification_token.clone()))
     };
-    let Some((url, token)) = found else { return not_found() };
-    tokio::spawn(crate::webhooks::send_verification_token(sim.clone(), id, url, token));
-    Json(json!({"message": "Success! The subscriber will be notified with the verification token"})).into_response()
+    let Some((url, token)) = found else {
+        return not_found();
+    };
+    tokio::spawn(crate::webhooks::send_verification_token(
+        sim.clone(),
+        id,
+        url,
+        token,
+    ));
+    Json(json!({"message": "Success! The subscriber will be notified with the verification token"}))
+        .into_response()
 }
 
 // ---------------------------------------------------------------- OAuth
 
-async fn authorize(AxState(sim): AxState<Shared>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn authorize(
+    AxState(sim): AxState<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     if q.get("client_id") != Some(&sim.cfg.client_id) {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_client", INVALID_CLIENT);
     }
     if q.get("response_type").map(String::as_str) != Some("code") {
-        return oauth_error(StatusCode::BAD_REQUEST, "unsupported_response_type", "The authorization server does not support this response type.");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_response_type",
+            "The authorization server does not support this response type.",
+        );
     }
     let Some(redirect) = q.get("redirect_uri").and_then(|r| url::Url::parse(r).ok()) else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_redirect_uri", "The requested redirect uri is malformed or doesn't match client redirect URI.");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_redirect_uri",
+            "The requested redirect uri is malformed or doesn't match client redirect URI.",
+        );
     };
     // No login page: `company_uuid` chooses the company; default is the first one.
-    let company = q.get("company_uuid").cloned().or_else(|| sim.state().companies.first().map(|c| c.uuid.clone()));
-    let Some(company) = company else { return not_found() };
+    let company = q
+        .get("company_uuid")
+        .cloned()
+        .or_else(|| sim.state().companies.first().map(|c| c.uuid.clone()));
+    let Some(company) = company else {
+        return not_found();
+    };
     let code = match sim.issue_code(&company, redirect.as_str()) {
         Ok(c) => c,
         Err(_) => return not_found(),
@@ -870,7 +1179,13 @@ fn serde_urlencoded_like(body: &Bytes) -> Option<TokenRequest> {
     serde_json::from_value(serde_json::to_value(map).ok()?).ok()
 }
 
-fn issue(st: &mut State, grant_id: &str, ttl: Duration, with_refresh: bool, previous_refresh: Option<String>) -> Value {
+fn issue(
+    st: &mut State,
+    grant_id: &str,
+    ttl: Duration,
+    with_refresh: bool,
+    previous_refresh: Option<String>,
+) -> Value {
     let access = random_token(st);
     let refresh = with_refresh.then(|| random_token(st));
     let now = st.now();
@@ -886,7 +1201,14 @@ fn issue(st: &mut State, grant_id: &str, ttl: Duration, with_refresh: bool, prev
         },
     );
     if let Some(r) = &refresh {
-        st.refresh_tokens.insert(r.clone(), RefreshToken { grant_id: grant_id.to_owned(), revoked: false, access_token: access.clone() });
+        st.refresh_tokens.insert(
+            r.clone(),
+            RefreshToken {
+                grant_id: grant_id.to_owned(),
+                revoked: false,
+                access_token: access.clone(),
+            },
+        );
     }
     let mut body = json!({
         "access_token": access, "token_type": "Bearer", "expires_in": ttl.as_secs().max(1),
@@ -900,7 +1222,11 @@ fn issue(st: &mut State, grant_id: &str, ttl: Duration, with_refresh: bool, prev
 
 async fn token(AxState(sim): AxState<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     let Some(req) = parse_token_request(&headers, &body) else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "The request is missing a required parameter.");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "The request is missing a required parameter.",
+        );
     };
     if req.client_id != sim.cfg.client_id || req.client_secret != sim.cfg.client_secret {
         return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", INVALID_CLIENT);
@@ -912,17 +1238,37 @@ async fn token(AxState(sim): AxState<Shared>, headers: HeaderMap, body: Bytes) -
             let Some(code) = req.code.and_then(|c| st.codes.remove(&c)) else {
                 return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", INVALID_GRANT);
             };
-            if code.expires_at <= st.now() || req.redirect_uri.as_deref().is_some_and(|r| r != code.redirect_uri) {
+            if code.expires_at <= st.now()
+                || req
+                    .redirect_uri
+                    .as_deref()
+                    .is_some_and(|r| r != code.redirect_uri)
+            {
                 return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", INVALID_GRANT);
             }
             // Grant ids sort by creation so `grant_for_company` finds the latest.
-            let grant_id = format!("grant-{:06}-{}", st.grants.len() + 1, &new_uuid(&mut st)[..8]);
-            st.grants.insert(grant_id.clone(), Grant { id: grant_id.clone(), company_uuid: Some(code.company_uuid), revoked: false });
+            let grant_id = format!(
+                "grant-{:06}-{}",
+                st.grants.len() + 1,
+                &new_uuid(&mut st)[..8]
+            );
+            st.grants.insert(
+                grant_id.clone(),
+                Grant {
+                    id: grant_id.clone(),
+                    company_uuid: Some(code.company_uuid),
+                    revoked: false,
+                },
+            );
             issue(&mut st, &grant_id, ttl, true, None)
         }
         "refresh_token" => {
             let Some(rt) = req.refresh_token else {
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "The request is missing a required parameter.");
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "The request is missing a required parameter.",
+                );
             };
             let Some(record) = st.refresh_tokens.get(&rt).cloned() else {
                 return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", INVALID_GRANT);
@@ -931,21 +1277,37 @@ async fn token(AxState(sim): AxState<Shared>, headers: HeaderMap, body: Bytes) -
             if record.revoked || !grant_ok {
                 return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", INVALID_GRANT);
             }
-            *st.refresh_counts.entry(record.grant_id.clone()).or_default() += 1;
+            *st.refresh_counts
+                .entry(record.grant_id.clone())
+                .or_default() += 1;
             issue(&mut st, &record.grant_id, ttl, true, Some(rt))
         }
         "system_access" => {
-            st.grants.entry("system".into()).or_insert(Grant { id: "system".into(), company_uuid: None, revoked: false });
+            st.grants.entry("system".into()).or_insert(Grant {
+                id: "system".into(),
+                company_uuid: None,
+                revoked: false,
+            });
             issue(&mut st, "system", ttl, false, None)
         }
-        _ => return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "The authorization grant type is not supported by the authorization server."),
+        _ => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "The authorization grant type is not supported by the authorization server.",
+            )
+        }
     };
     Json(body).into_response()
 }
 
 async fn revoke(AxState(sim): AxState<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     let Some(req) = parse_token_request(&headers, &body) else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "The request is missing a required parameter.");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "The request is missing a required parameter.",
+        );
     };
     if req.client_id != sim.cfg.client_id || req.client_secret != sim.cfg.client_secret {
         return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", INVALID_CLIENT);
@@ -956,7 +1318,9 @@ async fn revoke(AxState(sim): AxState<Shared>, headers: HeaderMap, body: Bytes) 
     let pair = if let Some(a) = st.access_tokens.get(&token) {
         Some((token.clone(), a.refresh_token.clone()))
     } else {
-        st.refresh_tokens.get(&token).map(|r| (r.access_token.clone(), Some(token.clone())))
+        st.refresh_tokens
+            .get(&token)
+            .map(|r| (r.access_token.clone(), Some(token.clone())))
     };
     if let Some((access, refresh)) = pair {
         if let Some(a) = st.access_tokens.get_mut(&access) {
@@ -975,8 +1339,12 @@ async fn revoke(AxState(sim): AxState<Shared>, headers: HeaderMap, body: Bytes) 
 fn admin_result(r: Result<Value, SimError>) -> Response {
     match r {
         Ok(v) => Json(v).into_response(),
-        Err(SimError::NotFound(m)) => (StatusCode::NOT_FOUND, Json(json!({"error": m}))).into_response(),
-        Err(SimError::Invalid(m)) => (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"error": m}))).into_response(),
+        Err(SimError::NotFound(m)) => {
+            (StatusCode::NOT_FOUND, Json(json!({"error": m}))).into_response()
+        }
+        Err(SimError::Invalid(m)) => {
+            (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"error": m}))).into_response()
+        }
     }
 }
 
@@ -992,15 +1360,26 @@ struct SeedBody {
 }
 
 async fn admin_seed(AxState(sim): AxState<Shared>, Json(b): Json<SeedBody>) -> Response {
-    let info = sim.seed_named_company(b.name.as_deref().unwrap_or("Nordlys Consulting"), b.employees.unwrap_or(25));
+    let info = sim.seed_named_company(
+        b.name.as_deref().unwrap_or("Nordlys Consulting"),
+        b.employees.unwrap_or(25),
+    );
     (StatusCode::CREATED, Json(json!(info))).into_response()
 }
 
-async fn admin_hire(AxState(sim): AxState<Shared>, Path(company): Path<String>, Json(b): Json<HireRequest>) -> Response {
+async fn admin_hire(
+    AxState(sim): AxState<Shared>,
+    Path(company): Path<String>,
+    Json(b): Json<HireRequest>,
+) -> Response {
     admin_result(sim.hire(&company, b).map(|id| json!({"employee_uuid": id})))
 }
 
-async fn admin_update_employee(AxState(sim): AxState<Shared>, Path(id): Path<String>, Json(b): Json<EmployeePatch>) -> Response {
+async fn admin_update_employee(
+    AxState(sim): AxState<Shared>,
+    Path(id): Path<String>,
+    Json(b): Json<EmployeePatch>,
+) -> Response {
     admin_result(sim.update_employee(&id, b).map(|()| json!({"ok": true})))
 }
 
@@ -1013,8 +1392,15 @@ struct TitleBody {
     title: String,
 }
 
-async fn admin_title(AxState(sim): AxState<Shared>, Path(id): Path<String>, Json(b): Json<TitleBody>) -> Response {
-    admin_result(sim.change_title(&id, &b.title).map(|()| json!({"ok": true})))
+async fn admin_title(
+    AxState(sim): AxState<Shared>,
+    Path(id): Path<String>,
+    Json(b): Json<TitleBody>,
+) -> Response {
+    admin_result(
+        sim.change_title(&id, &b.title)
+            .map(|()| json!({"ok": true})),
+    )
 }
 
 #[derive(Deserialize)]
@@ -1022,8 +1408,15 @@ struct DepartmentBody {
     department_uuid: String,
 }
 
-async fn admin_department(AxState(sim): AxState<Shared>, Path(id): Path<String>, Json(b): Json<DepartmentBody>) -> Response {
-    admin_result(sim.change_department(&id, &b.department_uuid).map(|()| json!({"ok": true})))
+async fn admin_department(
+    AxState(sim): AxState<Shared>,
+    Path(id): Path<String>,
+    Json(b): Json<DepartmentBody>,
+) -> Response {
+    admin_result(
+        sim.change_department(&id, &b.department_uuid)
+            .map(|()| json!({"ok": true})),
+    )
 }
 
 #[derive(Deserialize)]
@@ -1033,8 +1426,15 @@ struct TransferBody {
     effective_date: Option<NaiveDate>,
 }
 
-async fn admin_transfer(AxState(sim): AxState<Shared>, Path(id): Path<String>, Json(b): Json<TransferBody>) -> Response {
-    admin_result(sim.transfer(&id, &b.location_uuid, b.effective_date).map(|()| json!({"ok": true})))
+async fn admin_transfer(
+    AxState(sim): AxState<Shared>,
+    Path(id): Path<String>,
+    Json(b): Json<TransferBody>,
+) -> Response {
+    admin_result(
+        sim.transfer(&id, &b.location_uuid, b.effective_date)
+            .map(|()| json!({"ok": true})),
+    )
 }
 
 #[derive(Deserialize, Default)]
@@ -1043,17 +1443,35 @@ struct DateBody {
     effective_date: Option<NaiveDate>,
 }
 
-async fn admin_terminate(AxState(sim): AxState<Shared>, Path(id): Path<String>, body: Bytes) -> Response {
+async fn admin_terminate(
+    AxState(sim): AxState<Shared>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
     let b: DateBody = serde_json::from_slice(&body).unwrap_or_default();
-    admin_result(sim.terminate(&id, b.effective_date).map(|()| json!({"ok": true})))
+    admin_result(
+        sim.terminate(&id, b.effective_date)
+            .map(|()| json!({"ok": true})),
+    )
 }
 
-async fn admin_rehire(AxState(sim): AxState<Shared>, Path(id): Path<String>, body: Bytes) -> Response {
+async fn admin_rehire(
+    AxState(sim): AxState<Shared>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
     let b: DateBody = serde_json::from_slice(&body).unwrap_or_default();
-    admin_result(sim.rehire(&id, b.effective_date).map(|()| json!({"ok": true})))
+    admin_result(
+        sim.rehire(&id, b.effective_date)
+            .map(|()| json!({"ok": true})),
+    )
 }
 
-async fn admin_location(AxState(sim): AxState<Shared>, Path(id): Path<String>, Json(b): Json<LocationPatch>) -> Response {
+async fn admin_location(
+    AxState(sim): AxState<Shared>,
+    Path(id): Path<String>,
+    Json(b): Json<LocationPatch>,
+) -> Response {
     admin_result(sim.edit_location(&id, b).map(|()| json!({"ok": true})))
 }
 
@@ -1074,8 +1492,14 @@ struct BehaviourBody {
     reorder_max_delay_ms: u64,
 }
 
-async fn admin_webhook_behaviour(AxState(sim): AxState<Shared>, Json(b): Json<BehaviourBody>) -> Response {
-    sim.set_webhook_behaviour(b.duplicate_rate, Duration::from_millis(b.reorder_max_delay_ms));
+async fn admin_webhook_behaviour(
+    AxState(sim): AxState<Shared>,
+    Json(b): Json<BehaviourBody>,
+) -> Response {
+    sim.set_webhook_behaviour(
+        b.duplicate_rate,
+        Duration::from_millis(b.reorder_max_delay_ms),
+    );
     Json(json!({"ok": true})).into_response()
 }
 
@@ -1100,12 +1524,18 @@ struct AdvanceBody {
     seconds: u64,
 }
 
-async fn admin_advance_clock(AxState(sim): AxState<Shared>, Json(b): Json<AdvanceBody>) -> Response {
+async fn admin_advance_clock(
+    AxState(sim): AxState<Shared>,
+    Json(b): Json<AdvanceBody>,
+) -> Response {
     sim.advance_clock(Duration::from_secs(b.seconds));
     Json(json!({"ok": true, "now": sim.state().now().to_rfc3339()})).into_response()
 }
 
-async fn admin_set_faults(AxState(sim): AxState<Shared>, Json(rules): Json<Vec<FaultRule>>) -> Response {
+async fn admin_set_faults(
+    AxState(sim): AxState<Shared>,
+    Json(rules): Json<Vec<FaultRule>>,
+) -> Response {
     sim.set_faults(rules);
     Json(json!({"ok": true})).into_response()
 }
@@ -1134,7 +1564,10 @@ mod tests {
     fn globs() {
         assert!(glob_match("employee.*", "employee.updated"));
         assert!(glob_match("*.created", "location.created"));
-        assert!(glob_match("notification.*.created", "notification.x.created"));
+        assert!(glob_match(
+            "notification.*.created",
+            "notification.x.created"
+        ));
         assert!(!glob_match("employee.*", "location.updated"));
         assert!(glob_match("/v1/employees/*", "/v1/employees/abc"));
         assert!(glob_match("employee.updated", "employee.updated"));

@@ -178,7 +178,9 @@ impl Sim {
     /// within any `rate_window`-long interval.
     pub fn max_requests_in_any_window(&self, grant: &str) -> usize {
         let st = self.state();
-        let Some(times) = st.arrivals.get(grant) else { return 0 };
+        let Some(times) = st.arrivals.get(grant) else {
+            return 0;
+        };
         let mut best = 0;
         let mut lo = 0;
         for hi in 0..times.len() {
@@ -192,7 +194,11 @@ impl Sim {
 
     /// Arrival instants of every request of `grant`.
     pub fn arrivals(&self, grant: &str) -> Vec<Instant> {
-        self.state().arrivals.get(grant).cloned().unwrap_or_default()
+        self.state()
+            .arrivals
+            .get(grant)
+            .cloned()
+            .unwrap_or_default()
     }
 
     pub fn request_count(&self, grant: &str) -> usize {
@@ -201,7 +207,11 @@ impl Sim {
 
     /// Requests of `grant` to a route template such as `/v1/employees/{employee_id}`.
     pub fn route_count(&self, grant: &str, route: &str) -> u64 {
-        self.state().route_counts.get(&(grant.to_owned(), route.to_owned())).copied().unwrap_or(0)
+        self.state()
+            .route_counts
+            .get(&(grant.to_owned(), route.to_owned()))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Successful `refresh_token` exchanges for `grant`.
@@ -217,15 +227,21 @@ impl Sim {
     /// The grant of the most recent authorisation of `company_uuid`.
     pub fn grant_for_company(&self, company_uuid: &str) -> Option<String> {
         let st = self.state();
-        let mut grants: Vec<&Grant> =
-            st.grants.values().filter(|g| g.company_uuid.as_deref() == Some(company_uuid) && !g.revoked).collect();
+        let mut grants: Vec<&Grant> = st
+            .grants
+            .values()
+            .filter(|g| g.company_uuid.as_deref() == Some(company_uuid) && !g.revoked)
+            .collect();
         grants.sort_by(|a, b| a.id.cmp(&b.id));
         grants.last().map(|g| g.id.clone())
     }
 
     /// The grant id of an access token (to look up stats for a client's token).
     pub fn grant_of_token(&self, access_token: &str) -> Option<String> {
-        self.state().access_tokens.get(access_token).map(|t| t.grant_id.clone())
+        self.state()
+            .access_tokens
+            .get(access_token)
+            .map(|t| t.grant_id.clone())
     }
 
     /// Every webhook POST attempt so far.
@@ -282,7 +298,9 @@ impl SimHandle {
 
 /// Starts the simulator on `cfg.listen` (or an ephemeral local port).
 pub async fn start(cfg: SimConfig) -> std::io::Result<SimHandle> {
-    let listen = cfg.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+    let listen = cfg
+        .listen
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let (events_tx, events_rx) = mpsc::unbounded_channel();
@@ -315,7 +333,11 @@ pub async fn start(cfg: SimConfig) -> std::io::Result<SimHandle> {
         events_tx,
         pending_effective: Vec::new(),
     };
-    let sim = Arc::new(Sim { cfg, state: Mutex::new(state), http });
+    let sim = Arc::new(Sim {
+        cfg,
+        state: Mutex::new(state),
+        http,
+    });
     tokio::spawn(webhooks::dispatcher(Arc::downgrade(&sim), events_rx));
     tokio::spawn(ops::effective_date_ticker(Arc::downgrade(&sim)));
     let app = http::router(sim.clone());
@@ -328,5 +350,10 @@ pub async fn start(cfg: SimConfig) -> std::io::Result<SimHandle> {
             tracing::error!(error = %e, "sim-gusto server failed");
         }
     });
-    Ok(SimHandle { sim, addr, shutdown: Some(tx), server: Some(server) })
+    Ok(SimHandle {
+        sim,
+        addr,
+        shutdown: Some(tx),
+        server: Some(server),
+    })
 }

@@ -7,19 +7,58 @@ use crate::model::*;
 use crate::State;
 
 const FIRST: &[&str] = &[
-    "Astrid", "Bjørn", "Ingrid", "Lars", "Sigrid", "Erik", "Freja", "Magnus", "Liv", "Olav", "Sanna",
-    "Mikko", "Aino", "Jussi", "Katla", "Gunnar", "Helga", "Nils", "Elin", "Oskar", "Saga", "Emil",
-    "Maja", "Anders", "Karin", "Henrik", "Sofie", "Rasmus", "Ida", "Jonas", "Guðrún", "Einar",
+    "Astrid", "Bjørn", "Ingrid", "Lars", "Sigrid", "Erik", "Freja", "Magnus", "Liv", "Olav",
+    "Sanna", "Mikko", "Aino", "Jussi", "Katla", "Gunnar", "Helga", "Nils", "Elin", "Oskar", "Saga",
+    "Emil", "Maja", "Anders", "Karin", "Henrik", "Sofie", "Rasmus", "Ida", "Jonas", "Guðrún",
+    "Einar",
 ];
 const LAST: &[&str] = &[
-    "Hansen", "Johansson", "Nielsen", "Virtanen", "Jónsdóttir", "Andersson", "Larsen", "Korhonen",
-    "Karlsson", "Pedersen", "Nieminen", "Sigurðsson", "Olsen", "Lindqvist", "Berg", "Mäkinen",
-    "Dahl", "Halvorsen", "Eriksson", "Kristensen", "Lund", "Hákonarson", "Nyström", "Solberg",
+    "Hansen",
+    "Johansson",
+    "Nielsen",
+    "Virtanen",
+    "Jónsdóttir",
+    "Andersson",
+    "Larsen",
+    "Korhonen",
+    "Karlsson",
+    "Pedersen",
+    "Nieminen",
+    "Sigurðsson",
+    "Olsen",
+    "Lindqvist",
+    "Berg",
+    "Mäkinen",
+    "Dahl",
+    "Halvorsen",
+    "Eriksson",
+    "Kristensen",
+    "Lund",
+    "Hákonarson",
+    "Nyström",
+    "Solberg",
 ];
-pub const DEPARTMENTS: &[&str] = &["Consulting", "Engineering", "Finance", "Sales", "People", "Operations"];
+pub const DEPARTMENTS: &[&str] = &[
+    "Consulting",
+    "Engineering",
+    "Finance",
+    "Sales",
+    "People",
+    "Operations",
+];
 const TITLES: &[(&str, &[&str])] = &[
-    ("Consulting", &["Consultant", "Senior Consultant", "Principal Consultant"]),
-    ("Engineering", &["Software Engineer", "Senior Software Engineer", "Engineering Manager"]),
+    (
+        "Consulting",
+        &["Consultant", "Senior Consultant", "Principal Consultant"],
+    ),
+    (
+        "Engineering",
+        &[
+            "Software Engineer",
+            "Senior Software Engineer",
+            "Engineering Manager",
+        ],
+    ),
     ("Finance", &["Accountant", "Financial Controller"]),
     ("Sales", &["Account Executive", "Sales Manager"]),
     ("People", &["HR Partner", "Recruiter"]),
@@ -27,20 +66,59 @@ const TITLES: &[(&str, &[&str])] = &[
 ];
 /// (city, street, zip, region/state, country, phone)
 pub const OFFICES: &[(&str, &str, &str, &str, &str, &str)] = &[
-    ("Oslo", "Karl Johans gate 12", "0154", "Oslo", "NOR", "4722334455"),
-    ("Stockholm", "Drottninggatan 45", "111 21", "Stockholm", "SWE", "46812345678"),
-    ("Copenhagen", "Strøget 20", "1160", "Capital Region", "DNK", "4533123456"),
-    ("Helsinki", "Mannerheimintie 8", "00100", "Uusimaa", "FIN", "358912345678"),
-    ("Reykjavik", "Laugavegur 77", "101", "Capital Region", "ISL", "3545123456"),
+    (
+        "Oslo",
+        "Karl Johans gate 12",
+        "0154",
+        "Oslo",
+        "NOR",
+        "4722334455",
+    ),
+    (
+        "Stockholm",
+        "Drottninggatan 45",
+        "111 21",
+        "Stockholm",
+        "SWE",
+        "46812345678",
+    ),
+    (
+        "Copenhagen",
+        "Strøget 20",
+        "1160",
+        "Capital Region",
+        "DNK",
+        "4533123456",
+    ),
+    (
+        "Helsinki",
+        "Mannerheimintie 8",
+        "00100",
+        "Uusimaa",
+        "FIN",
+        "358912345678",
+    ),
+    (
+        "Reykjavik",
+        "Laugavegur 77",
+        "101",
+        "Capital Region",
+        "ISL",
+        "3545123456",
+    ),
 ];
 
 pub(crate) fn new_uuid(st: &mut State) -> String {
-    uuid::Builder::from_random_bytes(st.rng.random()).into_uuid().to_string()
+    uuid::Builder::from_random_bytes(st.rng.random())
+        .into_uuid()
+        .to_string()
 }
 
 pub(crate) fn new_code(st: &mut State) -> String {
     const ALPHA: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    (0..6).map(|_| ALPHA[st.rng.random_range(0..ALPHA.len())] as char).collect()
+    (0..6)
+        .map(|_| ALPHA[st.rng.random_range(0..ALPHA.len())] as char)
+        .collect()
 }
 
 fn ascii(s: &str) -> String {
@@ -69,7 +147,10 @@ pub(crate) fn random_name(st: &mut State) -> (String, String) {
 }
 
 pub(crate) fn title_for(st: &mut State, department: &str) -> String {
-    let titles = TITLES.iter().find(|(d, _)| *d == department).map_or(&["Specialist"][..], |(_, t)| t);
+    let titles = TITLES
+        .iter()
+        .find(|(d, _)| *d == department)
+        .map_or(&["Specialist"][..], |(_, t)| t);
     titles[st.rng.random_range(0..titles.len())].to_owned()
 }
 
@@ -105,8 +186,14 @@ pub(crate) fn seed_company(st: &mut State, name: &str, n_employees: usize) -> St
     let mut departments = Vec::new();
     for title in DEPARTMENTS {
         let uuid = new_uuid(st);
-        st.departments
-            .insert(uuid.clone(), Department { uuid: uuid.clone(), company_uuid: company_uuid.clone(), title: (*title).into() });
+        st.departments.insert(
+            uuid.clone(),
+            Department {
+                uuid: uuid.clone(),
+                company_uuid: company_uuid.clone(),
+                title: (*title).into(),
+            },
+        );
         departments.push(uuid);
     }
     st.companies.push(Company {
@@ -123,10 +210,28 @@ pub(crate) fn seed_company(st: &mut State, name: &str, n_employees: usize) -> St
         let dept_idx = st.rng.random_range(0..departments.len());
         let loc = locations[st.rng.random_range(0..locations.len())].clone();
         let title = title_for(st, DEPARTMENTS[dept_idx]);
-        let hire = NaiveDate::from_ymd_opt(2015 + st.rng.random_range(0..10), st.rng.random_range(1..=12), st.rng.random_range(1..=28))
-            .unwrap_or_default();
-        let dob = NaiveDate::from_ymd_opt(1960 + st.rng.random_range(0..40), st.rng.random_range(1..=12), st.rng.random_range(1..=28));
-        let uuid = new_employee(st, &company_uuid, &first, &last, &title, Some(departments[dept_idx].clone()), &loc, hire, &domain);
+        let hire = NaiveDate::from_ymd_opt(
+            2015 + st.rng.random_range(0..10),
+            st.rng.random_range(1..=12),
+            st.rng.random_range(1..=28),
+        )
+        .unwrap_or_default();
+        let dob = NaiveDate::from_ymd_opt(
+            1960 + st.rng.random_range(0..40),
+            st.rng.random_range(1..=12),
+            st.rng.random_range(1..=28),
+        );
+        let uuid = new_employee(
+            st,
+            &company_uuid,
+            &first,
+            &last,
+            &title,
+            Some(departments[dept_idx].clone()),
+            &loc,
+            hire,
+            &domain,
+        );
         if let Some(e) = st.employees.get_mut(&uuid) {
             e.onboarded = true;
             e.onboarding_status = "onboarding_completed".into();
@@ -188,7 +293,11 @@ pub(crate) fn new_employee(
             compensation_uuid: comp_uuid,
         }],
         terminations: Vec::new(),
-        work_addresses: vec![WorkAddress { uuid: wa_uuid, location_uuid: location_uuid.to_owned(), effective_date: hire_date }],
+        work_addresses: vec![WorkAddress {
+            uuid: wa_uuid,
+            location_uuid: location_uuid.to_owned(),
+            effective_date: hire_date,
+        }],
         rehire: None,
     };
     st.employees.insert(uuid.clone(), e);

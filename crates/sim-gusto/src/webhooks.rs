@@ -51,10 +51,18 @@ pub(crate) async fn dispatcher(sim: Weak<Sim>, mut rx: mpsc::UnboundedReceiver<E
             }
             let cfg = st.webhook_cfg.clone();
             for (sub, url, key) in targets {
-                let copies = if st.rng.random_bool(cfg.duplicate_rate.clamp(0.0, 1.0)) { 2 } else { 1 };
+                let copies = if st.rng.random_bool(cfg.duplicate_rate.clamp(0.0, 1.0)) {
+                    2
+                } else {
+                    1
+                };
                 for _ in 0..copies {
                     let max = cfg.reorder_max_delay.as_millis() as u64;
-                    let delay = if max > 0 { Duration::from_millis(st.rng.random_range(0..=max)) } else { Duration::ZERO };
+                    let delay = if max > 0 {
+                        Duration::from_millis(st.rng.random_range(0..=max))
+                    } else {
+                        Duration::ZERO
+                    };
                     plans.push((sub.clone(), url.clone(), key.clone(), delay));
                 }
             }
@@ -65,12 +73,28 @@ pub(crate) async fn dispatcher(sim: Weak<Sim>, mut rx: mpsc::UnboundedReceiver<E
             Err(_) => continue,
         };
         for (sub, url, key, delay) in plans {
-            tokio::spawn(deliver(Arc::downgrade(&sim), sub, url, key, event.uuid.clone(), body.clone(), delay));
+            tokio::spawn(deliver(
+                Arc::downgrade(&sim),
+                sub,
+                url,
+                key,
+                event.uuid.clone(),
+                body.clone(),
+                delay,
+            ));
         }
     }
 }
 
-async fn deliver(sim: Weak<Sim>, sub: String, url: String, key: String, event_uuid: String, body: Vec<u8>, delay: Duration) {
+async fn deliver(
+    sim: Weak<Sim>,
+    sub: String,
+    url: String,
+    key: String,
+    event_uuid: String,
+    body: Vec<u8>,
+    delay: Duration,
+) {
     tokio::time::sleep(delay).await;
     let signature = sign(&key, &body);
     let mut attempt = 0u32;
@@ -105,7 +129,10 @@ async fn deliver(sim: Weak<Sim>, sub: String, url: String, key: String, event_uu
             }
             return;
         }
-        let backoff = cfg.retry_base.saturating_mul(1u32 << attempt.min(20)).min(cfg.retry_max);
+        let backoff = cfg
+            .retry_base
+            .saturating_mul(1u32 << attempt.min(20))
+            .min(cfg.retry_max);
         drop(s);
         attempt += 1;
         tokio::time::sleep(backoff).await;
@@ -113,9 +140,20 @@ async fn deliver(sim: Weak<Sim>, sub: String, url: String, key: String, event_uu
 }
 
 /// POSTs `{"verification_token": ...}` UNSIGNED to a new subscription's URL.
-pub(crate) async fn send_verification_token(sim: Arc<Sim>, sub: String, url: String, token: String) {
+pub(crate) async fn send_verification_token(
+    sim: Arc<Sim>,
+    sub: String,
+    url: String,
+    token: String,
+) {
     let body = serde_json::json!({ "verification_token": token }).to_string();
-    let result = sim.http.post(&url).header("Content-Type", "application/json").body(body).send().await;
+    let result = sim
+        .http
+        .post(&url)
+        .header("Content-Type", "application/json")
+        .body(body)
+        .send()
+        .await;
     let status = result.as_ref().ok().map(|r| r.status().as_u16());
     sim.state().deliveries.push(Delivery {
         subscription_uuid: sub,
