@@ -107,6 +107,7 @@ impl ConsumerSpec {
 pub struct Topology {
     prefix: String,
     replicas: usize,
+    ack_wait: Option<Duration>,
 }
 
 impl Topology {
@@ -130,7 +131,15 @@ impl Topology {
         Ok(Self {
             prefix: prefix.to_string(),
             replicas,
+            ack_wait: None,
         })
+    }
+
+    /// Overrides every consumer's ack wait: how long a message taken by a process that
+    /// died stays invisible before redelivery. Tests shorten it.
+    pub fn with_ack_wait(mut self, ack_wait: Duration) -> Self {
+        self.ack_wait = Some(ack_wait);
+        self
     }
 
     pub fn prefix(&self) -> &str {
@@ -256,7 +265,7 @@ impl Topology {
             durable_name: Some(spec.durable.to_string()),
             ack_policy: AckPolicy::Explicit,
             deliver_policy: DeliverPolicy::All,
-            ack_wait: spec.ack_wait,
+            ack_wait: self.ack_wait.unwrap_or(spec.ack_wait),
             max_deliver: spec.max_deliver,
             max_ack_pending: spec.max_ack_pending,
             filter_subject: self.wildcard(spec.stream),

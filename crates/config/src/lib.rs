@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Everything a process may need; each service reads its own sections.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub nats: NatsConfig,
@@ -114,21 +114,6 @@ pub struct TelemetryConfig {
     pub log_filter: String,
     /// OTLP/HTTP endpoint; `OTEL_EXPORTER_OTLP_ENDPOINT` also sets it.
     pub otlp_endpoint: Option<String>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            nats: NatsConfig::default(),
-            store: StoreConfig::default(),
-            gateway: GatewayConfig::default(),
-            gusto: GustoConfig::default(),
-            visma: VismaConfig::default(),
-            projector: ProjectorConfig::default(),
-            writer: WriterConfig::default(),
-            telemetry: TelemetryConfig::default(),
-        }
-    }
 }
 
 impl Default for NatsConfig {
@@ -567,7 +552,7 @@ fn is_api_version(s: &str) -> bool {
 /// Decoded length of standard base64, without pulling a decoder into this crate.
 fn base64_len(s: &str) -> Option<usize> {
     let s = s.trim();
-    if s.is_empty() || s.len() % 4 != 0 {
+    if s.is_empty() || !s.len().is_multiple_of(4) {
         return None;
     }
     if !s
