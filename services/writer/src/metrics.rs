@@ -1,0 +1,253 @@
+//! Prometheus series of the writer (prefix `mlc_writer`), its readiness flag, and the
+//! HTTP routes that expose them.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabel {
+    method: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: String,
+}
+
+/// Everything the writer counts, plus whether it is ready. Shared (`Arc`) between
+/// [`crate::run`] and the HTTP routes of [`router`].
+pub struct WriterMetrics {
+    registry: Registry,
+    commands: Family<OutcomeLabel, Counter>,
+    visma_calls: Family<CallLabel, Counter>,
+    e2e_latency: Histogram,
+    dead_letters: Family<ReasonLabel, Counter>,
+    naks: Family<ReasonLabel, Counter>,
+    waiting_first_connect: Gauge,
+    /// The employees behind `waiting_first_connect`: a set, so one employee waiting through
+    /// many redeliveries counts once.
+    waiting: Mutex<HashSet<(String, String)>>,
+    ready: AtomicBool,
+}
+
+impl Default for WriterMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for WriterMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriterMetrics")
+            .field("ready", &self.ready.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl WriterMetrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("mlc_writer");
+        let commands = Family::<OutcomeLabel, Counter>::default();
+        let visma_calls = Family::<CallLabel, Counter>::default();
+        // 50 ms .. ~30 min: a webhook normally lands in Visma within seconds, but a paused
+        // company or a first-connect review can hold it for much longer.
+        let e2e_latency = Histogram::new(exponential_buckets(0.05, 2.0, 16));
+        let dead_letters = Family::<ReasonLabel, Counter>::default();
+        let naks = Family::<ReasonLabel, Counter>::default();
+        let waiting_first_connect = Gauge::default();
+        registry.register(
+            "commands",
+            "Visma commands decided, by outcome",
+            commands.clone(),
+        );
+        registry.register(
+            "visma_calls",
+            "Visma API calls, by method and HTTP status (or transport failure)",
+            visma_calls.clone(),
+        );
+        registry.register(
+            "e2e_latency_seconds",
+            "Webhook received by the gateway to outcome decided by the writer",
+            e2e_latency.clone(),
+        );
+        registry.register(
+            "dead_letters",
+            "Commands sent to DEAD_LETTERS, by cause",
+            dead_letters.clone(),
+        );
+        registry.register(
+            "naks",
+            "Commands handed back to JetStream for a later attempt, by reason",
+            naks.clone(),
+        );
+        registry.register(
+            "waiting_first_connect",
+            "Employees held back because their company's first-connect review is not applied",
+            waiting_first_connect.clone(),
+        );
+        Self {
+            registry,
+            commands,
+            visma_calls,
+            e2e_latency,
+            dead_letters,
+            naks,
+            waiting_first_connect,
+            waiting: Mutex::new(HashSet::new()),
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn outcome(&self, outcome: &str) {
+        self.commands
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    pub(crate) fn visma_call(&self, method: &str, status: &str) {
+        self.visma_calls
+            .get_or_create(&CallLabel {
+                method: method.to_string(),
+                status: status.to_string(),
+            })
+            .inc();
+    }
+
+    pub(crate) fn observe_latency(&self, latency: Duration) {
+        self.e2e_latency.observe(latency.as_secs_f64());
+    }
+
+    pub(crate) fn dead_lettered(&self, cause: &str) {
+        self.dead_letters
+            .get_or_create(&ReasonLabel {
+                reason: cause.to_string(),
+            })
+            .inc();
+    }
+
+    pub(crate) fn nak(&self, reason: &str) {
+        self.naks
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    /// Marks an employee as waiting for (or no longer waiting for) the first-connect review.
+    pub(crate) fn set_waiting_first_connect(&self, company: &str, employee: &str, waiting: bool) {
+        let mut set = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (company.to_string(), employee.to_string());
+        let changed = if waiting {
+            set.insert(key)
+        } else {
+            set.remove(&key)
+        };
+        if changed {
+            self.waiting_first_connect.set(set.len() as i64);
+        }
+    }
+
+    pub(crate) fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// Whether the writer is consuming with a connected NATS client.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// Commands decided with `outcome` (`applied`, `unchanged`, `failed`, `parked`,
+    /// `superseded`) so far.
+    pub fn commands_total(&self, outcome: &str) -> u64 {
+        self.commands
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.to_string(),
+            })
+            .get()
+    }
+
+    /// Employees currently held back by a missing first-connect review.
+    pub fn waiting_first_connect(&self) -> i64 {
+        self.waiting_first_connect.get()
+    }
+
+    /// NAKs so far for `reason`.
+    pub fn naks_total(&self, reason: &str) -> u64 {
+        self.naks
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_string(),
+            })
+            .get()
+    }
+
+    /// The OpenMetrics text of every series.
+    pub fn encode(&self) -> String {
+        mlc_telemetry::encode_metrics(&self.registry)
+    }
+}
+
+/// `/healthz` (the process is up), `/readyz` (consuming, NATS connected) and `/metrics`,
+/// for the binary to serve on `writer.metrics_listen`.
+pub fn router(metrics: Arc<WriterMetrics>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .with_state(metrics)
+}
+
+/// Serves [`router`] until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<WriterMetrics>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(metrics))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn readyz(State(m): State<Arc<WriterMetrics>>) -> Response {
+    if m.is_ready() {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not consuming VISMA_COMMANDS or NATS not connected",
+        )
+            .into_response()
+    }
+}
+
+async fn metrics_text(State(m): State<Arc<WriterMetrics>>) -> Response {
+    (
+        [(
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        m.encode(),
+    )
+        .into_response()
+}
