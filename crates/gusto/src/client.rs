@@ -239,7 +239,7 @@ impl GustoClient {
                 Auth::Grant(g) => self.tokens.access_token(g).await?,
                 Auth::System => self.tokens.system_token().await?,
             };
-            let sent_at = self.limiter.acquire(&key).await;
+            let permit = self.limiter.acquire(&key).await;
             let mut req = self
                 .http
                 .request(method.clone(), url.clone())
@@ -253,6 +253,9 @@ impl GustoClient {
                 req = req.json(b);
             }
             let result = req.send().await;
+            // The answer's headers are in (or the attempt failed): anchor the slot here.
+            let sent_at = permit.sent_at;
+            drop(permit);
             let resp = match result {
                 Ok(r) => r,
                 Err(e) => {
@@ -318,7 +321,7 @@ impl GustoClient {
                     }
                     waits += 1;
                     tracing::warn!(path, ?wait, "429 from Gusto; honouring Retry-After");
-                    self.limiter.block_for(&key, wait).await;
+                    self.limiter.block_for(&key, wait);
                     continue;
                 }
                 404 => {

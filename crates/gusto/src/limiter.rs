@@ -1,10 +1,14 @@
 //! Rolling-window rate limiter, one independent window per grant.
 //!
-//! Gusto allows 200 requests per rolling 60 s per OAuth grant. We keep a sliding log
-//! of our own send instants per grant and never start a request that would make the
-//! log hold more than `limit` entries within `window + safety_margin`. The margin
-//! absorbs the jitter between our send instant and Gusto's arrival instant; it costs
-//! well under 2% of throughput with the defaults.
+//! Gusto allows 200 requests per rolling 60 s per OAuth grant, counted when requests
+//! *arrive*. We only know when we send and when the answer comes back, and the
+//! arrival lies between the two. So each request holds a slot from the moment it is
+//! sent until one window after its answer came back (a request still in flight holds
+//! its slot indefinitely). Then the 201st request is sent at least one window after
+//! the first one's answer, hence after its arrival: no window at Gusto can ever hold
+//! more than `limit` of our requests, whatever the network jitter, at the price of one
+//! round-trip per window. `safety_margin` adds spacing for anything else (clock
+//! granularity); it can stay small.
 //!
 //! Server hints are honoured too: a 429's `Retry-After` blocks the grant, and an
 //! `X-RateLimit-Remaining: 0` that our own log cannot explain (another process uses
@@ -14,9 +18,10 @@
 //! waiters of one grant are served in arrival order.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// Limits of the rolling window.
@@ -26,7 +31,7 @@ pub struct RateLimitConfig {
     pub limit: usize,
     /// Window length (Gusto: 60 s). Tests compress it together with the simulator's.
     pub window: Duration,
-    /// Extra spacing added to the window to absorb network/scheduling jitter.
+    /// Extra spacing added to the window.
     pub safety_margin: Duration,
 }
 
@@ -35,24 +40,69 @@ impl Default for RateLimitConfig {
         Self {
             limit: 200,
             window: Duration::from_secs(60),
-            safety_margin: Duration::from_millis(500),
+            safety_margin: Duration::from_millis(100),
         }
     }
 }
 
+#[derive(Debug)]
+struct Slot {
+    id: u64,
+    sent: Instant,
+    /// When the answer came back (or the attempt ended); `None` while in flight.
+    done: Option<Instant>,
+}
+
 #[derive(Debug, Default)]
-struct GrantWindow {
-    /// Send instants, oldest first; kept for two windows so that server answers about
-    /// slightly older requests can still be compared with our own count.
-    sends: VecDeque<Instant>,
+struct Inner {
+    slots: VecDeque<Slot>,
+    next_id: u64,
     blocked_until: Option<Instant>,
+}
+
+#[derive(Debug, Default)]
+struct GrantState {
+    /// Makes waiters of one grant FIFO.
+    fifo: tokio::sync::Mutex<()>,
+    inner: Mutex<Inner>,
+    /// Signalled when a slot's request completes.
+    completed: Notify,
+}
+
+impl GrantState {
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        // The data stays consistent even if a holder panicked (single-field updates).
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A sent request's hold on its grant's window. Drop it when the answer (or the
+/// failure) has arrived: that instant anchors the slot's expiry.
+#[derive(Debug)]
+pub struct Permit {
+    state: Arc<GrantState>,
+    id: u64,
+    /// When the request was allowed to go.
+    pub sent_at: Instant,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let now = Instant::now();
+        let mut inner = self.state.inner();
+        if let Some(slot) = inner.slots.iter_mut().find(|s| s.id == self.id) {
+            slot.done = Some(now);
+        }
+        drop(inner);
+        self.state.completed.notify_waiters();
+    }
 }
 
 /// The limiter. Cheap to clone and share.
 #[derive(Debug, Clone)]
 pub struct RateLimiter {
     cfg: RateLimitConfig,
-    grants: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<GrantWindow>>>>>,
+    grants: Arc<Mutex<HashMap<String, Arc<GrantState>>>>,
 }
 
 impl RateLimiter {
@@ -67,9 +117,7 @@ impl RateLimiter {
         &self.cfg
     }
 
-    fn slot(&self, grant: &str) -> Arc<tokio::sync::Mutex<GrantWindow>> {
-        // A poisoned map only means another thread panicked mid-insert; the map is
-        // still consistent (insert is atomic from our point of view).
+    fn state(&self, grant: &str) -> Arc<GrantState> {
         let mut map = self.grants.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(grant.to_owned()).or_default().clone()
     }
@@ -78,47 +126,77 @@ impl RateLimiter {
         self.cfg.window + self.cfg.safety_margin
     }
 
-    /// Waits until a request for `grant` may be sent, records it and returns the send
-    /// instant (pass it to [`RateLimiter::observe`] with the answer's headers).
-    pub async fn acquire(&self, grant: &str) -> Instant {
-        let slot = self.slot(grant);
-        // Holding the grant's mutex while sleeping is deliberate: it makes waiters FIFO.
-        let mut w = slot.lock().await;
+    /// Waits until a request for `grant` may be sent and takes a slot. Keep the
+    /// permit alive until the answer arrives.
+    pub async fn acquire(&self, grant: &str) -> Permit {
+        let state = self.state(grant);
+        let _fifo = state.fifo.lock().await;
+        let span = self.span();
         loop {
-            let now = Instant::now();
-            if let Some(until) = w.blocked_until {
-                if until > now {
-                    tokio::time::sleep_until(until).await;
-                    continue;
+            // Register for completions before inspecting, so none is missed.
+            let completed = state.completed.notified();
+            tokio::pin!(completed);
+            completed.as_mut().enable();
+            let wake_at = {
+                let mut inner = state.inner();
+                let now = Instant::now();
+                match inner.blocked_until {
+                    Some(until) if until > now => Some(until),
+                    _ => {
+                        inner.blocked_until = None;
+                        let keep_from = now.checked_sub(span * 2);
+                        inner.slots.retain(|s| match (s.done, keep_from) {
+                            (Some(d), Some(from)) => d >= from,
+                            _ => true,
+                        });
+                        let busy = inner
+                            .slots
+                            .iter()
+                            .filter(|s| s.done.is_none_or(|d| d + span > now))
+                            .count();
+                        if busy < self.cfg.limit {
+                            let id = inner.next_id;
+                            inner.next_id += 1;
+                            inner.slots.push_back(Slot {
+                                id,
+                                sent: now,
+                                done: None,
+                            });
+                            return Permit {
+                                state: state.clone(),
+                                id,
+                                sent_at: now,
+                            };
+                        }
+                        // Earliest expiry among completed slots; none: wait for a completion.
+                        inner
+                            .slots
+                            .iter()
+                            .filter_map(|s| s.done)
+                            .filter(|d| *d + span > now)
+                            .min()
+                            .map(|d| d + span)
+                    }
                 }
-                w.blocked_until = None;
-            }
-            let keep_from = now.checked_sub(self.span() * 2);
-            while let (Some(front), Some(from)) = (w.sends.front(), keep_from) {
-                if *front < from {
-                    w.sends.pop_front();
-                } else {
-                    break;
+            };
+            match wake_at {
+                Some(at) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(at) => {}
+                        _ = &mut completed => {}
+                    }
                 }
+                None => completed.await,
             }
-            let in_window = count_since(&w.sends, now.checked_sub(self.span()));
-            if in_window < self.cfg.limit {
-                w.sends.push_back(now);
-                return now;
-            }
-            // The request `limit` places back from the newest must leave the window.
-            let idx = w.sends.len() - self.cfg.limit;
-            let free_at = w.sends[idx] + self.span();
-            tokio::time::sleep_until(free_at).await;
         }
     }
 
     /// Blocks the grant for `delay` (a 429's `Retry-After`).
-    pub async fn block_for(&self, grant: &str, delay: Duration) {
-        let slot = self.slot(grant);
-        let mut w = slot.lock().await;
+    pub fn block_for(&self, grant: &str, delay: Duration) {
+        let state = self.state(grant);
+        let mut inner = state.inner();
         let until = Instant::now() + delay;
-        w.blocked_until = Some(w.blocked_until.map_or(until, |b| b.max(until)));
+        inner.blocked_until = Some(inner.blocked_until.map_or(until, |b| b.max(until)));
     }
 
     /// Feeds the server's view back: when Gusto says nothing remains but our own log
@@ -134,25 +212,18 @@ impl RateLimiter {
         let (Some(0), Some(reset_in)) = (remaining, reset_in) else {
             return;
         };
-        let slot = self.slot(grant);
-        let Ok(mut w) = slot.try_lock() else {
-            // Someone is waiting on the window already; they will see the next answer.
-            return;
-        };
-        let ours = w
-            .sends
+        let state = self.state(grant);
+        let mut inner = state.inner();
+        let from = sent_at.checked_sub(self.cfg.window);
+        let ours = inner
+            .slots
             .iter()
-            .filter(|t| {
-                **t <= sent_at
-                    && sent_at
-                        .checked_sub(self.cfg.window)
-                        .is_none_or(|from| **t > from)
-            })
+            .filter(|s| s.sent <= sent_at && from.is_none_or(|f| s.done.is_none_or(|d| d > f)))
             .count();
         // Slack of a few requests for in-flight reordering.
         if ours + 3 < self.cfg.limit {
             let until = Instant::now() + reset_in;
-            w.blocked_until = Some(w.blocked_until.map_or(until, |b| b.max(until)));
+            inner.blocked_until = Some(inner.blocked_until.map_or(until, |b| b.max(until)));
             tracing::warn!(
                 grant,
                 ours,
@@ -161,18 +232,16 @@ impl RateLimiter {
         }
     }
 
-    /// Requests sent for `grant` within the current window (for `mlc status`).
-    pub async fn used(&self, grant: &str) -> usize {
-        let slot = self.slot(grant);
-        let w = slot.lock().await;
-        count_since(&w.sends, Instant::now().checked_sub(self.cfg.window))
-    }
-}
-
-fn count_since(sends: &VecDeque<Instant>, from: Option<Instant>) -> usize {
-    match from {
-        None => sends.len(),
-        Some(from) => sends.iter().rev().take_while(|t| **t > from).count(),
+    /// Slots of `grant` currently held (in flight or within a window of completion).
+    pub fn used(&self, grant: &str) -> usize {
+        let state = self.state(grant);
+        let inner = state.inner();
+        let now = Instant::now();
+        inner
+            .slots
+            .iter()
+            .filter(|s| s.done.is_none_or(|d| d + self.span() > now))
+            .count()
     }
 }
 
@@ -190,7 +259,8 @@ mod tests {
         let start = Instant::now();
         let mut sent = Vec::new();
         for _ in 0..12 {
-            sent.push(lim.acquire("g").await);
+            // Dropping the permit at once: answer "arrived" at the send instant.
+            sent.push(lim.acquire("g").await.sent_at);
         }
         for (i, t) in sent.iter().enumerate() {
             let in_window = sent[i..]
@@ -202,6 +272,29 @@ mod tests {
         assert_eq!(sent[11] - start, Duration::from_secs(120));
         // Another grant is not affected.
         let t = lim.acquire("other").await;
-        assert_eq!(t, Instant::now());
+        assert_eq!(t.sent_at, Instant::now());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn in_flight_requests_hold_their_slot() {
+        let lim = RateLimiter::new(RateLimitConfig {
+            limit: 1,
+            window: Duration::from_secs(10),
+            safety_margin: Duration::ZERO,
+        });
+        let first = lim.acquire("g").await;
+        let start = Instant::now();
+        let waiter = tokio::spawn({
+            let lim = lim.clone();
+            async move { lim.acquire("g").await.sent_at }
+        });
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert!(
+            !waiter.is_finished(),
+            "slot held while the request is in flight"
+        );
+        drop(first); // the answer arrives at start + 30 s
+        let sent = waiter.await.expect("join");
+        assert_eq!(sent - start, Duration::from_secs(40));
     }
 }

@@ -194,6 +194,16 @@ impl Ctx {
     }
 }
 
+/// (method, url, spec path template, token kind, body, expected status)
+type Case = (
+    reqwest::Method,
+    String,
+    &'static str,
+    &'static str,
+    Option<Value>,
+    u16,
+);
+
 #[tokio::test]
 async fn every_route_answers_per_the_spec() {
     use reqwest::Method;
@@ -221,7 +231,7 @@ async fn every_route_answers_per_the_spec() {
         .transfer(&emp, &c.company.location_uuids[1], None)
         .expect("transfer");
 
-    let cases: Vec<(Method, String, &str, &str, Option<Value>, u16)> = vec![
+    let cases: Vec<Case> = vec![
         (
             Method::GET,
             "/v1/token_info".into(),
