@@ -57,5 +57,8 @@ CREATE TABLE companies (
 CREATE TABLE webhook_verification_tokens (
     id           BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     token        BYTEA   NOT NULL,
-    received_at  BIGINT  NOT NULL
+    received_at  BIGINT  NOT NULL,
+    -- Set by `mlc subscribe` once Gusto confirmed the token: only then does the
+    -- gateway trust it as a signing key (an unsigned POST proves nothing).
+    verified_at  BIGINT
 );

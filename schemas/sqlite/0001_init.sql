@@ -64,5 +64,8 @@ CREATE TABLE companies (
 CREATE TABLE webhook_verification_tokens (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
     token        BLOB    NOT NULL,
-    received_at  INTEGER NOT NULL
+    received_at  INTEGER NOT NULL,
+    -- Set by `mlc subscribe` once Gusto confirmed the token: only then does the
+    -- gateway trust it as a signing key (an unsigned POST proves nothing).
+    verified_at  INTEGER
 );

@@ -28,9 +28,8 @@ impl EncryptionKey {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(s.trim())
             .map_err(|_| "is not valid base64".to_string())?;
-        let arr: [u8; 32] = bytes
-            .try_into()
-            .map_err(|v: Vec<u8>| format!("must decode to 32 bytes, got {}", v.len()))?;
+        let arr: [u8; 32] =
+            bytes.try_into().map_err(|v: Vec<u8>| format!("must decode to 32 bytes, got {}", v.len()))?;
         Ok(Self(arr))
     }
 
@@ -47,11 +46,7 @@ impl EncryptionKey {
         rand::rng().fill_bytes(&mut nonce);
         let mut out = nonce.to_vec();
         // Encryption with a valid key and nonce cannot fail for in-memory buffers.
-        out.extend(
-            cipher
-                .encrypt(Nonce::from_slice(&nonce), plaintext)
-                .unwrap_or_default(),
-        );
+        out.extend(cipher.encrypt(Nonce::from_slice(&nonce), plaintext).unwrap_or_default());
         out
     }
 
@@ -60,12 +55,8 @@ impl EncryptionKey {
             return Err(StoreError::Crypto("ciphertext too short".into()));
         }
         let cipher = Aes256Gcm::new((&self.0).into());
-        cipher
-            .decrypt(Nonce::from_slice(&sealed[..12]), &sealed[12..])
-            .map_err(|_| {
-                StoreError::Crypto(
-                    "cannot decrypt: wrong store encryption key or corrupted row".into(),
-                )
-            })
+        cipher.decrypt(Nonce::from_slice(&sealed[..12]), &sealed[12..]).map_err(|_| {
+            StoreError::Crypto("cannot decrypt: wrong store encryption key or corrupted row".into())
+        })
     }
 }

@@ -183,61 +183,19 @@ pub struct Company {
     pub created_at: i64,
 }
 
-type AuditTuple = (
-    i64,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    String,
-    Option<String>,
-    i64,
-);
-type LinkTuple = (
-    String,
-    String,
-    String,
-    String,
-    String,
-    Option<String>,
-    Option<i64>,
-    i64,
-);
-type GrantTuple = (
-    String,
-    String,
-    Vec<u8>,
-    Vec<u8>,
-    i64,
-    i64,
-    String,
-    Option<String>,
-    Option<i64>,
-);
-type CompanyTuple = (
-    String,
-    String,
-    String,
-    String,
-    String,
-    bool,
-    bool,
-    Option<String>,
-    i64,
-);
+type AuditTuple = (i64, String, String, Option<String>, Option<String>, String, Option<String>, i64);
+type LinkTuple = (String, String, String, String, String, Option<String>, Option<i64>, i64);
+type GrantTuple = (String, String, Vec<u8>, Vec<u8>, i64, i64, String, Option<String>, Option<i64>);
+type CompanyTuple = (String, String, String, String, String, bool, bool, Option<String>, i64);
 
 impl Store {
     /// Opens the store named by `url` (`sqlite://path` or `postgres://...`) and brings its
     /// schema up to date.
     pub async fn connect(url: &str, key: Option<EncryptionKey>) -> Result<Store, StoreError> {
         let backend = if url.starts_with("sqlite:") {
-            if let Some(path) = url
-                .strip_prefix("sqlite://")
-                .filter(|p| !p.starts_with(':'))
-            {
-                if let Some(parent) = std::path::Path::new(path)
-                    .parent()
-                    .filter(|p| !p.as_os_str().is_empty())
+            if let Some(path) = url.strip_prefix("sqlite://").filter(|p| !p.starts_with(':')) {
+                if let Some(parent) =
+                    std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty())
                 {
                     let _ = std::fs::create_dir_all(parent);
                 }
@@ -247,10 +205,7 @@ impl Store {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10));
-            let pool = SqlitePoolOptions::new()
-                .max_connections(4)
-                .connect_with(opts)
-                .await?;
+            let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
             sqlx::migrate!("../../schemas/sqlite").run(&pool).await?;
             Backend::Sqlite(pool)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
@@ -283,7 +238,8 @@ impl Store {
     /// Appends `entry`; returns its position, or `None` when an entry with the same
     /// event id was already there (a redelivery).
     pub async fn append_audit(&self, entry: &AuditEntry) -> Result<Option<i64>, StoreError> {
-        const SQL: &str = "INSERT INTO audit_log (event_id, kind, company, employee, detail, trace_id, recorded_at) \
+        const SQL: &str =
+            "INSERT INTO audit_log (event_id, kind, company, employee, detail, trace_id, recorded_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING RETURNING position";
         let detail = entry.detail.to_string();
         let now = now_ms();
@@ -305,9 +261,7 @@ impl Store {
                 // Positions come from a sequence; serialising appends keeps commit order
                 // equal to position order, so a reader following positions misses nothing.
                 let mut tx = pool.begin().await?;
-                sqlx::query("SELECT pg_advisory_xact_lock(7226001)")
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query("SELECT pg_advisory_xact_lock(7226001)").execute(&mut *tx).await?;
                 let pos = sqlx::query_scalar::<_, i64>(SQL)
                     .bind(&entry.event_id)
                     .bind(&entry.kind)
@@ -338,42 +292,32 @@ impl Store {
             .fetch_all(p)
             .await?);
         rows.into_iter()
-            .map(
-                |(position, event_id, kind, company, employee, detail, trace_id, recorded_at)| {
-                    Ok(AuditRow {
-                        position,
-                        event_id,
-                        kind,
-                        company,
-                        employee,
-                        detail: serde_json::from_str(&detail)?,
-                        trace_id,
-                        recorded_at,
-                    })
-                },
-            )
+            .map(|(position, event_id, kind, company, employee, detail, trace_id, recorded_at)| {
+                Ok(AuditRow {
+                    position,
+                    event_id,
+                    kind,
+                    company,
+                    employee,
+                    detail: serde_json::from_str(&detail)?,
+                    trace_id,
+                    recorded_at,
+                })
+            })
             .collect()
     }
 
     /// Counts audit rows of one kind (for status and tests).
     pub async fn count_audit(&self, kind: &str) -> Result<i64, StoreError> {
         const SQL: &str = "SELECT COUNT(*) FROM audit_log WHERE kind = $1";
-        Ok(with_pool!(self, SQL, |p, s| sqlx::query_scalar::<_, i64>(
-            s
-        )
-        .bind(kind)
-        .fetch_one(p)
-        .await?))
+        Ok(with_pool!(self, SQL, |p, s| sqlx::query_scalar::<_, i64>(s).bind(kind).fetch_one(p).await?))
     }
 
     // ---------------------------------------------------------------- employee links
 
-    pub async fn link(
-        &self,
-        company: &str,
-        employee_uuid: &str,
-    ) -> Result<Option<EmployeeLink>, StoreError> {
-        const SQL: &str = "SELECT company, employee_uuid, visma_tenant, employee_cd, origin, last_command_hash, \
+    pub async fn link(&self, company: &str, employee_uuid: &str) -> Result<Option<EmployeeLink>, StoreError> {
+        const SQL: &str =
+            "SELECT company, employee_uuid, visma_tenant, employee_cd, origin, last_command_hash, \
              last_command_seq, updated_at FROM employee_links WHERE company = $1 AND employee_uuid = $2";
         let row: Option<LinkTuple> = with_pool!(self, SQL, |p, s| sqlx::query_as(s)
             .bind(company)
@@ -384,18 +328,18 @@ impl Store {
     }
 
     pub async fn links(&self, company: &str) -> Result<Vec<EmployeeLink>, StoreError> {
-        const SQL: &str = "SELECT company, employee_uuid, visma_tenant, employee_cd, origin, last_command_hash, \
+        const SQL: &str =
+            "SELECT company, employee_uuid, visma_tenant, employee_cd, origin, last_command_hash, \
              last_command_seq, updated_at FROM employee_links WHERE company = $1 ORDER BY employee_uuid";
-        let rows: Vec<LinkTuple> = with_pool!(self, SQL, |p, s| sqlx::query_as(s)
-            .bind(company)
-            .fetch_all(p)
-            .await?);
+        let rows: Vec<LinkTuple> =
+            with_pool!(self, SQL, |p, s| sqlx::query_as(s).bind(company).fetch_all(p).await?);
         Ok(rows.into_iter().map(link_from).collect())
     }
 
     /// Creates or replaces the link of one employee.
     pub async fn put_link(&self, link: &EmployeeLink) -> Result<(), StoreError> {
-        const SQL: &str = "INSERT INTO employee_links (company, employee_uuid, visma_tenant, employee_cd, origin, \
+        const SQL: &str =
+            "INSERT INTO employee_links (company, employee_uuid, visma_tenant, employee_cd, origin, \
              last_command_hash, last_command_seq, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
              ON CONFLICT (company, employee_uuid) DO UPDATE SET visma_tenant = excluded.visma_tenant, \
              employee_cd = excluded.employee_cd, origin = excluded.origin, \
@@ -433,10 +377,7 @@ impl Store {
              refresh_token = excluded.refresh_token, expires_at = excluded.expires_at, \
              version = oauth_grants.version + 1, status = 'active', status_reason = NULL, updated_at = excluded.updated_at";
         let key = self.key()?;
-        let (a, r) = (
-            key.seal(access_token.as_bytes()),
-            key.seal(refresh_token.as_bytes()),
-        );
+        let (a, r) = (key.seal(access_token.as_bytes()), key.seal(refresh_token.as_bytes()));
         with_pool!(self, SQL, |p, s| sqlx::query(s)
             .bind(grant_id)
             .bind(company)
@@ -454,10 +395,8 @@ impl Store {
         const SQL: &str =
             "SELECT grant_id, company, access_token, refresh_token, expires_at, version, status, \
              status_reason, refresh_lease_until FROM oauth_grants WHERE grant_id = $1";
-        let row: Option<GrantTuple> = with_pool!(self, SQL, |p, s| sqlx::query_as(s)
-            .bind(grant_id)
-            .fetch_optional(p)
-            .await?);
+        let row: Option<GrantTuple> =
+            with_pool!(self, SQL, |p, s| sqlx::query_as(s).bind(grant_id).fetch_optional(p).await?);
         let Some((
             grant_id,
             company,
@@ -473,9 +412,8 @@ impl Store {
             return Ok(None);
         };
         let key = self.key()?;
-        let text = |b: Vec<u8>| {
-            String::from_utf8(b).map_err(|_| StoreError::Crypto("token is not UTF-8".into()))
-        };
+        let text =
+            |b: Vec<u8>| String::from_utf8(b).map_err(|_| StoreError::Crypto("token is not UTF-8".into()));
         Ok(Some(GrantRecord {
             grant_id,
             company,
@@ -497,17 +435,15 @@ impl Store {
         expected_version: i64,
         new: &GrantRecord,
     ) -> Result<bool, StoreError> {
-        const INSERT: &str = "INSERT INTO oauth_grants (grant_id, company, access_token, refresh_token, expires_at, \
+        const INSERT: &str =
+            "INSERT INTO oauth_grants (grant_id, company, access_token, refresh_token, expires_at, \
              version, status, status_reason, refresh_lease_until, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (grant_id) DO NOTHING";
         const UPDATE: &str = "UPDATE oauth_grants SET company = $2, access_token = $3, refresh_token = $4, \
              expires_at = $5, version = $6, status = $7, status_reason = $8, refresh_lease_until = $9, \
              updated_at = $10 WHERE grant_id = $1 AND version = $11";
         let key = self.key()?;
-        let (a, r) = (
-            key.seal(new.access_token.as_bytes()),
-            key.seal(new.refresh_token.as_bytes()),
-        );
+        let (a, r) = (key.seal(new.access_token.as_bytes()), key.seal(new.refresh_token.as_bytes()));
         let now = now_ms();
         let n = if expected_version == 0 {
             with_pool!(self, INSERT, |p, s| sqlx::query(s)
@@ -555,15 +491,11 @@ impl Store {
         refresh_token: &str,
         expires_at_ms: i64,
     ) -> Result<bool, StoreError> {
-        const SQL: &str =
-            "UPDATE oauth_grants SET access_token = $1, refresh_token = $2, expires_at = $3, \
+        const SQL: &str = "UPDATE oauth_grants SET access_token = $1, refresh_token = $2, expires_at = $3, \
              version = version + 1, status = 'active', status_reason = NULL, updated_at = $4 \
              WHERE grant_id = $5 AND version = $6";
         let key = self.key()?;
-        let (a, r) = (
-            key.seal(access_token.as_bytes()),
-            key.seal(refresh_token.as_bytes()),
-        );
+        let (a, r) = (key.seal(access_token.as_bytes()), key.seal(refresh_token.as_bytes()));
         let done = with_pool!(self, SQL, |p, s| sqlx::query(s)
             .bind(a)
             .bind(r)
@@ -584,8 +516,7 @@ impl Store {
         status: &str,
         reason: Option<&str>,
     ) -> Result<(), StoreError> {
-        const SQL: &str =
-            "UPDATE oauth_grants SET status = $1, status_reason = $2, version = version + 1, \
+        const SQL: &str = "UPDATE oauth_grants SET status = $1, status_reason = $2, version = version + 1, \
              updated_at = $3 WHERE grant_id = $4";
         with_pool!(self, SQL, |p, s| sqlx::query(s)
             .bind(status)
@@ -625,26 +556,19 @@ impl Store {
     pub async fn company(&self, company_uuid: &str) -> Result<Option<Company>, StoreError> {
         const SQL: &str = "SELECT company_uuid, name, grant_id, visma_tenant, mapping_path, paused, \
              first_connect_applied, last_event_uuid, created_at FROM companies WHERE company_uuid = $1";
-        let row: Option<CompanyTuple> = with_pool!(self, SQL, |p, s| sqlx::query_as(s)
-            .bind(company_uuid)
-            .fetch_optional(p)
-            .await?);
+        let row: Option<CompanyTuple> =
+            with_pool!(self, SQL, |p, s| sqlx::query_as(s).bind(company_uuid).fetch_optional(p).await?);
         Ok(row.map(company_from))
     }
 
     pub async fn companies(&self) -> Result<Vec<Company>, StoreError> {
         const SQL: &str = "SELECT company_uuid, name, grant_id, visma_tenant, mapping_path, paused, \
              first_connect_applied, last_event_uuid, created_at FROM companies ORDER BY name, company_uuid";
-        let rows: Vec<CompanyTuple> =
-            with_pool!(self, SQL, |p, s| sqlx::query_as(s).fetch_all(p).await?);
+        let rows: Vec<CompanyTuple> = with_pool!(self, SQL, |p, s| sqlx::query_as(s).fetch_all(p).await?);
         Ok(rows.into_iter().map(company_from).collect())
     }
 
-    pub async fn set_company_paused(
-        &self,
-        company_uuid: &str,
-        paused: bool,
-    ) -> Result<bool, StoreError> {
+    pub async fn set_company_paused(&self, company_uuid: &str, paused: bool) -> Result<bool, StoreError> {
         const SQL: &str = "UPDATE companies SET paused = $1 WHERE company_uuid = $2";
         let n = with_pool!(self, SQL, |p, s| sqlx::query(s)
             .bind(paused)
@@ -671,11 +595,7 @@ impl Store {
     }
 
     /// Remembers the newest Gusto event seen for a company: the catch-up cursor.
-    pub async fn set_last_event_uuid(
-        &self,
-        company_uuid: &str,
-        event_uuid: &str,
-    ) -> Result<(), StoreError> {
+    pub async fn set_last_event_uuid(&self, company_uuid: &str, event_uuid: &str) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE companies SET last_event_uuid = $1 WHERE company_uuid = $2";
         with_pool!(self, SQL, |p, s| sqlx::query(s)
             .bind(event_uuid)
@@ -690,8 +610,7 @@ impl Store {
 
     /// Keeps a verification token that Gusto POSTed to the gateway.
     pub async fn put_verification_token(&self, token: &str) -> Result<(), StoreError> {
-        const SQL: &str =
-            "INSERT INTO webhook_verification_tokens (token, received_at) VALUES ($1, $2)";
+        const SQL: &str = "INSERT INTO webhook_verification_tokens (token, received_at) VALUES ($1, $2)";
         let sealed = self.key()?.seal(token.as_bytes());
         with_pool!(self, SQL, |p, s| sqlx::query(s)
             .bind(sealed)
@@ -702,21 +621,41 @@ impl Store {
         Ok(())
     }
 
-    /// The newest verification token received, with when it came.
-    pub async fn latest_verification_token(&self) -> Result<Option<(String, i64)>, StoreError> {
+    /// The newest verification token received (verified or not): `(id, token, received_at)`.
+    pub async fn latest_verification_token(&self) -> Result<Option<(i64, String, i64)>, StoreError> {
         const SQL: &str =
-            "SELECT token, received_at FROM webhook_verification_tokens ORDER BY id DESC LIMIT 1";
-        let row: Option<(Vec<u8>, i64)> = with_pool!(self, SQL, |p, s| sqlx::query_as(s)
-            .fetch_optional(p)
-            .await?);
+            "SELECT id, token, received_at FROM webhook_verification_tokens ORDER BY id DESC LIMIT 1";
+        let row: Option<(i64, Vec<u8>, i64)> =
+            with_pool!(self, SQL, |p, s| sqlx::query_as(s).fetch_optional(p).await?);
         match row {
             None => Ok(None),
-            Some((sealed, at)) => {
-                let t = String::from_utf8(self.key()?.open(&sealed)?)
-                    .map_err(|_| StoreError::Crypto("token is not UTF-8".into()))?;
-                Ok(Some((t, at)))
-            }
+            Some((id, sealed, at)) => Ok(Some((id, self.open_text(&sealed)?, at))),
         }
+    }
+
+    /// Records that Gusto accepted the token `id`: from now on the gateway trusts it.
+    pub async fn mark_verification_token_verified(&self, id: i64) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE webhook_verification_tokens SET verified_at = $1 WHERE id = $2";
+        with_pool!(self, SQL, |p, s| sqlx::query(s)
+            .bind(now_ms())
+            .bind(id)
+            .execute(p)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+
+    /// Tokens Gusto confirmed, newest first: the gateway's signing keys besides config.
+    pub async fn verified_tokens(&self) -> Result<Vec<String>, StoreError> {
+        const SQL: &str = "SELECT token FROM webhook_verification_tokens WHERE verified_at IS NOT NULL \
+             ORDER BY id DESC LIMIT 8";
+        let rows: Vec<(Vec<u8>,)> = with_pool!(self, SQL, |p, s| sqlx::query_as(s).fetch_all(p).await?);
+        rows.into_iter().map(|(sealed,)| self.open_text(&sealed)).collect()
+    }
+
+    fn open_text(&self, sealed: &[u8]) -> Result<String, StoreError> {
+        String::from_utf8(self.key()?.open(sealed)?)
+            .map_err(|_| StoreError::Crypto("token is not UTF-8".into()))
     }
 
     /// Closes the pool, flushing SQLite's WAL.

@@ -45,43 +45,16 @@ fn entry(id: &str, employee: &str) -> AuditEntry {
 }
 
 async fn audit_append_is_idempotent_and_ordered(_db: &TestDb, store: Store) {
-    let p1 = store
-        .append_audit(&entry("e1", "a"))
-        .await
-        .unwrap()
-        .expect("first append stored");
-    let p2 = store
-        .append_audit(&entry("e2", "b"))
-        .await
-        .unwrap()
-        .expect("second append stored");
+    let p1 = store.append_audit(&entry("e1", "a")).await.unwrap().expect("first append stored");
+    let p2 = store.append_audit(&entry("e2", "b")).await.unwrap().expect("second append stored");
     assert!(p2 > p1, "positions grow");
-    assert_eq!(
-        store.append_audit(&entry("e1", "a")).await.unwrap(),
-        None,
-        "duplicate append is a no-op"
-    );
+    assert_eq!(store.append_audit(&entry("e1", "a")).await.unwrap(), None, "duplicate append is a no-op");
     let all = store.audit(&AuditQuery::default()).await.unwrap();
-    assert_eq!(
-        all.iter().map(|r| r.event_id.as_str()).collect::<Vec<_>>(),
-        ["e1", "e2"]
-    );
-    let only_b = store
-        .audit(&AuditQuery {
-            employee: Some("b".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    assert_eq!(all.iter().map(|r| r.event_id.as_str()).collect::<Vec<_>>(), ["e1", "e2"]);
+    let only_b = store.audit(&AuditQuery { employee: Some("b".into()), ..Default::default() }).await.unwrap();
     assert_eq!(only_b.len(), 1);
     assert_eq!(only_b[0].detail, serde_json::json!({"seq": 1}));
-    let after = store
-        .audit(&AuditQuery {
-            after_position: p1,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let after = store.audit(&AuditQuery { after_position: p1, ..Default::default() }).await.unwrap();
     assert_eq!(after.len(), 1);
 }
 
@@ -92,17 +65,11 @@ async fn audit_is_append_only(db: &TestDb, store: Store) {
     let err = if db.url.starts_with("sqlite") {
         use sqlx::Connection;
         let mut c = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
-        sqlx::query("UPDATE audit_log SET kind = 'x'")
-            .execute(&mut c)
-            .await
-            .err()
+        sqlx::query("UPDATE audit_log SET kind = 'x'").execute(&mut c).await.err()
     } else {
         use sqlx::Connection;
         let mut c = sqlx::PgConnection::connect(&db.url).await.unwrap();
-        sqlx::query("DELETE FROM audit_log")
-            .execute(&mut c)
-            .await
-            .err()
+        sqlx::query("DELETE FROM audit_log").execute(&mut c).await.err()
     };
     assert!(err.expect("must fail").to_string().contains("append-only"));
 }
@@ -114,22 +81,14 @@ async fn concurrent_appends_get_distinct_ordered_positions(_db: &TestDb, store: 
         let s = store.clone();
         tasks.push(tokio::spawn(async move {
             for i in 0..25 {
-                s.append_audit(&entry(&format!("t{t}-{i}"), "x"))
-                    .await
-                    .unwrap();
+                s.append_audit(&entry(&format!("t{t}-{i}"), "x")).await.unwrap();
             }
         }));
     }
     for t in tasks {
         t.await.unwrap();
     }
-    let rows = store
-        .audit(&AuditQuery {
-            limit: 1000,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let rows = store.audit(&AuditQuery { limit: 1000, ..Default::default() }).await.unwrap();
     assert_eq!(rows.len(), 100);
     assert!(rows.windows(2).all(|w| w[0].position < w[1].position));
 }
@@ -156,16 +115,10 @@ async fn links_round_trip(_db: &TestDb, store: Store) {
 }
 
 async fn grants_are_encrypted_at_rest(db: &TestDb, store: Store) {
-    store
-        .put_grant("g1", "c1", "ACCESS-SECRET-123", "REFRESH-SECRET-456", 99)
-        .await
-        .unwrap();
+    store.put_grant("g1", "c1", "ACCESS-SECRET-123", "REFRESH-SECRET-456", 99).await.unwrap();
     let g = store.grant("g1").await.unwrap().unwrap();
     assert_eq!(g.access_token, "ACCESS-SECRET-123");
-    assert!(
-        !format!("{g:?}").contains("SECRET"),
-        "Debug must not show tokens"
-    );
+    assert!(!format!("{g:?}").contains("SECRET"), "Debug must not show tokens");
     store.close().await;
     let raw: Vec<(Vec<u8>, Vec<u8>)> = if db.url.starts_with("sqlite") {
         use sqlx::Connection;
@@ -189,42 +142,19 @@ async fn grants_are_encrypted_at_rest(db: &TestDb, store: Store) {
         }
     }
     // A store opened with another key cannot read the tokens.
-    let other = Store::connect(
-        &db.url,
-        Some(mlc_store::EncryptionKey::from_bytes([9u8; 32])),
-    )
-    .await
-    .unwrap();
+    let other = Store::connect(&db.url, Some(mlc_store::EncryptionKey::from_bytes([9u8; 32]))).await.unwrap();
     assert!(other.grant("g1").await.is_err());
 }
 
 async fn grant_swap_is_compare_and_swap(_db: &TestDb, store: Store) {
     store.put_grant("g1", "c1", "a1", "r1", 1).await.unwrap();
     let v = store.grant("g1").await.unwrap().unwrap().version;
-    assert!(store
-        .swap_grant_tokens("g1", v, "a2", "r2", 2)
-        .await
-        .unwrap());
-    assert!(
-        !store
-            .swap_grant_tokens("g1", v, "a3", "r3", 3)
-            .await
-            .unwrap(),
-        "stale version loses"
-    );
+    assert!(store.swap_grant_tokens("g1", v, "a2", "r2", 2).await.unwrap());
+    assert!(!store.swap_grant_tokens("g1", v, "a3", "r3", 3).await.unwrap(), "stale version loses");
     let g = store.grant("g1").await.unwrap().unwrap();
-    assert_eq!(
-        (g.access_token.as_str(), g.refresh_token.as_str()),
-        ("a2", "r2")
-    );
-    store
-        .set_grant_status("g1", "needs_reauth", Some("invalid_grant"))
-        .await
-        .unwrap();
-    assert_eq!(
-        store.grant("g1").await.unwrap().unwrap().status,
-        "needs_reauth"
-    );
+    assert_eq!((g.access_token.as_str(), g.refresh_token.as_str()), ("a2", "r2"));
+    store.set_grant_status("g1", "needs_reauth", Some("invalid_grant")).await.unwrap();
+    assert_eq!(store.grant("g1").await.unwrap().unwrap().status, "needs_reauth");
 }
 
 async fn companies_round_trip(_db: &TestDb, store: Store) {
@@ -254,8 +184,9 @@ async fn verification_tokens_are_kept_sealed(_db: &TestDb, store: Store) {
     assert_eq!(store.latest_verification_token().await.unwrap(), None);
     store.put_verification_token("tok-1").await.unwrap();
     store.put_verification_token("tok-2").await.unwrap();
-    assert_eq!(
-        store.latest_verification_token().await.unwrap().unwrap().0,
-        "tok-2"
-    );
+    let (id, tok, _) = store.latest_verification_token().await.unwrap().unwrap();
+    assert_eq!(tok, "tok-2");
+    assert!(store.verified_tokens().await.unwrap().is_empty(), "unverified tokens are not trusted");
+    store.mark_verification_token_verified(id).await.unwrap();
+    assert_eq!(store.verified_tokens().await.unwrap(), vec!["tok-2".to_string()]);
 }

@@ -31,8 +31,10 @@ use tracing::Instrument;
 pub struct Gateway {
     publisher: Publisher,
     topology: Topology,
-    /// Verification tokens as bytes: HMAC keys.
-    tokens: Vec<Vec<u8>>,
+    /// Verification tokens from configuration, as bytes: HMAC keys.
+    config_tokens: Vec<Vec<u8>>,
+    /// Configuration tokens plus those `mlc subscribe` verified with Gusto (from the store).
+    tokens: std::sync::RwLock<Arc<Vec<Vec<u8>>>>,
     max_body_bytes: usize,
     store: Option<Arc<Store>>,
     metrics: GatewayMetrics,
@@ -50,7 +52,8 @@ impl Gateway {
         Arc::new(Gateway {
             publisher,
             topology,
-            tokens,
+            tokens: std::sync::RwLock::new(Arc::new(tokens.clone())),
+            config_tokens: tokens,
             max_body_bytes,
             store,
             metrics: GatewayMetrics::new(),
@@ -62,7 +65,28 @@ impl Gateway {
         &self.metrics
     }
 
-    /// Keeps `/readyz` true only while NATS is connected and the events stream exists.
+    /// Re-reads the tokens that `mlc subscribe` verified, so a new subscription is
+    /// served without a restart. A token only counts once Gusto confirmed it: the
+    /// unsigned handshake POST alone proves nothing about who sent it.
+    pub async fn refresh_tokens(&self) {
+        let Some(store) = &self.store else { return };
+        match store.verified_tokens().await {
+            Ok(verified) => {
+                let mut all = self.config_tokens.clone();
+                all.extend(verified.into_iter().map(String::into_bytes));
+                all.dedup();
+                *self.tokens.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(all);
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read verified webhook tokens"),
+        }
+    }
+
+    fn current_tokens(&self) -> Arc<Vec<Vec<u8>>> {
+        self.tokens.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Keeps `/readyz` true only while NATS is connected and the events stream exists,
+    /// and the verified tokens current.
     pub async fn watch_readiness(self: Arc<Self>, client: async_nats::Client) {
         let stream = self.topology.stream(StreamKind::GustoEvents);
         loop {
@@ -75,6 +99,7 @@ impl Gateway {
                 .await
                 .is_ok_and(|r| r.is_ok());
             self.ready.store(exists, Ordering::Relaxed);
+            self.refresh_tokens().await;
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
@@ -97,31 +122,19 @@ pub async fn serve(
     gw: Arc<Gateway>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(gw))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, router(gw)).with_graceful_shutdown(shutdown).await
 }
 
 async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {
     if gw.ready.load(Ordering::Relaxed) {
         (StatusCode::OK, "ready").into_response()
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "nats not connected or GUSTO_EVENTS missing",
-        )
-            .into_response()
+        (StatusCode::SERVICE_UNAVAILABLE, "nats not connected or GUSTO_EVENTS missing").into_response()
     }
 }
 
 async fn metrics_text(State(gw): State<Arc<Gateway>>) -> Response {
-    (
-        [(
-            "content-type",
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        gw.metrics.encode(),
-    )
+    ([("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], gw.metrics.encode())
         .into_response()
 }
 
@@ -158,11 +171,7 @@ impl Refusal {
 }
 
 async fn receive(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
-    let span = tracing::info_span!(
-        "webhook",
-        otel.kind = "server",
-        event_uuid = tracing::field::Empty
-    );
+    let span = tracing::info_span!("webhook", otel.kind = "server", event_uuid = tracing::field::Empty);
     let metrics_gw = gw.clone();
     let _inflight = metrics_gw.metrics.in_flight();
     handle(gw, headers, body).instrument(span).await
@@ -172,10 +181,8 @@ async fn handle(gw: Arc<Gateway>, headers: HeaderMap, body: Body) -> Response {
     let received_at_ms = mlc_bus::now_ms();
 
     // 1. Size, before reading a byte more than allowed.
-    let declared = headers
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
+    let declared =
+        headers.get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > gw.max_body_bytes) {
         return refuse(&gw, Refusal::TooLarge).await;
     }
@@ -185,22 +192,12 @@ async fn handle(gw: Arc<Gateway>, headers: HeaderMap, body: Body) -> Response {
             let too_large = std::error::Error::source(&e)
                 .is_some_and(|s| s.to_string().contains("length limit"))
                 || e.to_string().contains("length limit");
-            return refuse(
-                &gw,
-                if too_large {
-                    Refusal::TooLarge
-                } else {
-                    Refusal::Unreadable
-                },
-            )
-            .await;
+            return refuse(&gw, if too_large { Refusal::TooLarge } else { Refusal::Unreadable }).await;
         }
     };
 
     // 2. The unsigned handshake, by its exact shape only.
-    let signature = headers
-        .get(gusto::webhook::SIGNATURE_HEADER)
-        .and_then(|v| v.to_str().ok());
+    let signature = headers.get(gusto::webhook::SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
     if signature.is_none() {
         if let Some(token) = gusto::webhook::is_verification_handshake(&raw) {
             return handshake(&gw, &token).await;
@@ -209,7 +206,7 @@ async fn handle(gw: Arc<Gateway>, headers: HeaderMap, body: Body) -> Response {
     }
 
     // 3. Verify before parsing.
-    if let Err(e) = gusto::webhook::verify_signature(&gw.tokens, &raw, signature) {
+    if let Err(e) = gusto::webhook::verify_signature(gw.current_tokens().as_slice(), &raw, signature) {
         use gusto::webhook::SignatureError as S;
         let r = match e {
             S::Missing => Refusal::MissingSignature,
@@ -226,24 +223,15 @@ async fn handle(gw: Arc<Gateway>, headers: HeaderMap, body: Body) -> Response {
             Some(company) if !ev.uuid.trim().is_empty() => (ev, company),
             _ => return dead_letter(&gw, raw, "signed body lacks uuid or resource_uuid").await,
         },
-        Err(e) => {
-            return dead_letter(&gw, raw, &format!("signed body is not a Gusto event: {e}")).await
-        }
+        Err(e) => return dead_letter(&gw, raw, &format!("signed body is not a Gusto event: {e}")).await,
     };
     tracing::Span::current().record("event_uuid", event.uuid.as_str());
 
     // 5. Publish, await the ack, then answer.
     let mut trace_headers = async_nats::HeaderMap::new();
     mlc_bus::inject_trace_context(&mut trace_headers);
-    let traceparent = trace_headers
-        .get("traceparent")
-        .map(|v| v.as_str().to_string())
-        .unwrap_or_default();
-    let entity_type = event
-        .entity_type
-        .clone()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "Unknown".into());
+    let traceparent = trace_headers.get("traceparent").map(|v| v.as_str().to_string()).unwrap_or_default();
+    let entity_type = event.entity_type.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| "Unknown".into());
     let msg = GustoEvent {
         event_uuid: event.uuid.clone(),
         event_type: event.event_type.clone(),
@@ -253,10 +241,7 @@ async fn handle(gw: Arc<Gateway>, headers: HeaderMap, body: Body) -> Response {
         timestamp: event.timestamp.unwrap_or_default(),
         raw_body: raw.to_vec(),
         received_at_ms,
-        trace: Some(TraceContext {
-            traceparent,
-            tracestate: String::new(),
-        }),
+        trace: Some(TraceContext { traceparent, tracestate: String::new() }),
         source: EventSource::Webhook as i32,
     };
     let subject = gw.topology.gusto_event(&company, &entity_type);
@@ -271,11 +256,7 @@ async fn handle(gw: Arc<Gateway>, headers: HeaderMap, body: Body) -> Response {
         Err(e) => {
             gw.metrics.unavailable();
             tracing::warn!(error = %e, "publish not acknowledged; answering 503 so Gusto retries");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "event store unavailable, retry later",
-            )
-                .into_response()
+            (StatusCode::SERVICE_UNAVAILABLE, "event store unavailable, retry later").into_response()
         }
     }
 }
@@ -303,11 +284,7 @@ async fn refuse(gw: &Gateway, r: Refusal) -> Response {
 async fn handshake(gw: &Gateway, token: &str) -> Response {
     let Some(store) = &gw.store else {
         tracing::warn!("verification token received but no store is configured to keep it");
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no store to keep the verification token",
-        )
-            .into_response();
+        return (StatusCode::SERVICE_UNAVAILABLE, "no store to keep the verification token").into_response();
     };
     match store.put_verification_token(token).await {
         Ok(()) => {
@@ -322,18 +299,12 @@ async fn handshake(gw: &Gateway, token: &str) -> Response {
                     trace_id: None,
                 })
                 .await;
-            tracing::info!(
-                "webhook verification token received; run `mlc subscribe --verify` to finish"
-            );
+            tracing::info!("webhook verification token received; run `mlc subscribe --verify` to finish");
             (StatusCode::OK, "verification token received").into_response()
         }
         Err(e) => {
             tracing::warn!(error = %e, "cannot store the verification token");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "cannot store the verification token",
-            )
-                .into_response()
+            (StatusCode::SERVICE_UNAVAILABLE, "cannot store the verification token").into_response()
         }
     }
 }
@@ -356,20 +327,13 @@ async fn dead_letter(gw: &Gateway, raw: bytes::Bytes, reason: &str) -> Response 
     match gw.publisher.publish(&subject, &id, &letter).await {
         Ok(_) => {
             gw.metrics.dead_lettered();
-            tracing::warn!(
-                reason,
-                "signed but unparseable webhook kept in DEAD_LETTERS"
-            );
+            tracing::warn!(reason, "signed but unparseable webhook kept in DEAD_LETTERS");
             (StatusCode::OK, "kept for review").into_response()
         }
         Err(e) => {
             gw.metrics.unavailable();
             tracing::warn!(error = %e, "cannot keep a dead letter; answering 503");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "event store unavailable, retry later",
-            )
-                .into_response()
+            (StatusCode::SERVICE_UNAVAILABLE, "event store unavailable, retry later").into_response()
         }
     }
 }

@@ -50,11 +50,7 @@ impl GatewayMetrics {
             "Webhooks published to GUSTO_EVENTS and acknowledged",
             accepted.clone(),
         );
-        registry.register(
-            "webhooks_refused",
-            "Webhooks refused, by reason",
-            refused.clone(),
-        );
+        registry.register("webhooks_refused", "Webhooks refused, by reason", refused.clone());
         registry.register(
             "webhooks_unavailable",
             "Webhooks answered 503 because JetStream did not ack",
@@ -65,21 +61,9 @@ impl GatewayMetrics {
             "Signed bodies that were not events, kept in DEAD_LETTERS",
             dead_letters.clone(),
         );
-        registry.register(
-            "verification_handshakes",
-            "Verification tokens received",
-            handshakes.clone(),
-        );
-        registry.register(
-            "publish_seconds",
-            "Time from publish to JetStream ack",
-            publish_seconds.clone(),
-        );
-        registry.register(
-            "in_flight",
-            "Webhook requests being handled",
-            in_flight.clone(),
-        );
+        registry.register("verification_handshakes", "Verification tokens received", handshakes.clone());
+        registry.register("publish_seconds", "Time from publish to JetStream ack", publish_seconds.clone());
+        registry.register("in_flight", "Webhook requests being handled", in_flight.clone());
         Self {
             registry,
             accepted,
@@ -93,18 +77,10 @@ impl GatewayMetrics {
     }
 
     pub(crate) fn accepted(&self, duplicate: bool) {
-        self.accepted
-            .get_or_create(&Dup {
-                duplicate: duplicate.to_string(),
-            })
-            .inc();
+        self.accepted.get_or_create(&Dup { duplicate: duplicate.to_string() }).inc();
     }
     pub(crate) fn refused(&self, reason: &str) {
-        self.refused
-            .get_or_create(&Reason {
-                reason: reason.to_string(),
-            })
-            .inc();
+        self.refused.get_or_create(&Reason { reason: reason.to_string() }).inc();
     }
     pub(crate) fn unavailable(&self) {
         self.unavailable.inc();
@@ -127,13 +103,7 @@ impl GatewayMetrics {
     pub fn accepted_total(&self) -> u64 {
         ["true", "false"]
             .iter()
-            .map(|d| {
-                self.accepted
-                    .get_or_create(&Dup {
-                        duplicate: d.to_string(),
-                    })
-                    .get()
-            })
+            .map(|d| self.accepted.get_or_create(&Dup { duplicate: d.to_string() }).get())
             .sum()
     }
 

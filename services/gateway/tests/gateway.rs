@@ -38,21 +38,8 @@ async fn start() -> App {
     tokio::spawn(gw.clone().watch_readiness(client));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(mlc_gateway::serve(
-        listener,
-        gw.clone(),
-        std::future::pending(),
-    ));
-    App {
-        nats,
-        url,
-        js,
-        topo,
-        gw,
-        _db: db,
-        store,
-        http: reqwest::Client::new(),
-    }
+    tokio::spawn(mlc_gateway::serve(listener, gw.clone(), std::future::pending()));
+    App { nats, url, js, topo, gw, _db: db, store, http: reqwest::Client::new() }
 }
 
 fn event_body(uuid: &str) -> String {
@@ -63,10 +50,7 @@ fn event_body(uuid: &str) -> String {
 
 impl App {
     async fn post(&self, body: &str, signature: Option<&str>) -> u16 {
-        let mut req = self
-            .http
-            .post(format!("{}/webhooks/gusto", self.url))
-            .body(body.to_string());
+        let mut req = self.http.post(format!("{}/webhooks/gusto", self.url)).body(body.to_string());
         if let Some(s) = signature {
             req = req.header("X-Gusto-Signature", s);
         }
@@ -74,11 +58,7 @@ impl App {
     }
 
     async fn post_signed(&self, body: &str) -> u16 {
-        self.post(
-            body,
-            Some(&gusto::webhook::sign(TOKEN.as_bytes(), body.as_bytes())),
-        )
-        .await
+        self.post(body, Some(&gusto::webhook::sign(TOKEN.as_bytes(), body.as_bytes()))).await
     }
 
     async fn count(&self, kind: StreamKind) -> u64 {
@@ -111,13 +91,9 @@ async fn a_webhook_delivered_three_times_is_stored_once() {
     assert_eq!(ev.raw_body, body.as_bytes());
     assert_eq!(
         raw.subject.as_str(),
-        app.topo
-            .gusto_event("5df911a0-e8e9-412d-8aaf-a46ad193dd96", "Employee")
+        app.topo.gusto_event("5df911a0-e8e9-412d-8aaf-a46ad193dd96", "Employee")
     );
-    assert_eq!(
-        raw.headers.get("Nats-Msg-Id").unwrap().as_str(),
-        ev.event_uuid
-    );
+    assert_eq!(raw.headers.get("Nats-Msg-Id").unwrap().as_str(), ev.event_uuid);
 }
 
 #[tokio::test]
@@ -128,14 +104,7 @@ async fn the_documented_signature_vector_is_accepted() {
     assert_eq!(app.post(body, Some(sig)).await, 200);
     // A token being rotated out still verifies.
     let b2 = event_body("rot-1");
-    assert_eq!(
-        app.post(
-            &b2,
-            Some(&gusto::webhook::sign(OLD_TOKEN.as_bytes(), b2.as_bytes()))
-        )
-        .await,
-        200
-    );
+    assert_eq!(app.post(&b2, Some(&gusto::webhook::sign(OLD_TOKEN.as_bytes(), b2.as_bytes()))).await, 200);
     assert_eq!(app.count(StreamKind::GustoEvents).await, 2);
 }
 
@@ -146,53 +115,21 @@ async fn unverified_requests_never_publish() {
     let wrong = gusto::webhook::sign(b"not-the-token", body.as_bytes());
     assert_eq!(app.post(&body, None).await, 401, "missing header");
     assert_eq!(app.post(&body, Some(&wrong)).await, 401, "wrong token");
-    assert_eq!(
-        app.post(&body, Some(&wrong.to_uppercase())).await,
-        401,
-        "not lowercase hex"
-    );
-    assert_eq!(
-        app.post(&body, Some("sha256=abc")).await,
-        401,
-        "garbage header"
-    );
+    assert_eq!(app.post(&body, Some(&wrong.to_uppercase())).await, 401, "not lowercase hex");
+    assert_eq!(app.post(&body, Some("sha256=abc")).await, 401, "garbage header");
     let tampered = body.replace("employee.updated", "employee.deleted");
     assert_eq!(
-        app.post(
-            &tampered,
-            Some(&gusto::webhook::sign(TOKEN.as_bytes(), body.as_bytes()))
-        )
-        .await,
+        app.post(&tampered, Some(&gusto::webhook::sign(TOKEN.as_bytes(), body.as_bytes()))).await,
         401
     );
-    assert_eq!(
-        app.post("\u{0}\u{1}garbage", None).await,
-        401,
-        "garbage unsigned body"
-    );
+    assert_eq!(app.post("\u{0}\u{1}garbage", None).await, 401, "garbage unsigned body");
     let huge = "x".repeat(70 * 1024);
-    assert_eq!(
-        app.post(
-            &huge,
-            Some(&gusto::webhook::sign(TOKEN.as_bytes(), huge.as_bytes()))
-        )
-        .await,
-        413
-    );
+    assert_eq!(app.post(&huge, Some(&gusto::webhook::sign(TOKEN.as_bytes(), huge.as_bytes()))).await, 413);
     // A handshake with anything extra is not a handshake.
-    assert_eq!(
-        app.post(r#"{"verification_token":"t","uuid":"x"}"#, None)
-            .await,
-        401
-    );
+    assert_eq!(app.post(r#"{"verification_token":"t","uuid":"x"}"#, None).await, 401);
     assert_eq!(app.count(StreamKind::GustoEvents).await, 0);
     assert_eq!(app.count(StreamKind::DeadLetters).await, 0);
-    let metrics = reqwest::get(format!("{}/metrics", app.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = reqwest::get(format!("{}/metrics", app.url)).await.unwrap().text().await.unwrap();
     assert!(
         metrics.contains(r#"mlc_gateway_webhooks_refused_total{reason="wrong_signature"} 2"#),
         "{metrics}"
@@ -200,59 +137,44 @@ async fn unverified_requests_never_publish() {
     assert!(metrics.contains(r#"reason="too_large""#));
     // Refusals are audited, without the body.
     let rows = app.store.audit(&Default::default()).await.unwrap();
-    assert_eq!(
-        rows.iter().filter(|r| r.kind == "webhook.refused").count(),
-        8
-    );
+    assert_eq!(rows.iter().filter(|r| r.kind == "webhook.refused").count(), 8);
     assert!(rows.iter().all(|r| !r.detail.to_string().contains("e-bad")));
 }
 
 #[tokio::test]
 async fn a_signed_body_that_is_not_an_event_is_kept_in_dead_letters() {
     let app = start().await;
-    for body in [
-        "not json at all",
-        r#"{"event_type":"employee.updated"}"#,
-        "[1,2,3]",
-    ] {
+    for body in ["not json at all", r#"{"event_type":"employee.updated"}"#, "[1,2,3]"] {
         assert_eq!(app.post_signed(body).await, 200, "{body}");
     }
-    assert_eq!(
-        app.post_signed("not json at all").await,
-        200,
-        "a retry of the same bad body"
-    );
+    assert_eq!(app.post_signed("not json at all").await, 200, "a retry of the same bad body");
     assert_eq!(app.count(StreamKind::GustoEvents).await, 0);
-    assert_eq!(
-        app.count(StreamKind::DeadLetters).await,
-        3,
-        "one letter per distinct body"
-    );
+    assert_eq!(app.count(StreamKind::DeadLetters).await, 3, "one letter per distinct body");
 }
 
 #[tokio::test]
 async fn the_verification_handshake_is_stored_for_mlc_subscribe() {
     let app = start().await;
     assert_eq!(
-        app.post(
-            r#"{"verification_token": "6590f590-3dba-495e-9bea-c361e1e2efc0"}"#,
-            None
-        )
-        .await,
+        app.post(r#"{"verification_token": "6590f590-3dba-495e-9bea-c361e1e2efc0"}"#, None).await,
         200
     );
-    let (tok, _) = app
-        .store
-        .latest_verification_token()
-        .await
-        .unwrap()
-        .unwrap();
+    let (_, tok, _) = app.store.latest_verification_token().await.unwrap().unwrap();
     assert_eq!(tok, TOKEN);
-    assert_eq!(
-        app.count(StreamKind::GustoEvents).await,
-        0,
-        "the handshake is not an event"
-    );
+    assert_eq!(app.count(StreamKind::GustoEvents).await, 0, "the handshake is not an event");
+
+    // A token that arrived unsigned signs nothing until Gusto confirmed it.
+    let fresh = "fresh-subscription-token";
+    assert_eq!(app.post(&format!(r#"{{"verification_token":"{fresh}"}}"#), None).await, 200);
+    let body = event_body("after-handshake");
+    let sig = gusto::webhook::sign(fresh.as_bytes(), body.as_bytes());
+    app.gw.refresh_tokens().await;
+    assert_eq!(app.post(&body, Some(&sig)).await, 401, "unverified token is not trusted");
+    let (id, tok, _) = app.store.latest_verification_token().await.unwrap().unwrap();
+    assert_eq!(tok, fresh);
+    app.store.mark_verification_token_verified(id).await.unwrap();
+    app.gw.refresh_tokens().await;
+    assert_eq!(app.post(&body, Some(&sig)).await, 200, "verified token signs");
 }
 
 #[tokio::test]
@@ -272,11 +194,7 @@ async fn with_nats_down_the_gateway_answers_503_and_loses_nothing_after() {
         assert_eq!(status, 503, "no ack, no 2xx");
         refused.push(id);
     }
-    let ready = reqwest::get(format!("{}/readyz", app.url))
-        .await
-        .unwrap()
-        .status()
-        .as_u16();
+    let ready = reqwest::get(format!("{}/readyz", app.url)).await.unwrap().status().as_u16();
     assert_eq!(ready, 503);
     app.nats.start_again();
     // Gusto retries what got 503; the gateway accepts again once NATS is back.
@@ -292,32 +210,17 @@ async fn with_nats_down_the_gateway_answers_503_and_loses_nothing_after() {
         assert!(ok, "gateway did not recover");
         accepted.insert(id);
     }
-    assert_eq!(
-        app.count(StreamKind::GustoEvents).await,
-        accepted.len() as u64,
-        "count in = count in stream"
-    );
+    assert_eq!(app.count(StreamKind::GustoEvents).await, accepted.len() as u64, "count in = count in stream");
     assert_eq!(app.gw.metrics().accepted_total(), accepted.len() as u64);
 }
 
 #[tokio::test]
 async fn health_and_readiness() {
     let app = start().await;
-    assert_eq!(
-        reqwest::get(format!("{}/healthz", app.url))
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
-        200
-    );
+    assert_eq!(reqwest::get(format!("{}/healthz", app.url)).await.unwrap().status().as_u16(), 200);
     let mut ready = 0;
     for _ in 0..40 {
-        ready = reqwest::get(format!("{}/readyz", app.url))
-            .await
-            .unwrap()
-            .status()
-            .as_u16();
+        ready = reqwest::get(format!("{}/readyz", app.url)).await.unwrap().status().as_u16();
         if ready == 200 {
             break;
         }
