@@ -22,9 +22,7 @@ use crate::error::{ApiErrorDetail, GustoError};
 use crate::limiter::{RateLimitConfig, RateLimiter};
 use crate::models::*;
 use crate::secret::Secret;
-use crate::token::{
-    GrantId, OAuthClient, TokenManager, TokenManagerConfig, TokenResponse, TokenStore,
-};
+use crate::token::{GrantId, OAuthClient, TokenManager, TokenManagerConfig, TokenResponse, TokenStore};
 
 pub const PRODUCTION_BASE_URL: &str = "https://api.gusto.com";
 pub const DEMO_BASE_URL: &str = "https://api.gusto-demo.com";
@@ -81,8 +79,7 @@ impl ClientConfig {
         client_secret: Secret,
     ) -> Result<Self, GustoError> {
         Ok(Self {
-            base_url: url::Url::parse(base_url)
-                .map_err(|e| GustoError::Config(format!("base url: {e}")))?,
+            base_url: url::Url::parse(base_url).map_err(|e| GustoError::Config(format!("base url: {e}")))?,
             api_version: DEFAULT_API_VERSION.to_owned(),
             client_id: client_id.into(),
             client_secret,
@@ -148,9 +145,7 @@ pub struct GustoClient {
 
 impl std::fmt::Debug for GustoClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GustoClient")
-            .field("cfg", &self.cfg)
-            .finish()
+        f.debug_struct("GustoClient").field("cfg", &self.cfg).finish()
     }
 }
 
@@ -171,12 +166,7 @@ impl GustoClient {
         );
         let tokens = Arc::new(TokenManager::new(store, oauth, cfg.tokens.clone()));
         let limiter = RateLimiter::new(cfg.rate_limit.clone());
-        Ok(Self {
-            http,
-            cfg: Arc::new(cfg),
-            tokens,
-            limiter,
-        })
+        Ok(Self { http, cfg: Arc::new(cfg), tokens, limiter })
     }
 
     pub fn tokens(&self) -> &Arc<TokenManager> {
@@ -194,9 +184,7 @@ impl GustoClient {
         code: &str,
         redirect_uri: &str,
     ) -> Result<(), GustoError> {
-        self.tokens
-            .install_from_code(grant, code, redirect_uri)
-            .await
+        self.tokens.install_from_code(grant, code, redirect_uri).await
     }
 
     /// Exchanges an authorisation code without storing it.
@@ -209,11 +197,7 @@ impl GustoClient {
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self
-            .cfg
-            .retry
-            .base_backoff
-            .saturating_mul(1u32 << attempt.min(16));
+        let exp = self.cfg.retry.base_backoff.saturating_mul(1u32 << attempt.min(16));
         exp.min(self.cfg.retry.max_backoff)
     }
 
@@ -226,11 +210,7 @@ impl GustoClient {
         query: &[(&str, String)],
         body: Option<&serde_json::Value>,
     ) -> Result<(HeaderMap, bytes::Bytes), GustoError> {
-        let url = self
-            .cfg
-            .base_url
-            .join(path)
-            .map_err(|e| GustoError::Config(e.to_string()))?;
+        let url = self.cfg.base_url.join(path).map_err(|e| GustoError::Config(e.to_string()))?;
         let idempotent = method == Method::GET;
         let key = auth.limiter_key();
         let (mut retries, mut waits, mut refreshed) = (0u32, 0u32, false);
@@ -305,9 +285,7 @@ impl GustoClient {
                 401 => {
                     return Err(match auth {
                         Auth::Grant(g) => GustoError::Unauthorized { grant: g.clone() },
-                        Auth::System => GustoError::Unauthorized {
-                            grant: GrantId("system".into()),
-                        },
+                        Auth::System => GustoError::Unauthorized { grant: GrantId("system".into()) },
                     })
                 }
                 429 => {
@@ -315,20 +293,14 @@ impl GustoClient {
                         .map(Duration::from_secs)
                         .unwrap_or(self.cfg.retry.default_retry_after);
                     if waits >= self.cfg.retry.max_rate_limit_waits {
-                        return Err(GustoError::RateLimited {
-                            retry_after: Some(wait),
-                        });
+                        return Err(GustoError::RateLimited { retry_after: Some(wait) });
                     }
                     waits += 1;
                     tracing::warn!(path, ?wait, "429 from Gusto; honouring Retry-After");
                     self.limiter.block_for(&key, wait);
                     continue;
                 }
-                404 => {
-                    return Err(GustoError::NotFound {
-                        path: path.to_owned(),
-                    })
-                }
+                404 => return Err(GustoError::NotFound { path: path.to_owned() }),
                 s if s >= 500 => {
                     if idempotent && retries < self.cfg.retry.max_retries {
                         tracing::warn!(path, status = s, retries, "server error; retrying");
@@ -339,9 +311,8 @@ impl GustoClient {
                     return Err(GustoError::Server { status: s });
                 }
                 s => {
-                    let errors = serde_json::from_slice::<ErrorBody>(&bytes)
-                        .map(|b| b.errors)
-                        .unwrap_or_default();
+                    let errors =
+                        serde_json::from_slice::<ErrorBody>(&bytes).map(|b| b.errors).unwrap_or_default();
                     return Err(GustoError::Api { status: s, errors });
                 }
             }
@@ -359,11 +330,7 @@ impl GustoClient {
         Ok((headers, value))
     }
 
-    pub async fn get_employee(
-        &self,
-        grant: &GrantId,
-        employee_id: &str,
-    ) -> Result<Employee, GustoError> {
+    pub async fn get_employee(&self, grant: &GrantId, employee_id: &str) -> Result<Employee, GustoError> {
         let path = format!("/v1/employees/{employee_id}");
         Ok(self.get_json(Auth::Grant(grant), &path, &[]).await?.1)
     }
@@ -379,11 +346,7 @@ impl GustoClient {
     ) -> Result<Page<Employee>, GustoError> {
         let path = format!("/v1/companies/{company_id}/employees");
         let (headers, items) = self
-            .get_json(
-                Auth::Grant(grant),
-                &path,
-                &[("page", page.to_string()), ("per", per.to_string())],
-            )
+            .get_json(Auth::Grant(grant), &path, &[("page", page.to_string()), ("per", per.to_string())])
             .await?;
         Ok(Page {
             items,
@@ -422,11 +385,7 @@ impl GustoClient {
         Ok(self.get_json(Auth::Grant(grant), &path, &[]).await?.1)
     }
 
-    pub async fn get_location(
-        &self,
-        grant: &GrantId,
-        location_id: &str,
-    ) -> Result<Location, GustoError> {
+    pub async fn get_location(&self, grant: &GrantId, location_id: &str) -> Result<Location, GustoError> {
         let path = format!("/v1/locations/{location_id}");
         Ok(self.get_json(Auth::Grant(grant), &path, &[]).await?.1)
     }
@@ -468,10 +427,7 @@ impl GustoClient {
     }
 
     pub async fn token_info(&self, grant: &GrantId) -> Result<TokenInfo, GustoError> {
-        Ok(self
-            .get_json(Auth::Grant(grant), "/v1/token_info", &[])
-            .await?
-            .1)
+        Ok(self.get_json(Auth::Grant(grant), "/v1/token_info", &[]).await?.1)
     }
 
     /// `GET /v1/events` with the system token (catch-up after outages).
@@ -501,24 +457,13 @@ impl GustoClient {
         subscription_types: &[&str],
     ) -> Result<WebhookSubscription, GustoError> {
         let body = serde_json::json!({"url": url, "subscription_types": subscription_types});
-        let (_, bytes) = self
-            .send(
-                Auth::System,
-                Method::POST,
-                "/v1/webhook_subscriptions",
-                &[],
-                Some(&body),
-            )
-            .await?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| GustoError::malformed("/v1/webhook_subscriptions", &e))
+        let (_, bytes) =
+            self.send(Auth::System, Method::POST, "/v1/webhook_subscriptions", &[], Some(&body)).await?;
+        serde_json::from_slice(&bytes).map_err(|e| GustoError::malformed("/v1/webhook_subscriptions", &e))
     }
 
     pub async fn list_webhook_subscriptions(&self) -> Result<Vec<WebhookSubscription>, GustoError> {
-        Ok(self
-            .get_json(Auth::System, "/v1/webhook_subscriptions", &[])
-            .await?
-            .1)
+        Ok(self.get_json(Auth::System, "/v1/webhook_subscriptions", &[]).await?.1)
     }
 
     /// Completes the handshake with the token Gusto POSTed to the subscription URL.
@@ -529,22 +474,14 @@ impl GustoClient {
     ) -> Result<WebhookSubscription, GustoError> {
         let path = format!("/v1/webhook_subscriptions/{subscription_uuid}/verify");
         let body = serde_json::json!({"verification_token": verification_token.expose()});
-        let (_, bytes) = self
-            .send(Auth::System, Method::PUT, &path, &[], Some(&body))
-            .await?;
+        let (_, bytes) = self.send(Auth::System, Method::PUT, &path, &[], Some(&body)).await?;
         serde_json::from_slice(&bytes).map_err(|e| GustoError::malformed(&path, &e))
     }
 
     /// Asks Gusto to POST the verification token to the subscription URL again.
-    pub async fn request_verification_token(
-        &self,
-        subscription_uuid: &str,
-    ) -> Result<(), GustoError> {
-        let path =
-            format!("/v1/webhook_subscriptions/{subscription_uuid}/request_verification_token");
-        self.send(Auth::System, Method::GET, &path, &[], None)
-            .await
-            .map(|_| ())
+    pub async fn request_verification_token(&self, subscription_uuid: &str) -> Result<(), GustoError> {
+        let path = format!("/v1/webhook_subscriptions/{subscription_uuid}/request_verification_token");
+        self.send(Auth::System, Method::GET, &path, &[], None).await.map(|_| ())
     }
 
     /// Updates an employee with optimistic concurrency: fetch, let `apply` compute the
@@ -562,35 +499,21 @@ impl GustoClient {
             attempts += 1;
             let current = self.get_employee(grant, employee_id).await?;
             let update = apply(&current);
-            let mut body =
-                serde_json::to_value(&update).map_err(|e| GustoError::malformed(&path, &e))?;
+            let mut body = serde_json::to_value(&update).map_err(|e| GustoError::malformed(&path, &e))?;
             if let Some(obj) = body.as_object_mut() {
-                obj.insert(
-                    "version".into(),
-                    current.version.clone().unwrap_or_default().into(),
-                );
+                obj.insert("version".into(), current.version.clone().unwrap_or_default().into());
             }
-            match self
-                .send(Auth::Grant(grant), Method::PUT, &path, &[], Some(&body))
-                .await
-            {
+            match self.send(Auth::Grant(grant), Method::PUT, &path, &[], Some(&body)).await {
                 Ok((_, bytes)) => {
-                    return serde_json::from_slice(&bytes)
-                        .map_err(|e| GustoError::malformed(&path, &e))
+                    return serde_json::from_slice(&bytes).map_err(|e| GustoError::malformed(&path, &e))
                 }
                 Err(GustoError::Api { status: 409, .. })
                     if attempts <= self.cfg.retry.max_conflict_retries =>
                 {
-                    tracing::info!(
-                        employee_id,
-                        attempts,
-                        "409 stale version; re-fetching and re-applying"
-                    );
+                    tracing::info!(employee_id, attempts, "409 stale version; re-fetching and re-applying");
                     continue;
                 }
-                Err(GustoError::Api { status: 409, .. }) => {
-                    return Err(GustoError::Conflict { attempts })
-                }
+                Err(GustoError::Api { status: 409, .. }) => return Err(GustoError::Conflict { attempts }),
                 Err(e) => return Err(e),
             }
         }
@@ -609,11 +532,7 @@ fn reset_in(headers: &HeaderMap) -> Option<Duration> {
         .map(|d| d.with_timezone(&Utc))
         .or_else(|_| DateTime::parse_from_rfc3339(raw).map(|d| d.with_timezone(&Utc)))
         .ok()
-        .or_else(|| {
-            raw.parse::<i64>()
-                .ok()
-                .and_then(|s| DateTime::from_timestamp(s, 0))
-        })?;
+        .or_else(|| raw.parse::<i64>().ok().and_then(|s| DateTime::from_timestamp(s, 0)))?;
     (at - Utc::now()).to_std().ok()
 }
 
@@ -624,9 +543,7 @@ mod tests {
     #[test]
     fn parses_ruby_reset() {
         let mut h = HeaderMap::new();
-        let future = (Utc::now() + chrono::Duration::seconds(30))
-            .format("%Y-%m-%d %H:%M:%S %z")
-            .to_string();
+        let future = (Utc::now() + chrono::Duration::seconds(30)).format("%Y-%m-%d %H:%M:%S %z").to_string();
         h.insert("x-ratelimit-reset", future.parse().expect("header"));
         let d = reset_in(&h).expect("parsed");
         assert!(d <= Duration::from_secs(31) && d >= Duration::from_secs(28));

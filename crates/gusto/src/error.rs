@@ -53,10 +53,7 @@ pub enum GustoError {
     NotFound { path: String },
     /// Any other 4xx with Gusto's error body.
     #[error("gusto answered {status}: {}", summarize(.errors))]
-    Api {
-        status: u16,
-        errors: Vec<ApiErrorDetail>,
-    },
+    Api { status: u16, errors: Vec<ApiErrorDetail> },
     /// 5xx after the bounded retries.
     #[error("gusto server error {status}")]
     Server { status: u16 },
@@ -68,12 +65,7 @@ pub enum GustoError {
     Transport(#[source] reqwest::Error),
     /// The answer could not be decoded.
     #[error("malformed response from {path}: {kind:?} at line {line} column {column}")]
-    Malformed {
-        path: String,
-        kind: MalformedKind,
-        line: usize,
-        column: usize,
-    },
+    Malformed { path: String, kind: MalformedKind, line: usize, column: usize },
     /// The token store failed.
     #[error("token store: {0}")]
     Store(#[from] crate::token::StoreError),
@@ -131,11 +123,6 @@ impl GustoError {
             serde_json::error::Category::Data => MalformedKind::Data,
             _ => MalformedKind::Syntax,
         };
-        GustoError::Malformed {
-            path: path.to_owned(),
-            kind,
-            line: e.line(),
-            column: e.column(),
-        }
+        GustoError::Malformed { path: path.to_owned(), kind, line: e.line(), column: e.column() }
     }
 }

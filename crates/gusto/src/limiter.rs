@@ -37,11 +37,7 @@ pub struct RateLimitConfig {
 
 impl Default for RateLimitConfig {
     fn default() -> Self {
-        Self {
-            limit: 200,
-            window: Duration::from_secs(60),
-            safety_margin: Duration::from_millis(100),
-        }
+        Self { limit: 200, window: Duration::from_secs(60), safety_margin: Duration::from_millis(100) }
     }
 }
 
@@ -107,10 +103,7 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     pub fn new(cfg: RateLimitConfig) -> Self {
-        Self {
-            cfg,
-            grants: Arc::default(),
-        }
+        Self { cfg, grants: Arc::default() }
     }
 
     pub fn config(&self) -> &RateLimitConfig {
@@ -149,24 +142,13 @@ impl RateLimiter {
                             (Some(d), Some(from)) => d >= from,
                             _ => true,
                         });
-                        let busy = inner
-                            .slots
-                            .iter()
-                            .filter(|s| s.done.is_none_or(|d| d + span > now))
-                            .count();
+                        let busy =
+                            inner.slots.iter().filter(|s| s.done.is_none_or(|d| d + span > now)).count();
                         if busy < self.cfg.limit {
                             let id = inner.next_id;
                             inner.next_id += 1;
-                            inner.slots.push_back(Slot {
-                                id,
-                                sent: now,
-                                done: None,
-                            });
-                            return Permit {
-                                state: state.clone(),
-                                id,
-                                sent_at: now,
-                            };
+                            inner.slots.push_back(Slot { id, sent: now, done: None });
+                            return Permit { state: state.clone(), id, sent_at: now };
                         }
                         // Earliest expiry among completed slots; none: wait for a completion.
                         inner
@@ -202,13 +184,7 @@ impl RateLimiter {
     /// Feeds the server's view back: when Gusto says nothing remains but our own log
     /// for the request's window says otherwise, someone else shares the grant, so wait
     /// until the server's reset instant.
-    pub fn observe(
-        &self,
-        grant: &str,
-        sent_at: Instant,
-        remaining: Option<u64>,
-        reset_in: Option<Duration>,
-    ) {
+    pub fn observe(&self, grant: &str, sent_at: Instant, remaining: Option<u64>, reset_in: Option<Duration>) {
         let (Some(0), Some(reset_in)) = (remaining, reset_in) else {
             return;
         };
@@ -224,11 +200,7 @@ impl RateLimiter {
         if ours + 3 < self.cfg.limit {
             let until = Instant::now() + reset_in;
             inner.blocked_until = Some(inner.blocked_until.map_or(until, |b| b.max(until)));
-            tracing::warn!(
-                grant,
-                ours,
-                "rate window exhausted by another client of the same grant"
-            );
+            tracing::warn!(grant, ours, "rate window exhausted by another client of the same grant");
         }
     }
 
@@ -237,11 +209,7 @@ impl RateLimiter {
         let state = self.state(grant);
         let inner = state.inner();
         let now = Instant::now();
-        inner
-            .slots
-            .iter()
-            .filter(|s| s.done.is_none_or(|d| d + self.span() > now))
-            .count()
+        inner.slots.iter().filter(|s| s.done.is_none_or(|d| d + self.span() > now)).count()
     }
 }
 
@@ -263,10 +231,7 @@ mod tests {
             sent.push(lim.acquire("g").await.sent_at);
         }
         for (i, t) in sent.iter().enumerate() {
-            let in_window = sent[i..]
-                .iter()
-                .filter(|u| **u < *t + Duration::from_secs(60))
-                .count();
+            let in_window = sent[i..].iter().filter(|u| **u < *t + Duration::from_secs(60)).count();
             assert!(in_window <= 5);
         }
         assert_eq!(sent[11] - start, Duration::from_secs(120));
@@ -289,10 +254,7 @@ mod tests {
             async move { lim.acquire("g").await.sent_at }
         });
         tokio::time::sleep(Duration::from_secs(30)).await;
-        assert!(
-            !waiter.is_finished(),
-            "slot held while the request is in flight"
-        );
+        assert!(!waiter.is_finished(), "slot held while the request is in flight");
         drop(first); // the answer arrives at start + 30 s
         let sent = waiter.await.expect("join");
         assert_eq!(sent - start, Duration::from_secs(40));

@@ -108,10 +108,7 @@ pub struct Employee {
 impl Employee {
     /// The primary job, or the first one when none is flagged primary.
     pub fn primary_job(&self) -> Option<&Job> {
-        self.jobs
-            .iter()
-            .find(|j| j.primary)
-            .or_else(|| self.jobs.first())
+        self.jobs.iter().find(|j| j.primary).or_else(|| self.jobs.first())
     }
 }
 

@@ -145,9 +145,7 @@ impl TokenStore for MemoryTokenStore {
 
     async fn mark_needs_reauth(&self, grant: &GrantId, reason: &str) -> Result<(), StoreError> {
         if let Some(row) = self.rows().get_mut(grant) {
-            row.status = GrantStatus::NeedsReauth {
-                reason: reason.to_owned(),
-            };
+            row.status = GrantStatus::NeedsReauth { reason: reason.to_owned() };
             row.refresh_lease_until = None;
             row.version += 1;
         }
@@ -173,10 +171,7 @@ impl fmt::Debug for TokenResponse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenResponse")
             .field("access_token", &"[REDACTED]")
-            .field(
-                "refresh_token",
-                &self.refresh_token.as_ref().map(|_| "[REDACTED]"),
-            )
+            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "[REDACTED]"))
             .field("expires_in", &self.expires_in)
             .field("scope", &self.scope)
             .finish()
@@ -224,26 +219,14 @@ impl fmt::Debug for OAuthClient {
 }
 
 impl OAuthClient {
-    pub fn new(
-        http: reqwest::Client,
-        base_url: url::Url,
-        client_id: String,
-        client_secret: Secret,
-    ) -> Self {
-        Self {
-            http,
-            base_url,
-            client_id,
-            client_secret,
-        }
+    pub fn new(http: reqwest::Client, base_url: url::Url, client_id: String, client_secret: Secret) -> Self {
+        Self { http, base_url, client_id, client_secret }
     }
 
     /// The URL a company admin opens to authorise the app.
     pub fn authorize_url(&self, redirect_uri: &str, state: &str) -> Result<url::Url, GustoError> {
-        let mut url = self
-            .base_url
-            .join("/oauth/authorize")
-            .map_err(|e| GustoError::Config(e.to_string()))?;
+        let mut url =
+            self.base_url.join("/oauth/authorize").map_err(|e| GustoError::Config(e.to_string()))?;
         url.query_pairs_mut()
             .append_pair("client_id", &self.client_id)
             .append_pair("redirect_uri", redirect_uri)
@@ -265,25 +248,18 @@ impl OAuthClient {
             .await
             .map_err(|e| OAuthFailure::Other(GustoError::Transport(e.without_url())))?;
         let status = resp.status();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| OAuthFailure::Other(GustoError::Transport(e.without_url())))?;
+        let bytes =
+            resp.bytes().await.map_err(|e| OAuthFailure::Other(GustoError::Transport(e.without_url())))?;
         if status.is_success() {
             return serde_json::from_slice(&bytes)
                 .map_err(|e| OAuthFailure::Other(GustoError::malformed("/oauth/token", &e)));
         }
         if status.is_server_error() {
-            return Err(OAuthFailure::Other(GustoError::Server {
-                status: status.as_u16(),
-            }));
+            return Err(OAuthFailure::Other(GustoError::Server { status: status.as_u16() }));
         }
         match serde_json::from_slice::<DoorkeeperError>(&bytes) {
             Ok(e) if e.error == "invalid_grant" => Err(OAuthFailure::InvalidGrant),
-            Ok(e) => Err(OAuthFailure::Other(GustoError::OAuth {
-                status: status.as_u16(),
-                error: e.error,
-            })),
+            Ok(e) => Err(OAuthFailure::Other(GustoError::OAuth { status: status.as_u16(), error: e.error })),
             Err(_) => Err(OAuthFailure::Other(GustoError::OAuth {
                 status: status.as_u16(),
                 error: "unrecognised error body".into(),
@@ -292,11 +268,7 @@ impl OAuthClient {
     }
 
     /// Exchanges an authorisation code for the grant's first token pair.
-    pub async fn exchange_code(
-        &self,
-        code: &str,
-        redirect_uri: &str,
-    ) -> Result<TokenResponse, GustoError> {
+    pub async fn exchange_code(&self, code: &str, redirect_uri: &str) -> Result<TokenResponse, GustoError> {
         self.token_call(serde_json::json!({
             "client_id": self.client_id,
             "client_secret": self.client_secret.expose(),
@@ -306,18 +278,12 @@ impl OAuthClient {
         }))
         .await
         .map_err(|f| match f {
-            OAuthFailure::InvalidGrant => GustoError::OAuth {
-                status: 400,
-                error: "invalid_grant".into(),
-            },
+            OAuthFailure::InvalidGrant => GustoError::OAuth { status: 400, error: "invalid_grant".into() },
             OAuthFailure::Other(e) => e,
         })
     }
 
-    pub(crate) async fn refresh(
-        &self,
-        refresh_token: &Secret,
-    ) -> Result<TokenResponse, OAuthFailure> {
+    pub(crate) async fn refresh(&self, refresh_token: &Secret) -> Result<TokenResponse, OAuthFailure> {
         self.token_call(serde_json::json!({
             "client_id": self.client_id,
             "client_secret": self.client_secret.expose(),
@@ -336,20 +302,14 @@ impl OAuthClient {
         }))
         .await
         .map_err(|f| match f {
-            OAuthFailure::InvalidGrant => GustoError::OAuth {
-                status: 400,
-                error: "invalid_grant".into(),
-            },
+            OAuthFailure::InvalidGrant => GustoError::OAuth { status: 400, error: "invalid_grant".into() },
             OAuthFailure::Other(e) => e,
         })
     }
 
     /// Revokes a token (`POST /oauth/revoke`).
     pub async fn revoke(&self, token: &Secret) -> Result<(), GustoError> {
-        let url = self
-            .base_url
-            .join("/oauth/revoke")
-            .map_err(|e| GustoError::Config(e.to_string()))?;
+        let url = self.base_url.join("/oauth/revoke").map_err(|e| GustoError::Config(e.to_string()))?;
         let resp = self
             .http
             .post(url)
@@ -364,10 +324,7 @@ impl OAuthClient {
         if resp.status().is_success() {
             Ok(())
         } else {
-            Err(GustoError::OAuth {
-                status: resp.status().as_u16(),
-                error: "revoke failed".into(),
-            })
+            Err(GustoError::OAuth { status: resp.status().as_u16(), error: "revoke failed".into() })
         }
     }
 }
@@ -407,10 +364,7 @@ pub struct TokenManager {
 
 impl fmt::Debug for TokenManager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenManager")
-            .field("oauth", &self.oauth)
-            .field("cfg", &self.cfg)
-            .finish()
+        f.debug_struct("TokenManager").field("oauth", &self.oauth).field("cfg", &self.cfg).finish()
     }
 }
 
@@ -420,13 +374,7 @@ fn chrono_dur(d: Duration) -> chrono::Duration {
 
 impl TokenManager {
     pub fn new(store: Arc<dyn TokenStore>, oauth: OAuthClient, cfg: TokenManagerConfig) -> Self {
-        Self {
-            store,
-            oauth,
-            cfg,
-            locks: Mutex::default(),
-            system: tokio::sync::Mutex::new(None),
-        }
+        Self { store, oauth, cfg, locks: Mutex::default(), system: tokio::sync::Mutex::new(None) }
     }
 
     pub fn oauth(&self) -> &OAuthClient {
@@ -459,10 +407,7 @@ impl TokenManager {
         let refresh = tokens
             .refresh_token
             .clone()
-            .ok_or_else(|| GustoError::OAuth {
-                status: 200,
-                error: "no refresh_token in answer".into(),
-            })?;
+            .ok_or_else(|| GustoError::OAuth { status: 200, error: "no refresh_token in answer".into() })?;
         for _ in 0..5 {
             let current = self.store.load(grant).await?.map_or(0, |g| g.version);
             let row = StoredGrant {
@@ -477,9 +422,7 @@ impl TokenManager {
                 return Ok(());
             }
         }
-        Err(GustoError::RefreshContention {
-            grant: grant.clone(),
-        })
+        Err(GustoError::RefreshContention { grant: grant.clone() })
     }
 
     /// A valid access token for `grant`, refreshing if it expires soon.
@@ -504,16 +447,9 @@ impl TokenManager {
             g.expires_at - ahead > Utc::now() && rejected.is_none_or(|r| r != &g.access_token)
         };
         // Fast path without any lock.
-        let row = self
-            .store
-            .load(grant)
-            .await?
-            .ok_or_else(|| GustoError::UnknownGrant(grant.clone()))?;
+        let row = self.store.load(grant).await?.ok_or_else(|| GustoError::UnknownGrant(grant.clone()))?;
         if let GrantStatus::NeedsReauth { reason } = &row.status {
-            return Err(GustoError::NeedsReauth {
-                grant: grant.clone(),
-                reason: reason.clone(),
-            });
+            return Err(GustoError::NeedsReauth { grant: grant.clone(), reason: reason.clone() });
         }
         if usable(&row) {
             return Ok(row.access_token);
@@ -524,20 +460,11 @@ impl TokenManager {
         let mut invalid_grant_seen = false;
         loop {
             if tokio::time::Instant::now() > deadline {
-                return Err(GustoError::RefreshContention {
-                    grant: grant.clone(),
-                });
+                return Err(GustoError::RefreshContention { grant: grant.clone() });
             }
-            let row = self
-                .store
-                .load(grant)
-                .await?
-                .ok_or_else(|| GustoError::UnknownGrant(grant.clone()))?;
+            let row = self.store.load(grant).await?.ok_or_else(|| GustoError::UnknownGrant(grant.clone()))?;
             if let GrantStatus::NeedsReauth { reason } = &row.status {
-                return Err(GustoError::NeedsReauth {
-                    grant: grant.clone(),
-                    reason: reason.clone(),
-                });
+                return Err(GustoError::NeedsReauth { grant: grant.clone(), reason: reason.clone() });
             }
             if usable(&row) {
                 return Ok(row.access_token);
@@ -558,11 +485,7 @@ impl TokenManager {
                 refresh_lease_until: Some(now + chrono_dur(self.cfg.lease_ttl)),
                 ..row.clone()
             };
-            if !self
-                .store
-                .compare_and_swap(grant, row.version, leased.clone())
-                .await?
-            {
+            if !self.store.compare_and_swap(grant, row.version, leased.clone()).await? {
                 continue; // someone moved first: re-read
             }
             tracing::debug!(%grant, "refreshing access token");
@@ -585,11 +508,7 @@ impl TokenManager {
                         refresh_lease_until: None,
                     };
                     // Persist BEFORE the new access token is used by anyone.
-                    if self
-                        .store
-                        .compare_and_swap(grant, leased.version, fresh)
-                        .await?
-                    {
+                    if self.store.compare_and_swap(grant, leased.version, fresh).await? {
                         return Ok(access);
                     }
                     // Our lease lapsed and someone else rotated: their token wins and
@@ -599,9 +518,7 @@ impl TokenManager {
                 Err(OAuthFailure::InvalidGrant) => {
                     // Another process may have rotated in between: re-read first.
                     let now_row = self.store.load(grant).await?;
-                    let rotated = now_row
-                        .as_ref()
-                        .is_some_and(|r| r.refresh_token != row.refresh_token);
+                    let rotated = now_row.as_ref().is_some_and(|r| r.refresh_token != row.refresh_token);
                     if rotated && !invalid_grant_seen {
                         invalid_grant_seen = true;
                         continue;
@@ -609,10 +526,7 @@ impl TokenManager {
                     let reason = "refresh token rejected with invalid_grant".to_owned();
                     self.store.mark_needs_reauth(grant, &reason).await?;
                     tracing::error!(%grant, "grant needs re-authorisation");
-                    return Err(GustoError::NeedsReauth {
-                        grant: grant.clone(),
-                        reason,
-                    });
+                    return Err(GustoError::NeedsReauth { grant: grant.clone(), reason });
                 }
                 Err(OAuthFailure::Other(e)) => {
                     self.release_lease(grant, &leased).await;
@@ -623,16 +537,9 @@ impl TokenManager {
     }
 
     async fn release_lease(&self, grant: &GrantId, leased: &StoredGrant) {
-        let released = StoredGrant {
-            version: leased.version + 1,
-            refresh_lease_until: None,
-            ..leased.clone()
-        };
-        if let Err(e) = self
-            .store
-            .compare_and_swap(grant, leased.version, released)
-            .await
-        {
+        let released =
+            StoredGrant { version: leased.version + 1, refresh_lease_until: None, ..leased.clone() };
+        if let Err(e) = self.store.compare_and_swap(grant, leased.version, released).await {
             tracing::warn!(%grant, error = %e, "could not release refresh lease; it will lapse");
         }
     }

@@ -39,15 +39,8 @@ pub fn verify_signature(
     body: &[u8],
     header: Option<&str>,
 ) -> Result<(), SignatureError> {
-    let header = header
-        .map(str::trim)
-        .filter(|h| !h.is_empty())
-        .ok_or(SignatureError::Missing)?;
-    if header.len() != 64
-        || !header
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
+    let header = header.map(str::trim).filter(|h| !h.is_empty()).ok_or(SignatureError::Missing)?;
+    if header.len() != 64 || !header.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
         return Err(SignatureError::BadEncoding);
     }
     let expected = hex::decode(header).map_err(|_| SignatureError::BadEncoding)?;
@@ -110,34 +103,19 @@ mod tests {
         assert_eq!(sign(KEY.as_bytes(), BODY.as_bytes()), SIG);
         assert_eq!(verify_signature(&[KEY], BODY.as_bytes(), Some(SIG)), Ok(()));
         // Rotation: the right key anywhere in the list is enough.
-        assert_eq!(
-            verify_signature(&["old-token", KEY], BODY.as_bytes(), Some(SIG)),
-            Ok(())
-        );
+        assert_eq!(verify_signature(&["old-token", KEY], BODY.as_bytes(), Some(SIG)), Ok(()));
         let event = parse_event(BODY.as_bytes()).expect("parse");
         assert_eq!(event.event_type, "employee.created");
         assert_eq!(event.timestamp, Some(1_671_058_841));
-        assert_eq!(
-            event.resource_uuid.as_deref(),
-            Some("5df911a0-e8e9-412d-8aaf-a46ad193dd96")
-        );
+        assert_eq!(event.resource_uuid.as_deref(), Some("5df911a0-e8e9-412d-8aaf-a46ad193dd96"));
     }
 
     #[test]
     fn rejects_tampering_and_bad_headers() {
         let tampered = BODY.replace("1671058841", "1671058842");
-        assert_eq!(
-            verify_signature(&[KEY], tampered.as_bytes(), Some(SIG)),
-            Err(SignatureError::Mismatch)
-        );
-        assert_eq!(
-            verify_signature(&["other"], BODY.as_bytes(), Some(SIG)),
-            Err(SignatureError::Mismatch)
-        );
-        assert_eq!(
-            verify_signature(&[KEY], BODY.as_bytes(), None),
-            Err(SignatureError::Missing)
-        );
+        assert_eq!(verify_signature(&[KEY], tampered.as_bytes(), Some(SIG)), Err(SignatureError::Mismatch));
+        assert_eq!(verify_signature(&["other"], BODY.as_bytes(), Some(SIG)), Err(SignatureError::Mismatch));
+        assert_eq!(verify_signature(&[KEY], BODY.as_bytes(), None), Err(SignatureError::Missing));
         assert_eq!(
             verify_signature(&[KEY], BODY.as_bytes(), Some(&SIG.to_uppercase())),
             Err(SignatureError::BadEncoding)
@@ -147,26 +125,14 @@ mod tests {
             Err(SignatureError::BadEncoding)
         );
         let none: [&str; 0] = [];
-        assert_eq!(
-            verify_signature(&none, BODY.as_bytes(), Some(SIG)),
-            Err(SignatureError::NoKeys)
-        );
+        assert_eq!(verify_signature(&none, BODY.as_bytes(), Some(SIG)), Err(SignatureError::NoKeys));
     }
 
     #[test]
     fn handshake_shape_is_exact() {
-        assert_eq!(
-            is_verification_handshake(br#"{"verification_token": "abc"}"#).as_deref(),
-            Some("abc")
-        );
-        assert_eq!(
-            is_verification_handshake(br#"{"verification_token":"abc","uuid":"x"}"#),
-            None
-        );
-        assert_eq!(
-            is_verification_handshake(br#"{"verification_token":1}"#),
-            None
-        );
+        assert_eq!(is_verification_handshake(br#"{"verification_token": "abc"}"#).as_deref(), Some("abc"));
+        assert_eq!(is_verification_handshake(br#"{"verification_token":"abc","uuid":"x"}"#), None);
+        assert_eq!(is_verification_handshake(br#"{"verification_token":1}"#), None);
         assert_eq!(is_verification_handshake(BODY.as_bytes()), None);
         assert_eq!(is_verification_handshake(b"not json"), None);
     }
