@@ -42,20 +42,12 @@ pub(crate) fn random_token(st: &mut State) -> String {
 }
 
 fn errors(status: StatusCode, key: &str, category: &str, message: &str) -> Response {
-    (
-        status,
-        Json(json!({"errors": [{"error_key": key, "category": category, "message": message}]})),
-    )
+    (status, Json(json!({"errors": [{"error_key": key, "category": category, "message": message}]})))
         .into_response()
 }
 
 fn not_found() -> Response {
-    errors(
-        StatusCode::NOT_FOUND,
-        "request",
-        "not_found",
-        "The requested resource was not found.",
-    )
+    errors(StatusCode::NOT_FOUND, "request", "not_found", "The requested resource was not found.")
 }
 
 fn forbidden() -> Response {
@@ -83,9 +75,8 @@ fn unauthorized(description: &str) -> Response {
         "invalid_token",
         "The token is invalid, expired, or has not been included in the request.",
     );
-    let v = format!(
-        "Bearer realm=\"Doorkeeper\", error=\"invalid_token\", error_description=\"{description}\""
-    );
+    let v =
+        format!("Bearer realm=\"Doorkeeper\", error=\"invalid_token\", error_description=\"{description}\"");
     if let Ok(v) = HeaderValue::from_str(&v) {
         r.headers_mut().insert("WWW-Authenticate", v);
     }
@@ -93,11 +84,7 @@ fn unauthorized(description: &str) -> Response {
 }
 
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
-    (
-        status,
-        Json(json!({"error": error, "error_description": description})),
-    )
-        .into_response()
+    (status, Json(json!({"error": error, "error_description": description}))).into_response()
 }
 
 const INVALID_GRANT: &str = "The provided authorization grant is invalid, expired, revoked, does not match the redirection URI used in the authorization request, or was issued to another client.";
@@ -106,44 +93,21 @@ const INVALID_CLIENT: &str = "Client authentication failed due to unknown client
 pub(crate) fn router(sim: Shared) -> Router {
     let v1 = Router::new()
         .route("/v1/token_info", get(token_info))
-        .route(
-            "/v1/employees/{employee_id}",
-            get(get_employee).put(put_employee),
-        )
+        .route("/v1/employees/{employee_id}", get(get_employee).put(put_employee))
         .route("/v1/companies/{company_id}/employees", get(list_employees))
         .route("/v1/companies/{company_id}/locations", get(list_locations))
-        .route(
-            "/v1/locations/{location_id}",
-            get(get_location).put(put_location),
-        )
-        .route(
-            "/v1/companies/{company_uuid}/departments",
-            get(list_departments),
-        )
+        .route("/v1/locations/{location_id}", get(get_location).put(put_location))
+        .route("/v1/companies/{company_uuid}/departments", get(list_departments))
         .route("/v1/departments/{department_uuid}", get(get_department))
-        .route(
-            "/v1/employees/{employee_id}/work_addresses",
-            get(list_work_addresses),
-        )
-        .route(
-            "/v1/employees/{employee_id}/terminations",
-            get(list_terminations),
-        )
+        .route("/v1/employees/{employee_id}/work_addresses", get(list_work_addresses))
+        .route("/v1/employees/{employee_id}/terminations", get(list_terminations))
         .route("/v1/events", get(list_events))
-        .route(
-            "/v1/webhook_subscriptions",
-            get(list_subscriptions).post(create_subscription),
-        )
+        .route("/v1/webhook_subscriptions", get(list_subscriptions).post(create_subscription))
         .route(
             "/v1/webhook_subscriptions/{webhook_subscription_uuid}",
-            get(get_subscription)
-                .put(update_subscription)
-                .delete(delete_subscription),
+            get(get_subscription).put(update_subscription).delete(delete_subscription),
         )
-        .route(
-            "/v1/webhook_subscriptions/{webhook_subscription_uuid}/verify",
-            put(verify_subscription),
-        )
+        .route("/v1/webhook_subscriptions/{webhook_subscription_uuid}/verify", put(verify_subscription))
         .route(
             "/v1/webhook_subscriptions/{webhook_subscription_uuid}/request_verification_token",
             get(request_verification_token),
@@ -156,33 +120,21 @@ pub(crate) fn router(sim: Shared) -> Router {
     let admin = Router::new()
         .route("/admin/state", get(admin_state))
         .route("/admin/companies", post(admin_seed))
-        .route(
-            "/admin/companies/{company_uuid}/employees",
-            post(admin_hire),
-        )
-        .route(
-            "/admin/employees/{id}",
-            axum::routing::patch(admin_update_employee),
-        )
+        .route("/admin/companies/{company_uuid}/employees", post(admin_hire))
+        .route("/admin/employees/{id}", axum::routing::patch(admin_update_employee))
         .route("/admin/employees/{id}/onboard", post(admin_onboard))
         .route("/admin/employees/{id}/title", post(admin_title))
         .route("/admin/employees/{id}/department", post(admin_department))
         .route("/admin/employees/{id}/transfer", post(admin_transfer))
         .route("/admin/employees/{id}/terminate", post(admin_terminate))
         .route("/admin/employees/{id}/rehire", post(admin_rehire))
-        .route(
-            "/admin/locations/{id}",
-            axum::routing::patch(admin_location),
-        )
+        .route("/admin/locations/{id}", axum::routing::patch(admin_location))
         .route("/admin/webhooks/drop_next", post(admin_drop_next))
         .route("/admin/webhooks/behaviour", put(admin_webhook_behaviour))
         .route("/admin/grants/{grant_id}/revoke", post(admin_revoke_grant))
         .route("/admin/tokens/expire", post(admin_expire_tokens))
         .route("/admin/clock/advance", post(admin_advance_clock))
-        .route(
-            "/admin/faults",
-            put(admin_set_faults).delete(admin_clear_faults),
-        )
+        .route("/admin/faults", put(admin_set_faults).delete(admin_clear_faults))
         .route("/admin/stats/{grant_id}", get(admin_stats));
     v1.merge(oauth).merge(admin).with_state(sim)
 }
@@ -230,11 +182,7 @@ enum Fault {
 /// Version check, bearer auth (with Doorkeeper's revoke-on-first-use), per-grant
 /// rolling window, request recording and fault injection, in that order.
 async fn gate(AxState(sim): AxState<Shared>, mut req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned())
-        .unwrap_or_default();
+    let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned()).unwrap_or_default();
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
 
@@ -309,10 +257,7 @@ async fn gate(AxState(sim): AxState<Shared>, mut req: Request, next: Next) -> Re
                 a.used = true;
             }
         }
-        AuthCtx {
-            grant: grant.id,
-            company: grant.company_uuid,
-        }
+        AuthCtx { grant: grant.id, company: grant.company_uuid }
     };
 
     // 3. Rolling window per grant; 4. record; 5. faults.
@@ -322,14 +267,9 @@ async fn gate(AxState(sim): AxState<Shared>, mut req: Request, next: Next) -> Re
         let mut st = sim.state();
         let now = Instant::now();
         st.arrivals.entry(ctx.grant.clone()).or_default().push(now);
-        *st.route_counts
-            .entry((ctx.grant.clone(), route.clone()))
-            .or_default() += 1;
+        *st.route_counts.entry((ctx.grant.clone(), route.clone())).or_default() += 1;
         let log = st.window.entry(ctx.grant.clone()).or_default();
-        while log
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= window)
-        {
+        while log.front().is_some_and(|t| now.duration_since(*t) >= window) {
             log.pop_front();
         }
         let limited = log.len() >= limit;
@@ -337,17 +277,11 @@ async fn gate(AxState(sim): AxState<Shared>, mut req: Request, next: Next) -> Re
             log.push_back(now);
         }
         let remaining = limit.saturating_sub(log.len());
-        let reset_after = log
-            .front()
-            .map_or(window, |t| window.saturating_sub(now.duration_since(*t)));
+        let reset_after = log.front().map_or(window, |t| window.saturating_sub(now.duration_since(*t)));
         if limited {
             *st.rate_limited.entry(ctx.grant.clone()).or_default() += 1;
         }
-        let (fault, latency) = if limited {
-            (Fault::None, 0)
-        } else {
-            pick_fault(&mut st, &path, &method)
-        };
+        let (fault, latency) = if limited { (Fault::None, 0) } else { pick_fault(&mut st, &path, &method) };
         (remaining, reset_after, limited, fault, latency)
     };
 
@@ -369,10 +303,8 @@ async fn gate(AxState(sim): AxState<Shared>, mut req: Request, next: Next) -> Re
                 .to_string(),
         ));
         *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-        r.headers_mut()
-            .insert("Content-Type", HeaderValue::from_static("application/json"));
-        r.headers_mut()
-            .insert("Retry-After", HeaderValue::from(secs));
+        r.headers_mut().insert("Content-Type", HeaderValue::from_static("application/json"));
+        r.headers_mut().insert("Retry-After", HeaderValue::from(secs));
         r
     } else {
         if latency > 0 {
@@ -387,8 +319,7 @@ async fn gate(AxState(sim): AxState<Shared>, mut req: Request, next: Next) -> Re
             ),
             Fault::Malformed => {
                 let mut r = Response::new(Body::from("{\"uuid\": \"truncated"));
-                r.headers_mut()
-                    .insert("Content-Type", HeaderValue::from_static("application/json"));
+                r.headers_mut().insert("Content-Type", HeaderValue::from_static("application/json"));
                 r
             }
             Fault::Drop => {
@@ -400,8 +331,7 @@ async fn gate(AxState(sim): AxState<Shared>, mut req: Request, next: Next) -> Re
                     ))
                 });
                 let mut r = Response::new(Body::from_stream(stream));
-                r.headers_mut()
-                    .insert("Content-Type", HeaderValue::from_static("application/json"));
+                r.headers_mut().insert("Content-Type", HeaderValue::from_static("application/json"));
                 r
             }
             Fault::None => {
@@ -420,10 +350,7 @@ fn pick_fault(st: &mut State, path: &str, method: &Method) -> (Fault, u64) {
     for i in 0..st.faults.len() {
         let rule: FaultRule = st.faults[i].clone();
         if !glob_match(&rule.path, path)
-            || rule
-                .method
-                .as_deref()
-                .is_some_and(|m| !m.eq_ignore_ascii_case(method.as_str()))
+            || rule.method.as_deref().is_some_and(|m| !m.eq_ignore_ascii_case(method.as_str()))
         {
             continue;
         }
@@ -471,11 +398,7 @@ fn system_only(ctx: &AuthCtx) -> Result<(), Response> {
     }
 }
 
-fn paginate(
-    items: Vec<Value>,
-    q: &HashMap<String, String>,
-    force: bool,
-) -> Result<Response, Response> {
+fn paginate(items: Vec<Value>, q: &HashMap<String, String>, force: bool) -> Result<Response, Response> {
     let page_param = q.get("page").map(|p| p.parse::<usize>());
     let per_param = q.get("per").map(|p| p.parse::<usize>());
     if !force && page_param.is_none() && per_param.is_none() {
@@ -596,11 +519,9 @@ async fn list_employees(
         .filter(|e| onboarded.is_none_or(|o| e.onboarded == o))
         .filter(|e| location.is_none_or(|l| e.primary_job().is_some_and(|j| &j.location_uuid == l)))
         .filter(|e| {
-            search.as_ref().is_none_or(|s| {
-                format!("{} {}", e.first_name, e.last_name)
-                    .to_lowercase()
-                    .contains(s)
-            })
+            search
+                .as_ref()
+                .is_none_or(|s| format!("{} {}", e.first_name, e.last_name).to_lowercase().contains(s))
         })
         .filter(|e| uuids.as_ref().is_none_or(|u| u.contains(&e.uuid.as_str())))
         .map(|e| st.employee_json(e))
@@ -621,12 +542,7 @@ async fn list_locations(
     let Some(c) = st.companies.iter().find(|c| c.uuid == company) else {
         return not_found();
     };
-    let items = c
-        .locations
-        .iter()
-        .filter_map(|l| st.locations.get(l))
-        .map(Location::to_json)
-        .collect();
+    let items = c.locations.iter().filter_map(|l| st.locations.get(l)).map(Location::to_json).collect();
     match paginate(items, &q, false) {
         Ok(r) | Err(r) => r,
     }
@@ -729,10 +645,7 @@ async fn put_employee(
         return conflict();
     }
     let mut next = e.clone();
-    let opt = |k: &str| {
-        body.get(k)
-            .map(|v| v.as_str().map(str::to_owned).filter(|s| !s.is_empty()))
-    };
+    let opt = |k: &str| body.get(k).map(|v| v.as_str().map(str::to_owned).filter(|s| !s.is_empty()));
     if let Some(Some(v)) = opt("first_name") {
         next.first_name = v;
     }
@@ -772,12 +685,8 @@ async fn list_departments(
     let Some(c) = st.companies.iter().find(|c| c.uuid == company) else {
         return not_found();
     };
-    let items: Vec<Value> = c
-        .departments
-        .iter()
-        .filter_map(|d| st.departments.get(d))
-        .map(|d| st.department_json(d))
-        .collect();
+    let items: Vec<Value> =
+        c.departments.iter().filter_map(|d| st.departments.get(d)).map(|d| st.department_json(d)).collect();
     Json(items).into_response()
 }
 
@@ -824,13 +733,7 @@ async fn list_terminations(
         return not_found();
     };
     tri!(company_ok(&ctx, &e.company_uuid));
-    Json(
-        e.terminations
-            .iter()
-            .map(|t| t.to_json(&e.uuid))
-            .collect::<Vec<_>>(),
-    )
-    .into_response()
+    Json(e.terminations.iter().map(|t| t.to_json(&e.uuid)).collect::<Vec<_>>()).into_response()
 }
 
 async fn list_events(
@@ -870,10 +773,7 @@ async fn list_events(
         .iter()
         .filter(|e| e.timestamp >= since)
         .filter(|e| q.get("resource_uuid").is_none_or(|r| &e.resource_uuid == r))
-        .filter(|e| {
-            q.get("event_type")
-                .is_none_or(|t| glob_match(t, &e.event_type))
-        })
+        .filter(|e| q.get("event_type").is_none_or(|t| glob_match(t, &e.event_type)))
         .collect();
     // Stable sort keeps emission order for equal timestamps.
     events.sort_by_key(|e| e.timestamp);
@@ -912,12 +812,7 @@ const SUBSCRIPTION_TYPES: &[&str] = &[
 
 fn parse_types(body: &serde_json::Map<String, Value>) -> Result<Vec<String>, Response> {
     let invalid = |m: &str| {
-        errors(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "subscription_types",
-            "invalid_attribute_value",
-            m,
-        )
+        errors(StatusCode::UNPROCESSABLE_ENTITY, "subscription_types", "invalid_attribute_value", m)
     };
     let Some(Value::Array(items)) = body.get("subscription_types") else {
         return Err(invalid("subscription_types is required"));
@@ -940,12 +835,7 @@ async fn create_subscription(
     tri!(system_only(&ctx));
     let body = tri!(json_body(&body));
     let Some(url) = body.get("url").and_then(Value::as_str).map(str::to_owned) else {
-        return errors(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "url",
-            "invalid_attribute_value",
-            "url is required",
-        );
+        return errors(StatusCode::UNPROCESSABLE_ENTITY, "url", "invalid_attribute_value", "url is required");
     };
     let types = tri!(parse_types(&body));
     let sub = {
@@ -969,10 +859,7 @@ async fn create_subscription(
     (StatusCode::CREATED, Json(sub.to_json())).into_response()
 }
 
-async fn list_subscriptions(
-    AxState(sim): AxState<Shared>,
-    Extension(ctx): Extension<AuthCtx>,
-) -> Response {
+async fn list_subscriptions(AxState(sim): AxState<Shared>, Extension(ctx): Extension<AuthCtx>) -> Response {
     tri!(system_only(&ctx));
     let st = sim.state();
     Json(
@@ -992,11 +879,7 @@ async fn get_subscription(
 ) -> Response {
     tri!(system_only(&ctx));
     let st = sim.state();
-    match st
-        .subscriptions
-        .iter()
-        .find(|s| s.uuid == id && s.status != "removed")
-    {
+    match st.subscriptions.iter().find(|s| s.uuid == id && s.status != "removed") {
         Some(s) => Json(s.to_json()).into_response(),
         None => not_found(),
     }
@@ -1012,11 +895,7 @@ async fn update_subscription(
     let body = tri!(json_body(&body));
     let types = tri!(parse_types(&body));
     let mut st = sim.state();
-    match st
-        .subscriptions
-        .iter_mut()
-        .find(|s| s.uuid == id && s.status != "removed")
-    {
+    match st.subscriptions.iter_mut().find(|s| s.uuid == id && s.status != "removed") {
         Some(s) => {
             s.subscription_types = types;
             Json(s.to_json()).into_response()
@@ -1032,11 +911,7 @@ async fn delete_subscription(
 ) -> Response {
     tri!(system_only(&ctx));
     let mut st = sim.state();
-    match st
-        .subscriptions
-        .iter_mut()
-        .find(|s| s.uuid == id && s.status != "removed")
-    {
+    match st.subscriptions.iter_mut().find(|s| s.uuid == id && s.status != "removed") {
         Some(s) => {
             s.status = "removed".into();
             StatusCode::NO_CONTENT.into_response()
@@ -1053,16 +928,9 @@ async fn verify_subscription(
 ) -> Response {
     tri!(system_only(&ctx));
     let body = tri!(json_body(&body));
-    let given = body
-        .get("verification_token")
-        .and_then(Value::as_str)
-        .unwrap_or("");
+    let given = body.get("verification_token").and_then(Value::as_str).unwrap_or("");
     let mut st = sim.state();
-    let Some(s) = st
-        .subscriptions
-        .iter_mut()
-        .find(|s| s.uuid == id && s.status != "removed")
-    else {
+    let Some(s) = st.subscriptions.iter_mut().find(|s| s.uuid == id && s.status != "removed") else {
         return not_found();
     };
     if s.verification_token != given {
@@ -1093,22 +961,14 @@ async fn request_verification_token(
     let Some((url, token)) = found else {
         return not_found();
     };
-    tokio::spawn(crate::webhooks::send_verification_token(
-        sim.clone(),
-        id,
-        url,
-        token,
-    ));
+    tokio::spawn(crate::webhooks::send_verification_token(sim.clone(), id, url, token));
     Json(json!({"message": "Success! The subscriber will be notified with the verification token"}))
         .into_response()
 }
 
 // ---------------------------------------------------------------- OAuth
 
-async fn authorize(
-    AxState(sim): AxState<Shared>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
+async fn authorize(AxState(sim): AxState<Shared>, Query(q): Query<HashMap<String, String>>) -> Response {
     if q.get("client_id") != Some(&sim.cfg.client_id) {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_client", INVALID_CLIENT);
     }
@@ -1127,10 +987,8 @@ async fn authorize(
         );
     };
     // No login page: `company_uuid` chooses the company; default is the first one.
-    let company = q
-        .get("company_uuid")
-        .cloned()
-        .or_else(|| sim.state().companies.first().map(|c| c.uuid.clone()));
+    let company =
+        q.get("company_uuid").cloned().or_else(|| sim.state().companies.first().map(|c| c.uuid.clone()));
     let Some(company) = company else {
         return not_found();
     };
@@ -1203,11 +1061,7 @@ fn issue(
     if let Some(r) = &refresh {
         st.refresh_tokens.insert(
             r.clone(),
-            RefreshToken {
-                grant_id: grant_id.to_owned(),
-                revoked: false,
-                access_token: access.clone(),
-            },
+            RefreshToken { grant_id: grant_id.to_owned(), revoked: false, access_token: access.clone() },
         );
     }
     let mut body = json!({
@@ -1239,26 +1093,15 @@ async fn token(AxState(sim): AxState<Shared>, headers: HeaderMap, body: Bytes) -
                 return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", INVALID_GRANT);
             };
             if code.expires_at <= st.now()
-                || req
-                    .redirect_uri
-                    .as_deref()
-                    .is_some_and(|r| r != code.redirect_uri)
+                || req.redirect_uri.as_deref().is_some_and(|r| r != code.redirect_uri)
             {
                 return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", INVALID_GRANT);
             }
             // Grant ids sort by creation so `grant_for_company` finds the latest.
-            let grant_id = format!(
-                "grant-{:06}-{}",
-                st.grants.len() + 1,
-                &new_uuid(&mut st)[..8]
-            );
+            let grant_id = format!("grant-{:06}-{}", st.grants.len() + 1, &new_uuid(&mut st)[..8]);
             st.grants.insert(
                 grant_id.clone(),
-                Grant {
-                    id: grant_id.clone(),
-                    company_uuid: Some(code.company_uuid),
-                    revoked: false,
-                },
+                Grant { id: grant_id.clone(), company_uuid: Some(code.company_uuid), revoked: false },
             );
             issue(&mut st, &grant_id, ttl, true, None)
         }
@@ -1277,9 +1120,7 @@ async fn token(AxState(sim): AxState<Shared>, headers: HeaderMap, body: Bytes) -
             if record.revoked || !grant_ok {
                 return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", INVALID_GRANT);
             }
-            *st.refresh_counts
-                .entry(record.grant_id.clone())
-                .or_default() += 1;
+            *st.refresh_counts.entry(record.grant_id.clone()).or_default() += 1;
             issue(&mut st, &record.grant_id, ttl, true, Some(rt))
         }
         "system_access" => {
@@ -1318,9 +1159,7 @@ async fn revoke(AxState(sim): AxState<Shared>, headers: HeaderMap, body: Bytes) 
     let pair = if let Some(a) = st.access_tokens.get(&token) {
         Some((token.clone(), a.refresh_token.clone()))
     } else {
-        st.refresh_tokens
-            .get(&token)
-            .map(|r| (r.access_token.clone(), Some(token.clone())))
+        st.refresh_tokens.get(&token).map(|r| (r.access_token.clone(), Some(token.clone())))
     };
     if let Some((access, refresh)) = pair {
         if let Some(a) = st.access_tokens.get_mut(&access) {
@@ -1339,9 +1178,7 @@ async fn revoke(AxState(sim): AxState<Shared>, headers: HeaderMap, body: Bytes) 
 fn admin_result(r: Result<Value, SimError>) -> Response {
     match r {
         Ok(v) => Json(v).into_response(),
-        Err(SimError::NotFound(m)) => {
-            (StatusCode::NOT_FOUND, Json(json!({"error": m}))).into_response()
-        }
+        Err(SimError::NotFound(m)) => (StatusCode::NOT_FOUND, Json(json!({"error": m}))).into_response(),
         Err(SimError::Invalid(m)) => {
             (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"error": m}))).into_response()
         }
@@ -1360,10 +1197,8 @@ struct SeedBody {
 }
 
 async fn admin_seed(AxState(sim): AxState<Shared>, Json(b): Json<SeedBody>) -> Response {
-    let info = sim.seed_named_company(
-        b.name.as_deref().unwrap_or("Nordlys Consulting"),
-        b.employees.unwrap_or(25),
-    );
+    let info =
+        sim.seed_named_company(b.name.as_deref().unwrap_or("Nordlys Consulting"), b.employees.unwrap_or(25));
     (StatusCode::CREATED, Json(json!(info))).into_response()
 }
 
@@ -1397,10 +1232,7 @@ async fn admin_title(
     Path(id): Path<String>,
     Json(b): Json<TitleBody>,
 ) -> Response {
-    admin_result(
-        sim.change_title(&id, &b.title)
-            .map(|()| json!({"ok": true})),
-    )
+    admin_result(sim.change_title(&id, &b.title).map(|()| json!({"ok": true})))
 }
 
 #[derive(Deserialize)]
@@ -1413,10 +1245,7 @@ async fn admin_department(
     Path(id): Path<String>,
     Json(b): Json<DepartmentBody>,
 ) -> Response {
-    admin_result(
-        sim.change_department(&id, &b.department_uuid)
-            .map(|()| json!({"ok": true})),
-    )
+    admin_result(sim.change_department(&id, &b.department_uuid).map(|()| json!({"ok": true})))
 }
 
 #[derive(Deserialize)]
@@ -1431,10 +1260,7 @@ async fn admin_transfer(
     Path(id): Path<String>,
     Json(b): Json<TransferBody>,
 ) -> Response {
-    admin_result(
-        sim.transfer(&id, &b.location_uuid, b.effective_date)
-            .map(|()| json!({"ok": true})),
-    )
+    admin_result(sim.transfer(&id, &b.location_uuid, b.effective_date).map(|()| json!({"ok": true})))
 }
 
 #[derive(Deserialize, Default)]
@@ -1443,28 +1269,14 @@ struct DateBody {
     effective_date: Option<NaiveDate>,
 }
 
-async fn admin_terminate(
-    AxState(sim): AxState<Shared>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
+async fn admin_terminate(AxState(sim): AxState<Shared>, Path(id): Path<String>, body: Bytes) -> Response {
     let b: DateBody = serde_json::from_slice(&body).unwrap_or_default();
-    admin_result(
-        sim.terminate(&id, b.effective_date)
-            .map(|()| json!({"ok": true})),
-    )
+    admin_result(sim.terminate(&id, b.effective_date).map(|()| json!({"ok": true})))
 }
 
-async fn admin_rehire(
-    AxState(sim): AxState<Shared>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
+async fn admin_rehire(AxState(sim): AxState<Shared>, Path(id): Path<String>, body: Bytes) -> Response {
     let b: DateBody = serde_json::from_slice(&body).unwrap_or_default();
-    admin_result(
-        sim.rehire(&id, b.effective_date)
-            .map(|()| json!({"ok": true})),
-    )
+    admin_result(sim.rehire(&id, b.effective_date).map(|()| json!({"ok": true})))
 }
 
 async fn admin_location(
@@ -1492,14 +1304,8 @@ struct BehaviourBody {
     reorder_max_delay_ms: u64,
 }
 
-async fn admin_webhook_behaviour(
-    AxState(sim): AxState<Shared>,
-    Json(b): Json<BehaviourBody>,
-) -> Response {
-    sim.set_webhook_behaviour(
-        b.duplicate_rate,
-        Duration::from_millis(b.reorder_max_delay_ms),
-    );
+async fn admin_webhook_behaviour(AxState(sim): AxState<Shared>, Json(b): Json<BehaviourBody>) -> Response {
+    sim.set_webhook_behaviour(b.duplicate_rate, Duration::from_millis(b.reorder_max_delay_ms));
     Json(json!({"ok": true})).into_response()
 }
 
@@ -1524,18 +1330,12 @@ struct AdvanceBody {
     seconds: u64,
 }
 
-async fn admin_advance_clock(
-    AxState(sim): AxState<Shared>,
-    Json(b): Json<AdvanceBody>,
-) -> Response {
+async fn admin_advance_clock(AxState(sim): AxState<Shared>, Json(b): Json<AdvanceBody>) -> Response {
     sim.advance_clock(Duration::from_secs(b.seconds));
     Json(json!({"ok": true, "now": sim.state().now().to_rfc3339()})).into_response()
 }
 
-async fn admin_set_faults(
-    AxState(sim): AxState<Shared>,
-    Json(rules): Json<Vec<FaultRule>>,
-) -> Response {
+async fn admin_set_faults(AxState(sim): AxState<Shared>, Json(rules): Json<Vec<FaultRule>>) -> Response {
     sim.set_faults(rules);
     Json(json!({"ok": true})).into_response()
 }
@@ -1564,10 +1364,7 @@ mod tests {
     fn globs() {
         assert!(glob_match("employee.*", "employee.updated"));
         assert!(glob_match("*.created", "location.created"));
-        assert!(glob_match(
-            "notification.*.created",
-            "notification.x.created"
-        ));
+        assert!(glob_match("notification.*.created", "notification.x.created"));
         assert!(!glob_match("employee.*", "location.updated"));
         assert!(glob_match("/v1/employees/*", "/v1/employees/abc"));
         assert!(glob_match("employee.updated", "employee.updated"));

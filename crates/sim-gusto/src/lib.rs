@@ -194,11 +194,7 @@ impl Sim {
 
     /// Arrival instants of every request of `grant`.
     pub fn arrivals(&self, grant: &str) -> Vec<Instant> {
-        self.state()
-            .arrivals
-            .get(grant)
-            .cloned()
-            .unwrap_or_default()
+        self.state().arrivals.get(grant).cloned().unwrap_or_default()
     }
 
     pub fn request_count(&self, grant: &str) -> usize {
@@ -207,11 +203,7 @@ impl Sim {
 
     /// Requests of `grant` to a route template such as `/v1/employees/{employee_id}`.
     pub fn route_count(&self, grant: &str, route: &str) -> u64 {
-        self.state()
-            .route_counts
-            .get(&(grant.to_owned(), route.to_owned()))
-            .copied()
-            .unwrap_or(0)
+        self.state().route_counts.get(&(grant.to_owned(), route.to_owned())).copied().unwrap_or(0)
     }
 
     /// Successful `refresh_token` exchanges for `grant`.
@@ -238,10 +230,7 @@ impl Sim {
 
     /// The grant id of an access token (to look up stats for a client's token).
     pub fn grant_of_token(&self, access_token: &str) -> Option<String> {
-        self.state()
-            .access_tokens
-            .get(access_token)
-            .map(|t| t.grant_id.clone())
+        self.state().access_tokens.get(access_token).map(|t| t.grant_id.clone())
     }
 
     /// Every webhook POST attempt so far.
@@ -298,16 +287,12 @@ impl SimHandle {
 
 /// Starts the simulator on `cfg.listen` (or an ephemeral local port).
 pub async fn start(cfg: SimConfig) -> std::io::Result<SimHandle> {
-    let listen = cfg
-        .listen
-        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+    let listen = cfg.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let (events_tx, events_rx) = mpsc::unbounded_channel();
-    let http = reqwest::Client::builder()
-        .timeout(cfg.webhooks.timeout)
-        .build()
-        .map_err(std::io::Error::other)?;
+    let http =
+        reqwest::Client::builder().timeout(cfg.webhooks.timeout).build().map_err(std::io::Error::other)?;
     let state = State {
         rng: StdRng::seed_from_u64(cfg.seed),
         clock_offset: chrono::Duration::zero(),
@@ -333,11 +318,7 @@ pub async fn start(cfg: SimConfig) -> std::io::Result<SimHandle> {
         events_tx,
         pending_effective: Vec::new(),
     };
-    let sim = Arc::new(Sim {
-        cfg,
-        state: Mutex::new(state),
-        http,
-    });
+    let sim = Arc::new(Sim { cfg, state: Mutex::new(state), http });
     tokio::spawn(webhooks::dispatcher(Arc::downgrade(&sim), events_rx));
     tokio::spawn(ops::effective_date_ticker(Arc::downgrade(&sim)));
     let app = http::router(sim.clone());
@@ -350,10 +331,5 @@ pub async fn start(cfg: SimConfig) -> std::io::Result<SimHandle> {
             tracing::error!(error = %e, "sim-gusto server failed");
         }
     });
-    Ok(SimHandle {
-        sim,
-        addr,
-        shutdown: Some(tx),
-        server: Some(server),
-    })
+    Ok(SimHandle { sim, addr, shutdown: Some(tx), server: Some(server) })
 }

@@ -19,15 +19,9 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .init();
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
     let args = Args::parse();
-    let cfg = sim_gusto::SimConfig {
-        listen: Some(args.listen),
-        seed: args.seed,
-        ..Default::default()
-    };
+    let cfg = sim_gusto::SimConfig { listen: Some(args.listen), seed: args.seed, ..Default::default() };
     let sim = sim_gusto::start(cfg).await?;
     if args.employees > 0 {
         let c = sim.seed_company(args.employees);

@@ -92,11 +92,7 @@ pub struct Job {
 
 impl Job {
     pub fn version(&self) -> String {
-        version_of(&[
-            &self.title,
-            &self.hire_date.to_string(),
-            &self.location_uuid,
-        ])
+        version_of(&[&self.title, &self.hire_date.to_string(), &self.location_uuid])
     }
 
     pub fn to_json(&self, employee_uuid: &str) -> Value {
@@ -180,10 +176,7 @@ pub struct Employee {
 
 impl Employee {
     pub fn primary_job(&self) -> Option<&Job> {
-        self.jobs
-            .iter()
-            .find(|j| j.primary)
-            .or_else(|| self.jobs.first())
+        self.jobs.iter().find(|j| j.primary).or_else(|| self.jobs.first())
     }
 
     pub fn primary_job_mut(&mut self) -> Option<&mut Job> {
@@ -198,10 +191,7 @@ impl Employee {
 
     pub fn version(&self) -> String {
         let jobs: Vec<String> = self.jobs.iter().map(Job::version).collect();
-        let dob = self
-            .date_of_birth
-            .map(|d| d.to_string())
-            .unwrap_or_default();
+        let dob = self.date_of_birth.map(|d| d.to_string()).unwrap_or_default();
         let mut parts: Vec<&str> = vec![
             &self.first_name,
             self.middle_initial.as_deref().unwrap_or(""),
@@ -244,12 +234,7 @@ impl Employee {
         })
     }
 
-    pub fn work_address_json(
-        &self,
-        wa: &WorkAddress,
-        active: bool,
-        loc: Option<&Location>,
-    ) -> Value {
+    pub fn work_address_json(&self, wa: &WorkAddress, active: bool, loc: Option<&Location>) -> Value {
         json!({
             "uuid": wa.uuid, "effective_date": wa.effective_date.to_string(), "active": active,
             "location_uuid": wa.location_uuid, "employee_uuid": self.uuid,
@@ -271,11 +256,7 @@ impl Employee {
             .filter(|(_, w)| w.effective_date <= today)
             .max_by_key(|(i, w)| (w.effective_date, *i))
             .map(|(i, _)| i)
-            .or(if self.work_addresses.is_empty() {
-                None
-            } else {
-                Some(0)
-            })
+            .or(if self.work_addresses.is_empty() { None } else { Some(0) })
     }
 }
 

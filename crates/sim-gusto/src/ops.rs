@@ -81,13 +81,7 @@ impl State {
     }
 
     /// Records an event (for `/v1/events`) and queues it for webhook delivery.
-    pub(crate) fn emit(
-        &mut self,
-        company: &str,
-        event_type: &str,
-        entity_type: &str,
-        entity_uuid: &str,
-    ) {
+    pub(crate) fn emit(&mut self, company: &str, event_type: &str, entity_type: &str, entity_uuid: &str) {
         let event = Event {
             uuid: new_uuid(self),
             event_type: event_type.to_owned(),
@@ -103,17 +97,11 @@ impl State {
     }
 
     fn employee_mut(&mut self, id: &str) -> Result<&mut Employee, SimError> {
-        self.employees
-            .get_mut(id)
-            .ok_or_else(|| SimError::NotFound(format!("employee {id}")))
+        self.employees.get_mut(id).ok_or_else(|| SimError::NotFound(format!("employee {id}")))
     }
 
     pub(crate) fn employee_json(&self, e: &Employee) -> Value {
-        let dept = e
-            .department_uuid
-            .as_ref()
-            .and_then(|d| self.departments.get(d))
-            .map(|d| d.title.as_str());
+        let dept = e.department_uuid.as_ref().and_then(|d| self.departments.get(d)).map(|d| d.title.as_str());
         e.to_json(dept)
     }
 
@@ -131,12 +119,8 @@ impl State {
     /// Applies terminations and rehires whose date has come.
     pub(crate) fn process_effective_dates(&mut self) {
         let today = self.today();
-        let due: Vec<(NaiveDate, String, bool)> = self
-            .pending_effective
-            .iter()
-            .filter(|(d, _, _)| *d <= today)
-            .cloned()
-            .collect();
+        let due: Vec<(NaiveDate, String, bool)> =
+            self.pending_effective.iter().filter(|(d, _, _)| *d <= today).cloned().collect();
         self.pending_effective.retain(|(d, _, _)| *d > today);
         for (_, id, is_termination) in due {
             self.make_effective(&id, is_termination);
@@ -195,14 +179,9 @@ impl Sim {
             .cloned()
             .ok_or_else(|| SimError::NotFound(format!("company {company_uuid}")))?;
         let (rf, rl) = seed::random_name(&mut st);
-        let dept = req
-            .department_uuid
-            .or_else(|| c_first(&company.departments));
-        let dept_title = dept
-            .as_ref()
-            .and_then(|d| st.departments.get(d))
-            .map(|d| d.title.clone())
-            .unwrap_or_default();
+        let dept = req.department_uuid.or_else(|| c_first(&company.departments));
+        let dept_title =
+            dept.as_ref().and_then(|d| st.departments.get(d)).map(|d| d.title.clone()).unwrap_or_default();
         let title = match req.title {
             Some(t) => t,
             None => seed::title_for(&mut st, &dept_title),
@@ -281,18 +260,11 @@ impl Sim {
     pub fn change_title(&self, id: &str, title: &str) -> Result<(), SimError> {
         let mut st = self.state();
         let e = st.employee_mut(id)?;
-        let job = e
-            .primary_job_mut()
-            .ok_or_else(|| SimError::Invalid("employee has no job".into()))?;
+        let job = e.primary_job_mut().ok_or_else(|| SimError::Invalid("employee has no job".into()))?;
         job.title = title.to_owned();
         let job_uuid = job.uuid.clone();
         let company = e.company_uuid.clone();
-        st.emit(
-            &company,
-            "employee_job_compensation.updated",
-            "EmployeeJobCompensation",
-            &job_uuid,
-        );
+        st.emit(&company, "employee_job_compensation.updated", "EmployeeJobCompensation", &job_uuid);
         st.emit(&company, "employee.updated", "Employee", id);
         Ok(())
     }
@@ -337,27 +309,12 @@ impl Sim {
             j.uuid.clone()
         });
         let company = e.company_uuid.clone();
-        st.emit(
-            &company,
-            "employee.work_address.created",
-            "WorkAddress",
-            &wa_uuid,
-        );
+        st.emit(&company, "employee.work_address.created", "WorkAddress", &wa_uuid);
         if let Some(prev) = previous {
-            st.emit(
-                &company,
-                "employee.work_address.updated",
-                "WorkAddress",
-                &prev,
-            );
+            st.emit(&company, "employee.work_address.updated", "WorkAddress", &prev);
         }
         if let Some(job) = job_uuid {
-            st.emit(
-                &company,
-                "employee_job_compensation.updated",
-                "EmployeeJobCompensation",
-                &job,
-            );
+            st.emit(&company, "employee_job_compensation.updated", "EmployeeJobCompensation", &job);
         }
         st.emit(&company, "employee.updated", "Employee", id);
         Ok(())
@@ -398,14 +355,9 @@ impl Sim {
         let date = effective_date.unwrap_or(today);
         let e = st.employee_mut(id)?;
         if !e.terminated {
-            return Err(SimError::Invalid(
-                "only terminated employees can be rehired".into(),
-            ));
+            return Err(SimError::Invalid("only terminated employees can be rehired".into()));
         }
-        e.rehire = Some(Rehire {
-            effective_date: date,
-            active: false,
-        });
+        e.rehire = Some(Rehire { effective_date: date, active: false });
         if let Some(j) = e.primary_job_mut() {
             j.hire_date = date;
         }
@@ -423,10 +375,7 @@ impl Sim {
     pub fn edit_location(&self, id: &str, p: LocationPatch) -> Result<(), SimError> {
         let mut st = self.state();
         let now = st.now().format("%Y-%m-%dT%H:%M:%S%.3f%:z").to_string();
-        let l = st
-            .locations
-            .get_mut(id)
-            .ok_or_else(|| SimError::NotFound(format!("location {id}")))?;
+        let l = st.locations.get_mut(id).ok_or_else(|| SimError::NotFound(format!("location {id}")))?;
         if let Some(v) = p.street_1 {
             l.street_1 = v;
         }
@@ -460,10 +409,7 @@ impl Sim {
     /// Revokes a grant: its tokens answer 401 and its refresh token `invalid_grant`.
     pub fn revoke_grant(&self, grant_id: &str) -> Result<(), SimError> {
         let mut st = self.state();
-        let g = st
-            .grants
-            .get_mut(grant_id)
-            .ok_or_else(|| SimError::NotFound(format!("grant {grant_id}")))?;
+        let g = st.grants.get_mut(grant_id).ok_or_else(|| SimError::NotFound(format!("grant {grant_id}")))?;
         g.revoked = true;
         Ok(())
     }
@@ -515,11 +461,7 @@ impl Sim {
         let expires_at = st.now() + chrono::Duration::minutes(10);
         st.codes.insert(
             code.clone(),
-            AuthCode {
-                company_uuid: company_uuid.into(),
-                redirect_uri: redirect_uri.into(),
-                expires_at,
-            },
+            AuthCode { company_uuid: company_uuid.into(), redirect_uri: redirect_uri.into(), expires_at },
         );
         Ok(code)
     }
@@ -527,16 +469,11 @@ impl Sim {
     /// Everything, as JSON (tokens excluded).
     pub fn state_json(&self) -> Value {
         let st = self.state();
-        let mut employees: Vec<Value> =
-            st.employees.values().map(|e| st.employee_json(e)).collect();
+        let mut employees: Vec<Value> = st.employees.values().map(|e| st.employee_json(e)).collect();
         employees.sort_by_key(|e| e["uuid"].as_str().map(str::to_owned));
         let mut locations: Vec<Value> = st.locations.values().map(Location::to_json).collect();
         locations.sort_by_key(|l| l["uuid"].as_str().map(str::to_owned));
-        let mut departments: Vec<Value> = st
-            .departments
-            .values()
-            .map(|d| st.department_json(d))
-            .collect();
+        let mut departments: Vec<Value> = st.departments.values().map(|d| st.department_json(d)).collect();
         departments.sort_by_key(|d| d["uuid"].as_str().map(str::to_owned));
         json!({
             "now": st.now().to_rfc3339(),

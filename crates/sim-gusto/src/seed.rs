@@ -7,10 +7,9 @@ use crate::model::*;
 use crate::State;
 
 const FIRST: &[&str] = &[
-    "Astrid", "Bjørn", "Ingrid", "Lars", "Sigrid", "Erik", "Freja", "Magnus", "Liv", "Olav",
-    "Sanna", "Mikko", "Aino", "Jussi", "Katla", "Gunnar", "Helga", "Nils", "Elin", "Oskar", "Saga",
-    "Emil", "Maja", "Anders", "Karin", "Henrik", "Sofie", "Rasmus", "Ida", "Jonas", "Guðrún",
-    "Einar",
+    "Astrid", "Bjørn", "Ingrid", "Lars", "Sigrid", "Erik", "Freja", "Magnus", "Liv", "Olav", "Sanna",
+    "Mikko", "Aino", "Jussi", "Katla", "Gunnar", "Helga", "Nils", "Elin", "Oskar", "Saga", "Emil", "Maja",
+    "Anders", "Karin", "Henrik", "Sofie", "Rasmus", "Ida", "Jonas", "Guðrún", "Einar",
 ];
 const LAST: &[&str] = &[
     "Hansen",
@@ -38,27 +37,10 @@ const LAST: &[&str] = &[
     "Nyström",
     "Solberg",
 ];
-pub const DEPARTMENTS: &[&str] = &[
-    "Consulting",
-    "Engineering",
-    "Finance",
-    "Sales",
-    "People",
-    "Operations",
-];
+pub const DEPARTMENTS: &[&str] = &["Consulting", "Engineering", "Finance", "Sales", "People", "Operations"];
 const TITLES: &[(&str, &[&str])] = &[
-    (
-        "Consulting",
-        &["Consultant", "Senior Consultant", "Principal Consultant"],
-    ),
-    (
-        "Engineering",
-        &[
-            "Software Engineer",
-            "Senior Software Engineer",
-            "Engineering Manager",
-        ],
-    ),
+    ("Consulting", &["Consultant", "Senior Consultant", "Principal Consultant"]),
+    ("Engineering", &["Software Engineer", "Senior Software Engineer", "Engineering Manager"]),
     ("Finance", &["Accountant", "Financial Controller"]),
     ("Sales", &["Account Executive", "Sales Manager"]),
     ("People", &["HR Partner", "Recruiter"]),
@@ -66,59 +48,20 @@ const TITLES: &[(&str, &[&str])] = &[
 ];
 /// (city, street, zip, region/state, country, phone)
 pub const OFFICES: &[(&str, &str, &str, &str, &str, &str)] = &[
-    (
-        "Oslo",
-        "Karl Johans gate 12",
-        "0154",
-        "Oslo",
-        "NOR",
-        "4722334455",
-    ),
-    (
-        "Stockholm",
-        "Drottninggatan 45",
-        "111 21",
-        "Stockholm",
-        "SWE",
-        "46812345678",
-    ),
-    (
-        "Copenhagen",
-        "Strøget 20",
-        "1160",
-        "Capital Region",
-        "DNK",
-        "4533123456",
-    ),
-    (
-        "Helsinki",
-        "Mannerheimintie 8",
-        "00100",
-        "Uusimaa",
-        "FIN",
-        "358912345678",
-    ),
-    (
-        "Reykjavik",
-        "Laugavegur 77",
-        "101",
-        "Capital Region",
-        "ISL",
-        "3545123456",
-    ),
+    ("Oslo", "Karl Johans gate 12", "0154", "Oslo", "NOR", "4722334455"),
+    ("Stockholm", "Drottninggatan 45", "111 21", "Stockholm", "SWE", "46812345678"),
+    ("Copenhagen", "Strøget 20", "1160", "Capital Region", "DNK", "4533123456"),
+    ("Helsinki", "Mannerheimintie 8", "00100", "Uusimaa", "FIN", "358912345678"),
+    ("Reykjavik", "Laugavegur 77", "101", "Capital Region", "ISL", "3545123456"),
 ];
 
 pub(crate) fn new_uuid(st: &mut State) -> String {
-    uuid::Builder::from_random_bytes(st.rng.random())
-        .into_uuid()
-        .to_string()
+    uuid::Builder::from_random_bytes(st.rng.random()).into_uuid().to_string()
 }
 
 pub(crate) fn new_code(st: &mut State) -> String {
     const ALPHA: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    (0..6)
-        .map(|_| ALPHA[st.rng.random_range(0..ALPHA.len())] as char)
-        .collect()
+    (0..6).map(|_| ALPHA[st.rng.random_range(0..ALPHA.len())] as char).collect()
 }
 
 fn ascii(s: &str) -> String {
@@ -147,10 +90,7 @@ pub(crate) fn random_name(st: &mut State) -> (String, String) {
 }
 
 pub(crate) fn title_for(st: &mut State, department: &str) -> String {
-    let titles = TITLES
-        .iter()
-        .find(|(d, _)| *d == department)
-        .map_or(&["Specialist"][..], |(_, t)| t);
+    let titles = TITLES.iter().find(|(d, _)| *d == department).map_or(&["Specialist"][..], |(_, t)| t);
     titles[st.rng.random_range(0..titles.len())].to_owned()
 }
 
@@ -188,11 +128,7 @@ pub(crate) fn seed_company(st: &mut State, name: &str, n_employees: usize) -> St
         let uuid = new_uuid(st);
         st.departments.insert(
             uuid.clone(),
-            Department {
-                uuid: uuid.clone(),
-                company_uuid: company_uuid.clone(),
-                title: (*title).into(),
-            },
+            Department { uuid: uuid.clone(), company_uuid: company_uuid.clone(), title: (*title).into() },
         );
         departments.push(uuid);
     }

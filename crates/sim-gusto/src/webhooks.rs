@@ -51,11 +51,7 @@ pub(crate) async fn dispatcher(sim: Weak<Sim>, mut rx: mpsc::UnboundedReceiver<E
             }
             let cfg = st.webhook_cfg.clone();
             for (sub, url, key) in targets {
-                let copies = if st.rng.random_bool(cfg.duplicate_rate.clamp(0.0, 1.0)) {
-                    2
-                } else {
-                    1
-                };
+                let copies = if st.rng.random_bool(cfg.duplicate_rate.clamp(0.0, 1.0)) { 2 } else { 1 };
                 for _ in 0..copies {
                     let max = cfg.reorder_max_delay.as_millis() as u64;
                     let delay = if max > 0 {
@@ -129,10 +125,7 @@ async fn deliver(
             }
             return;
         }
-        let backoff = cfg
-            .retry_base
-            .saturating_mul(1u32 << attempt.min(20))
-            .min(cfg.retry_max);
+        let backoff = cfg.retry_base.saturating_mul(1u32 << attempt.min(20)).min(cfg.retry_max);
         drop(s);
         attempt += 1;
         tokio::time::sleep(backoff).await;
@@ -140,20 +133,9 @@ async fn deliver(
 }
 
 /// POSTs `{"verification_token": ...}` UNSIGNED to a new subscription's URL.
-pub(crate) async fn send_verification_token(
-    sim: Arc<Sim>,
-    sub: String,
-    url: String,
-    token: String,
-) {
+pub(crate) async fn send_verification_token(sim: Arc<Sim>, sub: String, url: String, token: String) {
     let body = serde_json::json!({ "verification_token": token }).to_string();
-    let result = sim
-        .http
-        .post(&url)
-        .header("Content-Type", "application/json")
-        .body(body)
-        .send()
-        .await;
+    let result = sim.http.post(&url).header("Content-Type", "application/json").body(body).send().await;
     let status = result.as_ref().ok().map(|r| r.status().as_u16());
     sim.state().deliveries.push(Delivery {
         subscription_uuid: sub,

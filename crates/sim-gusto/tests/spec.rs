@@ -33,10 +33,7 @@ fn yaml_to_json(v: serde_yaml::Value) -> Value {
                 .map(|(k, v)| {
                     let key = match k {
                         serde_yaml::Value::String(s) => s,
-                        other => serde_yaml::to_string(&other)
-                            .unwrap_or_default()
-                            .trim()
-                            .to_owned(),
+                        other => serde_yaml::to_string(&other).unwrap_or_default().trim().to_owned(),
                     };
                     (key, yaml_to_json(v))
                 })
@@ -59,10 +56,7 @@ impl Spec {
 
     fn resolve<'a>(&'a self, v: &'a Value) -> &'a Value {
         match v.get("$ref").and_then(Value::as_str) {
-            Some(r) => self
-                .doc
-                .pointer(r.trim_start_matches('#'))
-                .expect("ref target"),
+            Some(r) => self.doc.pointer(r.trim_start_matches('#')).expect("ref target"),
             None => v,
         }
     }
@@ -73,10 +67,7 @@ impl Spec {
         assert!(op.is_object(), "spec has no {method} {path}");
         let resp = self.resolve(&op["responses"][status.to_string()]);
         let schema = resp["content"]["application/json"]["schema"].clone();
-        assert!(
-            schema.is_object(),
-            "spec has no JSON schema for {method} {path} {status}"
-        );
+        assert!(schema.is_object(), "spec has no JSON schema for {method} {path} {status}");
         schema
     }
 
@@ -86,18 +77,14 @@ impl Spec {
 
     fn is_valid(&self, schema: Value, instance: &Value) -> bool {
         let root = json!({"allOf": [schema], "components": self.doc["components"].clone()});
-        jsonschema::draft202012::new(&root)
-            .expect("schema compiles")
-            .is_valid(instance)
+        jsonschema::draft202012::new(&root).expect("schema compiles").is_valid(instance)
     }
 
     fn check(&self, what: &str, schema: Value, instance: &Value) {
         let root = json!({"allOf": [schema], "components": self.doc["components"].clone()});
         let validator = jsonschema::draft202012::new(&root).expect("schema compiles");
-        let errors: Vec<String> = validator
-            .iter_errors(instance)
-            .map(|e| format!("{} at {}", e, e.instance_path))
-            .collect();
+        let errors: Vec<String> =
+            validator.iter_errors(instance).map(|e| format!("{} at {}", e, e.instance_path)).collect();
         assert!(errors.is_empty(), "{what}: {errors:#?}\n{instance:#}");
     }
 }
@@ -112,12 +99,7 @@ struct Ctx {
 }
 
 async fn token_call(http: &reqwest::Client, base: &str, body: Value) -> (u16, Value) {
-    let r = http
-        .post(format!("{base}/oauth/token"))
-        .json(&body)
-        .send()
-        .await
-        .expect("token call");
+    let r = http.post(format!("{base}/oauth/token")).json(&body).send().await.expect("token call");
     let status = r.status().as_u16();
     (status, r.json().await.expect("json"))
 }
@@ -125,10 +107,7 @@ async fn token_call(http: &reqwest::Client, base: &str, body: Value) -> (u16, Va
 async fn ctx(cfg: SimConfig) -> Ctx {
     let sim = sim_gusto::start(cfg).await.expect("sim");
     let company = sim.seed_company(30);
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("http");
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("http");
     let base = sim.base_url();
     // The authorize redirect carries the code and our state.
     let r = http
@@ -155,7 +134,12 @@ async fn ctx(cfg: SimConfig) -> Ctx {
     .await;
     assert_eq!(status, 200);
     assert_eq!(tok["expires_in"], 7200);
-    let (_, sys) = token_call(&http, &base, json!({"client_id":"sim-client-id","client_secret":"sim-client-secret","grant_type":"system_access"})).await;
+    let (_, sys) = token_call(
+        &http,
+        &base,
+        json!({"client_id":"sim-client-id","client_secret":"sim-client-secret","grant_type":"system_access"}),
+    )
+    .await;
     Ctx {
         token: tok["access_token"].as_str().expect("at").to_owned(),
         refresh: tok["refresh_token"].as_str().expect("rt").to_owned(),
@@ -186,23 +170,12 @@ impl Ctx {
         let status = r.status().as_u16();
         let headers = r.headers().clone();
         let text = r.text().await.expect("body");
-        (
-            status,
-            headers,
-            serde_json::from_str(&text).unwrap_or(Value::Null),
-        )
+        (status, headers, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 }
 
 /// (method, url, spec path template, token kind, body, expected status)
-type Case = (
-    reqwest::Method,
-    String,
-    &'static str,
-    &'static str,
-    Option<Value>,
-    u16,
-);
+type Case = (reqwest::Method, String, &'static str, &'static str, Option<Value>, u16);
 
 #[tokio::test]
 async fn every_route_answers_per_the_spec() {
@@ -215,47 +188,19 @@ async fn every_route_answers_per_the_spec() {
         employee.clone(),
         &json!({"uuid": "u", "first_name": "a", "last_name": "b", "terminated": "no"})
     ));
-    assert!(spec.is_valid(
-        employee,
-        &json!({"uuid": "u", "first_name": "a", "last_name": "b"})
-    ));
+    assert!(spec.is_valid(employee, &json!({"uuid": "u", "first_name": "a", "last_name": "b"})));
     let c = ctx(SimConfig::default()).await;
     let co = c.company.company_uuid.clone();
     let emp = c.company.employee_uuids[0].clone();
     let loc = c.company.location_uuids[0].clone();
     let dept = c.company.department_uuids[0].clone();
-    c.sim
-        .terminate(&c.company.employee_uuids[1], None)
-        .expect("terminate");
-    c.sim
-        .transfer(&emp, &c.company.location_uuids[1], None)
-        .expect("transfer");
+    c.sim.terminate(&c.company.employee_uuids[1], None).expect("terminate");
+    c.sim.transfer(&emp, &c.company.location_uuids[1], None).expect("transfer");
 
     let cases: Vec<Case> = vec![
-        (
-            Method::GET,
-            "/v1/token_info".into(),
-            "/v1/token_info",
-            "company",
-            None,
-            200,
-        ),
-        (
-            Method::GET,
-            "/v1/token_info".into(),
-            "/v1/token_info",
-            "system",
-            None,
-            200,
-        ),
-        (
-            Method::GET,
-            format!("/v1/employees/{emp}"),
-            "/v1/employees/{employee_id}",
-            "company",
-            None,
-            200,
-        ),
+        (Method::GET, "/v1/token_info".into(), "/v1/token_info", "company", None, 200),
+        (Method::GET, "/v1/token_info".into(), "/v1/token_info", "system", None, 200),
+        (Method::GET, format!("/v1/employees/{emp}"), "/v1/employees/{employee_id}", "company", None, 200),
         (
             Method::GET,
             format!("/v1/employees/{}", c.company.employee_uuids[1]),
@@ -264,14 +209,7 @@ async fn every_route_answers_per_the_spec() {
             None,
             200,
         ),
-        (
-            Method::GET,
-            "/v1/employees/nope".into(),
-            "/v1/employees/{employee_id}",
-            "company",
-            None,
-            404,
-        ),
+        (Method::GET, "/v1/employees/nope".into(), "/v1/employees/{employee_id}", "company", None, 404),
         (
             Method::GET,
             format!("/v1/companies/{co}/employees?page=1&per=50"),
@@ -288,14 +226,7 @@ async fn every_route_answers_per_the_spec() {
             None,
             200,
         ),
-        (
-            Method::GET,
-            format!("/v1/locations/{loc}"),
-            "/v1/locations/{location_id}",
-            "company",
-            None,
-            200,
-        ),
+        (Method::GET, format!("/v1/locations/{loc}"), "/v1/locations/{location_id}", "company", None, 200),
         (
             Method::GET,
             format!("/v1/companies/{co}/departments"),
@@ -328,14 +259,7 @@ async fn every_route_answers_per_the_spec() {
             None,
             200,
         ),
-        (
-            Method::GET,
-            "/v1/events?limit=100".into(),
-            "/v1/events",
-            "system",
-            None,
-            200,
-        ),
+        (Method::GET, "/v1/events?limit=100".into(), "/v1/events", "system", None, 200),
         (
             Method::PUT,
             format!("/v1/employees/{emp}"),
@@ -360,31 +284,18 @@ async fn every_route_answers_per_the_spec() {
             Some(json!({"url": "http://127.0.0.1:9/hook", "subscription_types": ["Employee"]})),
             201,
         ),
-        (
-            Method::GET,
-            "/v1/webhook_subscriptions".into(),
-            "/v1/webhook_subscriptions",
-            "system",
-            None,
-            200,
-        ),
+        (Method::GET, "/v1/webhook_subscriptions".into(), "/v1/webhook_subscriptions", "system", None, 200),
     ];
     for (method, url, template, who, body, status) in cases {
         let token = if who == "system" { &c.system } else { &c.token };
         let (got, _, value) = c.call(method.clone(), &url, token, body).await;
         assert_eq!(got, status, "{method} {url}: {value}");
         let m = method.as_str().to_lowercase();
-        spec.check(
-            &format!("{method} {url}"),
-            spec.response_schema(template, &m, status),
-            &value,
-        );
+        spec.check(&format!("{method} {url}"), spec.response_schema(template, &m, status), &value);
     }
 
     // Writes with the current version, and the subscription routes.
-    let (_, _, e) = c
-        .call(Method::GET, &format!("/v1/employees/{emp}"), &c.token, None)
-        .await;
+    let (_, _, e) = c.call(Method::GET, &format!("/v1/employees/{emp}"), &c.token, None).await;
     let (s, _, e2) = c
         .call(
             Method::PUT,
@@ -394,18 +305,9 @@ async fn every_route_answers_per_the_spec() {
         )
         .await;
     assert_eq!(s, 200);
-    assert_ne!(
-        e["version"], e2["version"],
-        "updatable attribute changed -> new version"
-    );
-    spec.check(
-        "PUT employee",
-        spec.response_schema("/v1/employees/{employee_id}", "put", 200),
-        &e2,
-    );
-    let (_, _, l) = c
-        .call(Method::GET, &format!("/v1/locations/{loc}"), &c.token, None)
-        .await;
+    assert_ne!(e["version"], e2["version"], "updatable attribute changed -> new version");
+    spec.check("PUT employee", spec.response_schema("/v1/employees/{employee_id}", "put", 200), &e2);
+    let (_, _, l) = c.call(Method::GET, &format!("/v1/locations/{loc}"), &c.token, None).await;
     let (s, _, l2) = c
         .call(
             Method::PUT,
@@ -415,25 +317,13 @@ async fn every_route_answers_per_the_spec() {
         )
         .await;
     assert_eq!(s, 200);
-    spec.check(
-        "PUT location",
-        spec.response_schema("/v1/locations/{location_id}", "put", 200),
-        &l2,
-    );
+    spec.check("PUT location", spec.response_schema("/v1/locations/{location_id}", "put", 200), &l2);
 
-    let (_, _, subs) = c
-        .call(Method::GET, "/v1/webhook_subscriptions", &c.system, None)
-        .await;
+    let (_, _, subs) = c.call(Method::GET, "/v1/webhook_subscriptions", &c.system, None).await;
     let sub = subs[0]["uuid"].as_str().expect("sub").to_owned();
     let t = "/v1/webhook_subscriptions/{webhook_subscription_uuid}";
     for (method, path, body, status, template) in [
-        (
-            Method::GET,
-            format!("/v1/webhook_subscriptions/{sub}"),
-            None,
-            200,
-            t.to_owned(),
-        ),
+        (Method::GET, format!("/v1/webhook_subscriptions/{sub}"), None, 200, t.to_owned()),
         (
             Method::PUT,
             format!("/v1/webhook_subscriptions/{sub}"),
@@ -470,14 +360,8 @@ async fn every_route_answers_per_the_spec() {
             &value,
         );
     }
-    let (got, _, _) = c
-        .call(
-            Method::DELETE,
-            &format!("/v1/webhook_subscriptions/{sub}"),
-            &c.system,
-            None,
-        )
-        .await;
+    let (got, _, _) =
+        c.call(Method::DELETE, &format!("/v1/webhook_subscriptions/{sub}"), &c.system, None).await;
     assert_eq!(got, 204);
 
     // Token answers. The spec's `Authentication` is a oneOf whose branches overlap
@@ -490,17 +374,14 @@ async fn every_route_answers_per_the_spec() {
     )
     .await;
     assert_eq!(s, 200);
-    spec.check(
-        "refresh",
-        spec.named("Refresh-Token-Authentication"),
-        &refreshed,
-    );
-    let (_, sys) = token_call(&c.http, &base, json!({"client_id":"sim-client-id","client_secret":"sim-client-secret","grant_type":"system_access"})).await;
-    spec.check(
-        "system token",
-        spec.response_schema("/oauth/token", "post", 200),
-        &sys,
-    );
+    spec.check("refresh", spec.named("Refresh-Token-Authentication"), &refreshed);
+    let (_, sys) = token_call(
+        &c.http,
+        &base,
+        json!({"client_id":"sim-client-id","client_secret":"sim-client-secret","grant_type":"system_access"}),
+    )
+    .await;
+    spec.check("system token", spec.response_schema("/oauth/token", "post", 200), &sys);
 }
 
 #[tokio::test]
@@ -519,14 +400,8 @@ async fn refresh_rotation_follows_doorkeeper() {
     // The old refresh token still works until the new access token is used...
     let (s2, t2) = refresh(c.refresh.clone()).await;
     assert_eq!(s2, 200);
-    let (s, _, _) = c
-        .call(
-            reqwest::Method::GET,
-            "/v1/token_info",
-            t2["access_token"].as_str().expect("at"),
-            None,
-        )
-        .await;
+    let (s, _, _) =
+        c.call(reqwest::Method::GET, "/v1/token_info", t2["access_token"].as_str().expect("at"), None).await;
     assert_eq!(s, 200);
     // ...and dies on that first use, with Doorkeeper's error body.
     let (s3, err) = refresh(c.refresh.clone()).await;
@@ -534,32 +409,19 @@ async fn refresh_rotation_follows_doorkeeper() {
     assert_eq!(err["error"], "invalid_grant");
     assert!(err["error_description"].is_string());
     // The original access token went with it.
-    let (s, _, body) = c
-        .call(reqwest::Method::GET, "/v1/token_info", &c.token, None)
-        .await;
+    let (s, _, body) = c.call(reqwest::Method::GET, "/v1/token_info", &c.token, None).await;
     assert_eq!(s, 401);
     assert_eq!(body["errors"][0]["category"], "invalid_token");
     // Expiry -> 401.
     c.sim.expire_tokens(None);
-    let (s, _, _) = c
-        .call(
-            reqwest::Method::GET,
-            "/v1/token_info",
-            t2["access_token"].as_str().expect("at"),
-            None,
-        )
-        .await;
+    let (s, _, _) =
+        c.call(reqwest::Method::GET, "/v1/token_info", t2["access_token"].as_str().expect("at"), None).await;
     assert_eq!(s, 401);
 }
 
 #[tokio::test]
 async fn versions_pagination_filters_and_rate_limit_headers() {
-    let c = ctx(SimConfig {
-        rate_limit: 6,
-        rate_window: Duration::from_secs(2),
-        ..Default::default()
-    })
-    .await;
+    let c = ctx(SimConfig { rate_limit: 6, rate_window: Duration::from_secs(2), ..Default::default() }).await;
     let base = c.sim.base_url();
     let co = &c.company.company_uuid;
     let get = |path: String, version: Option<&'static str>| {
@@ -569,28 +431,18 @@ async fn versions_pagination_filters_and_rate_limit_headers() {
         }
         r.send()
     };
-    let r = get("/v1/token_info".into(), Some("2023"))
-        .await
-        .expect("send");
+    let r = get("/v1/token_info".into(), Some("2023")).await.expect("send");
     assert_eq!(r.status().as_u16(), 406);
     let body: Value = r.json().await.expect("json");
     assert_eq!(body["errors"][0]["category"], "invalid_api_version");
-    let r = get("/v1/token_info".into(), Some("2024-04-01"))
-        .await
-        .expect("send");
+    let r = get("/v1/token_info".into(), Some("2024-04-01")).await.expect("send");
     assert_eq!(r.status().as_u16(), 406);
     let body: Value = r.json().await.expect("json");
     assert_eq!(body["name"], "Invalid X-Gusto-API-Version Header");
 
-    c.sim
-        .terminate(&c.company.employee_uuids[3], None)
-        .expect("terminate");
-    let r = get(
-        format!("/v1/companies/{co}/employees?page=2&per=7"),
-        Some("2025-06-15"),
-    )
-    .await
-    .expect("send");
+    c.sim.terminate(&c.company.employee_uuids[3], None).expect("terminate");
+    let r =
+        get(format!("/v1/companies/{co}/employees?page=2&per=7"), Some("2025-06-15")).await.expect("send");
     assert_eq!(r.status().as_u16(), 200);
     let h = r.headers().clone();
     assert_eq!(h["x-gusto-api-version"], "2025-06-15");
@@ -600,34 +452,25 @@ async fn versions_pagination_filters_and_rate_limit_headers() {
     assert_eq!(h["x-total-pages"], "5");
     assert_eq!(h["x-ratelimit-limit"], "6");
     let reset = h["x-ratelimit-reset"].to_str().expect("reset");
-    assert!(
-        chrono::DateTime::parse_from_str(reset, "%Y-%m-%d %H:%M:%S %z").is_ok(),
-        "{reset}"
-    );
+    assert!(chrono::DateTime::parse_from_str(reset, "%Y-%m-%d %H:%M:%S %z").is_ok(), "{reset}");
     let page: Vec<Value> = r.json().await.expect("json");
     assert_eq!(page.len(), 7);
 
     // `terminated` is a filter.
-    let only: Vec<Value> = get(
-        format!("/v1/companies/{co}/employees?terminated=true"),
-        None,
-    )
-    .await
-    .expect("send")
-    .json()
-    .await
-    .expect("json");
+    let only: Vec<Value> = get(format!("/v1/companies/{co}/employees?terminated=true"), None)
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(only.len(), 1);
     assert_eq!(only[0]["terminated"], true);
-    let active: Vec<Value> = get(
-        format!("/v1/companies/{co}/employees?terminated=false&per=100"),
-        None,
-    )
-    .await
-    .expect("send")
-    .json()
-    .await
-    .expect("json");
+    let active: Vec<Value> = get(format!("/v1/companies/{co}/employees?terminated=false&per=100"), None)
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(active.len(), 29);
 
     // 7th request inside the window (the two 406s were refused before counting).
@@ -638,21 +481,10 @@ async fn versions_pagination_filters_and_rate_limit_headers() {
     get("/v1/token_info".into(), None).await.expect("send");
     let r = get("/v1/token_info".into(), None).await.expect("send");
     assert_eq!(r.status().as_u16(), 429);
-    assert!(
-        r.headers()["retry-after"]
-            .to_str()
-            .expect("ra")
-            .parse::<u64>()
-            .expect("secs")
-            >= 1
-    );
+    assert!(r.headers()["retry-after"].to_str().expect("ra").parse::<u64>().expect("secs") >= 1);
     let grant = c.sim.grant_of_token(&c.token).expect("grant");
     assert_eq!(c.sim.rate_limited_count(&grant), 1);
-    assert_eq!(
-        c.sim.max_requests_in_any_window(&grant),
-        7,
-        "arrivals include the refused one"
-    );
+    assert_eq!(c.sim.max_requests_in_any_window(&grant), 7, "arrivals include the refused one");
 }
 
 #[tokio::test]
@@ -662,35 +494,20 @@ async fn admin_operations_emit_the_documented_events() {
     let co = c.company.company_uuid.clone();
     let e = c.company.employee_uuids[0].clone();
     let before = s.events().len();
-    let hired = s
-        .hire(
-            &co,
-            sim_gusto::HireRequest {
-                onboard: Some(false),
-                ..Default::default()
-            },
-        )
-        .expect("hire");
+    let hired =
+        s.hire(&co, sim_gusto::HireRequest { onboard: Some(false), ..Default::default() }).expect("hire");
     s.onboard(&hired).expect("onboard");
     s.change_title(&e, "Partner").expect("title");
-    s.change_department(&e, &c.company.department_uuids[2])
-        .expect("dept");
-    s.transfer(&e, &c.company.location_uuids[4], None)
-        .expect("transfer");
+    s.change_department(&e, &c.company.department_uuids[2]).expect("dept");
+    s.transfer(&e, &c.company.location_uuids[4], None).expect("transfer");
     let future = s.state().today() + chrono::Duration::days(3);
     s.terminate(&e, Some(future)).expect("terminate");
     s.edit_location(
         &c.company.location_uuids[0],
-        sim_gusto::LocationPatch {
-            city: Some("Bergen".into()),
-            ..Default::default()
-        },
+        sim_gusto::LocationPatch { city: Some("Bergen".into()), ..Default::default() },
     )
     .expect("location");
-    let types: Vec<String> = s.events()[before..]
-        .iter()
-        .map(|e| e.event_type.clone())
-        .collect();
+    let types: Vec<String> = s.events()[before..].iter().map(|e| e.event_type.clone()).collect();
     assert_eq!(
         types,
         [
@@ -707,28 +524,12 @@ async fn admin_operations_emit_the_documented_events() {
             "location.updated",
         ]
     );
-    assert!(
-        !s.state().employees[&e].terminated,
-        "future-dated termination not yet effective"
-    );
+    assert!(!s.state().employees[&e].terminated, "future-dated termination not yet effective");
     s.advance_clock(Duration::from_secs(4 * 24 * 3600));
     assert!(s.state().employees[&e].terminated);
     s.rehire(&e, None).expect("rehire");
-    let tail: Vec<String> = s
-        .events()
-        .iter()
-        .rev()
-        .take(3)
-        .map(|e| e.event_type.clone())
-        .collect();
-    assert_eq!(
-        tail,
-        [
-            "employee.rehire_effective",
-            "employee.rehired",
-            "employee.termination_effective"
-        ]
-    );
+    let tail: Vec<String> = s.events().iter().rev().take(3).map(|e| e.event_type.clone()).collect();
+    assert_eq!(tail, ["employee.rehire_effective", "employee.rehired", "employee.termination_effective"]);
     assert!(!s.state().employees[&e].terminated);
     let state = s.state_json();
     assert_eq!(state["employees"].as_array().map(Vec::len), Some(31));
@@ -750,15 +551,7 @@ async fn admin_operations_emit_the_documented_events() {
         .cloned()
         .expect("employee");
     assert_eq!(emp["jobs"][0]["title"], "Director");
-    assert_eq!(
-        emp["jobs"][0]["location_uuid"],
-        json!(c.company.location_uuids[4])
-    );
-    let r = c
-        .http
-        .get(format!("{}/admin/state", s.base_url()))
-        .send()
-        .await
-        .expect("state");
+    assert_eq!(emp["jobs"][0]["location_uuid"], json!(c.company.location_uuids[4]));
+    let r = c.http.get(format!("{}/admin/state", s.base_url())).send().await.expect("state");
     assert_eq!(r.status().as_u16(), 200);
 }
