@@ -53,8 +53,8 @@ use tokio::time::Instant;
 use tracing::Instrument;
 use visma::dto::{v, AddressWrite, EmployeeContactWrite, Value};
 use visma::{
-    EmployeeCreateDto, EmployeeDto, EmployeeStatus, EmployeeUpdateDto, EmployeeWriteStatus,
-    VismaClient, VismaError,
+    EmployeeCreateDto, EmployeeDto, EmployeeStatus, EmployeeUpdateDto, EmployeeWriteStatus, VismaClient,
+    VismaError,
 };
 
 // ------------------------------------------------------------------------------ settings
@@ -123,18 +123,19 @@ impl RetryTuning {
     /// Exponential back-off for the `attempt`-th failure (1-based), capped.
     fn backoff(&self, attempt: u32) -> Duration {
         let exp = attempt.saturating_sub(1).min(16);
-        self.base_backoff
-            .saturating_mul(1u32 << exp)
-            .min(self.max_backoff)
+        self.base_backoff.saturating_mul(1u32 << exp).min(self.max_backoff)
     }
 }
+
+/// How soon a command interrupted by [`CrashPoint`] is redelivered.
+const CRASH_REDELIVERY: Duration = Duration::from_secs(1);
 
 /// Where a test may make the writer stop as if its process had died.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CrashPoint {
     /// Right after a successful Visma create or update, before the link is stored and before
-    /// the ack. The message is NAKed without delay to stand in for the ack-wait expiry a real
-    /// crash would wait for; then [`run`] returns [`WriterError::SimulatedCrash`].
+    /// the ack. The message is NAKed with a 1 s delay, standing in for the ack-wait expiry a
+    /// real crash would wait for; then [`run`] returns [`WriterError::SimulatedCrash`].
     AfterVismaWrite,
 }
 
@@ -172,10 +173,8 @@ impl WriterSettings {
                 })?;
                 vc = vc.with_legacy(company_id);
             }
-            let client = VismaClient::new(vc).map_err(|source| WriterError::VismaClient {
-                tenant: name.clone(),
-                source,
-            })?;
+            let client = VismaClient::new(vc)
+                .map_err(|source| WriterError::VismaClient { tenant: name.clone(), source })?;
             tenants.insert(name.clone(), Arc::new(client));
         }
         let mut settings = Self::new(topology, tenants);
@@ -224,13 +223,9 @@ pub async fn run(
     mlc_bus::ensure_topology(&js, &settings.topology).await?;
     let workers = settings.workers.max(1);
     let metrics = settings.metrics.clone();
-    let mut messages = mlc_bus::consume::open(
-        &js,
-        &settings.topology,
-        &ConsumerSpec::WRITER,
-        workers * QUEUE_PER_WORKER,
-    )
-    .await?;
+    let mut messages =
+        mlc_bus::consume::open(&js, &settings.topology, &ConsumerSpec::WRITER, workers * QUEUE_PER_WORKER)
+            .await?;
 
     let writer = Arc::new(Writer {
         publisher: Publisher::new(client.clone(), settings.publish_timeout),
@@ -238,11 +233,7 @@ pub async fn run(
         js,
         store,
         topology: settings.topology,
-        tenants: settings
-            .tenants
-            .into_iter()
-            .map(|(name, client)| (name, Tenant::new(client)))
-            .collect(),
+        tenants: settings.tenants.into_iter().map(|(name, client)| (name, Tenant::new(client))).collect(),
         metrics: metrics.clone(),
         retry: settings.retry,
         crash_point: settings.crash_point,
@@ -285,7 +276,10 @@ pub async fn run(
         }
     };
 
-    // Finish what is in hand, hand the queues back, and wait for the workers.
+    // Stop pulling first: a message handed back while our pull requests are still open
+    // would be delivered straight back into them and then wait out its ack wait. Then
+    // finish what is in hand, hand the queues back, and wait for the workers.
+    drop(messages);
     metrics.set_ready(false);
     readiness.abort();
     let _ = stopping_tx.send(true);
@@ -302,9 +296,7 @@ pub async fn run(
     result
 }
 
-fn flatten(
-    ended: Result<Result<(), WriterError>, tokio::task::JoinError>,
-) -> Result<(), WriterError> {
+fn flatten(ended: Result<Result<(), WriterError>, tokio::task::JoinError>) -> Result<(), WriterError> {
     match ended {
         Ok(r) => r,
         Err(e) => Err(WriterError::WorkerStopped(e.to_string())),
@@ -392,10 +384,7 @@ struct Tenant {
 
 impl Tenant {
     fn new(client: Arc<VismaClient>) -> Self {
-        Self {
-            client,
-            absent: Mutex::new(HashMap::new()),
-        }
+        Self { client, absent: Mutex::new(HashMap::new()) }
     }
 
     fn known_absent(&self, cd: &str, ttl: Duration) -> bool {
@@ -473,10 +462,7 @@ impl Report {
     fn failed(employee_cd: &str, cause: &'static str, reason: impl Into<String>) -> Self {
         let reason = reason.into();
         Self {
-            dead_letter: Some(DeadLetterCause {
-                cause,
-                reason: reason.clone(),
-            }),
+            dead_letter: Some(DeadLetterCause { cause, reason: reason.clone() }),
             ..Self::new(Outcome::Failed, employee_cd, reason)
         }
     }
@@ -491,11 +477,7 @@ struct Delivery<'a> {
 }
 
 impl Writer {
-    async fn handle(
-        &self,
-        msg: Message,
-        failures: &mut HashMap<u64, u32>,
-    ) -> Result<(), WriterError> {
+    async fn handle(&self, msg: Message, failures: &mut HashMap<u64, u32>) -> Result<(), WriterError> {
         let (seq, delivered) = match msg.info() {
             Ok(info) => (info.stream_sequence, info.delivered),
             Err(e) => {
@@ -504,12 +486,7 @@ impl Writer {
             }
         };
         let subject = msg.subject.as_str().to_string();
-        let d = Delivery {
-            msg: &msg,
-            subject: &subject,
-            seq,
-            delivered,
-        };
+        let d = Delivery { msg: &msg, subject: &subject, seq, delivered };
         let command: VismaCommand = match mlc_bus::decode(&subject, &msg.payload) {
             Ok(c) => c,
             Err(e) => {
@@ -597,9 +574,7 @@ impl Writer {
         };
 
         // 1. Superseded by a newer command for the same employee.
-        match mlc_bus::last_on_subject::<VismaCommand>(&self.js, &self.commands_stream, d.subject)
-            .await
-        {
+        match mlc_bus::last_on_subject::<VismaCommand>(&self.js, &self.commands_stream, d.subject).await {
             Ok(Some(last)) if last.sequence > d.seq => {
                 return Ok(Decision::Done(Report::new(
                     Outcome::Superseded,
@@ -622,15 +597,11 @@ impl Writer {
         // 2. Parked by the projector.
         if !command.parked_reason.is_empty() {
             let mut r = Report::new(Outcome::Parked, "", command.parked_reason.clone());
-            r.dead_letter = Some(DeadLetterCause {
-                cause: "parked",
-                reason: command.parked_reason.clone(),
-            });
+            r.dead_letter = Some(DeadLetterCause { cause: "parked", reason: command.parked_reason.clone() });
             return Ok(Decision::Done(r));
         }
         let kind = command.kind();
-        let (Some(fields), CommandKind::Upsert | CommandKind::Deactivate) =
-            (command.fields.as_ref(), kind)
+        let (Some(fields), CommandKind::Upsert | CommandKind::Deactivate) = (command.fields.as_ref(), kind)
         else {
             return Ok(Decision::Done(Report::failed(
                 "",
@@ -659,20 +630,12 @@ impl Writer {
                 cause: "company paused".into(),
             }));
         }
-        let link = match self
-            .store
-            .link(&command.company_uuid, &command.employee_uuid)
-            .await
-        {
+        let link = match self.store.link(&command.company_uuid, &command.employee_uuid).await {
             Ok(l) => l,
             Err(e) => return Ok(retry_store(e)),
         };
         let waiting = !company.first_connect_applied && link.is_none();
-        self.metrics.set_waiting_first_connect(
-            &command.company_uuid,
-            &command.employee_uuid,
-            waiting,
-        );
+        self.metrics.set_waiting_first_connect(&command.company_uuid, &command.employee_uuid, waiting);
         if waiting {
             return Ok(Decision::Later(Later {
                 delay: self.retry.first_connect_delay,
@@ -705,16 +668,9 @@ impl Writer {
                 "already applied (same content hash)",
             )));
         }
-        let cd = link
-            .as_ref()
-            .map(|l| l.employee_cd.clone())
-            .unwrap_or_else(|| fields.employee_cd.clone());
+        let cd = link.as_ref().map(|l| l.employee_cd.clone()).unwrap_or_else(|| fields.employee_cd.clone());
         if cd.is_empty() {
-            return Ok(Decision::Done(Report::failed(
-                "",
-                "malformed",
-                "command has no employee number",
-            )));
+            return Ok(Decision::Done(Report::failed("", "malformed", "command has no employee number")));
         }
         let target = target_fields(kind, fields, &cd);
 
@@ -728,30 +684,20 @@ impl Writer {
                     cause: "tenant rate budget nearly spent".into(),
                 }))
             }
-            Err(ApplyError::Visma(e))
-                if e.is_retryable() || matches!(e, VismaError::Conflict { .. }) =>
-            {
+            Err(ApplyError::Visma(e)) if e.is_retryable() || matches!(e, VismaError::Conflict { .. }) => {
                 let throttled = matches!(e, VismaError::RateLimited { .. });
                 return Ok(Decision::Later(Later {
                     delay: e
                         .retry_after()
                         .map(|ra| ra.clamp(Duration::from_secs(1), self.retry.max_retry_after))
                         .unwrap_or(Duration::ZERO),
-                    reason: if throttled {
-                        "visma_throttled"
-                    } else {
-                        "visma_retryable"
-                    },
+                    reason: if throttled { "visma_throttled" } else { "visma_retryable" },
                     is_failure: true,
                     cause: e.to_string(),
                 }));
             }
             Err(ApplyError::Visma(e)) => {
-                return Ok(Decision::Done(Report::failed(
-                    &cd,
-                    "visma_rejected",
-                    e.to_string(),
-                )))
+                return Ok(Decision::Done(Report::failed(&cd, "visma_rejected", e.to_string())))
             }
             Err(ApplyError::Inconsistent(why)) => {
                 return Ok(Decision::Later(Later {
@@ -765,7 +711,10 @@ impl Writer {
 
         if applied.wrote && self.crash_point == Some(CrashPoint::AfterVismaWrite) {
             tracing::warn!("simulated crash after the Visma write, before link and ack");
-            hand_back(d.msg).await;
+            // Delayed, so the redelivery goes to the next writer, not to this one's pulls.
+            if let Err(e) = d.msg.ack_with(AckKind::Nak(Some(CRASH_REDELIVERY))).await {
+                tracing::debug!(error = %e, "cannot NAK the crashed command");
+            }
             return Err(WriterError::SimulatedCrash);
         }
 
@@ -775,10 +724,7 @@ impl Writer {
             employee_uuid: command.employee_uuid.clone(),
             visma_tenant: tenant_name.to_string(),
             employee_cd: cd.clone(),
-            origin: link
-                .as_ref()
-                .map(|l| l.origin.clone())
-                .unwrap_or_else(|| applied.origin.to_string()),
+            origin: link.as_ref().map(|l| l.origin.clone()).unwrap_or_else(|| applied.origin.to_string()),
             last_command_hash: Some(command.content_hash.clone()),
             last_command_seq: i64::try_from(command.source_snapshot_seq).ok(),
             updated_at: mlc_bus::now_ms(),
@@ -787,21 +733,14 @@ impl Writer {
             return Ok(retry_store(e));
         }
         let report = if applied.changed.is_empty() && !applied.created {
-            Report::new(
-                Outcome::Unchanged,
-                &cd,
-                "Visma already holds the target state",
-            )
+            Report::new(Outcome::Unchanged, &cd, "Visma already holds the target state")
         } else {
             let detail = if applied.created {
                 "created".to_string()
             } else {
                 format!("updated: {}", applied.changed.join(", "))
             };
-            Report {
-                changed: applied.changed,
-                ..Report::new(Outcome::Applied, &cd, detail)
-            }
+            Report { changed: applied.changed, ..Report::new(Outcome::Applied, &cd, detail) }
         };
         Ok(Decision::Done(report))
     }
@@ -865,17 +804,10 @@ impl Writer {
             if want.status() == VismaStatus::Unspecified {
                 want.status = now.status;
             }
-            let changes: Vec<FieldChange> = diff_fields(&now, &want)
-                .into_iter()
-                .filter(|c| c.field != "employee_cd")
-                .collect();
+            let changes: Vec<FieldChange> =
+                diff_fields(&now, &want).into_iter().filter(|c| c.field != "employee_cd").collect();
             if changes.is_empty() {
-                return Ok(Applied {
-                    created: false,
-                    wrote: puts > 0,
-                    changed: Vec::new(),
-                    origin,
-                });
+                return Ok(Applied { created: false, wrote: puts > 0, changed: Vec::new(), origin });
             }
             let body = update_dto(&want, &changes);
             let etag = dto.etag();
@@ -902,17 +834,13 @@ impl Writer {
                 }
                 // Changed under us: read the new version and diff again, a bounded number
                 // of times (each 412 is a failing request in Visma's throttling book).
-                Err(ApplyError::Visma(VismaError::Conflict { .. }))
-                    if puts < self.retry.max_puts =>
-                {
+                Err(ApplyError::Visma(VismaError::Conflict { .. })) if puts < self.retry.max_puts => {
                     current = self.get(tenant, cd, calls).await?;
                 }
                 Err(e) => return Err(e),
             }
         }
-        Err(ApplyError::Inconsistent(
-            "the employee disappeared from Visma during the update".into(),
-        ))
+        Err(ApplyError::Inconsistent("the employee disappeared from Visma during the update".into()))
     }
 
     async fn get(
@@ -986,12 +914,8 @@ impl Writer {
         if wait > self.retry.max_pacing_sleep {
             return Err(ApplyError::Paced(wait));
         }
-        tracing::debug!(
-            wait_ms = wait.as_millis() as u64,
-            remaining,
-            limit,
-            "pacing Visma calls"
-        );
+        tracing::debug!(wait_ms = wait.as_millis() as u64, remaining, limit, "pacing Visma calls");
+        self.metrics.paced();
         tokio::time::sleep(wait).await;
         Ok(())
     }
@@ -1010,8 +934,8 @@ impl Writer {
         let name = outcome_name(report.outcome);
         tracing::Span::current().record("outcome", name);
         let now = mlc_bus::now_ms();
-        let latency_ms = (command.webhook_received_at_ms > 0)
-            .then(|| (now - command.webhook_received_at_ms).max(0));
+        let latency_ms =
+            (command.webhook_received_at_ms > 0).then(|| (now - command.webhook_received_at_ms).max(0));
         let trace = current_trace();
 
         let mut detail = serde_json::json!({
@@ -1076,22 +1000,15 @@ impl Writer {
             trace,
             decided_at_ms: now,
         };
-        let subject = self
-            .topology
-            .sync_outcome(&command.company_uuid, &command.employee_uuid);
+        let subject = self.topology.sync_outcome(&command.company_uuid, &command.employee_uuid);
         let id = format!("{}:{name}", command.command_id);
         self.publisher.publish(&subject, &id, &outcome).await?;
 
         self.metrics.outcome(&name.to_ascii_lowercase());
         if let Some(ms) = latency_ms {
-            self.metrics
-                .observe_latency(Duration::from_millis(ms.unsigned_abs()));
+            self.metrics.observe_latency(Duration::from_millis(ms.unsigned_abs()));
         }
-        let ack = if report.outcome == Outcome::Failed {
-            AckKind::Term
-        } else {
-            AckKind::Ack
-        };
+        let ack = if report.outcome == Outcome::Failed { AckKind::Term } else { AckKind::Ack };
         if let Err(e) = d.msg.ack_with(ack).await {
             // Recorded already; a redelivery finds the link and records UNCHANGED.
             tracing::warn!(error = %e, "cannot ack a decided command");
@@ -1110,10 +1027,8 @@ impl Writer {
     /// A payload that is not a `VismaCommand` can never succeed: keep it and stop
     /// redelivering it.
     async fn undecodable(&self, d: &Delivery<'_>, reason: &str) {
-        let company = self
-            .topology
-            .split_subject(StreamKind::VismaCommands, d.subject)
-            .map_or("unknown", |(c, _)| c);
+        let company =
+            self.topology.split_subject(StreamKind::VismaCommands, d.subject).map_or("unknown", |(c, _)| c);
         let letter = DeadLetter {
             stage: "writer".into(),
             original_id: format!("seq-{}", d.seq),
@@ -1126,11 +1041,7 @@ impl Writer {
             company_uuid: company.to_string(),
         };
         let subject = self.topology.dead_letter("writer", company);
-        match self
-            .publisher
-            .publish(&subject, &format!("writer:seq-{}", d.seq), &letter)
-            .await
-        {
+        match self.publisher.publish(&subject, &format!("writer:seq-{}", d.seq), &letter).await {
             Ok(_) => {
                 self.metrics.dead_lettered("undecodable");
                 let _ = d.msg.ack_with(AckKind::Term).await;
@@ -1189,9 +1100,7 @@ fn error_status(e: &VismaError) -> String {
         VismaError::Connection(_) => "connection".into(),
         VismaError::Decode(_) => "unreadable".into(),
         VismaError::Config(_) => "config".into(),
-        other => other
-            .status()
-            .map_or_else(|| "error".to_string(), |s| s.to_string()),
+        other => other.status().map_or_else(|| "error".to_string(), |s| s.to_string()),
     }
 }
 
@@ -1203,10 +1112,7 @@ fn current_trace() -> Option<TraceContext> {
         .get(mlc_bus::HEADER_TRACEPARENT)
         .map(|v| v.as_str().to_string())
         .filter(|t| !t.is_empty())
-        .map(|traceparent| TraceContext {
-            traceparent,
-            tracestate: String::new(),
-        })
+        .map(|traceparent| TraceContext { traceparent, tracestate: String::new() })
 }
 
 /// The command's target under the employee number actually used; a deactivation is always
@@ -1292,10 +1198,8 @@ fn create_dto(t: &VismaEmployeeFields) -> EmployeeCreateDto {
 /// An update body with exactly the changed fields (Visma leaves omitted fields alone). A
 /// field emptied in Gusto is sent as `{"value": ""}` so Visma clears it too.
 fn update_dto(t: &VismaEmployeeFields, changes: &[FieldChange]) -> EmployeeUpdateDto {
-    let mut dto = EmployeeUpdateDto {
-        contact: EmployeeContactWrite::default(),
-        ..EmployeeUpdateDto::default()
-    };
+    let mut dto =
+        EmployeeUpdateDto { contact: EmployeeContactWrite::default(), ..EmployeeUpdateDto::default() };
     for c in changes {
         let to = Some(v(c.to.clone()));
         match c.field {
@@ -1309,22 +1213,10 @@ fn update_dto(t: &VismaEmployeeFields, changes: &[FieldChange]) -> EmployeeUpdat
             "branch" => dto.branch = to,
             "calendar" => dto.calendar = to,
             "status" => dto.status = write_status(t.status()),
-            "address_line1" => {
-                dto.address
-                    .get_or_insert_with(AddressWrite::default)
-                    .address_line1 = to
-            }
-            "postal_code" => {
-                dto.address
-                    .get_or_insert_with(AddressWrite::default)
-                    .postal_code = to
-            }
+            "address_line1" => dto.address.get_or_insert_with(AddressWrite::default).address_line1 = to,
+            "postal_code" => dto.address.get_or_insert_with(AddressWrite::default).postal_code = to,
             "city" => dto.address.get_or_insert_with(AddressWrite::default).city = to,
-            "country_id" => {
-                dto.address
-                    .get_or_insert_with(AddressWrite::default)
-                    .country_id = to
-            }
+            "country_id" => dto.address.get_or_insert_with(AddressWrite::default).country_id = to,
             // The number is only in the path; renaming is `changeEmployeeCd`, not a PUT.
             _ => {}
         }

@@ -44,6 +44,7 @@ pub struct WriterMetrics {
     dead_letters: Family<ReasonLabel, Counter>,
     naks: Family<ReasonLabel, Counter>,
     waiting_first_connect: Gauge,
+    pacing_waits: Counter,
     /// The employees behind `waiting_first_connect`: a set, so one employee waiting through
     /// many redeliveries counts once.
     waiting: Mutex<HashSet<(String, String)>>,
@@ -75,11 +76,8 @@ impl WriterMetrics {
         let dead_letters = Family::<ReasonLabel, Counter>::default();
         let naks = Family::<ReasonLabel, Counter>::default();
         let waiting_first_connect = Gauge::default();
-        registry.register(
-            "commands",
-            "Visma commands decided, by outcome",
-            commands.clone(),
-        );
+        let pacing_waits = Counter::default();
+        registry.register("commands", "Visma commands decided, by outcome", commands.clone());
         registry.register(
             "visma_calls",
             "Visma API calls, by method and HTTP status (or transport failure)",
@@ -90,11 +88,7 @@ impl WriterMetrics {
             "Webhook received by the gateway to outcome decided by the writer",
             e2e_latency.clone(),
         );
-        registry.register(
-            "dead_letters",
-            "Commands sent to DEAD_LETTERS, by cause",
-            dead_letters.clone(),
-        );
+        registry.register("dead_letters", "Commands sent to DEAD_LETTERS, by cause", dead_letters.clone());
         registry.register(
             "naks",
             "Commands handed back to JetStream for a later attempt, by reason",
@@ -105,6 +99,11 @@ impl WriterMetrics {
             "Employees held back because their company's first-connect review is not applied",
             waiting_first_connect.clone(),
         );
+        registry.register(
+            "pacing_waits",
+            "Visma calls held until the tenant's rate window reset (under 5 % left)",
+            pacing_waits.clone(),
+        );
         Self {
             registry,
             commands,
@@ -113,25 +112,19 @@ impl WriterMetrics {
             dead_letters,
             naks,
             waiting_first_connect,
+            pacing_waits,
             waiting: Mutex::new(HashSet::new()),
             ready: AtomicBool::new(false),
         }
     }
 
     pub(crate) fn outcome(&self, outcome: &str) {
-        self.commands
-            .get_or_create(&OutcomeLabel {
-                outcome: outcome.to_string(),
-            })
-            .inc();
+        self.commands.get_or_create(&OutcomeLabel { outcome: outcome.to_string() }).inc();
     }
 
     pub(crate) fn visma_call(&self, method: &str, status: &str) {
         self.visma_calls
-            .get_or_create(&CallLabel {
-                method: method.to_string(),
-                status: status.to_string(),
-            })
+            .get_or_create(&CallLabel { method: method.to_string(), status: status.to_string() })
             .inc();
     }
 
@@ -140,30 +133,27 @@ impl WriterMetrics {
     }
 
     pub(crate) fn dead_lettered(&self, cause: &str) {
-        self.dead_letters
-            .get_or_create(&ReasonLabel {
-                reason: cause.to_string(),
-            })
-            .inc();
+        self.dead_letters.get_or_create(&ReasonLabel { reason: cause.to_string() }).inc();
     }
 
     pub(crate) fn nak(&self, reason: &str) {
-        self.naks
-            .get_or_create(&ReasonLabel {
-                reason: reason.to_string(),
-            })
-            .inc();
+        self.naks.get_or_create(&ReasonLabel { reason: reason.to_string() }).inc();
+    }
+
+    pub(crate) fn paced(&self) {
+        self.pacing_waits.inc();
+    }
+
+    /// Visma calls that waited for a rate window to reset.
+    pub fn pacing_waits_total(&self) -> u64 {
+        self.pacing_waits.get()
     }
 
     /// Marks an employee as waiting for (or no longer waiting for) the first-connect review.
     pub(crate) fn set_waiting_first_connect(&self, company: &str, employee: &str, waiting: bool) {
         let mut set = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
         let key = (company.to_string(), employee.to_string());
-        let changed = if waiting {
-            set.insert(key)
-        } else {
-            set.remove(&key)
-        };
+        let changed = if waiting { set.insert(key) } else { set.remove(&key) };
         if changed {
             self.waiting_first_connect.set(set.len() as i64);
         }
@@ -181,11 +171,7 @@ impl WriterMetrics {
     /// Commands decided with `outcome` (`applied`, `unchanged`, `failed`, `parked`,
     /// `superseded`) so far.
     pub fn commands_total(&self, outcome: &str) -> u64 {
-        self.commands
-            .get_or_create(&OutcomeLabel {
-                outcome: outcome.to_string(),
-            })
-            .get()
+        self.commands.get_or_create(&OutcomeLabel { outcome: outcome.to_string() }).get()
     }
 
     /// Employees currently held back by a missing first-connect review.
@@ -195,11 +181,7 @@ impl WriterMetrics {
 
     /// NAKs so far for `reason`.
     pub fn naks_total(&self, reason: &str) -> u64 {
-        self.naks
-            .get_or_create(&ReasonLabel {
-                reason: reason.to_string(),
-            })
-            .get()
+        self.naks.get_or_create(&ReasonLabel { reason: reason.to_string() }).get()
     }
 
     /// The OpenMetrics text of every series.
@@ -224,30 +206,19 @@ pub async fn serve(
     metrics: Arc<WriterMetrics>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(metrics))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, router(metrics)).with_graceful_shutdown(shutdown).await
 }
 
 async fn readyz(State(m): State<Arc<WriterMetrics>>) -> Response {
     if m.is_ready() {
         (StatusCode::OK, "ready").into_response()
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not consuming VISMA_COMMANDS or NATS not connected",
-        )
+        (StatusCode::SERVICE_UNAVAILABLE, "not consuming VISMA_COMMANDS or NATS not connected")
             .into_response()
     }
 }
 
 async fn metrics_text(State(m): State<Arc<WriterMetrics>>) -> Response {
-    (
-        [(
-            "content-type",
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        m.encode(),
-    )
+    ([("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], m.encode())
         .into_response()
 }
