@@ -1,0 +1,186 @@
+#!/usr/bin/env python3
+"""Project rules on rendered manifests and on docker-compose.yml, beyond schema validation.
+
+    python3 policy.py k8s OVERLAY_NAME RENDERED.yaml CONFIG_RS
+    python3 policy.py compose COMPOSE_YML DOCKERFILE CONFIG_RS
+
+Prints one line per violation and exits 1 if there is any. CONFIG_RS is
+crates/config/src/lib.rs: every MLC_* variable we set must be one it reads (plus MLC_CONFIG,
+the configuration file, read by the mlc command line).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import yaml
+
+EXTRA_ENV = {"MLC_CONFIG"}
+SERVICES = {"gateway": 8080, "projector": 9101, "writer": 9102}
+
+
+def known_env(config_rs: Path) -> set[str]:
+    text = config_rs.read_text()
+    names = set(re.findall(r'\(\s*"((?:MLC|OTEL)_[A-Z0-9_]+)"\s*,', text))
+    if not names:
+        raise SystemExit(f"policy: found no environment keys in {config_rs}")
+    return names | EXTRA_ENV
+
+
+def check_k8s(overlay: str, rendered: Path, config_rs: Path) -> list[str]:
+    errs: list[str] = []
+    docs = [d for d in yaml.safe_load_all(rendered.read_text()) if d]
+    by = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    envs = known_env(config_rs)
+    cm = by.get(("ConfigMap", "mlc-config"))
+    if not cm:
+        return [f"{overlay}: ConfigMap mlc-config missing"]
+    for k in cm.get("data", {}):
+        if k not in envs:
+            errs.append(f"{overlay}: ConfigMap mlc-config sets {k}, which crates/config does not read")
+    want_replicas = {"dev": "1", "prod": "3"}.get(overlay)
+    if want_replicas and cm["data"].get("MLC_NATS_REPLICAS") != want_replicas:
+        errs.append(f"{overlay}: MLC_NATS_REPLICAS must be {want_replicas}")
+    secret = by.get(("Secret", "mlc-secrets"))
+    if overlay == "prod" and secret:
+        errs.append("prod: must not ship the Secret mlc-secrets (created out of band)")
+    if overlay == "dev" and not secret:
+        errs.append("dev: the placeholder Secret mlc-secrets is missing")
+    secret_keys = set((secret or {}).get("stringData", {})) | set((secret or {}).get("data", {}))
+    for svc, port in SERVICES.items():
+        dep = by.get(("Deployment", svc))
+        if not dep:
+            errs.append(f"{overlay}: Deployment {svc} missing")
+            continue
+        pod = dep["spec"]["template"]
+        labels = pod["metadata"].get("labels", {})
+        sel = dep["spec"]["selector"]["matchLabels"]
+        if any(labels.get(k) != v for k, v in sel.items()):
+            errs.append(f"{overlay}: {svc}: selector does not match the pod labels")
+        ann = pod["metadata"].get("annotations", {})
+        if ann.get("prometheus.io/scrape") != "true" or ann.get("prometheus.io/port") != str(port):
+            errs.append(f"{overlay}: {svc}: prometheus.io annotations missing or wrong port")
+        spec = pod["spec"]
+        psc = spec.get("securityContext", {})
+        if not (psc.get("runAsNonRoot") is True and psc.get("runAsUser") == 10001
+                and psc.get("seccompProfile", {}).get("type") == "RuntimeDefault"):
+            errs.append(f"{overlay}: {svc}: pod securityContext must be runAsNonRoot, 10001, seccomp RuntimeDefault")
+        for c in spec["containers"]:
+            sc = c.get("securityContext", {})
+            if not (sc.get("readOnlyRootFilesystem") is True and sc.get("allowPrivilegeEscalation") is False
+                    and sc.get("capabilities", {}).get("drop") == ["ALL"]):
+                errs.append(f"{overlay}: {svc}/{c['name']}: container securityContext too weak")
+            for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+                p = c.get(probe, {}).get("httpGet", {})
+                ports = {x.get("name"): x["containerPort"] for x in c.get("ports", [])}
+                if p.get("path") != path or ports.get(p.get("port"), p.get("port")) != port:
+                    errs.append(f"{overlay}: {svc}: {probe} must GET {path} on {port}")
+            r = c.get("resources", {})
+            if not (r.get("requests") and r.get("limits")):
+                errs.append(f"{overlay}: {svc}: resources requests and limits required")
+            if c.get("args", [])[:2] != ["run", svc]:
+                errs.append(f"{overlay}: {svc}: args must be `run {svc}`")
+            for e in c.get("env", []):
+                if e["name"] not in envs:
+                    errs.append(f"{overlay}: {svc}: env {e['name']} is not read by crates/config")
+                ref = e.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    if ref["name"] != "mlc-secrets":
+                        errs.append(f"{overlay}: {svc}: secretKeyRef to unknown Secret {ref['name']}")
+                    elif secret and ref["key"] not in secret_keys:
+                        errs.append(f"{overlay}: {svc}: Secret key {ref['key']} not in the placeholder Secret")
+                elif "value" in e and re.search(r"SECRET|TOKEN|KEY|STORE_URL", e["name"]):
+                    errs.append(f"{overlay}: {svc}: {e['name']} looks secret but is not a secretKeyRef")
+            for src in c.get("envFrom", []):
+                name = src.get("configMapRef", {}).get("name")
+                if name and ("ConfigMap", name) not in by:
+                    errs.append(f"{overlay}: {svc}: envFrom ConfigMap {name} missing")
+        for v in spec.get("volumes", []):
+            if "secret" in v and secret:
+                for item in v["secret"].get("items", []):
+                    if item["key"] not in secret_keys:
+                        errs.append(f"{overlay}: {svc}: volume key {item['key']} not in the placeholder Secret")
+            if "configMap" in v and ("ConfigMap", v["configMap"]["name"]) not in by:
+                errs.append(f"{overlay}: {svc}: ConfigMap {v['configMap']['name']} missing")
+        pdb = by.get(("PodDisruptionBudget", svc))
+        if not pdb or any(pdb["spec"]["selector"]["matchLabels"].get(k) != v for k, v in sel.items()):
+            errs.append(f"{overlay}: {svc}: PodDisruptionBudget missing or not selecting the pods")
+    for d in docs:
+        if d["kind"] == "Service":
+            sel = d["spec"].get("selector", {})
+            if not any(all(dep["spec"]["template"]["metadata"]["labels"].get(k) == v for k, v in sel.items())
+                       for (kind, _), dep in by.items() if kind == "Deployment"):
+                errs.append(f"{overlay}: Service {d['metadata']['name']} selects no Deployment")
+        if d["kind"] == "ServiceMonitor":
+            ports = {p.get("name") for s in docs if s["kind"] == "Service" for p in s["spec"]["ports"]}
+            for ep in d["spec"].get("endpoints", []):
+                if ep.get("port") not in ports:
+                    errs.append(f"{overlay}: ServiceMonitor endpoint port {ep.get('port')} on no Service")
+    hpa = by.get(("HorizontalPodAutoscaler", "gateway"))
+    if not hpa or hpa["apiVersion"] != "autoscaling/v2" or hpa["spec"]["scaleTargetRef"]["name"] != "gateway":
+        errs.append(f"{overlay}: autoscaling/v2 HPA for the gateway missing")
+    for d in docs:
+        if d["kind"] in ("StatefulSet",):
+            errs.append(f"{overlay}: no hand-made StatefulSet (NATS and PostgreSQL come from their charts)")
+    return errs
+
+
+def check_compose(compose: Path, dockerfile: Path, config_rs: Path) -> list[str]:
+    errs: list[str] = []
+    c = yaml.safe_load(compose.read_text())
+    envs = known_env(config_rs)
+    targets = set(re.findall(r"^FROM\s+\S+\s+AS\s+(\S+)", dockerfile.read_text(), re.M | re.I))
+    services = c.get("services", {})
+    for name in ("nats", "postgres", "jaeger", "gateway", "projector", "writer", "sim-gusto", "sim-visma", "seed"):
+        if name not in services:
+            errs.append(f"compose: service {name} missing")
+    for name, s in services.items():
+        b = s.get("build")
+        if b:
+            if b.get("dockerfile") != "ops/docker/Dockerfile" or b.get("target") not in targets:
+                errs.append(f"compose: {name}: build target {b.get('target')} not in the Dockerfile")
+        env = s.get("environment", {})
+        if isinstance(env, dict):
+            for k in env:
+                if k.startswith(("MLC_", "OTEL_")) and k not in envs:
+                    errs.append(f"compose: {name}: {k} is not read by crates/config")
+        if name != "seed" and "healthcheck" not in s:
+            errs.append(f"compose: {name}: no healthcheck")
+        if name in ("sim-gusto", "sim-visma", "seed") and s.get("profiles") != ["sandbox"]:
+            errs.append(f"compose: {name}: must be in the sandbox profile only")
+        for dep, cond in (s.get("depends_on") or {}).items():
+            if dep not in services:
+                errs.append(f"compose: {name} depends on unknown {dep}")
+            if services.get(dep, {}).get("profiles") and not s.get("profiles"):
+                errs.append(f"compose: {name} (always on) depends on profile-only {dep}")
+    for name, port in SERVICES.items():
+        s = services.get(name, {})
+        test = " ".join(s.get("healthcheck", {}).get("test", []))
+        if f"/{port}" not in test or "/healthz" not in test:
+            errs.append(f"compose: {name}: healthcheck must GET /healthz on {port}")
+        deps = s.get("depends_on", {})
+        for d in ("nats", "postgres"):
+            if deps.get(d, {}).get("condition") != "service_healthy":
+                errs.append(f"compose: {name}: depends_on {d} must be service_healthy")
+    if services.get("jaeger", {}).get("environment", {}).get("COLLECTOR_OTLP_ENABLED") != "true":
+        errs.append("compose: jaeger: COLLECTOR_OTLP_ENABLED must be true")
+    return errs
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) == 5 and argv[1] == "k8s":
+        errs = check_k8s(argv[2], Path(argv[3]), Path(argv[4]))
+    elif len(argv) == 5 and argv[1] == "compose":
+        errs = check_compose(Path(argv[2]), Path(argv[3]), Path(argv[4]))
+    else:
+        print(__doc__, file=sys.stderr)
+        return 2
+    for e in errs:
+        print(f"policy: {e}")
+    return 1 if errs else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
