@@ -933,6 +933,10 @@ impl Writer {
     ) -> Result<(), RecordError> {
         let name = outcome_name(report.outcome);
         tracing::Span::current().record("outcome", name);
+        // The projector always sets a command id; a hand-made command without one still
+        // gets ids that cannot collide with another employee's.
+        let key =
+            if command.command_id.is_empty() { format!("seq-{}", d.seq) } else { command.command_id.clone() };
         let now = mlc_bus::now_ms();
         let latency_ms =
             (command.webhook_received_at_ms > 0).then(|| (now - command.webhook_received_at_ms).max(0));
@@ -961,7 +965,7 @@ impl Writer {
             .map(str::to_string);
         self.store
             .append_audit(&AuditEntry {
-                event_id: format!("outcome:{}:{name}", command.command_id),
+                event_id: format!("outcome:{key}:{name}"),
                 kind: format!("visma.{}", name.to_ascii_lowercase()),
                 company: Some(command.company_uuid.clone()),
                 employee: Some(command.employee_uuid.clone()),
@@ -983,7 +987,7 @@ impl Writer {
                 company_uuid: command.company_uuid.clone(),
             };
             let subject = self.topology.dead_letter("writer", &command.company_uuid);
-            let id = format!("writer:{}:{}", command.command_id, d.seq);
+            let id = format!("writer:{key}:{}", d.seq);
             self.publisher.publish(&subject, &id, &letter).await?;
             self.metrics.dead_lettered(dl.cause);
         }
@@ -1001,7 +1005,7 @@ impl Writer {
             decided_at_ms: now,
         };
         let subject = self.topology.sync_outcome(&command.company_uuid, &command.employee_uuid);
-        let id = format!("{}:{name}", command.command_id);
+        let id = format!("{key}:{name}");
         self.publisher.publish(&subject, &id, &outcome).await?;
 
         self.metrics.outcome(&name.to_ascii_lowercase());
@@ -1130,7 +1134,7 @@ fn target_fields(kind: CommandKind, fields: &VismaEmployeeFields, cd: &str) -> V
 /// names (`midName`, `calendarID`, `country.id`, `branch.number`); absent and `null` read
 /// as empty, which is also how the target says "nothing". A status the connector does not
 /// own (on hold, one-time) reads as unspecified, so the target status is written over it.
-fn fields_from_dto(dto: &EmployeeDto, cd: &str) -> VismaEmployeeFields {
+pub fn fields_from_dto(dto: &EmployeeDto, cd: &str) -> VismaEmployeeFields {
     let s = |o: Option<&String>| o.cloned().unwrap_or_default();
     let contact = dto.contact.clone().unwrap_or_default();
     let address = dto.address.clone().unwrap_or_default();
@@ -1310,6 +1314,28 @@ mod tests {
         assert_eq!(r.backoff(1), Duration::from_secs(1));
         assert_eq!(r.backoff(3), Duration::from_secs(4));
         assert_eq!(r.backoff(12), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn settings_from_config_build_one_client_per_tenant() {
+        let mut cfg = mlc_config::Config::default();
+        cfg.visma.tenants.insert(
+            "main".into(),
+            mlc_config::VismaTenant {
+                client_id: "isv".into(),
+                client_secret: mlc_config::Secret::new("s3cret"),
+                tenant_id: "t-1".into(),
+                ipp_company_id: None,
+            },
+        );
+        let s = WriterSettings::from_config(&cfg).expect("settings");
+        assert_eq!(s.tenants["main"].config().tenant_id, "t-1");
+        assert_eq!(s.workers, cfg.writer.workers.max(1));
+
+        cfg.visma.legacy = true;
+        let err = WriterSettings::from_config(&cfg).expect_err("legacy needs ipp_company_id");
+        assert!(err.to_string().contains("ipp_company_id"));
+        assert!(!format!("{s:?}").contains("s3cret"));
     }
 
     #[test]
