@@ -78,7 +78,7 @@ panel("Webhooks accepted /s", [(f"sum by (duplicate) (rate(mlc_gateway_webhooks_
                                  "duplicate={{duplicate}}")], unit="reqps")
 panel("Webhooks refused /s by reason", [(f"sum by (reason) (rate(mlc_gateway_webhooks_refused_total[{RI}]))",
                                          "{{reason}}")], unit="reqps",
-      desc="bad_signature spikes after a token rotation that missed a replica")
+      desc="wrong_signature spikes after a token rotation that missed a replica")
 panel("503 (no JetStream ack) and dead letters /s", [
     (f"sum(rate(mlc_gateway_webhooks_unavailable_total[{RI}]))", "unavailable (503, Gusto retries)"),
     (f"sum(rate(mlc_gateway_dead_letters_total[{RI}]))", "dead letters"),
