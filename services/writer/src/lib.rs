@@ -519,21 +519,19 @@ impl Writer {
                     let attempts = failures.entry(seq).or_insert(0);
                     *attempts += 1;
                     if *attempts < self.retry.max_error_attempts {
-                        let delay = if later.delay.is_zero() {
-                            self.retry.backoff(*attempts)
-                        } else {
-                            later.delay
-                        };
-                        tracing::warn!(attempt = *attempts, delay_ms = delay.as_millis() as u64, cause = %later.cause, "command will be retried");
+                        let delay =
+                            if later.delay.is_zero() { self.retry.backoff(*attempts) } else { later.delay };
+                        tracing::warn!(
+                            attempt = *attempts,
+                            delay_ms = delay.as_millis() as u64,
+                            cause = %later.cause,
+                            "command will be retried"
+                        );
                         self.nak(&d, delay, later.reason).await;
                         return Ok(());
                     }
                     let mut r = Report::failed(
-                        &command
-                            .fields
-                            .as_ref()
-                            .map(|f| f.employee_cd.clone())
-                            .unwrap_or_default(),
+                        &command.fields.as_ref().map(|f| f.employee_cd.clone()).unwrap_or_default(),
                         "retries_exhausted",
                         format!("gave up after {attempts} failed attempts: {}", later.cause),
                     );
