@@ -1,0 +1,116 @@
+//! What most commands need: the validated configuration, the store, NATS and the API
+//! clients, built the same way the services build them.
+
+use anyhow::Context as _;
+use gusto::{ClientConfig, GustoClient};
+use mlc_bus::{Publisher, Topology};
+use mlc_config::Config;
+use mlc_store::{EncryptionKey, Store};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct Ctx {
+    pub cfg: Config,
+    pub store: Arc<Store>,
+    pub js: async_nats::jetstream::Context,
+    pub topo: Topology,
+    pub publisher: Publisher,
+}
+
+impl Ctx {
+    pub async fn connect(cfg: Config, name: &str) -> anyhow::Result<Ctx> {
+        let store = Arc::new(open_store(&cfg).await?);
+        let client = mlc_bus::connect_now(&cfg.nats.url, name).await?;
+        let topo = topology(&cfg)?;
+        let js = async_nats::jetstream::new(client.clone());
+        mlc_bus::ensure_topology(&js, &topo).await.context("creating the JetStream topology")?;
+        let publisher = Publisher::new(client.clone(), Duration::from_millis(cfg.nats.publish_timeout_ms));
+        Ok(Ctx { cfg, store, js, topo, publisher })
+    }
+
+    pub fn gusto(&self) -> anyhow::Result<Arc<GustoClient>> {
+        gusto_client(&self.cfg, self.store.clone())
+    }
+
+    pub fn visma(&self, tenant: &str) -> anyhow::Result<Arc<visma::VismaClient>> {
+        visma_clients(&self.cfg)?
+            .remove(tenant)
+            .with_context(|| format!("no Visma tenant {tenant:?} under visma.tenants in the configuration"))
+    }
+
+    pub async fn company(&self, company: &str) -> anyhow::Result<mlc_store::Company> {
+        self.store
+            .company(company)
+            .await?
+            .with_context(|| format!("unknown company {company}; `mlc company list` shows the known ones"))
+    }
+}
+
+pub fn topology(cfg: &Config) -> anyhow::Result<Topology> {
+    Ok(Topology::new(&cfg.nats.stream_prefix, cfg.nats.replicas)?)
+}
+
+pub async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
+    let key = cfg
+        .store
+        .encryption_key
+        .as_ref()
+        .map(|k| EncryptionKey::from_base64(k.expose()))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("config key `store.encryption_key` {e}"))?;
+    Store::connect(cfg.store.url.expose(), key).await.context("opening the store (store.url)")
+}
+
+pub fn gusto_client(cfg: &Config, store: Arc<Store>) -> anyhow::Result<Arc<GustoClient>> {
+    let secret = cfg.gusto.client_secret.as_ref().map(|s| s.expose().to_string()).unwrap_or_default();
+    let mut c =
+        ClientConfig::new(&cfg.gusto.base_url, cfg.gusto.client_id.clone(), gusto::Secret::new(secret))?;
+    c.api_version = cfg.gusto.api_version.clone();
+    c.rate_limit.limit = cfg.gusto.rate_limit as usize;
+    c.rate_limit.window = Duration::from_millis(cfg.gusto.rate_window_ms);
+    Ok(Arc::new(GustoClient::new(c, Arc::new(mlc_projector::GrantStore::new(store)))?))
+}
+
+pub fn visma_clients(cfg: &Config) -> anyhow::Result<HashMap<String, Arc<visma::VismaClient>>> {
+    let mut out = HashMap::new();
+    for (name, t) in &cfg.visma.tenants {
+        let mut vc = visma::VismaConfig::new(
+            t.tenant_id.clone(),
+            t.client_id.clone(),
+            visma::Secret::new(t.client_secret.expose()),
+        )
+        .with_endpoints(cfg.visma.base_url.clone(), cfg.visma.token_url.clone());
+        if cfg.visma.legacy {
+            let id = t.ipp_company_id.clone().with_context(|| {
+                format!("config key `visma.tenants.{name}.ipp_company_id` is required in legacy mode")
+            })?;
+            vc = vc.with_legacy(id);
+        }
+        out.insert(name.clone(), Arc::new(visma::VismaClient::new(vc)?));
+    }
+    Ok(out)
+}
+
+/// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown requested");
+}

@@ -1,0 +1,167 @@
+//! `mlc`: the one binary of ml-connector. Runs the services, drives the demo, and gives
+//! the operator replay, backfill, reconcile, dead-letter and status commands.
+
+mod ctx;
+mod demo;
+mod ops;
+mod reconcile;
+mod run;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "mlc", version, about = "ml-connector: Gusto employees into Visma.net ERP")]
+struct Cli {
+    /// Configuration file (TOML); `MLC_*` environment variables override it.
+    #[arg(long, global = true, env = "MLC_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs a service (or all three in one process, for small installs).
+    Run {
+        #[arg(value_enum)]
+        service: Service,
+    },
+    /// The whole sync on embedded defaults with the bundled simulators: no credentials.
+    Demo(demo::DemoArgs),
+    /// Shows or helps write the configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Companies the connector serves.
+    Company {
+        #[command(subcommand)]
+        command: ops::CompanyCommand,
+    },
+    /// Creates the Gusto webhook subscription, or (--verify) finishes its handshake with the
+    /// token the gateway received.
+    Subscribe(ops::SubscribeArgs),
+    /// Initial full sync of a company from Gusto's paged employee list.
+    Backfill {
+        #[arg(long)]
+        company: String,
+    },
+    /// Re-reads a stream from an offset through the same code path.
+    Replay(ops::ReplayArgs),
+    /// Compares Gusto and Visma field by field; with --repair emits the fixes.
+    Reconcile(reconcile::ReconcileArgs),
+    /// Dead letters: list, show, retry, drop.
+    Dlq {
+        #[command(subcommand)]
+        command: ops::DlqCommand,
+    },
+    /// Consumer lag, companies and grants, parked work, last outcomes.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every event, snapshot, command and outcome of one employee, with trace ids.
+    Explain {
+        #[arg(long)]
+        employee: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pings Gusto and Visma with the configured credentials.
+    Check {
+        #[arg(long)]
+        company: Option<String>,
+    },
+    /// Runs a bundled simulator.
+    Sim {
+        #[arg(value_enum)]
+        which: Simulator,
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Service {
+    Gateway,
+    Projector,
+    Writer,
+    All,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Simulator {
+    Gusto,
+    Visma,
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Prints the effective configuration, secrets redacted.
+    Print,
+    /// Prints a new random store encryption key (base64 of 32 bytes).
+    GenKey,
+    /// Lists the environment variables and the keys they set.
+    Env,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", mlc_telemetry::redact(&format!("{e:#}")));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    use std::process::ExitCode;
+    let load = || mlc_config::Config::load(cli.config.as_deref());
+    match cli.command {
+        Command::Run { service } => {
+            let cfg = load()?;
+            run::run(cfg, service).await?;
+        }
+        Command::Demo(args) => return demo::demo(args, cli.config.as_deref()).await,
+        Command::Config { command } => match command {
+            ConfigCommand::Print => print!("{}", load()?.to_redacted_toml()),
+            ConfigCommand::GenKey => println!("{}", mlc_store::EncryptionKey::generate_base64()),
+            ConfigCommand::Env => {
+                for (env, key) in mlc_config::Config::env_keys() {
+                    println!("{env:<32} {key}");
+                }
+            }
+        },
+        Command::Company { command } => ops::company(load()?, command).await?,
+        Command::Subscribe(args) => ops::subscribe(load()?, args).await?,
+        Command::Backfill { company } => {
+            let ctx = ctx::Ctx::connect(load()?, "mlc-backfill").await?;
+            let n = ops::backfill(&ctx, &company, true).await?;
+            println!("backfill of {company}: {n} employees queued for hydration");
+        }
+        Command::Replay(args) => ops::replay(load()?, args).await?,
+        Command::Reconcile(args) => {
+            let ctx = ctx::Ctx::connect(load()?, "mlc-reconcile").await?;
+            let report = reconcile::reconcile(&ctx, &args).await?;
+            if !report.in_sync() {
+                return Ok(ExitCode::from(3));
+            }
+        }
+        Command::Dlq { command } => ops::dlq(load()?, command).await?,
+        Command::Status { json } => ops::status(load()?, json).await?,
+        Command::Explain { employee, json } => ops::explain(load()?, &employee, json).await?,
+        Command::Check { company } => return ops::check(load()?, company).await,
+        Command::Sim { which, listen } => run::sim(which, listen).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}

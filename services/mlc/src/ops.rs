@@ -1,0 +1,724 @@
+//! Operator commands: companies, subscription, backfill, replay, dead letters, status,
+//! explain, check.
+
+use crate::ctx::{self, Ctx};
+use anyhow::{bail, Context as _};
+use clap::{Args, Subcommand};
+use gusto::GrantId;
+use mlc_bus::replay::{Replay, Start};
+use mlc_bus::StreamKind;
+use mlc_config::Config;
+use mlc_proto::v1::{DeadLetter, EmployeeSnapshot, EventSource, GustoEvent, SyncOutcome, VismaCommand};
+use mlc_store::Company;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+// ---------------------------------------------------------------------- companies
+
+#[derive(Subcommand)]
+pub enum CompanyCommand {
+    /// Adds (or re-authorises) a company: exchanges its Gusto authorisation code, stores
+    /// the grant encrypted, and links its Visma tenant and mapping file.
+    Add {
+        #[arg(long)]
+        company: String,
+        #[arg(long)]
+        name: String,
+        /// The `code` Gusto's /oauth/authorize redirect returned.
+        #[arg(long)]
+        code: String,
+        /// Defaults to gusto.redirect_uri.
+        #[arg(long)]
+        redirect_uri: Option<String>,
+        /// A key of visma.tenants in the configuration.
+        #[arg(long)]
+        visma_tenant: String,
+        #[arg(long)]
+        mapping: PathBuf,
+        /// Create Visma employees without the first-connect review (only for a Visma
+        /// company that holds none of these people yet).
+        #[arg(long)]
+        skip_review: bool,
+    },
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Holds the company's work (events wait in JetStream, nothing is lost).
+    Pause {
+        company: String,
+    },
+    Resume {
+        company: String,
+    },
+}
+
+pub async fn company(cfg: Config, cmd: CompanyCommand) -> anyhow::Result<()> {
+    let store = Arc::new(ctx::open_store(&cfg).await?);
+    match cmd {
+        CompanyCommand::Add { company, name, code, redirect_uri, visma_tenant, mapping, skip_review } => {
+            let text = std::fs::read_to_string(&mapping)
+                .with_context(|| format!("reading mapping file {}", mapping.display()))?;
+            let parsed = mlc_domain::Mapping::from_toml_str(&text, &mapping.display().to_string())?;
+            if !cfg.visma.tenants.contains_key(&visma_tenant) {
+                bail!("no Visma tenant {visma_tenant:?} under visma.tenants in the configuration");
+            }
+            let grant = GrantId(format!("grant-{company}"));
+            let gusto = ctx::gusto_client(&cfg, store.clone())?;
+            let redirect = redirect_uri.unwrap_or_else(|| cfg.gusto.redirect_uri.clone());
+            let tokens =
+                gusto.exchange_code_raw(&code, &redirect).await.context("exchanging the Gusto code")?;
+            // The grant row belongs to this company.
+            let grants = mlc_projector::GrantStore::for_company(store.clone(), &company);
+            let tm = gusto::TokenManager::new(
+                Arc::new(grants),
+                gusto.tokens().oauth().clone(),
+                gusto::TokenManagerConfig::default(),
+            );
+            tm.install(&grant, &tokens).await?;
+            let existing = store.company(&company).await?;
+            store
+                .put_company(&Company {
+                    company_uuid: company.clone(),
+                    name,
+                    grant_id: grant.0.clone(),
+                    visma_tenant,
+                    mapping_path: std::fs::canonicalize(&mapping)?.display().to_string(),
+                    paused: existing.as_ref().is_some_and(|c| c.paused),
+                    first_connect_applied: skip_review
+                        || existing.as_ref().is_some_and(|c| c.first_connect_applied),
+                    last_event_uuid: existing.and_then(|c| c.last_event_uuid),
+                    created_at: mlc_store::now_ms(),
+                })
+                .await?;
+            println!("company {company} added (mapping revision {})", parsed.revision());
+        }
+        CompanyCommand::List { json } => {
+            let companies = store.companies().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&companies)?);
+            } else {
+                println!(
+                    "{:<38} {:<24} {:<8} {:<14} {:<7} tenant",
+                    "company", "name", "paused", "grant", "review"
+                );
+                for c in companies {
+                    let grant =
+                        store.grant(&c.grant_id).await?.map(|g| g.status).unwrap_or_else(|| "missing".into());
+                    println!(
+                        "{:<38} {:<24} {:<8} {:<14} {:<7} {}",
+                        c.company_uuid,
+                        c.name,
+                        c.paused,
+                        grant,
+                        if c.first_connect_applied { "done" } else { "open" },
+                        c.visma_tenant
+                    );
+                }
+            }
+        }
+        CompanyCommand::Pause { company } | CompanyCommand::Resume { company } if company.is_empty() => {
+            bail!("a company uuid is required")
+        }
+        CompanyCommand::Pause { company } => {
+            if !store.set_company_paused(&company, true).await? {
+                bail!("unknown company {company}");
+            }
+            println!("company {company} paused; its events wait in JetStream");
+        }
+        CompanyCommand::Resume { company } => {
+            if !store.set_company_paused(&company, false).await? {
+                bail!("unknown company {company}");
+            }
+            println!("company {company} resumed");
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------- subscribe
+
+#[derive(Args)]
+pub struct SubscribeArgs {
+    /// Public URL of the gateway's webhook endpoint.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Only finish the handshake of this subscription with the stored token.
+    #[arg(long)]
+    pub verify: Option<String>,
+    /// How long to wait for Gusto's verification POST to reach the gateway.
+    #[arg(long, default_value_t = 30)]
+    pub wait_secs: u64,
+}
+
+pub async fn subscribe(cfg: Config, args: SubscribeArgs) -> anyhow::Result<()> {
+    let store = Arc::new(ctx::open_store(&cfg).await?);
+    let gusto = ctx::gusto_client(&cfg, store.clone())?;
+    let uuid =
+        subscribe_with(&store, &gusto, args.url.as_deref(), args.verify.as_deref(), args.wait_secs).await?;
+    println!("webhook subscription {uuid} verified; the gateway now trusts its token");
+    Ok(())
+}
+
+/// Creates a subscription (unless `existing` names one), waits for the gateway to
+/// receive its verification token, and verifies it with Gusto.
+pub async fn subscribe_with(
+    store: &mlc_store::Store,
+    gusto: &gusto::GustoClient,
+    url: Option<&str>,
+    existing: Option<&str>,
+    wait_secs: u64,
+) -> anyhow::Result<String> {
+    let started = mlc_store::now_ms();
+    let uuid = match (existing, url) {
+        (Some(u), _) => u.to_string(),
+        (None, Some(url)) => {
+            let sub = gusto
+                .create_webhook_subscription(
+                    url,
+                    &["Company", "Employee", "EmployeeJobCompensation", "Location"],
+                )
+                .await
+                .context("creating the webhook subscription")?;
+            sub.uuid
+        }
+        (None, None) => bail!("give --url to create a subscription, or --verify UUID to finish one"),
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait_secs);
+    let (id, token) = loop {
+        if let Some((id, token, at)) = store.latest_verification_token().await? {
+            if existing.is_some() || at >= started {
+                break (id, token);
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("no verification token reached the gateway within {wait_secs} s; is it reachable at the subscription URL?");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    gusto
+        .verify_webhook_subscription(&uuid, &gusto::Secret::new(token))
+        .await
+        .context("verifying the subscription with Gusto")?;
+    store.mark_verification_token_verified(id).await?;
+    Ok(uuid)
+}
+
+// ---------------------------------------------------------------------- backfill
+
+/// Queues every employee of the company for hydration: the initial full sync. Reads the
+/// paged list within the rate budget; safe to run again (unchanged employees make no
+/// snapshot).
+pub async fn backfill(ctx: &Ctx, company: &str, progress: bool) -> anyhow::Result<usize> {
+    let c = ctx.company(company).await?;
+    let gusto = ctx.gusto()?;
+    let grant = GrantId(c.grant_id.clone());
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let mut queued = 0;
+    let mut page = 1;
+    loop {
+        let p = gusto.list_employees(&grant, company, page, 100).await.context("listing Gusto employees")?;
+        let more = p.has_more(100);
+        for e in &p.items {
+            let ev = GustoEvent {
+                event_uuid: format!("backfill-{run}-{}", e.uuid),
+                event_type: "employee.backfill".into(),
+                company_uuid: company.to_string(),
+                entity_type: "Employee".into(),
+                entity_uuid: e.uuid.clone(),
+                timestamp: chrono::Utc::now().timestamp(),
+                raw_body: Vec::new(),
+                received_at_ms: mlc_bus::now_ms(),
+                trace: None,
+                source: EventSource::Backfill as i32,
+            };
+            ctx.publisher.publish(&ctx.topo.gusto_event(company, "Employee"), &ev.event_uuid, &ev).await?;
+            queued += 1;
+        }
+        if progress {
+            eprintln!("backfill: page {page}, {queued} employees queued");
+        }
+        if !more {
+            return Ok(queued);
+        }
+        page += 1;
+    }
+}
+
+// ---------------------------------------------------------------------- replay
+
+#[derive(Args)]
+pub struct ReplayArgs {
+    /// gusto-events, employee-state or visma-commands.
+    pub stream: String,
+    #[arg(long, conflicts_with = "since")]
+    pub from_seq: Option<u64>,
+    /// RFC 3339 time, e.g. 2026-11-26T10:00:00Z.
+    #[arg(long)]
+    pub since: Option<String>,
+    #[arg(long)]
+    pub company: Option<String>,
+    #[arg(long)]
+    pub employee: Option<String>,
+    /// Print what would change, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+pub async fn replay(cfg: Config, args: ReplayArgs) -> anyhow::Result<()> {
+    let kind = StreamKind::parse(&args.stream).with_context(|| {
+        format!("unknown stream {:?}; use gusto-events, employee-state or visma-commands", args.stream)
+    })?;
+    let start = match (&args.from_seq, &args.since) {
+        (Some(s), _) => Start::Sequence(*s),
+        (None, Some(t)) => Start::Time(
+            chrono::DateTime::parse_from_rfc3339(t)
+                .with_context(|| format!("--since {t:?} is not an RFC 3339 time"))?
+                .timestamp_millis(),
+        ),
+        (None, None) => bail!("give --from-seq N or --since TIME"),
+    };
+    let ctx = Ctx::connect(cfg, "mlc-replay").await?;
+    match kind {
+        StreamKind::EmployeeState => replay_state(&ctx, start, &args).await,
+        StreamKind::GustoEvents | StreamKind::VismaCommands => republish(&ctx, kind, start, &args).await,
+        _ => bail!(
+            "{} is a record of outcomes; replay gusto-events, employee-state or visma-commands",
+            args.stream
+        ),
+    }
+}
+
+/// EMPLOYEE_STATE through the projector's mapping path: after a mapping change this
+/// emits one command per affected employee; `--dry-run` prints them as a diff instead.
+async fn replay_state(ctx: &Ctx, start: Start, args: &ReplayArgs) -> anyhow::Result<()> {
+    let projector = mlc_projector::Projector::new(
+        ctx.js.clone(),
+        ctx.publisher.clone(),
+        ctx.store.clone(),
+        ctx.gusto()?,
+        mlc_projector::ProjectorSettings::new(ctx.topo.clone()),
+    );
+    let results = projector
+        .replay_state(start, args.company.as_deref(), args.employee.as_deref(), args.dry_run)
+        .await?;
+    let (mut emitted, mut unchanged, mut superseded, mut failed) = (0, 0, 0, 0);
+    for (seq, r) in &results {
+        match r {
+            Ok(mlc_projector::MapOutcome::Emitted(cmd)) => {
+                emitted += 1;
+                print_command_diff(ctx, *seq, cmd, args.dry_run).await?;
+            }
+            Ok(mlc_projector::MapOutcome::Unchanged) => unchanged += 1,
+            Ok(mlc_projector::MapOutcome::Superseded) => superseded += 1,
+            Err(e) => {
+                failed += 1;
+                println!("seq {seq}: {e:?}");
+            }
+        }
+    }
+    println!(
+        "replayed {} snapshots: {} {} command(s), {unchanged} unchanged, {superseded} superseded, {failed} failed",
+        results.len(),
+        if args.dry_run { "would emit" } else { "emitted" },
+        emitted
+    );
+    Ok(())
+}
+
+async fn print_command_diff(ctx: &Ctx, seq: u64, cmd: &VismaCommand, dry_run: bool) -> anyhow::Result<()> {
+    let subject = ctx.topo.visma_command(&cmd.company_uuid, &cmd.employee_uuid);
+    let last = mlc_bus::last_on_subject::<VismaCommand>(
+        &ctx.js,
+        &ctx.topo.stream(StreamKind::VismaCommands),
+        &subject,
+    )
+    .await?;
+    let target = cmd.fields.clone().unwrap_or_default();
+    let verb = if dry_run { "would" } else { "will" };
+    if !cmd.parked_reason.is_empty() {
+        println!("snapshot {seq} employee {}: {verb} park: {}", cmd.employee_uuid, cmd.parked_reason);
+        return Ok(());
+    }
+    match last.and_then(|l| l.message.fields) {
+        None => {
+            println!("snapshot {seq} employee {}: {verb} create {}", cmd.employee_uuid, target.employee_cd)
+        }
+        Some(current) => {
+            println!("snapshot {seq} employee {} ({}): {verb} update", cmd.employee_uuid, target.employee_cd);
+            for ch in mlc_domain::diff_fields(&current, &target) {
+                println!("  - {}: {}\n  + {}: {}", ch.field, ch.from, ch.field, ch.to);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// GUSTO_EVENTS (re-hydrate from Gusto) or VISMA_COMMANDS (re-deliver to the writer):
+/// the messages are published again under new ids and take the normal path.
+async fn republish(ctx: &Ctx, kind: StreamKind, start: Start, args: &ReplayArgs) -> anyhow::Result<()> {
+    let filter = match (kind, &args.company, &args.employee) {
+        (StreamKind::VismaCommands, Some(c), Some(e)) => ctx.topo.visma_command(c, e),
+        (_, c, _) => ctx.topo.company_filter(kind, c.as_deref()),
+    };
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let mut replay = Replay::open(&ctx.js, &ctx.topo.stream(kind), &filter, start).await?;
+    let mut n = 0;
+    while let Some(m) = replay.next().await {
+        let m = m?;
+        if kind == StreamKind::GustoEvents {
+            if let Some(e) = &args.employee {
+                let ev: GustoEvent = mlc_bus::decode(&m.subject, &m.payload)?;
+                if &ev.entity_uuid != e {
+                    continue;
+                }
+            }
+        }
+        n += 1;
+        if args.dry_run {
+            println!("would re-deliver {} seq {}", m.subject, m.sequence);
+            continue;
+        }
+        let mut headers = async_nats::HeaderMap::new();
+        if let Some(h) = &m.headers {
+            for key in ["traceparent", mlc_bus::HEADER_MSG_TYPE] {
+                if let Some(v) = h.get(key) {
+                    headers.insert(key, v.as_str());
+                }
+            }
+        }
+        ctx.publisher
+            .publish_raw(&m.subject, &format!("replay-{run}-{}", m.sequence), m.payload, headers)
+            .await?;
+    }
+    println!(
+        "{} {n} message(s) of {}",
+        if args.dry_run { "would re-deliver" } else { "re-delivered" },
+        ctx.topo.stream(kind)
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------- dead letters
+
+#[derive(Subcommand)]
+pub enum DlqCommand {
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    Show {
+        seq: u64,
+    },
+    /// Puts the original message back on its stream and removes the letter.
+    Retry {
+        seq: u64,
+    },
+    /// Removes the letter for good.
+    Drop {
+        seq: u64,
+    },
+}
+
+pub async fn dead_letters(ctx: &Ctx) -> anyhow::Result<Vec<(u64, DeadLetter)>> {
+    let stream = ctx.topo.stream(StreamKind::DeadLetters);
+    let mut replay =
+        Replay::open(&ctx.js, &stream, &ctx.topo.wildcard(StreamKind::DeadLetters), Start::Sequence(1))
+            .await?;
+    let mut out = Vec::new();
+    while let Some(m) = replay.next().await {
+        let m = m?;
+        out.push((m.sequence, mlc_bus::decode(&m.subject, &m.payload)?));
+    }
+    Ok(out)
+}
+
+pub async fn dlq(cfg: Config, cmd: DlqCommand) -> anyhow::Result<()> {
+    let ctx = Ctx::connect(cfg, "mlc-dlq").await?;
+    let stream_name = ctx.topo.stream(StreamKind::DeadLetters);
+    let letter = |seq: u64| {
+        let ctx = &ctx;
+        async move {
+            dead_letters(ctx)
+                .await?
+                .into_iter()
+                .find(|(s, _)| *s == seq)
+                .map(|(_, l)| l)
+                .with_context(|| format!("no dead letter at sequence {seq}"))
+        }
+    };
+    match cmd {
+        DlqCommand::List { json } => {
+            let letters = dead_letters(&ctx).await?;
+            if json {
+                let rows: Vec<_> = letters
+                    .iter()
+                    .map(|(s, l)| {
+                        serde_json::json!({"seq": s, "stage": l.stage, "company": l.company_uuid,
+                            "subject": l.original_subject, "reason": l.reason, "attempts": l.attempts})
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                println!("{:>6}  {:<9} {:<38} {:>8}  reason", "seq", "stage", "company", "attempts");
+                for (s, l) in &letters {
+                    println!("{s:>6}  {:<9} {:<38} {:>8}  {}", l.stage, l.company_uuid, l.attempts, l.reason);
+                }
+                println!("{} dead letter(s)", letters.len());
+            }
+        }
+        DlqCommand::Show { seq } => {
+            let l = letter(seq).await?;
+            println!(
+                "stage:    {}\ncompany:  {}\nsubject:  {}\nid:       {}\nattempts: {}\nreason:   {}",
+                l.stage, l.company_uuid, l.original_subject, l.original_id, l.attempts, l.reason
+            );
+            if let Ok(c) = mlc_bus::decode::<VismaCommand>(&l.original_subject, &l.original_payload) {
+                if l.stage == "writer" || l.stage == "mapper" {
+                    println!("command:  {c:#?}");
+                }
+            }
+        }
+        DlqCommand::Retry { seq } => {
+            let l = letter(seq).await?;
+            if l.original_subject.is_empty() {
+                bail!("letter {seq} has no original subject (a gateway letter of an unparseable body); inspect it with `mlc dlq show`");
+            }
+            ctx.publisher
+                .publish_raw(
+                    &l.original_subject,
+                    &format!("retry-{seq}-{}", uuid::Uuid::new_v4().simple()),
+                    l.original_payload.into(),
+                    async_nats::HeaderMap::new(),
+                )
+                .await?;
+            ctx.js.get_stream(&stream_name).await?.delete_message(seq).await?;
+            println!("letter {seq} re-delivered to {}", l.original_subject);
+        }
+        DlqCommand::Drop { seq } => {
+            letter(seq).await?;
+            ctx.js.get_stream(&stream_name).await?.delete_message(seq).await?;
+            println!("letter {seq} dropped");
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------- status
+
+pub async fn status(cfg: Config, json: bool) -> anyhow::Result<()> {
+    let ctx = Ctx::connect(cfg, "mlc-status").await?;
+    let mut consumers = Vec::new();
+    for spec in mlc_bus::ConsumerSpec::ALL {
+        let stream = ctx.js.get_stream(ctx.topo.stream(spec.stream)).await?;
+        let mut c = stream
+            .get_consumer::<async_nats::jetstream::consumer::pull::Config>(spec.durable)
+            .await
+            .map_err(|e| anyhow::anyhow!("consumer {}: {e}", spec.durable))?;
+        let info = c.info().await?;
+        consumers.push(serde_json::json!({
+            "consumer": spec.durable, "stream": ctx.topo.stream(spec.stream),
+            "pending": info.num_pending, "in_flight": info.num_ack_pending, "redelivered": info.num_redelivered,
+        }));
+    }
+    let mut companies = Vec::new();
+    for c in ctx.store.companies().await? {
+        let grant = ctx.store.grant(&c.grant_id).await?;
+        companies.push(serde_json::json!({
+            "company": c.company_uuid, "name": c.name, "paused": c.paused,
+            "grant": grant.as_ref().map(|g| g.status.clone()).unwrap_or_else(|| "missing".into()),
+            "grant_reason": grant.and_then(|g| g.status_reason),
+            "first_connect": if c.first_connect_applied { "applied" } else { "awaiting review: writes wait" },
+            "visma_tenant": c.visma_tenant,
+        }));
+    }
+    let letters = dead_letters(&ctx).await?;
+    let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
+    let mut last = Vec::new();
+    let mut replay = Replay::open(
+        &ctx.js,
+        &ctx.topo.stream(StreamKind::SyncOutcomes),
+        &ctx.topo.wildcard(StreamKind::SyncOutcomes),
+        Start::Sequence(1),
+    )
+    .await?;
+    while let Some(m) = replay.next().await {
+        let m = m?;
+        let o: SyncOutcome = mlc_bus::decode(&m.subject, &m.payload)?;
+        *outcomes
+            .entry(o.outcome().as_str_name().trim_start_matches("OUTCOME_").to_lowercase())
+            .or_default() += 1;
+        last.push(o);
+        if last.len() > 10 {
+            last.remove(0);
+        }
+    }
+    let report = serde_json::json!({
+        "consumers": consumers, "companies": companies, "dead_letters": letters.len(), "outcomes": outcomes,
+        "last_outcomes": last.iter().map(|o| serde_json::json!({
+            "employee": o.employee_uuid, "outcome": o.outcome().as_str_name(), "visma_employee_cd": o.visma_employee_cd,
+            "detail": o.detail, "latency_ms": o.latency_ms})).collect::<Vec<_>>(),
+    });
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!("consumers");
+    for c in &consumers {
+        println!(
+            "  {:<20} pending {:>6}  in flight {:>5}  redelivered {:>5}",
+            c["consumer"].as_str().unwrap_or(""),
+            c["pending"],
+            c["in_flight"],
+            c["redelivered"]
+        );
+    }
+    println!("companies");
+    for c in &companies {
+        println!(
+            "  {} {:<20} grant {:<12} paused {:<5} first connect: {}",
+            c["company"].as_str().unwrap_or(""),
+            c["name"].as_str().unwrap_or(""),
+            c["grant"].as_str().unwrap_or(""),
+            c["paused"],
+            c["first_connect"].as_str().unwrap_or("")
+        );
+    }
+    println!("outcomes  {}", outcomes.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "));
+    println!("dead letters  {} (mlc dlq list)", letters.len());
+    Ok(())
+}
+
+// ---------------------------------------------------------------------- explain
+
+pub async fn explain(cfg: Config, employee: &str, json: bool) -> anyhow::Result<()> {
+    let ctx = Ctx::connect(cfg, "mlc-explain").await?;
+    let rows = ctx
+        .store
+        .audit(&mlc_store::AuditQuery {
+            employee: Some(employee.to_string()),
+            limit: 10_000,
+            ..Default::default()
+        })
+        .await?;
+    let company = rows.iter().find_map(|r| r.company.clone());
+    let mut timeline = Vec::new();
+    for r in &rows {
+        timeline.push(serde_json::json!({"at": r.recorded_at, "what": r.kind, "trace_id": r.trace_id, "detail": r.detail}));
+    }
+    if let Some(company) = &company {
+        for (kind, subject) in [
+            (StreamKind::EmployeeState, ctx.topo.employee_state(company, employee)),
+            (StreamKind::VismaCommands, ctx.topo.visma_command(company, employee)),
+            (StreamKind::SyncOutcomes, ctx.topo.sync_outcome(company, employee)),
+        ] {
+            let mut replay =
+                Replay::open(&ctx.js, &ctx.topo.stream(kind), &subject, Start::Sequence(1)).await?;
+            while let Some(m) = replay.next().await {
+                let m = m?;
+                let tp =
+                    m.headers.as_ref().and_then(|h| h.get("traceparent")).map(|v| v.as_str().to_string());
+                let detail = match kind {
+                    StreamKind::EmployeeState => {
+                        let s: EmployeeSnapshot = mlc_bus::decode(&m.subject, &m.payload)?;
+                        let c = s.content.unwrap_or_default();
+                        serde_json::json!({"status": c.status().as_str_name(), "title": c.job_title,
+                            "department": c.department_title, "location": c.work_location.map(|l| l.city),
+                            "causing_events": s.causing_event_ids, "content_hash": s.content_hash})
+                    }
+                    StreamKind::VismaCommands => {
+                        let c: VismaCommand = mlc_bus::decode(&m.subject, &m.payload)?;
+                        serde_json::json!({"command_id": c.command_id, "kind": c.kind().as_str_name(),
+                            "mapping_revision": c.mapping_revision, "parked": c.parked_reason,
+                            "employee_cd": c.fields.map(|f| f.employee_cd)})
+                    }
+                    _ => {
+                        let o: SyncOutcome = mlc_bus::decode(&m.subject, &m.payload)?;
+                        serde_json::json!({"outcome": o.outcome().as_str_name(), "detail": o.detail,
+                            "calls": o.visma_calls, "latency_ms": o.latency_ms})
+                    }
+                };
+                timeline.push(serde_json::json!({"stream": ctx.topo.stream(kind), "seq": m.sequence, "traceparent": tp, "detail": detail}));
+            }
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&timeline)?);
+    } else {
+        println!("employee {employee} (company {})", company.as_deref().unwrap_or("unknown"));
+        for t in &timeline {
+            println!("{t}");
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------- check
+
+/// Tries the configured credentials against both systems and the mapping targets.
+pub async fn check(cfg: Config, only: Option<String>) -> anyhow::Result<ExitCode> {
+    let store = Arc::new(ctx::open_store(&cfg).await?);
+    let gusto = ctx::gusto_client(&cfg, store.clone())?;
+    let vismas = ctx::visma_clients(&cfg)?;
+    let mut ok = true;
+    let mut line = |good: bool, what: String| {
+        ok &= good;
+        println!("[{}] {what}", if good { " ok " } else { "FAIL" });
+    };
+    match mlc_bus::connect_now(&cfg.nats.url, "mlc-check").await {
+        Ok(_) => line(true, format!("NATS at {}", cfg.nats.url)),
+        Err(e) => line(false, format!("NATS: {e}")),
+    }
+    for c in store.companies().await? {
+        if only.as_deref().is_some_and(|o| o != c.company_uuid) {
+            continue;
+        }
+        let grant = GrantId(c.grant_id.clone());
+        match gusto.token_info(&grant).await {
+            Ok(info) => line(true, format!("Gusto grant of {} works (scope: {})", c.name, info.scope)),
+            Err(e) => line(false, format!("Gusto grant of {}: {e}", c.name)),
+        }
+        let used = gusto.limiter().used(&grant.0);
+        println!("       Gusto rate budget: {used} of {} used in the current window", cfg.gusto.rate_limit);
+        let Some(v) = vismas.get(&c.visma_tenant) else {
+            line(false, format!("Visma tenant {} of {} is not configured", c.visma_tenant, c.name));
+            continue;
+        };
+        let mapping = std::fs::read_to_string(&c.mapping_path)
+            .map_err(anyhow::Error::from)
+            .and_then(|t| Ok(mlc_domain::Mapping::from_toml_str(&t, &c.mapping_path)?));
+        let mapping = match mapping {
+            Ok(m) => m,
+            Err(e) => {
+                line(false, format!("mapping of {}: {e}", c.name));
+                continue;
+            }
+        };
+        match (v.list_departments().await, v.list_branches().await) {
+            (Ok(deps), Ok(branches)) => {
+                line(true, format!("Visma tenant {} answers (token and read scope)", c.visma_tenant));
+                let dep_ids: Vec<&str> = deps.iter().filter_map(|d| d.department_id.as_deref()).collect();
+                for (from, to) in mapping.departments() {
+                    line(
+                        dep_ids.contains(&to.as_str()),
+                        format!("mapping department {from} -> {to} exists in Visma"),
+                    );
+                }
+                let branch_ids: Vec<String> = branches.iter().filter_map(|b| b.number.clone()).collect();
+                for (from, to) in mapping.locations() {
+                    line(
+                        branch_ids.contains(&to.branch),
+                        format!("mapping location {from} -> branch {} exists in Visma", to.branch),
+                    );
+                }
+                if let Some(rl) = v.rate_limit() {
+                    println!("       Visma rate budget: {:?} of {:?} left", rl.remaining, rl.limit);
+                }
+            }
+            (Err(e), _) | (_, Err(e)) => line(false, format!("Visma tenant {}: {e}", c.visma_tenant)),
+        }
+    }
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}

@@ -1,0 +1,132 @@
+//! `mlc run gateway|projector|writer|all` and `mlc sim`.
+
+use crate::ctx::{self, shutdown_signal};
+use crate::{Service, Simulator};
+use anyhow::Context as _;
+use mlc_bus::Publisher;
+use mlc_config::Config;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub async fn run(cfg: Config, service: Service) -> anyhow::Result<()> {
+    let name = match service {
+        Service::Gateway => "gateway",
+        Service::Projector => "projector",
+        Service::Writer => "writer",
+        Service::All => "mlc",
+    };
+    let _telemetry = mlc_telemetry::init(&mlc_telemetry::TelemetrySettings {
+        service_name: format!("mlc-{name}"),
+        log_format: cfg.telemetry.log_format.clone(),
+        log_filter: cfg.telemetry.log_filter.clone(),
+        otlp_endpoint: cfg.telemetry.otlp_endpoint.clone(),
+    })?;
+    let store = Arc::new(ctx::open_store(&cfg).await?);
+    let client = mlc_bus::connect(&cfg.nats.url, &format!("mlc-{name}")).await?;
+    let topo = ctx::topology(&cfg)?;
+    let js = async_nats::jetstream::new(client.clone());
+    mlc_bus::ensure_topology(&js, &topo).await.context("creating the JetStream topology")?;
+    tracing::info!(service = name, nats = %cfg.nats.url, prefix = %cfg.nats.stream_prefix, "starting");
+
+    let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    let stop = |tx: &tokio::sync::broadcast::Sender<()>| {
+        let mut rx = tx.subscribe();
+        async move {
+            let _ = rx.recv().await;
+        }
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    if matches!(service, Service::Gateway | Service::All) {
+        let publisher = Publisher::new(client.clone(), Duration::from_millis(cfg.nats.publish_timeout_ms));
+        let tokens = cfg.gateway.webhook_tokens.iter().map(|t| t.expose().as_bytes().to_vec()).collect();
+        let gw = mlc_gateway::Gateway::new(
+            publisher,
+            topo.clone(),
+            tokens,
+            cfg.gateway.max_body_bytes,
+            Some(store.clone()),
+        );
+        gw.refresh_tokens().await;
+        tokio::spawn(gw.clone().watch_readiness(client.clone()));
+        let listener = tokio::net::TcpListener::bind(&cfg.gateway.listen)
+            .await
+            .with_context(|| format!("binding gateway.listen {}", cfg.gateway.listen))?;
+        tracing::info!(listen = %cfg.gateway.listen, "gateway listening");
+        let s = stop(&stop_tx);
+        tasks.spawn(async move { mlc_gateway::serve(listener, gw, s).await.context("gateway") });
+    }
+    if matches!(service, Service::Projector | Service::All) {
+        let gusto = ctx::gusto_client(&cfg, store.clone())?;
+        let mut settings = mlc_projector::ProjectorSettings::new(topo.clone());
+        settings.fetch_concurrency = cfg.projector.workers.clamp(1, 64);
+        settings.burst_threshold = cfg.projector.burst_threshold;
+        settings.mappings_dir = cfg.projector.mappings_dir.clone();
+        let publisher = Publisher::new(client.clone(), Duration::from_millis(cfg.nats.publish_timeout_ms));
+        let p = mlc_projector::Projector::new(js.clone(), publisher, store.clone(), gusto, settings);
+        let listener = tokio::net::TcpListener::bind(&cfg.projector.metrics_listen)
+            .await
+            .with_context(|| format!("binding projector.metrics_listen {}", cfg.projector.metrics_listen))?;
+        let router = mlc_projector::router(p.clone());
+        let s = stop(&stop_tx);
+        tasks.spawn(async move {
+            axum::serve(listener, router).with_graceful_shutdown(s).await.context("projector metrics")
+        });
+        let s = stop(&stop_tx);
+        tasks.spawn(async move { p.run(s).await.context("projector") });
+    }
+    if matches!(service, Service::Writer | Service::All) {
+        let settings = mlc_writer::WriterSettings::from_config(&cfg)?;
+        let listener = tokio::net::TcpListener::bind(&cfg.writer.metrics_listen)
+            .await
+            .with_context(|| format!("binding writer.metrics_listen {}", cfg.writer.metrics_listen))?;
+        let router = mlc_writer::router(settings.metrics.clone());
+        let s = stop(&stop_tx);
+        tasks.spawn(async move {
+            axum::serve(listener, router).with_graceful_shutdown(s).await.context("writer metrics")
+        });
+        let s = stop(&stop_tx);
+        let (client, store) = (client.clone(), store.clone());
+        tasks.spawn(async move { mlc_writer::run(client, store, settings, s).await.context("writer") });
+    }
+
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        Some(done) = tasks.join_next() => {
+            // A service that stops on its own is an error: bring the others down too.
+            let _ = stop_tx.send(());
+            match done {
+                Ok(Err(e)) => return Err(e),
+                Err(e) => anyhow::bail!("a service task panicked: {e}"),
+                Ok(Ok(())) => anyhow::bail!("a service stopped unexpectedly"),
+            }
+        }
+    }
+    let _ = stop_tx.send(());
+    while let Some(r) = tasks.join_next().await {
+        if let Ok(Err(e)) = r {
+            tracing::warn!(error = %e, "stopped with an error");
+        }
+    }
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+pub async fn sim(which: Simulator, listen: std::net::SocketAddr) -> anyhow::Result<()> {
+    match which {
+        Simulator::Gusto => {
+            let handle =
+                sim_gusto::start(sim_gusto::SimConfig { listen: Some(listen), ..Default::default() }).await?;
+            println!("sim-gusto listening on {}", handle.base_url());
+            shutdown_signal().await;
+            handle.shutdown().await;
+        }
+        Simulator::Visma => {
+            let handle =
+                sim_visma::start(sim_visma::SimConfig { listen: Some(listen), ..Default::default() }).await?;
+            println!("sim-visma listening on {}", handle.base_url());
+            shutdown_signal().await;
+        }
+    }
+    Ok(())
+}
