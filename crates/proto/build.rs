@@ -4,8 +4,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let file = root.join("mlconnector/v1/events.proto");
     println!("cargo:rerun-if-changed={}", file.display());
     let fds = protox::compile([&file], [&root])?;
-    prost_build::Config::new()
-        .enable_type_names()
-        .compile_fds(fds)?;
+    prost_build::Config::new().enable_type_names().compile_fds(fds)?;
     Ok(())
 }

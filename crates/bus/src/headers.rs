@@ -38,8 +38,7 @@ pub fn inject_trace_context(headers: &mut HeaderMap) {
 /// Makes `span` a child of the context carried in `headers`, if any.
 pub fn extract_trace_context(headers: Option<&HeaderMap>, span: &tracing::Span) {
     if let Some(headers) = headers {
-        let parent =
-            opentelemetry::global::get_text_map_propagator(|p| p.extract(&Extract(headers)));
+        let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&Extract(headers)));
         let _ = span.set_parent(parent);
     }
 }

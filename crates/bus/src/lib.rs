@@ -8,9 +8,7 @@
 mod headers;
 mod topology;
 
-pub use headers::{
-    extract_trace_context, inject_trace_context, HEADER_MSG_TYPE, HEADER_TRACEPARENT,
-};
+pub use headers::{extract_trace_context, inject_trace_context, HEADER_MSG_TYPE, HEADER_TRACEPARENT};
 pub use topology::{ensure_topology, ConsumerSpec, StreamKind, Topology};
 
 use async_nats::jetstream::{self, message::PublishMessage};
@@ -32,11 +30,7 @@ pub enum BusError {
     #[error("reading {subject}: {reason}")]
     Read { subject: String, reason: String },
     #[error("decoding a {type_name} from {subject}: {reason}")]
-    Decode {
-        type_name: &'static str,
-        subject: String,
-        reason: String,
-    },
+    Decode { type_name: &'static str, subject: String, reason: String },
 }
 
 impl BusError {
@@ -59,10 +53,7 @@ pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, BusErr
         })
         .connect(url)
         .await
-        .map_err(|e| BusError::Connect {
-            url: redact_url(url),
-            reason: e.to_string(),
-        })
+        .map_err(|e| BusError::Connect { url: redact_url(url), reason: e.to_string() })
 }
 
 /// Connects once, failing fast: for CLI commands and readiness checks.
@@ -72,10 +63,7 @@ pub async fn connect_now(url: &str, name: &str) -> Result<async_nats::Client, Bu
         .connection_timeout(Duration::from_secs(3))
         .connect(url)
         .await
-        .map_err(|e| BusError::Connect {
-            url: redact_url(url),
-            reason: e.to_string(),
-        })
+        .map_err(|e| BusError::Connect { url: redact_url(url), reason: e.to_string() })
 }
 
 /// URLs may carry `user:password@`; keep them out of errors.
@@ -129,8 +117,7 @@ impl Publisher {
         let mut headers = HeaderMap::new();
         inject_trace_context(&mut headers);
         headers.insert(HEADER_MSG_TYPE, M::full_name().as_str());
-        self.publish_raw(subject, msg_id, Bytes::from(msg.encode_to_vec()), headers)
-            .await
+        self.publish_raw(subject, msg_id, Bytes::from(msg.encode_to_vec()), headers).await
     }
 
     /// Publishes bytes as they are, with the given headers plus `Nats-Msg-Id`.
@@ -141,31 +128,16 @@ impl Publisher {
         payload: Bytes,
         headers: HeaderMap,
     ) -> Result<Published, BusError> {
-        let publish = PublishMessage::build()
-            .payload(payload)
-            .headers(headers)
-            .message_id(msg_id);
+        let publish = PublishMessage::build().payload(payload).headers(headers).message_id(msg_id);
         let fut = self
             .js
             .send_publish(subject.to_string(), publish)
             .await
-            .map_err(|e| BusError::Publish {
-                subject: subject.to_string(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| BusError::Publish { subject: subject.to_string(), reason: e.to_string() })?;
         match tokio::time::timeout(self.ack_timeout, fut).await {
-            Err(_) => Err(BusError::AckTimeout {
-                subject: subject.to_string(),
-                timeout: self.ack_timeout,
-            }),
-            Ok(Err(e)) => Err(BusError::Publish {
-                subject: subject.to_string(),
-                reason: e.to_string(),
-            }),
-            Ok(Ok(ack)) => Ok(Published {
-                sequence: ack.sequence,
-                duplicate: ack.duplicate,
-            }),
+            Err(_) => Err(BusError::AckTimeout { subject: subject.to_string(), timeout: self.ack_timeout }),
+            Ok(Err(e)) => Err(BusError::Publish { subject: subject.to_string(), reason: e.to_string() }),
+            Ok(Ok(ack)) => Ok(Published { sequence: ack.sequence, duplicate: ack.duplicate }),
         }
     }
 }
@@ -188,14 +160,8 @@ pub async fn last_on_subject<M: prost::Message + Default>(
     subject: &str,
 ) -> Result<Option<Stored<M>>, BusError> {
     use async_nats::jetstream::stream::LastRawMessageErrorKind;
-    let read_err = |reason: String| BusError::Read {
-        subject: subject.to_string(),
-        reason,
-    };
-    let handle = js
-        .get_stream_no_info(stream)
-        .await
-        .map_err(|e| read_err(e.to_string()))?;
+    let read_err = |reason: String| BusError::Read { subject: subject.to_string(), reason };
+    let handle = js.get_stream_no_info(stream).await.map_err(|e| read_err(e.to_string()))?;
     match handle.get_last_raw_message_by_subject(subject).await {
         Ok(raw) => {
             let message = M::decode(raw.payload.as_ref()).map_err(|e| BusError::Decode {
@@ -238,10 +204,7 @@ mod tests {
 
     #[test]
     fn urls_lose_their_credentials() {
-        assert_eq!(
-            redact_url("nats://user:pw@host:4222"),
-            "nats://***@host:4222"
-        );
+        assert_eq!(redact_url("nats://user:pw@host:4222"), "nats://***@host:4222");
         assert_eq!(redact_url("nats://host:4222"), "nats://host:4222");
     }
 }
@@ -258,11 +221,7 @@ pub mod consume {
     /// and a burst is handed over as one batch, so work on it can be coalesced.
     /// Transient pull errors (missed heartbeats, reconnects) are logged and skipped;
     /// `None` means the stream ended.
-    pub async fn next_batch(
-        stream: &mut PullStream,
-        max: usize,
-        linger: Duration,
-    ) -> Option<Vec<Message>> {
+    pub async fn next_batch(stream: &mut PullStream, max: usize, linger: Duration) -> Option<Vec<Message>> {
         let mut batch = Vec::new();
         loop {
             match stream.next().await? {
@@ -280,13 +239,9 @@ pub mod consume {
         // becomes one batch); otherwise wait at most `linger` for company.
         let mut deadline = tokio::time::Instant::now() + linger;
         while batch.len() < max {
-            let pending = batch
-                .last()
-                .and_then(|m| m.info().ok())
-                .map_or(0, |i| i.pending);
+            let pending = batch.last().and_then(|m| m.info().ok()).map_or(0, |i| i.pending);
             if pending > 0 {
-                deadline = deadline
-                    .max(tokio::time::Instant::now() + linger.max(Duration::from_millis(50)));
+                deadline = deadline.max(tokio::time::Instant::now() + linger.max(Duration::from_millis(50)));
             }
             match tokio::time::timeout_at(deadline, stream.next()).await {
                 Ok(Some(Ok(m))) => batch.push(m),
@@ -305,10 +260,8 @@ pub mod consume {
         batch: usize,
     ) -> Result<PullStream, crate::BusError> {
         let name = topology.stream(spec.stream);
-        let stream = js
-            .get_stream(&name)
-            .await
-            .map_err(|e| crate::BusError::Topology(format!("{name}: {e}")))?;
+        let stream =
+            js.get_stream(&name).await.map_err(|e| crate::BusError::Topology(format!("{name}: {e}")))?;
         let consumer: async_nats::jetstream::consumer::PullConsumer = stream
             .get_consumer(spec.durable)
             .await
@@ -364,23 +317,13 @@ pub mod replay {
             filter: &str,
             start: Start,
         ) -> Result<Replay, crate::BusError> {
-            let err = |e: String| crate::BusError::Read {
-                subject: filter.to_string(),
-                reason: e,
-            };
-            let handle = js
-                .get_stream(stream)
-                .await
-                .map_err(|e| err(e.to_string()))?;
+            let err = |e: String| crate::BusError::Read { subject: filter.to_string(), reason: e };
+            let handle = js.get_stream(stream).await.map_err(|e| err(e.to_string()))?;
             let deliver_policy = match start {
-                Start::Sequence(s) => DeliverPolicy::ByStartSequence {
-                    start_sequence: s.max(1),
-                },
+                Start::Sequence(s) => DeliverPolicy::ByStartSequence { start_sequence: s.max(1) },
                 Start::Time(ms) => DeliverPolicy::ByStartTime {
-                    start_time: time::OffsetDateTime::from_unix_timestamp_nanos(
-                        ms as i128 * 1_000_000,
-                    )
-                    .map_err(|e| err(e.to_string()))?,
+                    start_time: time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+                        .map_err(|e| err(e.to_string()))?,
                 },
             };
             let mut consumer = handle
@@ -391,24 +334,12 @@ pub mod replay {
                 })
                 .await
                 .map_err(|e| err(e.to_string()))?;
-            let pending = consumer
-                .info()
-                .await
-                .map_err(|e| err(e.to_string()))?
-                .num_pending;
+            let pending = consumer.info().await.map_err(|e| err(e.to_string()))?.num_pending;
             if pending == 0 {
-                return Ok(Replay {
-                    messages: None,
-                    done: true,
-                    filter: filter.to_string(),
-                });
+                return Ok(Replay { messages: None, done: true, filter: filter.to_string() });
             }
             let messages = consumer.messages().await.map_err(|e| err(e.to_string()))?;
-            Ok(Replay {
-                messages: Some(messages),
-                done: false,
-                filter: filter.to_string(),
-            })
+            Ok(Replay { messages: Some(messages), done: false, filter: filter.to_string() })
         }
 
         /// The next message, in stream order; `None` once the replay has caught up.

@@ -114,25 +114,15 @@ impl Topology {
     /// `prefix` may be empty; otherwise it must be a single subject token of letters,
     /// digits, `-` or `_`.
     pub fn new(prefix: &str, replicas: usize) -> Result<Self, BusError> {
-        if !prefix.is_empty()
-            && !prefix
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
+        if !prefix.is_empty() && !prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
             return Err(BusError::Topology(format!(
                 "stream prefix {prefix:?} may only hold letters, digits, '-' and '_'"
             )));
         }
         if !(1..=5).contains(&replicas) {
-            return Err(BusError::Topology(format!(
-                "stream replicas must be 1..=5, got {replicas}"
-            )));
+            return Err(BusError::Topology(format!("stream replicas must be 1..=5, got {replicas}")));
         }
-        Ok(Self {
-            prefix: prefix.to_string(),
-            replicas,
-            ack_wait: None,
-        })
+        Ok(Self { prefix: prefix.to_string(), replicas, ack_wait: None })
     }
 
     /// Overrides every consumer's ack wait: how long a message taken by a process that
@@ -150,11 +140,7 @@ impl Topology {
         if self.prefix.is_empty() {
             kind.base_name().to_string()
         } else {
-            format!(
-                "{}_{}",
-                self.prefix.to_ascii_uppercase().replace('-', "_"),
-                kind.base_name()
-            )
+            format!("{}_{}", self.prefix.to_ascii_uppercase().replace('-', "_"), kind.base_name())
         }
     }
 
@@ -172,48 +158,23 @@ impl Topology {
     }
 
     pub fn gusto_event(&self, company: &str, entity_type: &str) -> String {
-        format!(
-            "{}.{}.{}",
-            self.root(StreamKind::GustoEvents),
-            token(company),
-            token(entity_type)
-        )
+        format!("{}.{}.{}", self.root(StreamKind::GustoEvents), token(company), token(entity_type))
     }
 
     pub fn employee_state(&self, company: &str, employee: &str) -> String {
-        format!(
-            "{}.{}.{}",
-            self.root(StreamKind::EmployeeState),
-            token(company),
-            token(employee)
-        )
+        format!("{}.{}.{}", self.root(StreamKind::EmployeeState), token(company), token(employee))
     }
 
     pub fn visma_command(&self, company: &str, employee: &str) -> String {
-        format!(
-            "{}.{}.{}",
-            self.root(StreamKind::VismaCommands),
-            token(company),
-            token(employee)
-        )
+        format!("{}.{}.{}", self.root(StreamKind::VismaCommands), token(company), token(employee))
     }
 
     pub fn sync_outcome(&self, company: &str, employee: &str) -> String {
-        format!(
-            "{}.{}.{}",
-            self.root(StreamKind::SyncOutcomes),
-            token(company),
-            token(employee)
-        )
+        format!("{}.{}.{}", self.root(StreamKind::SyncOutcomes), token(company), token(employee))
     }
 
     pub fn dead_letter(&self, stage: &str, company: &str) -> String {
-        format!(
-            "{}.{}.{}",
-            self.root(StreamKind::DeadLetters),
-            token(stage),
-            token(company)
-        )
+        format!("{}.{}.{}", self.root(StreamKind::DeadLetters), token(stage), token(company))
     }
 
     /// Subject filter for one company (or everything) in a per-employee stream.
@@ -225,11 +186,7 @@ impl Topology {
     }
 
     /// Splits `<root>.<company>.<last>` back into its two tokens.
-    pub fn split_subject<'a>(
-        &self,
-        kind: StreamKind,
-        subject: &'a str,
-    ) -> Option<(&'a str, &'a str)> {
+    pub fn split_subject<'a>(&self, kind: StreamKind, subject: &'a str) -> Option<(&'a str, &'a str)> {
         let rest = subject.strip_prefix(&self.root(kind))?.strip_prefix('.')?;
         let (a, b) = rest.split_once('.')?;
         (!b.contains('.')).then_some((a, b))
@@ -280,13 +237,7 @@ impl Topology {
 fn token(s: &str) -> String {
     let t: String = s
         .chars()
-        .map(|c| {
-            if c == '.' || c == '*' || c == '>' || c.is_whitespace() {
-                '_'
-            } else {
-                c
-            }
-        })
+        .map(|c| if c == '.' || c == '*' || c == '>' || c.is_whitespace() { '_' } else { c })
         .collect();
     if t.is_empty() {
         "_".to_string()
@@ -340,10 +291,7 @@ pub async fn ensure_topology(js: &jetstream::Context, topo: &Topology) -> Result
             }
         }
         if let Some(e) = last_err {
-            return Err(BusError::Topology(format!(
-                "consumer {}: {e}",
-                spec.durable
-            )));
+            return Err(BusError::Topology(format!("consumer {}: {e}", spec.durable)));
         }
     }
     Ok(())
@@ -357,10 +305,7 @@ mod tests {
     fn names_follow_the_prefix() {
         let t = Topology::new("t1", 1).unwrap();
         assert_eq!(t.stream(StreamKind::GustoEvents), "T1_GUSTO_EVENTS");
-        assert_eq!(
-            t.gusto_event("c1", "Employee"),
-            "t1.gusto.events.c1.Employee"
-        );
+        assert_eq!(t.gusto_event("c1", "Employee"), "t1.gusto.events.c1.Employee");
         assert_eq!(t.wildcard(StreamKind::EmployeeState), "t1.employee.state.>");
         let plain = Topology::new("", 1).unwrap();
         assert_eq!(plain.stream(StreamKind::DeadLetters), "DEAD_LETTERS");
@@ -371,23 +316,14 @@ mod tests {
     fn hostile_ids_cannot_escape_their_token() {
         let t = Topology::new("", 1).unwrap();
         assert_eq!(t.gusto_event("a.b", "*>"), "gusto.events.a_b.__");
-        assert_eq!(
-            t.split_subject(StreamKind::EmployeeState, "employee.state.c1.e1"),
-            Some(("c1", "e1"))
-        );
-        assert_eq!(
-            t.split_subject(StreamKind::EmployeeState, "other.state.c1.e1"),
-            None
-        );
+        assert_eq!(t.split_subject(StreamKind::EmployeeState, "employee.state.c1.e1"), Some(("c1", "e1")));
+        assert_eq!(t.split_subject(StreamKind::EmployeeState, "other.state.c1.e1"), None);
     }
 
     #[test]
     fn bad_prefixes_are_refused() {
         assert!(Topology::new("a.b", 1).is_err());
         assert!(Topology::new("ok", 0).is_err());
-        assert_eq!(
-            StreamKind::parse("employee-state"),
-            Some(StreamKind::EmployeeState)
-        );
+        assert_eq!(StreamKind::parse("employee-state"), Some(StreamKind::EmployeeState));
     }
 }

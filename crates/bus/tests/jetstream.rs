@@ -27,15 +27,11 @@ async fn topology_is_idempotent_and_safe_concurrently() {
     ensure_topology(&js, &topo).await.unwrap();
     for kind in StreamKind::ALL {
         let mut s = js.get_stream(topo.stream(kind)).await.unwrap();
-        assert_eq!(
-            s.info().await.unwrap().config.subjects,
-            vec![topo.wildcard(kind)]
-        );
+        assert_eq!(s.info().await.unwrap().config.subjects, vec![topo.wildcard(kind)]);
     }
     for spec in ConsumerSpec::ALL {
         let s = js.get_stream(topo.stream(spec.stream)).await.unwrap();
-        let c: async_nats::jetstream::consumer::PullConsumer =
-            s.get_consumer(spec.durable).await.unwrap();
+        let c: async_nats::jetstream::consumer::PullConsumer = s.get_consumer(spec.durable).await.unwrap();
         assert_eq!(c.cached_info().config.max_deliver, spec.max_deliver);
     }
 }
@@ -46,20 +42,14 @@ async fn a_repeated_msg_id_is_stored_once() {
     let js = async_nats::jetstream::new(client.clone());
     ensure_topology(&js, &topo).await.unwrap();
     let publisher = Publisher::new(client, Duration::from_secs(5));
-    let ev = GustoEvent {
-        event_uuid: "ev-1".into(),
-        ..Default::default()
-    };
+    let ev = GustoEvent { event_uuid: "ev-1".into(), ..Default::default() };
     let subject = topo.gusto_event("c1", "Employee");
     let first = publisher.publish(&subject, "ev-1", &ev).await.unwrap();
     let again = publisher.publish(&subject, "ev-1", &ev).await.unwrap();
     assert!(!first.duplicate);
     assert!(again.duplicate);
     assert_eq!(again.sequence, first.sequence);
-    let mut stream = js
-        .get_stream(topo.stream(StreamKind::GustoEvents))
-        .await
-        .unwrap();
+    let mut stream = js.get_stream(topo.stream(StreamKind::GustoEvents)).await.unwrap();
     assert_eq!(stream.info().await.unwrap().state.messages, 1);
 }
 
@@ -75,61 +65,29 @@ async fn a_message_survives_publish_fetch_and_decode_with_its_trace_header() {
         event_uuid: "ev-2".into(),
         event_type: "employee.updated".into(),
         raw_body: b"{\"x\":1}".to_vec(),
-        trace: Some(TraceContext {
-            traceparent: tp.into(),
-            tracestate: String::new(),
-        }),
+        trace: Some(TraceContext { traceparent: tp.into(), tracestate: String::new() }),
         ..Default::default()
     };
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("traceparent", tp);
     let subject = topo.gusto_event("c1", "Employee");
     publisher
-        .publish_raw(
-            &subject,
-            "ev-2",
-            prost::Message::encode_to_vec(&ev).into(),
-            headers,
-        )
+        .publish_raw(&subject, "ev-2", prost::Message::encode_to_vec(&ev).into(), headers)
         .await
         .unwrap();
-    let stream = js
-        .get_stream(topo.stream(StreamKind::GustoEvents))
-        .await
-        .unwrap();
-    let consumer: async_nats::jetstream::consumer::PullConsumer = stream
-        .get_consumer(ConsumerSpec::HYDRATOR.durable)
-        .await
-        .unwrap();
+    let stream = js.get_stream(topo.stream(StreamKind::GustoEvents)).await.unwrap();
+    let consumer: async_nats::jetstream::consumer::PullConsumer =
+        stream.get_consumer(ConsumerSpec::HYDRATOR.durable).await.unwrap();
     let mut batch = consumer.fetch().max_messages(1).messages().await.unwrap();
     let msg = batch.next().await.unwrap().unwrap();
     let got: GustoEvent = mlc_bus::decode(&msg.subject, &msg.payload).unwrap();
     assert_eq!(got, ev);
-    assert_eq!(
-        msg.headers
-            .as_ref()
-            .unwrap()
-            .get("traceparent")
-            .unwrap()
-            .as_str(),
-        tp
-    );
-    assert_eq!(
-        msg.headers
-            .as_ref()
-            .unwrap()
-            .get("Nats-Msg-Id")
-            .unwrap()
-            .as_str(),
-        "ev-2"
-    );
+    assert_eq!(msg.headers.as_ref().unwrap().get("traceparent").unwrap().as_str(), tp);
+    assert_eq!(msg.headers.as_ref().unwrap().get("Nats-Msg-Id").unwrap().as_str(), "ev-2");
     msg.ack().await.unwrap();
 
-    let last: GustoEvent = last_on_subject(&js, &topo.stream(StreamKind::GustoEvents), &subject)
-        .await
-        .unwrap()
-        .unwrap()
-        .message;
+    let last: GustoEvent =
+        last_on_subject(&js, &topo.stream(StreamKind::GustoEvents), &subject).await.unwrap().unwrap().message;
     assert_eq!(last.event_uuid, "ev-2");
     assert!(last_on_subject::<GustoEvent>(
         &js,
@@ -149,26 +107,17 @@ async fn publishing_while_the_broker_is_down_fails_and_recovers() {
     let publisher = Publisher::new(client, Duration::from_millis(800));
     let subject = topo.gusto_event("c1", "Employee");
     server.stop();
-    let err = publisher
-        .publish(&subject, "down-1", &GustoEvent::default())
-        .await
-        .unwrap_err();
+    let err = publisher.publish(&subject, "down-1", &GustoEvent::default()).await.unwrap_err();
     assert!(err.is_transient(), "{err}");
     server.start_again();
     // The client reconnects on its own; the same id can be retried safely.
     let mut ok = None;
     for _ in 0..50 {
-        if let Ok(p) = publisher
-            .publish(&subject, "down-1", &GustoEvent::default())
-            .await
-        {
+        if let Ok(p) = publisher.publish(&subject, "down-1", &GustoEvent::default()).await {
             ok = Some(p);
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(
-        ok.is_some(),
-        "publish did not recover after the broker came back"
-    );
+    assert!(ok.is_some(), "publish did not recover after the broker came back");
 }

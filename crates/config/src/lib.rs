@@ -129,20 +129,13 @@ impl Default for NatsConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self {
-            url: Secret::new("sqlite://.mlc/mlc.db"),
-            encryption_key: None,
-        }
+        Self { url: Secret::new("sqlite://.mlc/mlc.db"), encryption_key: None }
     }
 }
 
 impl Default for GatewayConfig {
     fn default() -> Self {
-        Self {
-            listen: "127.0.0.1:8080".into(),
-            webhook_tokens: Vec::new(),
-            max_body_bytes: 64 * 1024,
-        }
+        Self { listen: "127.0.0.1:8080".into(), webhook_tokens: Vec::new(), max_body_bytes: 64 * 1024 }
     }
 }
 
@@ -184,20 +177,13 @@ impl Default for ProjectorConfig {
 
 impl Default for WriterConfig {
     fn default() -> Self {
-        Self {
-            metrics_listen: "127.0.0.1:9102".into(),
-            workers: 16,
-        }
+        Self { metrics_listen: "127.0.0.1:9102".into(), workers: 16 }
     }
 }
 
 impl Default for TelemetryConfig {
     fn default() -> Self {
-        Self {
-            log_format: "json".into(),
-            log_filter: "info".into(),
-            otlp_endpoint: None,
-        }
+        Self { log_format: "json".into(), log_filter: "info".into(), otlp_endpoint: None }
     }
 }
 
@@ -209,11 +195,7 @@ pub enum ConfigError {
     #[error("config file {path}: {reason}")]
     Syntax { path: String, reason: String },
     #[error("config key `{key}`{env}: {reason}")]
-    Invalid {
-        key: String,
-        env: String,
-        reason: String,
-    },
+    Invalid { key: String, env: String, reason: String },
 }
 
 impl ConfigError {
@@ -223,11 +205,7 @@ impl ConfigError {
             .find(|(_, k, _)| *k == key)
             .map(|(e, _, _)| format!(" (env {e})"))
             .unwrap_or_default();
-        ConfigError::Invalid {
-            key: key.to_string(),
-            env,
-            reason: reason.into(),
-        }
+        ConfigError::Invalid { key: key.to_string(), env, reason: reason.into() }
     }
 }
 
@@ -244,66 +222,30 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("MLC_NATS_URL", "nats.url", Kind::Str),
     ("MLC_STREAM_PREFIX", "nats.stream_prefix", Kind::Str),
     ("MLC_NATS_REPLICAS", "nats.replicas", Kind::Int),
-    (
-        "MLC_NATS_PUBLISH_TIMEOUT_MS",
-        "nats.publish_timeout_ms",
-        Kind::Int,
-    ),
+    ("MLC_NATS_PUBLISH_TIMEOUT_MS", "nats.publish_timeout_ms", Kind::Int),
     ("MLC_STORE_URL", "store.url", Kind::Str),
-    (
-        "MLC_STORE_ENCRYPTION_KEY",
-        "store.encryption_key",
-        Kind::Str,
-    ),
+    ("MLC_STORE_ENCRYPTION_KEY", "store.encryption_key", Kind::Str),
     ("MLC_GATEWAY_LISTEN", "gateway.listen", Kind::Str),
-    (
-        "MLC_GUSTO_WEBHOOK_TOKENS",
-        "gateway.webhook_tokens",
-        Kind::List,
-    ),
-    (
-        "MLC_GATEWAY_MAX_BODY_BYTES",
-        "gateway.max_body_bytes",
-        Kind::Int,
-    ),
+    ("MLC_GUSTO_WEBHOOK_TOKENS", "gateway.webhook_tokens", Kind::List),
+    ("MLC_GATEWAY_MAX_BODY_BYTES", "gateway.max_body_bytes", Kind::Int),
     ("MLC_GUSTO_BASE_URL", "gusto.base_url", Kind::Str),
     ("MLC_GUSTO_API_VERSION", "gusto.api_version", Kind::Str),
     ("MLC_GUSTO_CLIENT_ID", "gusto.client_id", Kind::Str),
     ("MLC_GUSTO_CLIENT_SECRET", "gusto.client_secret", Kind::Str),
     ("MLC_GUSTO_REDIRECT_URI", "gusto.redirect_uri", Kind::Str),
     ("MLC_GUSTO_RATE_LIMIT", "gusto.rate_limit", Kind::Int),
-    (
-        "MLC_GUSTO_RATE_WINDOW_MS",
-        "gusto.rate_window_ms",
-        Kind::Int,
-    ),
+    ("MLC_GUSTO_RATE_WINDOW_MS", "gusto.rate_window_ms", Kind::Int),
     ("MLC_VISMA_BASE_URL", "visma.base_url", Kind::Str),
     ("MLC_VISMA_TOKEN_URL", "visma.token_url", Kind::Str),
     ("MLC_VISMA_LEGACY", "visma.legacy", Kind::Bool),
-    (
-        "MLC_PROJECTOR_METRICS_LISTEN",
-        "projector.metrics_listen",
-        Kind::Str,
-    ),
+    ("MLC_PROJECTOR_METRICS_LISTEN", "projector.metrics_listen", Kind::Str),
     ("MLC_PROJECTOR_WORKERS", "projector.workers", Kind::Int),
-    (
-        "MLC_PROJECTOR_MAPPINGS_DIR",
-        "projector.mappings_dir",
-        Kind::Str,
-    ),
-    (
-        "MLC_WRITER_METRICS_LISTEN",
-        "writer.metrics_listen",
-        Kind::Str,
-    ),
+    ("MLC_PROJECTOR_MAPPINGS_DIR", "projector.mappings_dir", Kind::Str),
+    ("MLC_WRITER_METRICS_LISTEN", "writer.metrics_listen", Kind::Str),
     ("MLC_WRITER_WORKERS", "writer.workers", Kind::Int),
     ("MLC_LOG_FORMAT", "telemetry.log_format", Kind::Str),
     ("MLC_LOG", "telemetry.log_filter", Kind::Str),
-    (
-        "OTEL_EXPORTER_OTLP_ENDPOINT",
-        "telemetry.otlp_endpoint",
-        Kind::Str,
-    ),
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "telemetry.otlp_endpoint", Kind::Str),
 ];
 
 impl Config {
@@ -317,10 +259,8 @@ impl Config {
     pub fn load_from(file: Option<&Path>, env: &[(String, String)]) -> Result<Config, ConfigError> {
         let mut value = toml::Value::Table(toml::Table::new());
         if let Some(path) = file {
-            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
-                path: path.display().to_string(),
-                reason: e.to_string(),
-            })?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError::File { path: path.display().to_string(), reason: e.to_string() })?;
             value = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
                 path: path.display().to_string(),
                 reason: e.to_string(),
@@ -332,18 +272,15 @@ impl Config {
             };
             let v = match kind {
                 Kind::Str => toml::Value::String(raw.clone()),
-                Kind::Int => toml::Value::Integer(raw.trim().parse().map_err(|_| {
-                    ConfigError::invalid(key, format!("{raw:?} is not a whole number"))
-                })?),
+                Kind::Int => toml::Value::Integer(
+                    raw.trim()
+                        .parse()
+                        .map_err(|_| ConfigError::invalid(key, format!("{raw:?} is not a whole number")))?,
+                ),
                 Kind::Bool => toml::Value::Boolean(match raw.trim() {
                     "1" | "true" | "yes" => true,
                     "0" | "false" | "no" | "" => false,
-                    _ => {
-                        return Err(ConfigError::invalid(
-                            key,
-                            format!("{raw:?} is not true or false"),
-                        ))
-                    }
+                    _ => return Err(ConfigError::invalid(key, format!("{raw:?} is not true or false"))),
                 }),
                 Kind::List => toml::Value::Array(
                     raw.split(',')
@@ -368,38 +305,24 @@ impl Config {
     /// Checks what types cannot: URLs, addresses, ranges, keys.
     pub fn validate(&self) -> Result<(), ConfigError> {
         check_url("nats.url", &self.nats.url, &["nats", "tls", "ws", "wss"])?;
-        if !self
-            .nats
-            .stream_prefix
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
+        if !self.nats.stream_prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
             return Err(ConfigError::invalid(
                 "nats.stream_prefix",
                 "may only hold letters, digits, '-' and '_'",
             ));
         }
         if !(1..=5).contains(&self.nats.replicas) {
-            return Err(ConfigError::invalid(
-                "nats.replicas",
-                "must be between 1 and 5",
-            ));
+            return Err(ConfigError::invalid("nats.replicas", "must be between 1 and 5"));
         }
         if self.nats.publish_timeout_ms == 0 {
-            return Err(ConfigError::invalid(
-                "nats.publish_timeout_ms",
-                "must be positive",
-            ));
+            return Err(ConfigError::invalid("nats.publish_timeout_ms", "must be positive"));
         }
         let store = self.store.url.expose();
         if !(store.starts_with("sqlite:")
             || store.starts_with("postgres:")
             || store.starts_with("postgresql:"))
         {
-            return Err(ConfigError::invalid(
-                "store.url",
-                "must start with sqlite: or postgres:",
-            ));
+            return Err(ConfigError::invalid("store.url", "must start with sqlite: or postgres:"));
         }
         if let Some(k) = &self.store.encryption_key {
             let n = base64_len(k.expose());
@@ -412,17 +335,9 @@ impl Config {
         }
         check_addr("gateway.listen", &self.gateway.listen)?;
         if self.gateway.max_body_bytes < 1024 {
-            return Err(ConfigError::invalid(
-                "gateway.max_body_bytes",
-                "must be at least 1024",
-            ));
+            return Err(ConfigError::invalid("gateway.max_body_bytes", "must be at least 1024"));
         }
-        if self
-            .gateway
-            .webhook_tokens
-            .iter()
-            .any(|t| t.expose().trim().is_empty())
-        {
+        if self.gateway.webhook_tokens.iter().any(|t| t.expose().trim().is_empty()) {
             return Err(ConfigError::invalid(
                 "gateway.webhook_tokens",
                 "an empty token would accept anything",
@@ -439,26 +354,17 @@ impl Config {
             return Err(ConfigError::invalid("gusto.rate_limit", "must be positive"));
         }
         if self.gusto.rate_window_ms == 0 {
-            return Err(ConfigError::invalid(
-                "gusto.rate_window_ms",
-                "must be positive",
-            ));
+            return Err(ConfigError::invalid("gusto.rate_window_ms", "must be positive"));
         }
         check_url("visma.base_url", &self.visma.base_url, &["http", "https"])?;
         check_url("visma.token_url", &self.visma.token_url, &["http", "https"])?;
         for (name, t) in &self.visma.tenants {
             let key = format!("visma.tenants.{name}");
             if t.client_id.trim().is_empty() {
-                return Err(ConfigError::invalid(
-                    &format!("{key}.client_id"),
-                    "must not be empty",
-                ));
+                return Err(ConfigError::invalid(&format!("{key}.client_id"), "must not be empty"));
             }
             if t.tenant_id.trim().is_empty() {
-                return Err(ConfigError::invalid(
-                    &format!("{key}.tenant_id"),
-                    "must not be empty",
-                ));
+                return Err(ConfigError::invalid(&format!("{key}.tenant_id"), "must not be empty"));
             }
             if self.visma.legacy && t.ipp_company_id.is_none() {
                 return Err(ConfigError::invalid(
@@ -470,22 +376,13 @@ impl Config {
         check_addr("projector.metrics_listen", &self.projector.metrics_listen)?;
         check_addr("writer.metrics_listen", &self.writer.metrics_listen)?;
         if !(1..=1024).contains(&self.projector.workers) {
-            return Err(ConfigError::invalid(
-                "projector.workers",
-                "must be between 1 and 1024",
-            ));
+            return Err(ConfigError::invalid("projector.workers", "must be between 1 and 1024"));
         }
         if !(1..=1024).contains(&self.writer.workers) {
-            return Err(ConfigError::invalid(
-                "writer.workers",
-                "must be between 1 and 1024",
-            ));
+            return Err(ConfigError::invalid("writer.workers", "must be between 1 and 1024"));
         }
         if !matches!(self.telemetry.log_format.as_str(), "json" | "pretty") {
-            return Err(ConfigError::invalid(
-                "telemetry.log_format",
-                "must be json or pretty",
-            ));
+            return Err(ConfigError::invalid("telemetry.log_format", "must be json or pretty"));
         }
         if let Some(e) = &self.telemetry.otlp_endpoint {
             check_url("telemetry.otlp_endpoint", e, &["http", "https"])?;
@@ -512,9 +409,7 @@ fn set_path(root: &mut toml::Value, dotted: &str, v: toml::Value) {
             toml::Value::Table(t) => t,
             _ => return,
         };
-        cur = table
-            .entry(p.to_string())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = table.entry(p.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
     }
     if let toml::Value::Table(t) = cur {
         t.insert(parts[parts.len() - 1].to_string(), v);
@@ -522,21 +417,17 @@ fn set_path(root: &mut toml::Value, dotted: &str, v: toml::Value) {
 }
 
 fn check_url(key: &str, s: &str, schemes: &[&str]) -> Result<(), ConfigError> {
-    let u = url::Url::parse(s)
-        .map_err(|e| ConfigError::invalid(key, format!("{s:?} is not a URL ({e})")))?;
+    let u = url::Url::parse(s).map_err(|e| ConfigError::invalid(key, format!("{s:?} is not a URL ({e})")))?;
     if !schemes.contains(&u.scheme()) {
-        return Err(ConfigError::invalid(
-            key,
-            format!("scheme must be one of {}", schemes.join(", ")),
-        ));
+        return Err(ConfigError::invalid(key, format!("scheme must be one of {}", schemes.join(", "))));
     }
     Ok(())
 }
 
 fn check_addr(key: &str, s: &str) -> Result<(), ConfigError> {
-    s.parse::<std::net::SocketAddr>().map(|_| ()).map_err(|_| {
-        ConfigError::invalid(key, format!("{s:?} is not an address like 127.0.0.1:8080"))
-    })
+    s.parse::<std::net::SocketAddr>()
+        .map(|_| ())
+        .map_err(|_| ConfigError::invalid(key, format!("{s:?} is not an address like 127.0.0.1:8080")))
 }
 
 fn is_api_version(s: &str) -> bool {
@@ -544,9 +435,7 @@ fn is_api_version(s: &str) -> bool {
     b.len() == 10
         && b[4] == b'-'
         && b[7] == b'-'
-        && b.iter()
-            .enumerate()
-            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+        && b.iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
 }
 
 /// Decoded length of standard base64, without pulling a decoder into this crate.
@@ -555,10 +444,7 @@ fn base64_len(s: &str) -> Option<usize> {
     if s.is_empty() || !s.len().is_multiple_of(4) {
         return None;
     }
-    if !s
-        .bytes()
-        .all(|c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/' || c == b'=')
-    {
+    if !s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/' || c == b'=') {
         return None;
     }
     let pad = s.bytes().rev().take_while(|c| *c == b'=').count();
@@ -570,10 +456,7 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
+        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
     }
 
     #[test]
@@ -587,17 +470,10 @@ mod tests {
     fn environment_overrides_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("c.toml");
-        std::fs::write(
-            &f,
-            "[nats]\nurl = \"nats://file:4222\"\nstream_prefix = \"fromfile\"\n",
-        )
-        .unwrap();
+        std::fs::write(&f, "[nats]\nurl = \"nats://file:4222\"\nstream_prefix = \"fromfile\"\n").unwrap();
         let c = Config::load_from(
             Some(&f),
-            &env(&[
-                ("MLC_STREAM_PREFIX", "fromenv"),
-                ("MLC_GUSTO_WEBHOOK_TOKENS", "a, b"),
-            ]),
+            &env(&[("MLC_STREAM_PREFIX", "fromenv"), ("MLC_GUSTO_WEBHOOK_TOKENS", "a, b")]),
         )
         .unwrap();
         assert_eq!(c.nats.url, "nats://file:4222");
@@ -609,30 +485,19 @@ mod tests {
     #[test]
     fn a_bad_value_names_the_key() {
         let e = Config::load_from(None, &env(&[("MLC_NATS_URL", "not a url")])).unwrap_err();
-        assert!(
-            e.to_string().contains("`nats.url` (env MLC_NATS_URL)"),
-            "{e}"
-        );
+        assert!(e.to_string().contains("`nats.url` (env MLC_NATS_URL)"), "{e}");
         let e = Config::load_from(None, &env(&[("MLC_WRITER_WORKERS", "many")])).unwrap_err();
         assert!(e.to_string().contains("writer.workers"), "{e}");
-        let e =
-            Config::load_from(None, &env(&[("MLC_STORE_ENCRYPTION_KEY", "short")])).unwrap_err();
+        let e = Config::load_from(None, &env(&[("MLC_STORE_ENCRYPTION_KEY", "short")])).unwrap_err();
         assert!(e.to_string().contains("store.encryption_key"), "{e}");
-        assert!(
-            !e.to_string().contains("short"),
-            "the secret itself must not be echoed: {e}"
-        );
+        assert!(!e.to_string().contains("short"), "the secret itself must not be echoed: {e}");
     }
 
     #[test]
     fn unknown_and_mistyped_file_keys_are_named() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("c.toml");
-        std::fs::write(
-            &f,
-            "[gateway]\nlisten = \"127.0.0.1:1\"\nmax_body_bytes = \"big\"\n",
-        )
-        .unwrap();
+        std::fs::write(&f, "[gateway]\nlisten = \"127.0.0.1:1\"\nmax_body_bytes = \"big\"\n").unwrap();
         let e = Config::load_from(Some(&f), &[]).unwrap_err();
         assert!(e.to_string().contains("gateway.max_body_bytes"), "{e}");
         std::fs::write(&f, "[gatway]\nlisten = \"x\"\n").unwrap();
@@ -644,20 +509,14 @@ mod tests {
         )
         .unwrap();
         let e = Config::load_from(Some(&f), &[]).unwrap_err();
-        assert!(
-            e.to_string().contains("visma.tenants.acme.tenant_id"),
-            "{e}"
-        );
+        assert!(e.to_string().contains("visma.tenants.acme.tenant_id"), "{e}");
     }
 
     #[test]
     fn printing_redacts_secrets() {
         let c = Config::load_from(
             None,
-            &env(&[
-                ("MLC_GUSTO_WEBHOOK_TOKENS", "tok-SECRET"),
-                ("MLC_GUSTO_CLIENT_SECRET", "cs-SECRET"),
-            ]),
+            &env(&[("MLC_GUSTO_WEBHOOK_TOKENS", "tok-SECRET"), ("MLC_GUSTO_CLIENT_SECRET", "cs-SECRET")]),
         )
         .unwrap();
         let text = c.to_redacted_toml();

@@ -7,11 +7,7 @@
 
 /// `(alpha-2, alpha-3, names...)`; names are compared case-insensitively.
 const COUNTRIES: &[(&str, &str, &[&str])] = &[
-    (
-        "US",
-        "USA",
-        &["United States", "United States of America", "America"],
-    ),
+    ("US", "USA", &["United States", "United States of America", "America"]),
     ("NO", "NOR", &["Norway", "Norge", "Noreg"]),
     ("SE", "SWE", &["Sweden", "Sverige"]),
     ("DK", "DNK", &["Denmark", "Danmark"]),
@@ -23,17 +19,7 @@ const COUNTRIES: &[(&str, &str, &[&str])] = &[
     ("EE", "EST", &["Estonia", "Eesti"]),
     ("LV", "LVA", &["Latvia"]),
     ("LT", "LTU", &["Lithuania"]),
-    (
-        "GB",
-        "GBR",
-        &[
-            "United Kingdom",
-            "UK",
-            "Great Britain",
-            "England",
-            "Scotland",
-        ],
-    ),
+    ("GB", "GBR", &["United Kingdom", "UK", "Great Britain", "England", "Scotland"]),
     ("IE", "IRL", &["Ireland"]),
     ("DE", "DEU", &["Germany", "Deutschland"]),
     ("NL", "NLD", &["Netherlands", "The Netherlands", "Holland"]),
@@ -77,9 +63,7 @@ pub fn iso_alpha2(country: &str) -> Result<String, UnknownCountry> {
 
 /// A country the connector cannot translate to an alpha-2 code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "work location country {0:?} is not a recognised ISO 3166 alpha-2/alpha-3 code or country name"
-)]
+#[error("work location country {0:?} is not a recognised ISO 3166 alpha-2/alpha-3 code or country name")]
 pub struct UnknownCountry(pub String);
 
 #[cfg(test)]
@@ -111,10 +95,7 @@ mod tests {
 
     #[test]
     fn rejects_unknown_names() {
-        assert_eq!(
-            iso_alpha2("Atlantis"),
-            Err(UnknownCountry("Atlantis".to_owned()))
-        );
+        assert_eq!(iso_alpha2("Atlantis"), Err(UnknownCountry("Atlantis".to_owned())));
         assert!(iso_alpha2("XYZ").is_err());
     }
 }

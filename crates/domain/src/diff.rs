@@ -20,10 +20,7 @@ pub struct FieldChange {
 
 /// The fields of `target` that differ from `current`, in `VismaEmployeeFields` order.
 /// Empty when nothing needs writing.
-pub fn diff_fields(
-    current: &VismaEmployeeFields,
-    target: &VismaEmployeeFields,
-) -> Vec<FieldChange> {
+pub fn diff_fields(current: &VismaEmployeeFields, target: &VismaEmployeeFields) -> Vec<FieldChange> {
     // Exhaustive destructuring: a field added to the message fails to compile here until it
     // is compared too.
     let VismaEmployeeFields {
@@ -46,11 +43,7 @@ pub fn diff_fields(
     let mut changes = Vec::new();
     let mut compare = |field: &'static str, from: &str, to: &str| {
         if from != to {
-            changes.push(FieldChange {
-                field,
-                from: from.to_owned(),
-                to: to.to_owned(),
-            });
+            changes.push(FieldChange { field, from: from.to_owned(), to: to.to_owned() });
         }
     };
     compare("employee_cd", &current.employee_cd, employee_cd);
@@ -63,11 +56,7 @@ pub fn diff_fields(
     compare("employee_class", &current.employee_class, employee_class);
     compare("branch", &current.branch, branch);
     compare("calendar", &current.calendar, calendar);
-    compare(
-        "status",
-        status_name(current.status()),
-        status_name(target.status()),
-    );
+    compare("status", status_name(current.status()), status_name(target.status()));
     compare("address_line1", &current.address_line1, address_line1);
     compare("postal_code", &current.postal_code, postal_code);
     compare("city", &current.city, city);
@@ -117,21 +106,9 @@ mod tests {
         assert_eq!(
             changes,
             vec![
-                FieldChange {
-                    field: "first_name",
-                    from: "Ada".into(),
-                    to: "Augusta".into()
-                },
-                FieldChange {
-                    field: "department_id",
-                    from: "CONS".into(),
-                    to: "ENG".into()
-                },
-                FieldChange {
-                    field: "status",
-                    from: "Active".into(),
-                    to: "Inactive".into()
-                },
+                FieldChange { field: "first_name", from: "Ada".into(), to: "Augusta".into() },
+                FieldChange { field: "department_id", from: "CONS".into(), to: "ENG".into() },
+                FieldChange { field: "status", from: "Active".into(), to: "Inactive".into() },
             ]
         );
     }

@@ -63,10 +63,7 @@ pub enum EmployeeCdRuleError {
         prefix: String,
     },
     /// `max_length` is outside what a Visma key can hold.
-    #[error(
-        "employee_cd max_length {max_length} must be between 1 and {}",
-        EmployeeCdRule::MAX_MAX_LENGTH
-    )]
+    #[error("employee_cd max_length {max_length} must be between 1 and {}", EmployeeCdRule::MAX_MAX_LENGTH)]
     MaxLengthOutOfRange {
         /// The length as written.
         max_length: i64,
@@ -95,9 +92,7 @@ pub enum EmployeeCdRuleError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EmployeeCdError {
     /// Strategy `employee_code`, but Gusto sent none.
-    #[error(
-        "employee has no Gusto employee_code; employee_cd strategy \"employee_code\" needs it"
-    )]
+    #[error("employee has no Gusto employee_code; employee_cd strategy \"employee_code\" needs it")]
     MissingEmployeeCode,
     /// Strategy `employee_code`, but the code has characters a Visma key should not carry.
     #[error("Gusto employee_code contains characters other than A-Z and 0-9")]
@@ -159,11 +154,7 @@ impl EmployeeCdRule {
                 max_length,
             });
         }
-        Ok(Self {
-            prefix,
-            strategy,
-            max_length,
-        })
+        Ok(Self { prefix, strategy, max_length })
     }
 
     /// A rule that is never applied: stands in while a mapping with problems is validated.
@@ -227,10 +218,7 @@ pub fn employee_cd(
     };
     let length = rule.prefix.len() + body.len();
     if length > rule.max_length {
-        return Err(EmployeeCdError::TooLong {
-            length,
-            max_length: rule.max_length,
-        });
+        return Err(EmployeeCdError::TooLong { length, max_length: rule.max_length });
     }
     Ok(format!("{}{body}", rule.prefix))
 }
@@ -258,9 +246,7 @@ fn crockford_base32(bytes: &[u8]) -> String {
         buffer &= (1 << bits) - 1;
     }
     if bits > 0 {
-        out.push(char::from(
-            ALPHABET[((buffer << (5 - bits)) & 0x1f) as usize],
-        ));
+        out.push(char::from(ALPHABET[((buffer << (5 - bits)) & 0x1f) as usize]));
     }
     out
 }
@@ -276,29 +262,17 @@ mod tests {
     #[test]
     fn employee_code_is_prefixed_and_upper_cased() {
         let r = rule("G", EmployeeCdStrategy::EmployeeCode, 10);
-        assert_eq!(
-            employee_cd("uuid", " fesa3w ", &r).as_deref(),
-            Ok("GFESA3W")
-        );
+        assert_eq!(employee_cd("uuid", " fesa3w ", &r).as_deref(), Ok("GFESA3W"));
     }
 
     #[test]
     fn employee_code_missing_or_odd_is_an_error() {
         let r = rule("G", EmployeeCdStrategy::EmployeeCode, 10);
-        assert_eq!(
-            employee_cd("uuid", "  ", &r),
-            Err(EmployeeCdError::MissingEmployeeCode)
-        );
-        assert_eq!(
-            employee_cd("uuid", "ab-c", &r),
-            Err(EmployeeCdError::InvalidEmployeeCode)
-        );
+        assert_eq!(employee_cd("uuid", "  ", &r), Err(EmployeeCdError::MissingEmployeeCode));
+        assert_eq!(employee_cd("uuid", "ab-c", &r), Err(EmployeeCdError::InvalidEmployeeCode));
         assert_eq!(
             employee_cd("uuid", "abcdefghijk", &r),
-            Err(EmployeeCdError::TooLong {
-                length: 12,
-                max_length: 10
-            })
+            Err(EmployeeCdError::TooLong { length: 12, max_length: 10 })
         );
     }
 

@@ -35,11 +35,7 @@ pub fn content_hash(content: &EmployeeContent) -> String {
 /// left out on purpose: the writer compares this hash with the last one it applied for the
 /// employee, so only a change of what Visma should hold may produce a different value.
 pub fn command_hash(kind: CommandKind, fields: &VismaEmployeeFields) -> String {
-    let target = VismaCommand {
-        kind: kind as i32,
-        fields: Some(fields.clone()),
-        ..VismaCommand::default()
-    };
+    let target = VismaCommand { kind: kind as i32, fields: Some(fields.clone()), ..VismaCommand::default() };
     sha256_hex(&target.encode_to_vec())
 }
 
@@ -54,10 +50,7 @@ mod tests {
 
     #[test]
     fn content_hash_is_hex_sha256_of_the_encoding() {
-        let content = EmployeeContent {
-            first_name: "Ada".into(),
-            ..EmployeeContent::default()
-        };
+        let content = EmployeeContent { first_name: "Ada".into(), ..EmployeeContent::default() };
         let hash = content_hash(&content);
         assert_eq!(hash.len(), 64);
         assert_eq!(hash, sha256_hex(&content.encode_to_vec()));
@@ -75,18 +68,12 @@ mod tests {
 
     #[test]
     fn command_hash_depends_on_kind_and_fields() {
-        let fields = VismaEmployeeFields {
-            employee_cd: "G1".into(),
-            ..VismaEmployeeFields::default()
-        };
+        let fields = VismaEmployeeFields { employee_cd: "G1".into(), ..VismaEmployeeFields::default() };
         let upsert = command_hash(CommandKind::Upsert, &fields);
         let deactivate = command_hash(CommandKind::Deactivate, &fields);
         assert_ne!(upsert, deactivate);
 
-        let other = VismaEmployeeFields {
-            employee_cd: "G2".into(),
-            ..fields.clone()
-        };
+        let other = VismaEmployeeFields { employee_cd: "G2".into(), ..fields.clone() };
         assert_ne!(upsert, command_hash(CommandKind::Upsert, &other));
         assert_eq!(upsert, command_hash(CommandKind::Upsert, &fields));
     }

@@ -6,8 +6,8 @@
 //! lets the writer skip an employee whose command hash it already applied.
 
 use mlc_proto::v1::{
-    CommandKind, EmployeeContent, EmployeeSnapshot, EmploymentStatus, VismaCommand,
-    VismaEmployeeFields, VismaStatus,
+    CommandKind, EmployeeContent, EmployeeSnapshot, EmploymentStatus, VismaCommand, VismaEmployeeFields,
+    VismaStatus,
 };
 
 use crate::country::iso_alpha2;
@@ -66,16 +66,12 @@ pub enum Mapped {
 /// Text values are trimmed; nothing else about them is changed.
 pub fn map_snapshot(snapshot: &EmployeeSnapshot, mapping: &Mapping) -> Mapped {
     let Some(content) = snapshot.content.as_ref() else {
-        return Mapped::Park {
-            reason: "snapshot has no employee content".to_owned(),
-        };
+        return Mapped::Park { reason: "snapshot has no employee content".to_owned() };
     };
     let mut problems = Vec::new();
 
     let (kind, status) = match content.status() {
-        EmploymentStatus::Onboarding | EmploymentStatus::Active => {
-            (CommandKind::Upsert, VismaStatus::Active)
-        }
+        EmploymentStatus::Onboarding | EmploymentStatus::Active => (CommandKind::Upsert, VismaStatus::Active),
         EmploymentStatus::Terminated | EmploymentStatus::Deleted => {
             (CommandKind::Deactivate, VismaStatus::Inactive)
         }
@@ -113,20 +109,15 @@ pub fn map_snapshot(snapshot: &EmployeeSnapshot, mapping: &Mapping) -> Mapped {
         String::new()
     });
 
-    let employee_cd = employee_cd(
-        &snapshot.employee_uuid,
-        &content.employee_code,
-        mapping.employee_cd_rule(),
-    )
-    .unwrap_or_else(|err| {
-        problems.push(err.to_string());
-        String::new()
-    });
+    let employee_cd =
+        employee_cd(&snapshot.employee_uuid, &content.employee_code, mapping.employee_cd_rule())
+            .unwrap_or_else(|err| {
+                problems.push(err.to_string());
+                String::new()
+            });
 
     if !problems.is_empty() {
-        return Mapped::Park {
-            reason: problems.join("; "),
-        };
+        return Mapped::Park { reason: problems.join("; ") };
     }
 
     let fields = VismaEmployeeFields {
@@ -146,19 +137,12 @@ pub fn map_snapshot(snapshot: &EmployeeSnapshot, mapping: &Mapping) -> Mapped {
         city: location.city.trim().to_owned(),
         country_id,
     };
-    Mapped::Command {
-        kind,
-        content_hash: command_hash(kind, &fields),
-        fields,
-    }
+    Mapped::Command { kind, content_hash: command_hash(kind, &fields), fields }
 }
 
 /// The Visma department id, or the park reason.
 fn department(content: &EmployeeContent, mapping: &Mapping) -> Result<String, String> {
-    let (uuid, title) = (
-        content.department_uuid.trim(),
-        content.department_title.trim(),
-    );
+    let (uuid, title) = (content.department_uuid.trim(), content.department_title.trim());
     if let Some(id) = mapping.department_for(uuid, title) {
         return Ok(id.to_owned());
     }
@@ -177,19 +161,16 @@ fn department(content: &EmployeeContent, mapping: &Mapping) -> Result<String, St
 
 /// The Visma branch, or the park reason.
 fn branch(content: &EmployeeContent, mapping: &Mapping) -> Result<String, String> {
-    let (uuid, city) = content
-        .work_location
-        .as_ref()
-        .map_or(("", ""), |l| (l.uuid.trim(), l.city.trim()));
+    let (uuid, city) = content.work_location.as_ref().map_or(("", ""), |l| (l.uuid.trim(), l.city.trim()));
     if let Some(target) = mapping.location_for(uuid, city) {
         return Ok(target.branch.clone());
     }
     let fallback = mapping.defaults().branch.as_ref();
     match (mapping.unmapped().location, fallback) {
         (UnmappedAction::Default, Some(branch)) => Ok(branch.clone()),
-        _ if uuid.is_empty() && city.is_empty() => Err(
-            "employee has no work location in Gusto and unmapped.location = \"park\"".to_owned(),
-        ),
+        _ if uuid.is_empty() && city.is_empty() => {
+            Err("employee has no work location in Gusto and unmapped.location = \"park\"".to_owned())
+        }
         _ => Err(format!(
             "Gusto work location {} is not in [locations] and unmapped.location = \"park\"",
             describe(city, uuid)
@@ -230,11 +211,7 @@ pub fn build_command(
         ..VismaCommand::default()
     };
     match map_snapshot(snapshot, mapping) {
-        Mapped::Command {
-            kind,
-            fields,
-            content_hash,
-        } => {
+        Mapped::Command { kind, fields, content_hash } => {
             command.kind = kind as i32;
             command.fields = Some(fields);
             command.content_hash = content_hash;

@@ -11,14 +11,7 @@ use proptest::sample::select;
 
 const EXAMPLE: &str = include_str!("../../../schemas/examples/mapping.example.toml");
 
-const DEPARTMENTS: &[&str] = &[
-    "Consulting",
-    "Engineering",
-    "Finance",
-    "Sales",
-    "People",
-    "Operations",
-];
+const DEPARTMENTS: &[&str] = &["Consulting", "Engineering", "Finance", "Sales", "People", "Operations"];
 const CITIES: &[&str] = &["Oslo", "Stockholm", "Copenhagen", "Helsinki", "Reykjavik"];
 const COUNTRIES: &[&str] = &["NO", "Norway", "SE", "Sverige", "DK", "FI", "IS", "USA"];
 const TITLES: &[&str] = &["Partner", "Consultant", "Trainee", "Office Manager", ""];
@@ -40,42 +33,24 @@ fn mappings() -> Vec<Mapping> {
 }
 
 fn location() -> impl Strategy<Value = Location> {
-    (
-        "[0-9a-f]{8}",
-        "[A-Za-z ]{0,20}[0-9]{0,3}",
-        select(CITIES),
-        "[0-9]{4}",
-        select(COUNTRIES),
-    )
-        .prop_map(|(uuid, street, city, zip, country)| Location {
+    ("[0-9a-f]{8}", "[A-Za-z ]{0,20}[0-9]{0,3}", select(CITIES), "[0-9]{4}", select(COUNTRIES)).prop_map(
+        |(uuid, street, city, zip, country)| Location {
             uuid,
             street_1: street,
             city: city.to_owned(),
             zip,
             country: country.to_owned(),
             state: String::new(),
-        })
+        },
+    )
 }
 
 /// Content that always maps: names, an email, a mapped department and office, a known status.
 fn content() -> impl Strategy<Value = EmployeeContent> {
     (
-        (
-            "[A-Z][a-z]{0,10}",
-            "[A-Z]?",
-            "[A-Z][a-z]{0,12}",
-            "[A-Z][a-z]{0,8}",
-        ),
-        (
-            "[a-z]{1,8}@private\\.example",
-            "([a-z]{1,8}@nordlys\\.example)?",
-        ),
-        (
-            "(\\+47 [0-9]{8})?",
-            select(TITLES),
-            select(DEPARTMENTS),
-            "[0-9a-f]{8}",
-        ),
+        ("[A-Z][a-z]{0,10}", "[A-Z]?", "[A-Z][a-z]{0,12}", "[A-Z][a-z]{0,8}"),
+        ("[a-z]{1,8}@private\\.example", "([a-z]{1,8}@nordlys\\.example)?"),
+        ("(\\+47 [0-9]{8})?", select(TITLES), select(DEPARTMENTS), "[0-9a-f]{8}"),
         (location(), select(STATUSES), "[a-z0-9]{6}"),
         ("(20[0-9]{2}-0[1-9]-1[0-9])?", "(20[0-9]{2}-0[1-9]-1[0-9])?"),
     )
@@ -114,18 +89,17 @@ fn snapshot() -> impl Strategy<Value = EmployeeSnapshot> {
         proptest::collection::vec("[0-9a-f-]{36}", 0..3),
         any::<i64>(),
     )
-        .prop_map(
-            |(content, uuid, version, events, fetched)| EmployeeSnapshot {
-                company_uuid: "a007e1ab-3595-43c2-ab4b-af7a5af2e365".into(),
-                employee_uuid: uuid,
-                content_hash: mlc_domain::content_hash(&content),
-                content: Some(content),
-                gusto_version: version,
-                causing_event_ids: events,
-                fetched_at_ms: fetched,
-                trace: None,
-            },
-        )
+        .prop_map(|(content, uuid, version, events, fetched)| EmployeeSnapshot {
+            company_uuid: "a007e1ab-3595-43c2-ab4b-af7a5af2e365".into(),
+            employee_uuid: uuid,
+            content_hash: mlc_domain::content_hash(&content),
+            content: Some(content),
+            gusto_version: version,
+            causing_event_ids: events,
+            fetched_at_ms: fetched,
+            trace: None,
+            webhook_received_at_ms: fetched,
+        })
 }
 
 fn command_hash_of(mapped: &Mapped) -> Option<&str> {
@@ -140,9 +114,7 @@ fn content_mut(s: &mut EmployeeSnapshot) -> &mut EmployeeContent {
 }
 
 fn location_mut(s: &mut EmployeeSnapshot) -> &mut Location {
-    content_mut(s)
-        .work_location
-        .get_or_insert_with(Location::default)
+    content_mut(s).work_location.get_or_insert_with(Location::default)
 }
 
 /// Edits of one mapped Gusto field, each guaranteed to change what Visma should hold.
@@ -187,9 +159,7 @@ fn edit_mapped_field(s: &mut EmployeeSnapshot, which: usize) {
         10 => {
             let c = content_mut(s);
             c.status = match c.status() {
-                EmploymentStatus::Terminated | EmploymentStatus::Deleted => {
-                    EmploymentStatus::Active
-                }
+                EmploymentStatus::Terminated | EmploymentStatus::Deleted => EmploymentStatus::Active,
                 _ => EmploymentStatus::Terminated,
             } as i32;
         }
@@ -197,12 +167,7 @@ fn edit_mapped_field(s: &mut EmployeeSnapshot, which: usize) {
             // Changes the employee number under either strategy.
             s.employee_uuid.push('0');
             let c = content_mut(s);
-            c.employee_code = if c.employee_code == "zzzzzz" {
-                "yyyyyy"
-            } else {
-                "zzzzzz"
-            }
-            .into();
+            c.employee_code = if c.employee_code == "zzzzzz" { "yyyyyy" } else { "zzzzzz" }.into();
         }
     }
 }

@@ -153,11 +153,7 @@ async fn add_client(State(sim): State<Shared>, Json(c): Json<ClientConfig>) -> S
     StatusCode::NO_CONTENT
 }
 
-async fn seed(
-    State(sim): State<Shared>,
-    Path(tenant_id): Path<String>,
-    Json(seed): Json<Seed>,
-) -> Response {
+async fn seed(State(sim): State<Shared>, Path(tenant_id): Path<String>, Json(seed): Json<Seed>) -> Response {
     match apply_seed(&mut sim.lock(), &tenant_id, &seed) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(msg) => errors::message(StatusCode::BAD_REQUEST, &msg),
@@ -176,8 +172,7 @@ pub fn apply_seed(st: &mut SimState, tenant_id: &str, seed: &Seed) -> Result<(),
         data.seed_branch(&b.number, &b.name, now);
     }
     for c in &seed.employee_classes {
-        data.employee_classes
-            .insert(c.id.clone(), c.description.clone());
+        data.employee_classes.insert(c.id.clone(), c.description.clone());
     }
     for c in &seed.calendars {
         if !data.calendars.contains(c) {
@@ -185,39 +180,27 @@ pub fn apply_seed(st: &mut SimState, tenant_id: &str, seed: &Seed) -> Result<(),
         }
     }
     for s in &seed.segments {
-        data.seed_segment(
-            &s.dimension,
-            &s.dimension,
-            s.segment_id,
-            &s.description,
-            s.length,
-            now,
-        );
+        data.seed_segment(&s.dimension, &s.dimension, s.segment_id, &s.description, s.length, now);
         let write = crate::model::SegmentWrite {
             segment_values: Some(
                 s.values
                     .iter()
                     .filter(|v| {
                         !data.dimensions.get(&s.dimension).is_some_and(|d| {
-                            d.segments
-                                .get(&s.segment_id)
-                                .is_some_and(|seg| seg.values.contains_key(&v.value))
+                            d.segments.get(&s.segment_id).is_some_and(|seg| seg.values.contains_key(&v.value))
                         })
                     })
                     .map(|v| crate::model::SegmentValueWrite {
                         operation: Some("Insert".into()),
                         value: Some(v.value.clone()),
-                        description: Some(crate::model::Val {
-                            value: v.description.clone(),
-                        }),
+                        description: Some(crate::model::Val { value: v.description.clone() }),
                         active: None,
                     })
                     .collect(),
             ),
             description: None,
         };
-        data.update_segment(&s.dimension, s.segment_id, &write, now)
-            .map_err(rule_text)?;
+        data.update_segment(&s.dimension, s.segment_id, &write, now).map_err(rule_text)?;
     }
     for e in &seed.employees {
         let dto: EmployeeCreate =
@@ -257,10 +240,7 @@ pub fn apply_settings(st: &mut SimState, s: &Settings) {
     if let Some(v) = s.hourly_limit {
         c.hourly_limit = v;
     }
-    if let Some(v) = s
-        .rate_window_secs
-        .and_then(|v| std::time::Duration::try_from_secs_f64(v).ok())
-    {
+    if let Some(v) = s.rate_window_secs.and_then(|v| std::time::Duration::try_from_secs_f64(v).ok()) {
         c.rate_window = v;
     }
     if let Some(v) = s.failing_request_limit {

@@ -20,8 +20,7 @@ use crate::config::CreateStyle;
 use crate::errors;
 use crate::guard::Caller;
 use crate::model::{
-    time_stamp, DepartmentWrite, EmployeeCreate, EmployeeUpdate, RuleError, SegmentWrite,
-    TenantData,
+    time_stamp, DepartmentWrite, EmployeeCreate, EmployeeUpdate, RuleError, SegmentWrite, TenantData,
 };
 use crate::state::{Shared, State as SimState};
 
@@ -29,23 +28,14 @@ use crate::state::{Shared, State as SimState};
 pub fn routes() -> Router<Shared> {
     Router::new()
         .route("/employee", get(list_employees).post(create_employee))
-        .route(
-            "/employee/{employee_cd}",
-            get(get_employee).put(update_employee),
-        )
+        .route("/employee/{employee_cd}", get(get_employee).put(update_employee))
         .route("/department", get(list_departments).post(create_department))
-        .route(
-            "/department/{department_id}",
-            get(get_department).put(update_department),
-        )
+        .route("/department/{department_id}", get(get_department).put(update_department))
         .route("/branch", get(list_branches))
         .route("/branch/{number}", get(get_branch))
         .route("/dimension", get(list_dimensions))
         .route("/dimension/{id}", get(get_dimension))
-        .route(
-            "/dimension/{id}/{segment_id}",
-            get(get_segment).put(update_segment),
-        )
+        .route("/dimension/{id}/{segment_id}", get(get_segment).put(update_segment))
 }
 
 fn rule_error(e: RuleError) -> Response {
@@ -93,15 +83,8 @@ fn with_tenant<R>(
 fn modified_filter(
     q: &HashMap<String, String>,
 ) -> Result<Option<Box<dyn Fn(NaiveDateTime) -> bool>>, Response> {
-    let get = |k: &str| {
-        q.iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(k))
-            .map(|(_, v)| v.clone())
-    };
-    match (
-        get("lastModifiedDateTime"),
-        get("lastModifiedDateTimeCondition"),
-    ) {
+    let get = |k: &str| q.iter().find(|(key, _)| key.eq_ignore_ascii_case(k)).map(|(_, v)| v.clone());
+    match (get("lastModifiedDateTime"), get("lastModifiedDateTimeCondition")) {
         (None, None) => Ok(None),
         (Some(t), Some(c)) => {
             let at = parse_visma_time(&t).ok_or_else(|| {
@@ -133,27 +116,16 @@ fn modified_filter(
 
 /// The formats the spec lists for `lastModifiedDateTime`.
 pub fn parse_visma_time(s: &str) -> Option<NaiveDateTime> {
-    const FORMATS: [&str; 4] = [
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M:%S",
-        "%Y-%m-%dT%H:%M:%S",
-    ];
+    const FORMATS: [&str; 4] =
+        ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"];
     let s = s.trim();
-    FORMATS
-        .iter()
-        .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
-        .or_else(|| {
-            chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
-                .ok()
-                .and_then(|d| d.and_hms_opt(0, 0, 0))
-        })
+    FORMATS.iter().find_map(|f| NaiveDateTime::parse_from_str(s, f).ok()).or_else(|| {
+        chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0))
+    })
 }
 
 fn query_u32(q: &HashMap<String, String>, key: &str) -> Option<u32> {
-    q.iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(key))
-        .and_then(|(_, v)| v.trim().parse().ok())
+    q.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).and_then(|(_, v)| v.trim().parse().ok())
 }
 
 // ---- employees ----
@@ -222,27 +194,21 @@ async fn create_employee(
     let mut st = sim.lock();
     let style = st.config.create_style;
     let base = st.base_url.clone();
-    with_tenant(&mut st, &caller, |t, now| {
-        match t.create_employee(&dto, now) {
-            Ok(e) => {
-                let mut r = match style {
-                    CreateStyle::Created201 => {
-                        (StatusCode::CREATED, Json(json!({}))).into_response()
-                    }
-                    CreateStyle::Ok200 => (StatusCode::OK, Json(json!({}))).into_response(),
-                };
-                if style == CreateStyle::Created201 {
-                    etag_header(&mut r, e.version);
-                }
-                if let Ok(v) =
-                    HeaderValue::from_str(&format!("{base}/v1/employee/{}", e.employee_cd))
-                {
-                    r.headers_mut().insert(header::LOCATION, v);
-                }
-                r
+    with_tenant(&mut st, &caller, |t, now| match t.create_employee(&dto, now) {
+        Ok(e) => {
+            let mut r = match style {
+                CreateStyle::Created201 => (StatusCode::CREATED, Json(json!({}))).into_response(),
+                CreateStyle::Ok200 => (StatusCode::OK, Json(json!({}))).into_response(),
+            };
+            if style == CreateStyle::Created201 {
+                etag_header(&mut r, e.version);
             }
-            Err(e) => rule_error(e),
+            if let Ok(v) = HeaderValue::from_str(&format!("{base}/v1/employee/{}", e.employee_cd)) {
+                r.headers_mut().insert(header::LOCATION, v);
+            }
+            r
         }
+        Err(e) => rule_error(e),
     })
 }
 
@@ -257,20 +223,15 @@ async fn update_employee(
         Ok(d) => d,
         Err(r) => return r,
     };
-    let if_match = headers
-        .get(header::IF_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let if_match = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()).map(str::to_string);
     let mut st = sim.lock();
-    with_tenant(&mut st, &caller, |t, now| {
-        match t.update_employee(&cd, &dto, if_match.as_deref(), now) {
-            Ok(e) => {
-                let mut r = StatusCode::NO_CONTENT.into_response();
-                etag_header(&mut r, e.version);
-                r
-            }
-            Err(e) => rule_error(e),
+    with_tenant(&mut st, &caller, |t, now| match t.update_employee(&cd, &dto, if_match.as_deref(), now) {
+        Ok(e) => {
+            let mut r = StatusCode::NO_CONTENT.into_response();
+            etag_header(&mut r, e.version);
+            r
         }
+        Err(e) => rule_error(e),
     })
 }
 
@@ -324,20 +285,16 @@ async fn create_department(
     };
     let mut st = sim.lock();
     let base = st.base_url.clone();
-    with_tenant(&mut st, &caller, |t, now| {
-        match t.upsert_department(None, &dto, now, true) {
-            Ok(d) => {
-                let mut r = (StatusCode::CREATED, Json(json!({}))).into_response();
-                etag_header(&mut r, d.version);
-                if let Ok(v) =
-                    HeaderValue::from_str(&format!("{base}/v1/department/{}", d.department_id))
-                {
-                    r.headers_mut().insert(header::LOCATION, v);
-                }
-                r
+    with_tenant(&mut st, &caller, |t, now| match t.upsert_department(None, &dto, now, true) {
+        Ok(d) => {
+            let mut r = (StatusCode::CREATED, Json(json!({}))).into_response();
+            etag_header(&mut r, d.version);
+            if let Ok(v) = HeaderValue::from_str(&format!("{base}/v1/department/{}", d.department_id)) {
+                r.headers_mut().insert(header::LOCATION, v);
             }
-            Err(e) => rule_error(e),
+            r
         }
+        Err(e) => rule_error(e),
     })
 }
 
@@ -352,15 +309,13 @@ async fn update_department(
         Err(r) => return r,
     };
     let mut st = sim.lock();
-    with_tenant(&mut st, &caller, |t, now| {
-        match t.upsert_department(Some(&id), &dto, now, false) {
-            Ok(d) => {
-                let mut r = StatusCode::NO_CONTENT.into_response();
-                etag_header(&mut r, d.version);
-                r
-            }
-            Err(e) => rule_error(e),
+    with_tenant(&mut st, &caller, |t, now| match t.upsert_department(Some(&id), &dto, now, false) {
+        Ok(d) => {
+            let mut r = StatusCode::NO_CONTENT.into_response();
+            etag_header(&mut r, d.version);
+            r
         }
+        Err(e) => rule_error(e),
     })
 }
 
@@ -401,10 +356,7 @@ async fn get_branch(
 
 // ---- dimensions ----
 
-async fn list_dimensions(
-    State(sim): State<Shared>,
-    Extension(caller): Extension<Caller>,
-) -> Response {
+async fn list_dimensions(State(sim): State<Shared>, Extension(caller): Extension<Caller>) -> Response {
     let mut st = sim.lock();
     with_tenant(&mut st, &caller, |t, _| {
         Json(t.dimensions.keys().cloned().collect::<Vec<_>>()).into_response()
@@ -436,11 +388,7 @@ async fn get_segment(
     };
     let mut st = sim.lock();
     with_tenant(&mut st, &caller, |t, _| {
-        match t
-            .dimensions
-            .get(&id)
-            .and_then(|d| d.segments.get(&segment_id))
-        {
+        match t.dimensions.get(&id).and_then(|d| d.segments.get(&segment_id)) {
             Some(s) => Json(s.to_dto()).into_response(),
             None => not_found(&format!("Segment {segment_id} of dimension '{id}'")),
         }
@@ -464,10 +412,8 @@ async fn update_segment(
         Err(r) => return r,
     };
     let mut st = sim.lock();
-    with_tenant(&mut st, &caller, |t, now| {
-        match t.update_segment(&id, segment_id, &dto, now) {
-            Ok(()) => StatusCode::NO_CONTENT.into_response(),
-            Err(e) => rule_error(e),
-        }
+    with_tenant(&mut st, &caller, |t, now| match t.update_segment(&id, segment_id, &dto, now) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => rule_error(e),
     })
 }

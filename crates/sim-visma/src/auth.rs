@@ -29,11 +29,7 @@ pub struct TokenForm {
 }
 
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
-    (
-        status,
-        axum::Json(json!({ "error": error, "error_description": description })),
-    )
-        .into_response()
+    (status, axum::Json(json!({ "error": error, "error_description": description }))).into_response()
 }
 
 /// `POST /connect/token`.
@@ -52,13 +48,7 @@ pub async fn token(State(sim): State<Shared>, Form(form): Form<TokenForm>) -> Re
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_client", "");
     };
     let mut st = sim.lock();
-    let Some(client) = st
-        .config
-        .clients
-        .iter()
-        .find(|c| c.client_id == client_id)
-        .cloned()
-    else {
+    let Some(client) = st.config.clients.iter().find(|c| c.client_id == client_id).cloned() else {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_client", "");
     };
     if client.client_secret != secret {
@@ -71,23 +61,12 @@ pub async fn token(State(sim): State<Shared>, Form(form): Form<TokenForm>) -> Re
             "tenant_id is required for tenant-based APIs",
         );
     };
-    let requested: Vec<String> = form
-        .scope
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(str::to_string)
-        .collect();
+    let requested: Vec<String> =
+        form.scope.unwrap_or_default().split_whitespace().map(str::to_string).collect();
     if requested.is_empty() {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_scope",
-            "no scope requested",
-        );
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", "no scope requested");
     }
-    if let Some(bad) = requested
-        .iter()
-        .find(|s| !client.allowed_scopes.contains(s))
-    {
+    if let Some(bad) = requested.iter().find(|s| !client.allowed_scopes.contains(s)) {
         return oauth_error(
             StatusCode::BAD_REQUEST,
             "invalid_scope",
@@ -99,12 +78,7 @@ pub async fn token(State(sim): State<Shared>, Form(form): Form<TokenForm>) -> Re
     let expires_at = st.now() + ttl;
     st.tokens.insert(
         access_token.clone(),
-        TokenInfo {
-            client_id,
-            tenant_id,
-            scopes: requested.clone(),
-            expires_at,
-        },
+        TokenInfo { client_id, tenant_id, scopes: requested.clone(), expires_at },
     );
     st.tokens_issued += 1;
     axum::Json(json!({

@@ -44,19 +44,11 @@ pub struct TenantConfig {
 
 impl TenantConfig {
     pub fn company(tenant_id: impl Into<String>, company_id: i64) -> Self {
-        Self {
-            tenant_id: tenant_id.into(),
-            company_id,
-            kind: TenantKind::Company,
-        }
+        Self { tenant_id: tenant_id.into(), company_id, kind: TenantKind::Company }
     }
 
     pub fn customer(tenant_id: impl Into<String>) -> Self {
-        Self {
-            tenant_id: tenant_id.into(),
-            company_id: 0,
-            kind: TenantKind::Customer,
-        }
+        Self { tenant_id: tenant_id.into(), company_id: 0, kind: TenantKind::Customer }
     }
 }
 
@@ -77,10 +69,7 @@ impl ClientConfig {
         Self {
             client_id: client_id.into(),
             client_secret: client_secret.into(),
-            allowed_scopes: crate::auth::ALL_SCOPES
-                .iter()
-                .map(|s| (*s).to_string())
-                .collect(),
+            allowed_scopes: crate::auth::ALL_SCOPES.iter().map(|s| (*s).to_string()).collect(),
         }
     }
 }
@@ -120,10 +109,7 @@ impl Default for SimConfig {
         Self {
             listen: None,
             tenants: vec![TenantConfig::company(DEFAULT_TENANT, 1)],
-            clients: vec![ClientConfig::full_access(
-                DEFAULT_CLIENT_ID,
-                DEFAULT_CLIENT_SECRET,
-            )],
+            clients: vec![ClientConfig::full_access(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET)],
             hourly_limit: 15_000,
             rate_window: Duration::from_secs(3600),
             failing_request_limit: Some(2),

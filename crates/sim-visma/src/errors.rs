@@ -24,28 +24,17 @@ pub fn ipp_exception(status: StatusCode, code: &str, message: &str) -> Response 
 /// `{"message": "VismaId: <uuid>. <text>"}`: business and validation errors.
 pub fn message(status: StatusCode, text: &str) -> Response {
     let id = Uuid::new_v4();
-    (
-        status,
-        axum::Json(json!({ "message": format!("VismaId: {id}. {text}") })),
-    )
-        .into_response()
+    (status, axum::Json(json!({ "message": format!("VismaId: {id}. {text}") }))).into_response()
 }
 
 /// `{"message": ...}` without a VismaId: what the API gateway itself says.
 pub fn gateway_message(status: StatusCode, text: &str) -> Response {
-    (
-        status,
-        axum::Json(json!({ "statusCode": status.as_u16(), "message": text })),
-    )
-        .into_response()
+    (status, axum::Json(json!({ "statusCode": status.as_u16(), "message": text }))).into_response()
 }
 
 /// A plain-text body, as gateway-level failures answer.
 pub fn plain(status: StatusCode, text: &str) -> Response {
     let mut r = (status, text.to_string()).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     r
 }

@@ -34,12 +34,7 @@ struct RateInfo {
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
+    headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
 }
 
 fn set_rate_headers(resp: &mut Response, info: &RateInfo) {
@@ -117,26 +112,18 @@ pub async fn api_guard(State(sim): State<Shared>, req: Request, next: Next) -> R
                 ))
             });
             let mut r = Response::new(Body::from_stream(stream));
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json; charset=utf-8"),
-            );
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
             r
         }
         FaultAction::Malformed => {
             let mut r = (StatusCode::OK, "{\"employeeNumber\": \"E").into_response();
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json; charset=utf-8"),
-            );
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
             r
         }
         FaultAction::Serve => {
-            sim.lock()
-                .requests
-                .entry(route.clone())
-                .and_modify(|n| *n += 1)
-                .or_insert(1);
+            sim.lock().requests.entry(route.clone()).and_modify(|n| *n += 1).or_insert(1);
             let mut req = Request::from_parts(parts, Body::from(bytes));
             req.extensions_mut().insert(caller);
             next.run(req).await
@@ -190,15 +177,9 @@ fn decide(
     let window_len = st.config.rate_window;
     let limit = st.config.hourly_limit;
     let key = (token.tenant_id.clone(), token.client_id.clone());
-    let w = st.windows.entry(key).or_insert(Window {
-        start: now,
-        count: 0,
-    });
+    let w = st.windows.entry(key).or_insert(Window { start: now, count: 0 });
     if now >= w.start + window_len {
-        *w = Window {
-            start: now,
-            count: 0,
-        };
+        *w = Window { start: now, count: 0 };
     }
     w.count = w.count.saturating_add(1);
     let reset = (w.start + window_len).saturating_duration_since(now);
@@ -206,19 +187,12 @@ fn decide(
         limit,
         remaining: limit.saturating_sub(w.count),
         reset,
-        policy: if legacy {
-            "6-fixed-window"
-        } else {
-            "4-fixed-window"
-        },
+        policy: if legacy { "6-fixed-window" } else { "4-fixed-window" },
     };
     if w.count > limit {
         return Err((
             Box::new(too_many(
-                format!(
-                    "Rate limit is exceeded. Try again in {} seconds.",
-                    ceil_secs(reset)
-                ),
+                format!("Rate limit is exceeded. Try again in {} seconds.", ceil_secs(reset)),
                 reset,
             )),
             Some(rate),
@@ -231,11 +205,7 @@ fn decide(
         Some(t) if t.config.kind == TenantKind::Company => t.config.company_id,
         _ => {
             return refuse_rated(
-                errors::ipp_exception(
-                    StatusCode::UNAUTHORIZED,
-                    "12027",
-                    "No license for this company.",
-                ),
+                errors::ipp_exception(StatusCode::UNAUTHORIZED, "12027", "No license for this company."),
                 rate,
             )
         }
@@ -279,10 +249,8 @@ fn decide(
                 times.pop_front();
             }
             if times.len() >= limit as usize {
-                let retry = times
-                    .front()
-                    .map(|t| (*t + window).saturating_duration_since(now))
-                    .unwrap_or(window);
+                let retry =
+                    times.front().map(|t| (*t + window).saturating_duration_since(now)).unwrap_or(window);
                 return refuse_rated(
                     too_many(
                         format!(
@@ -298,13 +266,5 @@ fn decide(
     }
 
     let (fault, latency) = st.fault_for(route);
-    Ok((
-        Caller {
-            tenant_id: token.tenant_id,
-        },
-        fingerprint,
-        rate,
-        fault,
-        latency,
-    ))
+    Ok((Caller { tenant_id: token.tenant_id }, fingerprint, rate, fault, latency))
 }

@@ -36,13 +36,12 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use admin::{
-    FaultRequest, Seed, SeedBranch, SeedClass, SeedDepartment, SeedSegment, SeedSegmentValue,
-    Settings,
+    FaultRequest, Seed, SeedBranch, SeedClass, SeedDepartment, SeedSegment, SeedSegmentValue, Settings,
 };
 pub use auth::ALL_SCOPES;
 pub use config::{
-    ClientConfig, CreateStyle, SimConfig, TenantConfig, TenantKind, DEFAULT_CLIENT_ID,
-    DEFAULT_CLIENT_SECRET, DEFAULT_TENANT,
+    ClientConfig, CreateStyle, SimConfig, TenantConfig, TenantKind, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET,
+    DEFAULT_TENANT,
 };
 pub use model::{
     Address, BranchRecord, Contact, DepartmentRecord, EmployeeRecord, EmployeeStatus, WorkGroup,
@@ -55,10 +54,7 @@ use state::{Shared, Sim};
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
     #[error("cannot bind {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
 }
 
 /// Builds the full router (ERP routes under `/v1` and, mirrored, the legacy prefix; token
@@ -68,10 +64,7 @@ fn router(sim: Shared) -> Router {
     let guarded = Router::new()
         .nest("/v1", api.clone())
         .nest(&format!("{}/v1", guard::LEGACY_PREFIX), api)
-        .layer(axum::middleware::from_fn_with_state(
-            sim.clone(),
-            guard::api_guard,
-        ));
+        .layer(axum::middleware::from_fn_with_state(sim.clone(), guard::api_guard));
     Router::new()
         .route("/connect/token", post(auth::token))
         .nest("/admin", admin::routes())
@@ -81,15 +74,10 @@ fn router(sim: Shared) -> Router {
 
 /// Starts the simulator on `cfg.listen` (default `127.0.0.1:0`) in a background task.
 pub async fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
-    let addr = cfg
-        .listen
-        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| SimError::Bind { addr, source })?;
-    let local = listener
-        .local_addr()
-        .map_err(|source| SimError::Bind { addr, source })?;
+    let addr = cfg.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+    let listener =
+        tokio::net::TcpListener::bind(addr).await.map_err(|source| SimError::Bind { addr, source })?;
+    let local = listener.local_addr().map_err(|source| SimError::Bind { addr, source })?;
     let sim = Arc::new(Sim::new(cfg));
     let base_url = format!("http://{local}");
     sim.lock().base_url = base_url.clone();
@@ -106,13 +94,7 @@ pub async fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
         }
     });
     tracing::info!(%base_url, "sim-visma listening");
-    Ok(SimHandle {
-        sim,
-        addr: local,
-        base_url,
-        shutdown: Some(tx),
-        task: Some(task),
-    })
+    Ok(SimHandle { sim, addr: local, base_url, shutdown: Some(tx), task: Some(task) })
 }
 
 /// A running simulator. Dropping it stops the server.
@@ -151,11 +133,7 @@ impl SimHandle {
     }
 
     pub fn employee(&self, tenant_id: &str, employee_cd: &str) -> Option<EmployeeRecord> {
-        self.sim
-            .lock()
-            .tenants
-            .get(tenant_id)
-            .and_then(|t| t.data.employees.get(employee_cd).cloned())
+        self.sim.lock().tenants.get(tenant_id).and_then(|t| t.data.employees.get(employee_cd).cloned())
     }
 
     pub fn departments(&self, tenant_id: &str) -> Vec<DepartmentRecord> {
@@ -180,12 +158,7 @@ impl SimHandle {
             .get(tenant_id)
             .and_then(|t| t.data.dimensions.get(dimension))
             .and_then(|d| d.segments.get(&segment_id))
-            .map(|s| {
-                s.values
-                    .values()
-                    .map(|v| (v.value_id.clone(), v.description.clone()))
-                    .collect()
-            })
+            .map(|s| s.values.values().map(|v| (v.value_id.clone(), v.description.clone())).collect())
             .unwrap_or_default()
     }
 
@@ -227,9 +200,7 @@ impl SimHandle {
 
     pub fn add_client(&self, client: ClientConfig) {
         let mut st = self.sim.lock();
-        st.config
-            .clients
-            .retain(|c| c.client_id != client.client_id);
+        st.config.clients.retain(|c| c.client_id != client.client_id);
         st.config.clients.push(client);
     }
 
@@ -288,19 +259,10 @@ pub fn demo_seed() -> Seed {
     Seed {
         departments: ["ADMIN", "SALES", "ENG"]
             .iter()
-            .map(|id| SeedDepartment {
-                id: (*id).into(),
-                description: Some(format!("{id} department")),
-            })
+            .map(|id| SeedDepartment { id: (*id).into(), description: Some(format!("{id} department")) })
             .collect(),
-        branches: vec![SeedBranch {
-            number: "1".into(),
-            name: "Main branch".into(),
-        }],
-        employee_classes: vec![SeedClass {
-            id: "EMPSTD".into(),
-            description: "Standard employees".into(),
-        }],
+        branches: vec![SeedBranch { number: "1".into(), name: "Main branch".into() }],
+        employee_classes: vec![SeedClass { id: "EMPSTD".into(), description: "Standard employees".into() }],
         calendars: vec!["MAIN".into()],
         segments: vec![SeedSegment {
             dimension: "SUBACCOUNT".into(),

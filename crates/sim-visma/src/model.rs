@@ -400,30 +400,18 @@ impl TenantData {
         non_empty(take(&contact_w.email)).ok_or_else(|| missing("contact.email"))?;
         let status = match take(&w.status) {
             None => EmployeeStatus::Active,
-            Some(s) => EmployeeStatus::from_write(&s).ok_or_else(|| {
-                RuleError::Invalid(format!("Error: Status '{s}' is not a valid value."))
-            })?,
+            Some(s) => EmployeeStatus::from_write(&s)
+                .ok_or_else(|| RuleError::Invalid(format!("Error: Status '{s}' is not a valid value.")))?,
         };
         if self.employees.contains_key(&cd) {
             return Err(RuleError::Invalid(format!(
                 "Error inserting the employee. Employee ID '{cd}' already exists."
             )));
         }
-        self.check_refs(
-            Some(&department),
-            Some(&class),
-            Some(&branch),
-            Some(&calendar),
-        )?;
-        let mut contact = Contact {
-            contact_id: self.next_id(),
-            ..Contact::default()
-        };
+        self.check_refs(Some(&department), Some(&class), Some(&branch), Some(&calendar))?;
+        let mut contact = Contact { contact_id: self.next_id(), ..Contact::default() };
         apply_contact(&mut contact, contact_w);
-        let mut address = Address {
-            address_id: self.next_id(),
-            ..Address::default()
-        };
+        let mut address = Address { address_id: self.next_id(), ..Address::default() };
         if let Some(a) = &w.address {
             apply_address(&mut address, a);
         }
@@ -461,28 +449,21 @@ impl TenantData {
                 return Err(RuleError::Stale);
             }
         }
-        let status = match take(&w.status) {
-            None => None,
-            Some(s) => Some(EmployeeStatus::from_write(&s).ok_or_else(|| {
-                RuleError::Invalid(format!("Error: Status '{s}' is not a valid value."))
-            })?),
-        };
+        let status =
+            match take(&w.status) {
+                None => None,
+                Some(s) => Some(EmployeeStatus::from_write(&s).ok_or_else(|| {
+                    RuleError::Invalid(format!("Error: Status '{s}' is not a valid value."))
+                })?),
+            };
         let department = take(&w.department);
         let class = take(&w.employee_class);
         let branch = take(&w.branch);
         let calendar = take(&w.calendar);
-        self.check_refs(
-            department.as_deref(),
-            class.as_deref(),
-            branch.as_deref(),
-            calendar.as_deref(),
-        )?;
+        self.check_refs(department.as_deref(), class.as_deref(), branch.as_deref(), calendar.as_deref())?;
         if let Some(c) = &w.contact {
             // Contact last name and email are mandatory on the record: clearing them fails.
-            for (field, v) in [
-                ("contact.lastName", &c.last_name),
-                ("contact.email", &c.email),
-            ] {
+            for (field, v) in [("contact.lastName", &c.last_name), ("contact.email", &c.email)] {
                 if let Some(v) = v {
                     if non_empty(v.value.clone()).is_none() {
                         return Err(missing(field));
@@ -561,23 +542,18 @@ impl TenantData {
             )));
         }
         if !create && !exists {
-            return Err(RuleError::NotFound(format!(
-                "Error: Department '{id}' not found."
-            )));
+            return Err(RuleError::NotFound(format!("Error: Department '{id}' not found.")));
         }
         let version = self.bump();
-        let d = self
-            .departments
-            .entry(id.clone())
-            .or_insert_with(|| DepartmentRecord {
-                department_id: id,
-                public_id: Uuid::new_v4(),
-                description: None,
-                expense_account: None,
-                expense_subaccount: None,
-                last_modified: now,
-                version,
-            });
+        let d = self.departments.entry(id.clone()).or_insert_with(|| DepartmentRecord {
+            department_id: id,
+            public_id: Uuid::new_v4(),
+            description: None,
+            expense_account: None,
+            expense_subaccount: None,
+            last_modified: now,
+            version,
+        });
         if let Some(v) = &w.description {
             d.description = v.value.clone();
         }
@@ -585,10 +561,7 @@ impl TenantData {
             d.expense_account = v.value.clone();
         }
         if let Some(segs) = &w.expense_subaccount {
-            let joined: Vec<String> = segs
-                .iter()
-                .filter_map(|s| s.segment_value.clone())
-                .collect();
+            let joined: Vec<String> = segs.iter().filter_map(|s| s.segment_value.clone()).collect();
             d.expense_subaccount = Some(joined.join("-"));
         }
         d.last_modified = now;
@@ -604,15 +577,14 @@ impl TenantData {
         now: NaiveDateTime,
     ) -> Result<(), RuleError> {
         let version = self.bump();
-        let seg = self
-            .dimensions
-            .get_mut(dimension)
-            .and_then(|d| d.segments.get_mut(&segment_id))
-            .ok_or_else(|| {
-                RuleError::NotFound(format!(
-                    "Error: Segment {segment_id} of dimension '{dimension}' not found."
-                ))
-            })?;
+        let seg =
+            self.dimensions.get_mut(dimension).and_then(|d| d.segments.get_mut(&segment_id)).ok_or_else(
+                || {
+                    RuleError::NotFound(format!(
+                        "Error: Segment {segment_id} of dimension '{dimension}' not found."
+                    ))
+                },
+            )?;
         if let Some(d) = take(&w.description) {
             seg.description = d;
         }
@@ -640,17 +612,14 @@ impl TenantData {
                             "Error: Segment value '{value}' does not exist."
                         )));
                     }
-                    let entry =
-                        seg.values
-                            .entry(value.clone())
-                            .or_insert_with(|| SegmentValueRecord {
-                                value_id: value,
-                                description: None,
-                                active: true,
-                                public_id: Uuid::new_v4(),
-                                last_modified: now,
-                                version,
-                            });
+                    let entry = seg.values.entry(value.clone()).or_insert_with(|| SegmentValueRecord {
+                        value_id: value,
+                        description: None,
+                        active: true,
+                        public_id: Uuid::new_v4(),
+                        last_modified: now,
+                        version,
+                    });
                     if let Some(d) = &v.description {
                         entry.description = d.value.clone();
                     }
@@ -661,9 +630,7 @@ impl TenantData {
                     entry.version = version;
                 }
                 other => {
-                    return Err(RuleError::Invalid(format!(
-                        "Error: Operation '{other}' is not supported."
-                    )))
+                    return Err(RuleError::Invalid(format!("Error: Operation '{other}' is not supported.")))
                 }
             }
         }
@@ -716,27 +683,22 @@ impl TenantData {
         now: NaiveDateTime,
     ) {
         let version = self.bump();
-        let dim = self
-            .dimensions
-            .entry(dimension.to_string())
-            .or_insert_with(|| DimensionRecord {
-                id: dimension.to_string(),
-                description: dimension_description.to_string(),
-                segments: BTreeMap::new(),
-            });
-        dim.segments
-            .entry(segment_id)
-            .or_insert_with(|| SegmentRecord {
-                segment_id,
-                description: description.to_string(),
-                length,
-                is_auto_number: false,
-                validate: true,
-                internal_id: Uuid::new_v4(),
-                values: BTreeMap::new(),
-                last_modified: now,
-                version,
-            });
+        let dim = self.dimensions.entry(dimension.to_string()).or_insert_with(|| DimensionRecord {
+            id: dimension.to_string(),
+            description: dimension_description.to_string(),
+            segments: BTreeMap::new(),
+        });
+        dim.segments.entry(segment_id).or_insert_with(|| SegmentRecord {
+            segment_id,
+            description: description.to_string(),
+            length,
+            is_auto_number: false,
+            validate: true,
+            internal_id: Uuid::new_v4(),
+            values: BTreeMap::new(),
+            last_modified: now,
+            version,
+        });
     }
 }
 
@@ -787,24 +749,14 @@ impl EmployeeRecord {
         put(&mut address, "postalCode", &a.postal_code);
         put(&mut address, "city", &a.city);
         if let Some(id) = &a.country_id {
-            address.insert(
-                "country".into(),
-                json!({ "id": id, "name": country_name(id) }),
-            );
+            address.insert("country".into(), json!({ "id": id, "name": country_name(id) }));
         }
         if let Some(id) = &a.county {
             address.insert("county".into(), json!({ "id": id, "name": id }));
         }
-        let branch_name = tenant
-            .branches
-            .get(&self.branch)
-            .map(|b| b.name.clone())
-            .unwrap_or_default();
-        let class_description = tenant
-            .employee_classes
-            .get(&self.employee_class)
-            .cloned()
-            .unwrap_or_default();
+        let branch_name = tenant.branches.get(&self.branch).map(|b| b.name.clone()).unwrap_or_default();
+        let class_description =
+            tenant.employee_classes.get(&self.employee_class).cloned().unwrap_or_default();
         json!({
             "employeeUserId": self.employee_user_id,
             "employeeId": self.employee_id,
@@ -844,21 +796,12 @@ impl DepartmentRecord {
         m.insert("publicId".into(), json!(self.public_id));
         put(&mut m, "description", &self.description);
         if let Some(acc) = &self.expense_account {
-            m.insert(
-                "expenseAccount".into(),
-                json!({"number": acc, "type": "Expense", "active": true}),
-            );
+            m.insert("expenseAccount".into(), json!({"number": acc, "type": "Expense", "active": true}));
         }
         if let Some(sub) = &self.expense_subaccount {
-            m.insert(
-                "expenseSubaccount".into(),
-                json!({"id": sub, "active": true}),
-            );
+            m.insert("expenseSubaccount".into(), json!({"id": sub, "active": true}));
         }
-        m.insert(
-            "lastModifiedDateTime".into(),
-            json!(fmt_time(self.last_modified)),
-        );
+        m.insert("lastModifiedDateTime".into(), json!(fmt_time(self.last_modified)));
         m.insert("timeStamp".into(), json!(time_stamp(self.version)));
         Value::Object(m)
     }

@@ -27,15 +27,7 @@ impl Sim {
         let tenants = config
             .tenants
             .iter()
-            .map(|t| {
-                (
-                    t.tenant_id.clone(),
-                    Tenant {
-                        config: t.clone(),
-                        data: TenantData::default(),
-                    },
-                )
-            })
+            .map(|t| (t.tenant_id.clone(), Tenant { config: t.clone(), data: TenantData::default() }))
             .collect();
         let rng = StdRng::seed_from_u64(config.seed);
         Self {
@@ -142,12 +134,10 @@ impl State {
     }
 
     pub fn tenant_mut(&mut self, tenant_id: &str) -> &mut Tenant {
-        self.tenants
-            .entry(tenant_id.to_string())
-            .or_insert_with(|| Tenant {
-                config: TenantConfig::company(tenant_id, 0),
-                data: TenantData::default(),
-            })
+        self.tenants.entry(tenant_id.to_string()).or_insert_with(|| Tenant {
+            config: TenantConfig::company(tenant_id, 0),
+            data: TenantData::default(),
+        })
     }
 
     /// Decides the fault for a route, consuming `fail_next` and drawing from the seeded RNG.

@@ -4,14 +4,11 @@ use std::sync::OnceLock;
 
 use serde_json::{json, Value};
 use sim_visma::{
-    demo_seed, start, SimConfig, SimHandle, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET,
-    DEFAULT_TENANT,
+    demo_seed, start, SimConfig, SimHandle, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT,
 };
 
-const SPEC: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../schemas/upstream/visma-v1_20250424.swagger.json"
-);
+const SPEC: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas/upstream/visma-v1_20250424.swagger.json");
 
 fn components() -> &'static Value {
     static C: OnceLock<Value> = OnceLock::new();
@@ -24,17 +21,11 @@ fn components() -> &'static Value {
 
 /// Validates `instance` against `#/components/schemas/<name>`.
 fn assert_schema(name: &str, instance: &Value) {
-    let schema =
-        json!({"$ref": format!("#/components/schemas/{name}"), "components": components()});
+    let schema = json!({"$ref": format!("#/components/schemas/{name}"), "components": components()});
     let validator = jsonschema::validator_for(&schema).expect("schema compiles");
-    let errors: Vec<String> = validator
-        .iter_errors(instance)
-        .map(|e| format!("{} at {}", e, e.instance_path()))
-        .collect();
-    assert!(
-        errors.is_empty(),
-        "{name} invalid: {errors:?}\n{instance:#}"
-    );
+    let errors: Vec<String> =
+        validator.iter_errors(instance).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+    assert!(errors.is_empty(), "{name} invalid: {errors:?}\n{instance:#}");
 }
 
 async fn token(sim: &SimHandle, scope: &str) -> String {
@@ -88,10 +79,9 @@ fn create_body(cd: &str) -> Value {
 async fn every_route_answers_per_spec() {
     let sim = start(SimConfig::default()).await.unwrap();
     let mut seed = demo_seed();
-    seed.segments[0].values.push(sim_visma::SeedSegmentValue {
-        value: "OSL".into(),
-        description: Some("Oslo".into()),
-    });
+    seed.segments[0]
+        .values
+        .push(sim_visma::SeedSegmentValue { value: "OSL".into(), description: Some("Oslo".into()) });
     sim.seed(DEFAULT_TENANT, &seed).unwrap();
     let tok = token(&sim, ALL).await;
     let http = reqwest::Client::new();
@@ -101,25 +91,11 @@ async fn every_route_answers_per_spec() {
     // create (201 + Location + ETag)
     let body = create_body("EMP0001");
     assert_schema("EmployeeCreateDTO", &body);
-    let r = http
-        .post(format!("{base}/v1/employee"))
-        .bearer_auth(&tok)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = http.post(format!("{base}/v1/employee")).bearer_auth(&tok).json(&body).send().await.unwrap();
     assert_eq!(r.status(), 201);
-    assert_eq!(
-        r.headers()["location"].to_str().unwrap(),
-        format!("{base}/v1/employee/EMP0001")
-    );
+    assert_eq!(r.headers()["location"].to_str().unwrap(), format!("{base}/v1/employee/EMP0001"));
     assert!(r.headers().contains_key("etag"));
-    for h in [
-        "x-ratelimit-limit",
-        "x-ratelimit-remaining",
-        "x-ratelimit-reset",
-        "x-ratelimit-policy",
-    ] {
+    for h in ["x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset", "x-ratelimit-policy"] {
         assert!(r.headers().contains_key(h), "missing {h}");
     }
 
@@ -157,12 +133,7 @@ async fn every_route_answers_per_spec() {
         .await
         .unwrap();
     assert_eq!(r.status(), 412);
-    let e: Value = get("/v1/employee/EMP0001")
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let e: Value = get("/v1/employee/EMP0001").await.unwrap().json().await.unwrap();
     assert_eq!(e["status"], "OnHold");
     assert_eq!(e["contact"]["lastName"], "King");
     assert_eq!(e["contact"]["firstName"], "Ada", "omitted field unchanged");
@@ -175,13 +146,10 @@ async fn every_route_answers_per_spec() {
         assert_schema("EmployeeDto", item);
         assert_eq!(item["metadata"]["totalCount"], 1);
     }
-    let r = get("/v1/employee?lastModifiedDateTime=2000-01-01")
-        .await
-        .unwrap();
+    let r = get("/v1/employee?lastModifiedDateTime=2000-01-01").await.unwrap();
     assert_eq!(r.status(), 400, "condition is mutually inclusive");
-    let r = get("/v1/employee?lastModifiedDateTime=2999-01-01&lastModifiedDateTimeCondition=%3E")
-        .await
-        .unwrap();
+    let r =
+        get("/v1/employee?lastModifiedDateTime=2999-01-01&lastModifiedDateTimeCondition=%3E").await.unwrap();
     assert_eq!(r.json::<Vec<Value>>().await.unwrap().len(), 0);
     let r = get("/v1/employee/NOPE").await.unwrap();
     assert_eq!(r.status(), 404);
@@ -190,22 +158,11 @@ async fn every_route_answers_per_spec() {
     let list: Vec<Value> = get("/v1/department").await.unwrap().json().await.unwrap();
     assert_eq!(list.len(), 3);
     list.iter().for_each(|d| assert_schema("DepartmentDto", d));
-    let d: Value = get("/v1/department/SALES")
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let d: Value = get("/v1/department/SALES").await.unwrap().json().await.unwrap();
     assert_schema("DepartmentDto", &d);
     let dep = json!({"departmentId": "HR", "description": {"value": "People"}});
     assert_schema("DepartmentUpdateBaseDto", &dep);
-    let r = http
-        .post(format!("{base}/v1/department"))
-        .bearer_auth(&tok)
-        .json(&dep)
-        .send()
-        .await
-        .unwrap();
+    let r = http.post(format!("{base}/v1/department")).bearer_auth(&tok).json(&dep).send().await.unwrap();
     assert_eq!(r.status(), 201);
     let r = http
         .put(format!("{base}/v1/department/HR"))
@@ -225,19 +182,9 @@ async fn every_route_answers_per_spec() {
     // dimensions
     let ids: Value = get("/v1/dimension").await.unwrap().json().await.unwrap();
     assert_eq!(ids, json!(["SUBACCOUNT"]));
-    let d: Value = get("/v1/dimension/SUBACCOUNT")
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let d: Value = get("/v1/dimension/SUBACCOUNT").await.unwrap().json().await.unwrap();
     assert_schema("DtoDimension", &d);
-    let s: Value = get("/v1/dimension/SUBACCOUNT/1")
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let s: Value = get("/v1/dimension/SUBACCOUNT/1").await.unwrap().json().await.unwrap();
     assert_schema("DtoSegment", &s);
     let seg = json!({"dimensionId": "SUBACCOUNT", "segementId": 1, "segmentValues": [
         {"operation": "Insert", "value": "BGO", "description": {"value": "Bergen"}, "active": {"value": true}}]});
@@ -253,18 +200,8 @@ async fn every_route_answers_per_spec() {
     assert_eq!(sim.segment_values(DEFAULT_TENANT, "SUBACCOUNT", 1).len(), 2);
 
     assert_eq!(sim.request_count("POST /v1/employee"), 1);
-    assert_eq!(
-        sim.write_counts().get("PUT /v1/employee/{employee_cd}"),
-        Some(&2)
-    );
-    let state: Value = http
-        .get(format!("{base}/admin/state"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    assert_eq!(sim.write_counts().get("PUT /v1/employee/{employee_cd}"), Some(&2));
+    let state: Value = http.get(format!("{base}/admin/state")).send().await.unwrap().json().await.unwrap();
     assert!(state["tenants"][DEFAULT_TENANT]["data"]["employees"]["EMP0001"].is_object());
 }
 
@@ -275,10 +212,7 @@ async fn create_rules_and_error_shapes() {
     let tok = token(&sim, ALL).await;
     let http = reqwest::Client::new();
     let post = |body: Value| {
-        http.post(format!("{}/v1/employee", sim.base_url()))
-            .bearer_auth(&tok)
-            .json(&body)
-            .send()
+        http.post(format!("{}/v1/employee", sim.base_url())).bearer_auth(&tok).json(&body).send()
     };
 
     let mut b = create_body("E1");
@@ -287,10 +221,7 @@ async fn create_rules_and_error_shapes() {
     assert_eq!(r.status(), 400);
     let m: Value = r.json().await.unwrap();
     let msg = m["message"].as_str().unwrap();
-    assert!(
-        msg.starts_with("VismaId: ") && msg.contains("contact.email"),
-        "{msg}"
-    );
+    assert!(msg.starts_with("VismaId: ") && msg.contains("contact.email"), "{msg}");
 
     let mut b = create_body("E1");
     b["department"] = json!({"value": "NOPE"});
@@ -341,33 +272,16 @@ async fn create_rules_and_error_shapes() {
     // Injected 5xx are plain text.
     sim.set_fault(
         "GET /v1/branch",
-        sim_visma::FaultSpec {
-            fail_next: 1,
-            error_status: Some(500),
-            ..Default::default()
-        },
+        sim_visma::FaultSpec { fail_next: 1, error_status: Some(500), ..Default::default() },
     );
-    let r = http
-        .get(format!("{}/v1/branch", sim.base_url()))
-        .bearer_auth(&tok)
-        .send()
-        .await
-        .unwrap();
+    let r = http.get(format!("{}/v1/branch", sim.base_url())).bearer_auth(&tok).send().await.unwrap();
     assert_eq!(r.status(), 500);
-    assert!(r.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("text/plain"));
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
 }
 
 #[tokio::test]
 async fn tokens_scopes_and_throttling() {
-    let sim = start(SimConfig {
-        hourly_limit: 3,
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
+    let sim = start(SimConfig { hourly_limit: 3, ..SimConfig::default() }).await.unwrap();
     sim.add_tenant(sim_visma::TenantConfig::customer("customer-tenant"));
     let http = reqwest::Client::new();
     let base = sim.base_url().to_string();
@@ -401,16 +315,8 @@ async fn tokens_scopes_and_throttling() {
         .send()
         .await
         .unwrap();
-    let ctok = r.json::<Value>().await.unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let r = http
-        .get(format!("{base}/v1/employee"))
-        .bearer_auth(&ctok)
-        .send()
-        .await
-        .unwrap();
+    let ctok = r.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_string();
+    let r = http.get(format!("{base}/v1/employee")).bearer_auth(&ctok).send().await.unwrap();
     assert_eq!(r.status(), 401);
 
     // Read-only token cannot create.
@@ -425,50 +331,21 @@ async fn tokens_scopes_and_throttling() {
     assert_eq!(r.status(), 403);
 
     // Hourly window: the limit counts per (tenant, client); the read token has used 1 so far.
-    let r = http
-        .get(format!("{base}/v1/branch"))
-        .bearer_auth(&rtok)
-        .send()
-        .await
-        .unwrap();
+    let r = http.get(format!("{base}/v1/branch")).bearer_auth(&rtok).send().await.unwrap();
     assert_eq!(r.headers()["x-ratelimit-remaining"], "1");
-    let _ = http
-        .get(format!("{base}/v1/branch"))
-        .bearer_auth(&rtok)
-        .send()
-        .await
-        .unwrap();
-    let r = http
-        .get(format!("{base}/v1/branch"))
-        .bearer_auth(&rtok)
-        .send()
-        .await
-        .unwrap();
+    let _ = http.get(format!("{base}/v1/branch")).bearer_auth(&rtok).send().await.unwrap();
+    let r = http.get(format!("{base}/v1/branch")).bearer_auth(&rtok).send().await.unwrap();
     assert_eq!(r.status(), 429);
-    let retry: u64 = r.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!(retry > 3000 && retry <= 3600, "{retry}");
     assert_eq!(r.headers()["x-ratelimit-remaining"], "0");
 
     // Advancing the clock rolls the window and expires the token.
     sim.advance_clock(std::time::Duration::from_secs(3601));
-    let r = http
-        .get(format!("{base}/v1/branch"))
-        .bearer_auth(&rtok)
-        .send()
-        .await
-        .unwrap();
+    let r = http.get(format!("{base}/v1/branch")).bearer_auth(&rtok).send().await.unwrap();
     assert_eq!(r.status(), 401, "expired token");
     let rtok = token(&sim, "vismanet_erp_service_api:read").await;
-    let r = http
-        .get(format!("{base}/v1/branch"))
-        .bearer_auth(&rtok)
-        .send()
-        .await
-        .unwrap();
+    let r = http.get(format!("{base}/v1/branch")).bearer_auth(&rtok).send().await.unwrap();
     assert_eq!(r.status(), 200);
 }
 
@@ -489,28 +366,14 @@ async fn admin_routes_seed_faults_and_settings() {
             "contact": {"lastName": {"value": "Hopper"}, "email": {"value": "grace@example.com"}}
         }]
     });
-    let r = http
-        .post(format!("{admin}/tenants/new-tenant/seed"))
-        .json(&seed)
-        .send()
-        .await
-        .unwrap();
+    let r = http.post(format!("{admin}/tenants/new-tenant/seed")).json(&seed).send().await.unwrap();
     assert_eq!(r.status(), 204);
     assert_eq!(sim.employees("new-tenant").len(), 1);
     let bad = json!({"employees": [{"employeeCd": {"value": "X"}}]});
-    let r = http
-        .post(format!("{admin}/tenants/new-tenant/seed"))
-        .json(&bad)
-        .send()
-        .await
-        .unwrap();
+    let r = http.post(format!("{admin}/tenants/new-tenant/seed")).json(&bad).send().await.unwrap();
     assert_eq!(r.status(), 400);
 
-    let r = http
-        .get(format!("{admin}/tenants/new-tenant/employees"))
-        .send()
-        .await
-        .unwrap();
+    let r = http.get(format!("{admin}/tenants/new-tenant/employees")).send().await.unwrap();
     let list: Vec<Value> = r.json().await.unwrap();
     assert_eq!(list[0]["employeeCd"], "OLD1");
 
@@ -521,39 +384,15 @@ async fn admin_routes_seed_faults_and_settings() {
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
-    let r = http
-        .put(format!("{admin}/settings"))
-        .json(&json!({"hourlyLimit": 7}))
-        .send()
-        .await
-        .unwrap();
+    let r = http.put(format!("{admin}/settings")).json(&json!({"hourlyLimit": 7})).send().await.unwrap();
     assert_eq!(r.status(), 204);
-    let r = http
-        .post(format!("{admin}/clock/advance"))
-        .json(&json!({"seconds": 10}))
-        .send()
-        .await
-        .unwrap();
+    let r = http.post(format!("{admin}/clock/advance")).json(&json!({"seconds": 10})).send().await.unwrap();
     assert_eq!(r.status(), 204);
-    let state: Value = http
-        .get(format!("{admin}/state"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let state: Value = http.get(format!("{admin}/state")).send().await.unwrap().json().await.unwrap();
     assert_eq!(state["config"]["hourlyLimit"], 7);
     assert_eq!(state["faults"]["*"]["failNext"], 1);
     assert_eq!(state["clockOffsetSecs"], 10.0);
     let r = http.delete(format!("{admin}/faults")).send().await.unwrap();
     assert_eq!(r.status(), 204);
-    assert_eq!(
-        http.post(format!("{admin}/throttle/reset"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        204
-    );
+    assert_eq!(http.post(format!("{admin}/throttle/reset")).send().await.unwrap().status(), 204);
 }

@@ -67,10 +67,7 @@ pub fn init(settings: &TelemetrySettings) -> Result<TelemetryGuard, TelemetryErr
         .map_err(|e| TelemetryError::Filter(settings.log_filter.clone(), e.to_string()))?;
 
     let fmt_layer = if settings.log_format == "pretty" {
-        tracing_subscriber::fmt::layer()
-            .with_writer(RedactingStderr)
-            .with_target(false)
-            .boxed()
+        tracing_subscriber::fmt::layer().with_writer(RedactingStderr).with_target(false).boxed()
     } else {
         tracing_subscriber::fmt::layer()
             .json()
@@ -106,10 +103,7 @@ pub fn init(settings: &TelemetrySettings) -> Result<TelemetryGuard, TelemetryErr
                 .build();
             let tracer = provider.tracer(settings.service_name.clone());
             opentelemetry::global::set_tracer_provider(provider.clone());
-            (
-                Some(tracing_opentelemetry::layer().with_tracer(tracer)),
-                Some(provider),
-            )
+            (Some(tracing_opentelemetry::layer().with_tracer(tracer)), Some(provider))
         }
     };
 

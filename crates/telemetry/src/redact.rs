@@ -83,12 +83,7 @@ fn value_span(s: &str, mut i: usize) -> Option<(usize, usize)> {
 fn token_end(s: &str, start: usize) -> usize {
     let b = s.as_bytes();
     let mut i = start;
-    while i < b.len()
-        && !matches!(
-            b[i],
-            b'"' | b'\\' | b',' | b' ' | b'}' | b'&' | b'\n' | b';'
-        )
-    {
+    while i < b.len() && !matches!(b[i], b'"' | b'\\' | b',' | b' ' | b'}' | b'&' | b'\n' | b';') {
         i += 1;
     }
     i
@@ -108,10 +103,7 @@ mod tests {
             redact("grant_type=refresh_token&refresh_token=zzz&client_secret=yyy"),
             "grant_type=refresh_token&refresh_token=***&client_secret=***"
         );
-        assert_eq!(
-            redact("Authorization: Bearer eyJhbGciOi.x.y"),
-            "Authorization: Bearer ***"
-        );
+        assert_eq!(redact("Authorization: Bearer eyJhbGciOi.x.y"), "Authorization: Bearer ***");
         assert_eq!(redact("sent bearer QWERTY now"), "sent bearer *** now");
     }
 

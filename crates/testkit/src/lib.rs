@@ -41,11 +41,7 @@ impl NatsServer {
     /// Starts a server on a free port and waits until it accepts connections.
     pub fn start() -> NatsServer {
         let dir = tempfile::tempdir().expect("temp dir for nats-server");
-        let mut server = NatsServer {
-            port: free_port(),
-            dir,
-            child: None,
-        };
+        let mut server = NatsServer { port: free_port(), dir, child: None };
         server.start_again();
         server
     }
@@ -77,14 +73,7 @@ impl NatsServer {
         let log = self.dir.path().join("nats.log");
         let bin = nats_server_bin();
         let child = Command::new(&bin)
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
             .arg(&store)
             .arg("-l")
             .arg(&log)
@@ -93,10 +82,7 @@ impl NatsServer {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start {}: {e}; install it with `apt-get install nats-server`",
-                    bin.display()
-                )
+                panic!("cannot start {}: {e}; install it with `apt-get install nats-server`", bin.display())
             });
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -108,11 +94,7 @@ impl NatsServer {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!(
-            "nats-server did not listen on port {} within 10 s (log: {})",
-            self.port,
-            log.display()
-        );
+        panic!("nats-server did not listen on port {} within 10 s (log: {})", self.port, log.display());
     }
 }
 
@@ -145,45 +127,29 @@ impl TestDb {
     pub fn sqlite() -> TestDb {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("mlc.db").display());
-        TestDb {
-            url,
-            _dir: Some(dir),
-            pg_name: None,
-        }
+        TestDb { url, _dir: Some(dir), pg_name: None }
     }
 
     pub async fn postgres() -> TestDb {
         use sqlx::Connection;
         let admin = postgres_admin_url();
         let name = unique("mlc_test_");
-        let mut conn = sqlx::PgConnection::connect(&admin)
-            .await
-            .unwrap_or_else(|e| {
-                panic!("PostgreSQL at {admin} is not reachable ({e}); ops/test.sh starts it")
-            });
+        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+            panic!("PostgreSQL at {admin} is not reachable ({e}); ops/test.sh starts it")
+        });
         sqlx::query(&format!("CREATE DATABASE {name}"))
             .execute(&mut conn)
             .await
             .expect("create test database");
-        let base = admin
-            .rsplit_once('/')
-            .map(|(b, _)| b.to_string())
-            .unwrap_or(admin);
-        TestDb {
-            url: format!("{base}/{name}"),
-            _dir: None,
-            pg_name: Some(name),
-        }
+        let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap_or(admin);
+        TestDb { url: format!("{base}/{name}"), _dir: None, pg_name: Some(name) }
     }
 
     /// Connects the store (running migrations) with a fixed test key.
     pub async fn store(&self) -> mlc_store::Store {
-        mlc_store::Store::connect(
-            &self.url,
-            Some(mlc_store::EncryptionKey::from_bytes([7u8; 32])),
-        )
-        .await
-        .expect("connect test store")
+        mlc_store::Store::connect(&self.url, Some(mlc_store::EncryptionKey::from_bytes([7u8; 32])))
+            .await
+            .expect("connect test store")
     }
 }
 
@@ -193,18 +159,14 @@ impl Drop for TestDb {
             // Drop on a thread of its own: Drop may run inside a runtime.
             let admin = postgres_admin_url();
             let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build();
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
                 if let Ok(rt) = rt {
                     rt.block_on(async {
                         use sqlx::Connection;
                         if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
-                            let _ = sqlx::query(&format!(
-                                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                            ))
-                            .execute(&mut c)
-                            .await;
+                            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                                .execute(&mut c)
+                                .await;
                         }
                     });
                 }

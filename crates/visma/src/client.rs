@@ -31,8 +31,7 @@ pub struct RateLimitStatus {
 impl RateLimitStatus {
     /// Time left until the window resets, from now.
     pub fn reset_in(&self) -> Option<Duration> {
-        self.reset
-            .map(|r| r.saturating_sub(self.observed_at.elapsed()))
+        self.reset.map(|r| r.saturating_sub(self.observed_at.elapsed()))
     }
 }
 
@@ -75,11 +74,7 @@ pub struct EmployeeQuery {
 
 impl Default for EmployeeQuery {
     fn default() -> Self {
-        Self {
-            page_number: 1,
-            page_size: 500,
-            modified: None,
-        }
+        Self { page_number: 1, page_size: 500, modified: None }
     }
 }
 
@@ -127,34 +122,21 @@ pub struct VismaClient {
 
 impl std::fmt::Debug for CachedToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CachedToken")
-            .field("token", &self.token)
-            .finish_non_exhaustive()
+        f.debug_struct("CachedToken").field("token", &self.token).finish_non_exhaustive()
     }
 }
 
 impl VismaClient {
     pub fn new(cfg: VismaConfig) -> Result<Self, VismaError> {
-        let base = url::Url::parse(&cfg.base_url)
-            .map_err(|e| VismaError::Config(format!("base_url: {e}")))?;
-        url::Url::parse(&cfg.token_url)
-            .map_err(|e| VismaError::Config(format!("token_url: {e}")))?;
+        let base =
+            url::Url::parse(&cfg.base_url).map_err(|e| VismaError::Config(format!("base_url: {e}")))?;
+        url::Url::parse(&cfg.token_url).map_err(|e| VismaError::Config(format!("token_url: {e}")))?;
         let http = reqwest::Client::builder()
             .timeout(cfg.timeout)
             .build()
             .map_err(|e| VismaError::Config(format!("http client: {e}")))?;
-        let api_base = format!(
-            "{}{}",
-            base.as_str().trim_end_matches('/'),
-            cfg.api_prefix()
-        );
-        Ok(Self {
-            http,
-            cfg,
-            api_base,
-            token: Mutex::new(None),
-            rate: StdMutex::new(None),
-        })
+        let api_base = format!("{}{}", base.as_str().trim_end_matches('/'), cfg.api_prefix());
+        Ok(Self { http, cfg, api_base, token: Mutex::new(None), rate: StdMutex::new(None) })
     }
 
     pub fn config(&self) -> &VismaConfig {
@@ -163,10 +145,7 @@ impl VismaClient {
 
     /// Last seen `X-RateLimit-*` values.
     pub fn rate_limit(&self) -> Option<RateLimitStatus> {
-        self.rate
-            .lock()
-            .map(|g| g.clone())
-            .unwrap_or_else(|e| e.into_inner().clone())
+        self.rate.lock().map(|g| g.clone()).unwrap_or_else(|e| e.into_inner().clone())
     }
 
     /// Drops the cached token (the next call fetches a new one).
@@ -190,42 +169,28 @@ impl VismaClient {
             tenant_id: &self.cfg.tenant_id,
             scope: self.cfg.scopes.join(" "),
         };
-        let resp = self
-            .http
-            .post(&self.cfg.token_url)
-            .form(&form)
-            .send()
-            .await
-            .map_err(VismaError::transport)?;
+        let resp =
+            self.http.post(&self.cfg.token_url).form(&form).send().await.map_err(VismaError::transport)?;
         let status = resp.status();
         let body = resp.text().await.map_err(VismaError::transport)?;
         if !status.is_success() {
             let (error, _) = crate::error::extract_message(&body);
-            return Err(VismaError::Token {
-                status: status.as_u16(),
-                error,
-            });
+            return Err(VismaError::Token { status: status.as_u16(), error });
         }
-        let parsed: TokenResponse = serde_json::from_str(&body)
-            .map_err(|e| VismaError::Decode(format!("token response: {e}")))?;
+        let parsed: TokenResponse =
+            serde_json::from_str(&body).map_err(|e| VismaError::Decode(format!("token response: {e}")))?;
         let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(3600));
         // Refresh `margin` early, but never later than half-way through a short-lived token.
         let margin = self.cfg.token_refresh_margin.min(lifetime / 2);
         let token = Secret::new(parsed.access_token);
-        *guard = Some(CachedToken {
-            token: token.clone(),
-            refresh_at: Instant::now() + lifetime - margin,
-        });
+        *guard = Some(CachedToken { token: token.clone(), refresh_at: Instant::now() + lifetime - margin });
         tracing::debug!(tenant = %self.cfg.tenant_id, expires_in = lifetime.as_secs(), "visma token acquired");
         Ok(token)
     }
 
     fn record_rate(&self, headers: &HeaderMap) {
         let num = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
+            headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok())
         };
         let limit = num("x-ratelimit-limit");
         let remaining = num("x-ratelimit-remaining");
@@ -236,10 +201,7 @@ impl VismaClient {
             limit,
             remaining,
             reset: num("x-ratelimit-reset").map(Duration::from_secs),
-            policy: headers
-                .get("x-ratelimit-policy")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string),
+            policy: headers.get("x-ratelimit-policy").and_then(|v| v.to_str().ok()).map(str::to_string),
             observed_at: Instant::now(),
         };
         match self.rate.lock() {
@@ -362,10 +324,7 @@ impl VismaClient {
             ("pageSize", q.page_size.max(1).to_string()),
         ];
         if let Some((at, cond)) = q.modified {
-            query.push((
-                "lastModifiedDateTime",
-                at.format("%Y-%m-%dT%H:%M:%S%.3f").to_string(),
-            ));
+            query.push(("lastModifiedDateTime", at.format("%Y-%m-%dT%H:%M:%S%.3f").to_string()));
             query.push(("lastModifiedDateTimeCondition", cond.as_str().to_string()));
         }
         let items: Vec<EmployeeDto> = self.get_list("/employee", &query).await?;
@@ -383,11 +342,7 @@ impl VismaClient {
         &self,
         modified: Option<(chrono::NaiveDateTime, DateCondition)>,
     ) -> Result<Vec<EmployeeDto>, VismaError> {
-        let mut q = EmployeeQuery {
-            page_number: 1,
-            page_size: 1000,
-            modified,
-        };
+        let mut q = EmployeeQuery { page_number: 1, page_size: 1000, modified };
         let mut all = Vec::new();
         loop {
             let page = self.list_employees(&q).await?;
@@ -409,9 +364,7 @@ impl VismaClient {
     /// [`VismaError::DuplicateEmployee`] so the caller can read and update instead.
     pub async fn create_employee(&self, dto: &EmployeeCreateDto) -> Result<Created, VismaError> {
         let body = Self::to_json(dto)?;
-        let (status, headers, text) = self
-            .send(Method::POST, "/employee", &[], Some(&body), None)
-            .await?;
+        let (status, headers, text) = self.send(Method::POST, "/employee", &[], Some(&body), None).await?;
         let employee_cd = dto.employee_cd.value.clone();
         if status.is_success() {
             return Ok(Created {
@@ -422,10 +375,7 @@ impl VismaClient {
         }
         match Self::fail(status, &headers, &text) {
             VismaError::Validation { message, .. } if is_duplicate_message(&message) => {
-                Err(VismaError::DuplicateEmployee {
-                    employee_cd,
-                    message,
-                })
+                Err(VismaError::DuplicateEmployee { employee_cd, message })
             }
             e => Err(e),
         }
@@ -441,9 +391,7 @@ impl VismaClient {
     ) -> Result<Option<String>, VismaError> {
         let body = Self::to_json(dto)?;
         let path = format!("/employee/{}", path_segment(employee_cd));
-        let (status, headers, text) = self
-            .send(Method::PUT, &path, &[], Some(&body), if_match)
-            .await?;
+        let (status, headers, text) = self.send(Method::PUT, &path, &[], Some(&body), if_match).await?;
         if status.is_success() {
             return Ok(header_str(&headers, ETAG.as_str()));
         }
@@ -453,8 +401,7 @@ impl VismaClient {
     // ------------------------------------------------------------- setup data
 
     pub async fn get_department(&self, id: &str) -> Result<Option<DepartmentDto>, VismaError> {
-        self.get_optional(&format!("/department/{}", path_segment(id)))
-            .await
+        self.get_optional(&format!("/department/{}", path_segment(id))).await
     }
 
     pub async fn list_departments(&self) -> Result<Vec<DepartmentDto>, VismaError> {
@@ -466,8 +413,7 @@ impl VismaClient {
     }
 
     pub async fn get_dimension(&self, id: &str) -> Result<Option<DimensionDto>, VismaError> {
-        self.get_optional(&format!("/dimension/{}", path_segment(id)))
-            .await
+        self.get_optional(&format!("/dimension/{}", path_segment(id))).await
     }
 
     /// `PUT /dimension/{id}/{segmentId}`: inserts/updates/deletes segment values (204).
@@ -479,9 +425,7 @@ impl VismaClient {
     ) -> Result<(), VismaError> {
         let body = Self::to_json(dto)?;
         let path = format!("/dimension/{}/{segment_id}", path_segment(dimension_id));
-        let (status, headers, text) = self
-            .send(Method::PUT, &path, &[], Some(&body), None)
-            .await?;
+        let (status, headers, text) = self.send(Method::PUT, &path, &[], Some(&body), None).await?;
         if status.is_success() {
             Ok(())
         } else {
@@ -491,10 +435,7 @@ impl VismaClient {
 }
 
 fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
 }
 
 /// Visma does not document the duplicate-number answer; it is a 400 whose message says the id
@@ -506,7 +447,5 @@ fn is_duplicate_message(message: &str) -> bool {
 
 /// Percent-encodes one path segment (ids may contain `/`, spaces, ...).
 fn path_segment(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes())
-        .collect::<String>()
-        .replace('+', "%20")
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>().replace('+', "%20")
 }

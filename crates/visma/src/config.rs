@@ -9,11 +9,8 @@ pub const DEFAULT_BASE_URL: &str = "https://api.finance.visma.net";
 /// Visma Connect token endpoint.
 pub const DEFAULT_TOKEN_URL: &str = "https://connect.visma.com/connect/token";
 /// The service-API scopes the writer needs (no delete: employees cannot be deleted).
-pub const DEFAULT_SCOPES: [&str; 3] = [
-    "vismanet_erp_service_api:read",
-    "vismanet_erp_service_api:create",
-    "vismanet_erp_service_api:update",
-];
+pub const DEFAULT_SCOPES: [&str; 3] =
+    ["vismanet_erp_service_api:read", "vismanet_erp_service_api:create", "vismanet_erp_service_api:update"];
 
 /// The legacy (VNI-era) layout: `/API/controller/api/v1` paths and company headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,11 +60,7 @@ impl VismaConfig {
     }
 
     /// Points the client at other endpoints (e.g. the simulator).
-    pub fn with_endpoints(
-        mut self,
-        base_url: impl Into<String>,
-        token_url: impl Into<String>,
-    ) -> Self {
+    pub fn with_endpoints(mut self, base_url: impl Into<String>, token_url: impl Into<String>) -> Self {
         self.base_url = base_url.into();
         self.token_url = token_url.into();
         self
@@ -75,9 +68,7 @@ impl VismaConfig {
 
     /// Uses the legacy layout with `ipp-company-id`.
     pub fn with_legacy(mut self, company_id: impl Into<String>) -> Self {
-        self.legacy = Some(LegacyMode {
-            company_id: company_id.into(),
-        });
+        self.legacy = Some(LegacyMode { company_id: company_id.into() });
         self
     }
 

@@ -390,10 +390,7 @@ pub struct EmployeeUpdateDto {
 impl EmployeeUpdateDto {
     /// The deactivation body (Visma has no DELETE for employees).
     pub fn deactivate() -> Self {
-        Self {
-            status: Some(Value::new(EmployeeWriteStatus::Inactive)),
-            ..Self::default()
-        }
+        Self { status: Some(Value::new(EmployeeWriteStatus::Inactive)), ..Self::default() }
     }
 }
 

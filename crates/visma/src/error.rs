@@ -15,10 +15,7 @@ use serde::Deserialize;
 pub enum VismaError {
     /// 429: throttled (hourly window or "same failing request" rule).
     #[error("Visma throttled the request (429), retry after {retry_after:?}: {message}")]
-    RateLimited {
-        retry_after: Option<Duration>,
-        message: String,
-    },
+    RateLimited { retry_after: Option<Duration>, message: String },
     /// 5xx.
     #[error("Visma server error ({status}): {message}")]
     Server { status: u16, message: String },
@@ -32,16 +29,10 @@ pub enum VismaError {
     Decode(String),
     /// 400: Visma refused the data. `fault_code` is set for IPPException bodies.
     #[error("Visma rejected the request (400): {message}")]
-    Validation {
-        message: String,
-        fault_code: Option<String>,
-    },
+    Validation { message: String, fault_code: Option<String> },
     /// 400 on create because the employee number is taken: read the employee, then update it.
     #[error("employee {employee_cd} already exists in Visma: {message}")]
-    DuplicateEmployee {
-        employee_cd: String,
-        message: String,
-    },
+    DuplicateEmployee { employee_cd: String, message: String },
     /// 404.
     #[error("not found in Visma (404): {message}")]
     NotFound { message: String },
@@ -115,20 +106,10 @@ impl VismaError {
     /// Classifies a non-success answer from the ERP API.
     pub(crate) fn from_response(status: u16, retry_after: Option<Duration>, body: &str) -> Self {
         let (message, fault_code) = extract_message(body);
-        let message = if message.is_empty() {
-            format!("HTTP {status} with empty body")
-        } else {
-            message
-        };
+        let message = if message.is_empty() { format!("HTTP {status} with empty body") } else { message };
         match status {
-            429 => Self::RateLimited {
-                retry_after,
-                message,
-            },
-            400 => Self::Validation {
-                message,
-                fault_code,
-            },
+            429 => Self::RateLimited { retry_after, message },
+            400 => Self::Validation { message, fault_code },
             401 | 403 => Self::Auth { status, message },
             404 => Self::NotFound { message },
             412 => Self::Conflict { message },
@@ -169,21 +150,15 @@ pub fn extract_message(body: &str) -> (String, Option<String>) {
     let trimmed = body.trim();
     if let Ok(b) = serde_json::from_str::<AnyErrorBody>(trimmed) {
         if let Some(m) = b.exception_message {
-            let id = b
-                .exception_message_id
-                .map(|id| format!(" ({id})"))
-                .unwrap_or_default();
+            let id = b.exception_message_id.map(|id| format!(" ({id})")).unwrap_or_default();
             return (format!("{m}{id}"), b.exception_fault_code);
         }
         if let Some(m) = b.message.or(b.message_upper) {
             return (m, None);
         }
         if let Some(e) = b.error {
-            let d = b
-                .error_description
-                .filter(|d| !d.is_empty())
-                .map(|d| format!(": {d}"))
-                .unwrap_or_default();
+            let d =
+                b.error_description.filter(|d| !d.is_empty()).map(|d| format!(": {d}")).unwrap_or_default();
             return (format!("{e}{d}"), None);
         }
     }

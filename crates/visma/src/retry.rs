@@ -40,9 +40,7 @@ impl RetryPolicy {
         if let Some(ra) = err.retry_after() {
             return (ra <= self.max_retry_after).then_some(ra);
         }
-        let exp = self
-            .base_delay
-            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+        let exp = self.base_delay.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
         let capped = exp.min(self.max_delay);
         // Jitter (50..100 %) so many writers do not retry in lock-step.
         let factor = rand::rng().random_range(0.5..=1.0);

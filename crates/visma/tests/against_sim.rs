@@ -6,22 +6,19 @@ use std::time::Duration;
 
 use serde_json::{json, Value as Json};
 use sim_visma::{
-    demo_seed, start, FaultSpec, Settings, SimConfig, SimHandle, DEFAULT_CLIENT_ID,
-    DEFAULT_CLIENT_SECRET, DEFAULT_TENANT,
+    demo_seed, start, FaultSpec, Settings, SimConfig, SimHandle, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET,
+    DEFAULT_TENANT,
 };
 use visma::dto::{
-    v, AddressWrite, CompanyTreeInfoDto, EmployeeContactWrite, RowOperation, SegmentValueUpdateDto,
-    Value,
+    v, AddressWrite, CompanyTreeInfoDto, EmployeeContactWrite, RowOperation, SegmentValueUpdateDto, Value,
 };
 use visma::{
     with_retry, DateCondition, EmployeeCreateDto, EmployeeQuery, EmployeeStatus, EmployeeUpdateDto,
     EmployeeWriteStatus, RetryPolicy, SegmentUpdateDto, VismaClient, VismaConfig, VismaError,
 };
 
-const SPEC: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../schemas/upstream/visma-v1_20250424.swagger.json"
-);
+const SPEC: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas/upstream/visma-v1_20250424.swagger.json");
 
 fn components() -> &'static Json {
     static C: OnceLock<Json> = OnceLock::new();
@@ -32,13 +29,10 @@ fn components() -> &'static Json {
 }
 
 fn assert_schema(name: &str, instance: &Json) {
-    let schema =
-        json!({"$ref": format!("#/components/schemas/{name}"), "components": components()});
+    let schema = json!({"$ref": format!("#/components/schemas/{name}"), "components": components()});
     let validator = jsonschema::validator_for(&schema).unwrap();
-    let errors: Vec<String> = validator
-        .iter_errors(instance)
-        .map(|e| format!("{} at {}", e, e.instance_path()))
-        .collect();
+    let errors: Vec<String> =
+        validator.iter_errors(instance).map(|e| format!("{} at {}", e, e.instance_path())).collect();
     assert!(errors.is_empty(), "{name}: {errors:?}\n{instance:#}");
 }
 
@@ -55,15 +49,7 @@ fn config(sim: &SimHandle) -> VismaConfig {
 }
 
 fn full_create(cd: &str) -> EmployeeCreateDto {
-    let mut dto = EmployeeCreateDto::new(
-        cd,
-        "ADMIN",
-        "EMPSTD",
-        "1",
-        "MAIN",
-        "Lovelace",
-        "ada@example.com",
-    );
+    let mut dto = EmployeeCreateDto::new(cd, "ADMIN", "EMPSTD", "1", "MAIN", "Lovelace", "ada@example.com");
     dto.contact.first_name = Some(v("Ada"));
     dto.contact.middle_name = Some(v("Byron"));
     dto.contact.phone1 = Some(v("+47 22 00 00 00"));
@@ -92,16 +78,10 @@ fn request_bodies_validate_against_spec() {
     let create = full_create("EMP0042");
     assert_schema("EmployeeCreateDTO", &serde_json::to_value(&create).unwrap());
     let minimal = EmployeeCreateDto::new("E", "D", "C", "1", "MAIN", "L", "e@x");
-    assert_schema(
-        "EmployeeCreateDTO",
-        &serde_json::to_value(&minimal).unwrap(),
-    );
+    assert_schema("EmployeeCreateDTO", &serde_json::to_value(&minimal).unwrap());
 
     let deactivate = serde_json::to_value(EmployeeUpdateDto::deactivate()).unwrap();
-    assert_eq!(
-        deactivate,
-        json!({"status": {"value": "Inactive"}, "contact": {}})
-    );
+    assert_eq!(deactivate, json!({"status": {"value": "Inactive"}, "contact": {}}));
     assert_schema("EmployeeUpdateDto", &deactivate);
     let full = EmployeeUpdateDto {
         employee_class: Some(v("EMPSTD")),
@@ -112,10 +92,7 @@ fn request_bodies_validate_against_spec() {
             email: Some(v("a@b")),
             ..Default::default()
         },
-        address: Some(AddressWrite {
-            city: Some(v("Bergen")),
-            ..Default::default()
-        }),
+        address: Some(AddressWrite { city: Some(v("Bergen")), ..Default::default() }),
         branch: Some(v("1")),
         calendar: Some(v("MAIN")),
         company_tree_info: Some(vec![CompanyTreeInfoDto {
@@ -144,50 +121,30 @@ fn request_bodies_validate_against_spec() {
 fn secrets_never_print() {
     let cfg = VismaConfig::new("t", "c", "super-secret-value");
     assert!(!format!("{cfg:?}").contains("super-secret-value"));
-    let e = VismaError::Token {
-        status: 400,
-        error: "invalid_client".into(),
-    };
+    let e = VismaError::Token { status: 400, error: "invalid_client".into() };
     assert!(!e.to_string().contains("super-secret-value"));
 }
 
 #[tokio::test]
 async fn create_read_update_deactivate_round_trip() {
     let (sim, client) = setup(SimConfig::default()).await;
-    let created = client
-        .create_employee(&full_create("EMP0042"))
-        .await
-        .unwrap();
+    let created = client.create_employee(&full_create("EMP0042")).await.unwrap();
     assert_eq!(created.employee_cd, "EMP0042");
     assert!(created.location.unwrap().ends_with("/v1/employee/EMP0042"));
     assert!(created.etag.is_some());
 
-    let e = client
-        .get_employee("EMP0042")
-        .await
-        .unwrap()
-        .expect("exists");
+    let e = client.get_employee("EMP0042").await.unwrap().expect("exists");
     assert_eq!(e.employee_number.as_deref(), Some("EMP0042"));
     assert_eq!(e.status, Some(EmployeeStatus::Active));
     assert_eq!(e.department.as_deref(), Some("ADMIN"));
     assert_eq!(e.calendar_id.as_deref(), Some("MAIN"));
     let c = e.contact.clone().unwrap();
     assert_eq!(
-        (
-            c.first_name.as_deref(),
-            c.mid_name.as_deref(),
-            c.last_name.as_deref()
-        ),
+        (c.first_name.as_deref(), c.mid_name.as_deref(), c.last_name.as_deref()),
         (Some("Ada"), Some("Byron"), Some("Lovelace"))
     );
-    assert_eq!(
-        e.address.clone().unwrap().country.unwrap().id.as_deref(),
-        Some("NO")
-    );
-    assert_eq!(
-        e.employee_class.clone().unwrap().id.as_deref(),
-        Some("EMPSTD")
-    );
+    assert_eq!(e.address.clone().unwrap().country.unwrap().id.as_deref(), Some("NO"));
+    assert_eq!(e.employee_class.clone().unwrap().id.as_deref(), Some("EMPSTD"));
     assert_eq!(e.branch.clone().unwrap().number.as_deref(), Some("1"));
     assert_eq!(e.etag(), created.etag);
 
@@ -197,55 +154,30 @@ async fn create_read_update_deactivate_round_trip() {
         status: Some(Value::new(EmployeeWriteStatus::Hold)),
         ..Default::default()
     };
-    let etag2 = client
-        .update_employee("EMP0042", &upd, e.etag().as_deref())
-        .await
-        .unwrap()
-        .expect("etag");
+    let etag2 = client.update_employee("EMP0042", &upd, e.etag().as_deref()).await.unwrap().expect("etag");
     let e2 = client.get_employee("EMP0042").await.unwrap().unwrap();
     assert_eq!(e2.department.as_deref(), Some("SALES"));
     assert_eq!(e2.status, Some(EmployeeStatus::OnHold));
-    assert_eq!(
-        e2.contact.as_ref().unwrap().first_name.as_deref(),
-        Some("Ada")
-    );
+    assert_eq!(e2.contact.as_ref().unwrap().first_name.as_deref(), Some("Ada"));
     assert_eq!(e2.etag().as_deref(), Some(etag2.as_str()));
 
     // A stale If-Match is a conflict of its own kind.
     let err = client
-        .update_employee(
-            "EMP0042",
-            &EmployeeUpdateDto::deactivate(),
-            e.etag().as_deref(),
-        )
+        .update_employee("EMP0042", &EmployeeUpdateDto::deactivate(), e.etag().as_deref())
         .await
         .unwrap_err();
     assert!(matches!(err, VismaError::Conflict { .. }), "{err:?}");
     assert!(!err.is_retryable());
 
-    client
-        .update_employee("EMP0042", &EmployeeUpdateDto::deactivate(), None)
-        .await
-        .unwrap();
+    client.update_employee("EMP0042", &EmployeeUpdateDto::deactivate(), None).await.unwrap();
     let stored = sim.employee(DEFAULT_TENANT, "EMP0042").unwrap();
     assert_eq!(stored.status, sim_visma::EmployeeStatus::Inactive);
     assert_eq!(stored.department, "SALES");
     assert_eq!(stored.contact.email.as_deref(), Some("ada@example.com"));
-    assert_eq!(
-        client
-            .get_employee("EMP0042")
-            .await
-            .unwrap()
-            .unwrap()
-            .status,
-        Some(EmployeeStatus::Inactive)
-    );
+    assert_eq!(client.get_employee("EMP0042").await.unwrap().unwrap().status, Some(EmployeeStatus::Inactive));
 
     assert!(client.get_employee("MISSING").await.unwrap().is_none());
-    let err = client
-        .update_employee("MISSING", &EmployeeUpdateDto::deactivate(), None)
-        .await
-        .unwrap_err();
+    let err = client.update_employee("MISSING", &EmployeeUpdateDto::deactivate(), None).await.unwrap_err();
     assert!(matches!(err, VismaError::NotFound { .. }));
     assert_eq!(sim.employees(DEFAULT_TENANT).len(), 1);
     assert_eq!(sim.request_count("POST /v1/employee"), 1);
@@ -256,22 +188,13 @@ async fn create_read_update_deactivate_round_trip() {
 
 #[tokio::test]
 async fn duplicate_create_is_typed_and_200_style_is_accepted() {
-    let (sim, client) = setup(SimConfig {
-        create_style: sim_visma::CreateStyle::Ok200,
-        ..SimConfig::default()
-    })
-    .await;
+    let (sim, client) =
+        setup(SimConfig { create_style: sim_visma::CreateStyle::Ok200, ..SimConfig::default() }).await;
     let created = client.create_employee(&full_create("E1")).await.unwrap();
     assert!(created.etag.is_none(), "Spec 2025 style has no ETag");
-    let err = client
-        .create_employee(&full_create("E1"))
-        .await
-        .unwrap_err();
+    let err = client.create_employee(&full_create("E1")).await.unwrap_err();
     match &err {
-        VismaError::DuplicateEmployee {
-            employee_cd,
-            message,
-        } => {
+        VismaError::DuplicateEmployee { employee_cd, message } => {
             assert_eq!(employee_cd, "E1");
             assert!(message.contains("already exists"));
         }
@@ -289,10 +212,7 @@ async fn validation_errors_carry_vismas_message() {
     let err = client.create_employee(&dto).await.unwrap_err();
     match &err {
         VismaError::Validation { message, .. } => {
-            assert!(
-                message.starts_with("VismaId: ") && message.contains("NOPE"),
-                "{message}"
-            )
+            assert!(message.starts_with("VismaId: ") && message.contains("NOPE"), "{message}")
         }
         other => panic!("{other:?}"),
     }
@@ -302,15 +222,8 @@ async fn validation_errors_carry_vismas_message() {
 
 #[tokio::test]
 async fn throttling_is_classified_and_retry_after_honoured() {
-    let (sim, client) = setup(SimConfig {
-        hourly_limit: 3,
-        ..SimConfig::default()
-    })
-    .await;
-    sim.apply_settings(&Settings {
-        rate_window_secs: Some(2.0),
-        ..Default::default()
-    });
+    let (sim, client) = setup(SimConfig { hourly_limit: 3, ..SimConfig::default() }).await;
+    sim.apply_settings(&Settings { rate_window_secs: Some(2.0), ..Default::default() });
     for _ in 0..3 {
         client.list_branches().await.unwrap();
     }
@@ -323,9 +236,7 @@ async fn throttling_is_classified_and_retry_after_honoured() {
 
     // with_retry sleeps through the Retry-After and then succeeds.
     let started = std::time::Instant::now();
-    let branches = with_retry(&fast_retry(), || client.list_branches())
-        .await
-        .unwrap();
+    let branches = with_retry(&fast_retry(), || client.list_branches()).await.unwrap();
     assert_eq!(branches.len(), 1);
     assert!(started.elapsed() >= Duration::from_millis(500));
 
@@ -336,107 +247,56 @@ async fn throttling_is_classified_and_retry_after_honoured() {
         ..Default::default()
     });
     sim.reset_throttle();
-    let err = with_retry(&fast_retry(), || client.list_branches())
-        .await
-        .unwrap_err();
+    let err = with_retry(&fast_retry(), || client.list_branches()).await.unwrap_err();
     assert!(err.retry_after().unwrap() > Duration::from_secs(5));
 }
 
 #[tokio::test]
 async fn server_errors_and_broken_answers_are_retryable() {
     let (sim, client) = setup(SimConfig::default()).await;
-    sim.set_fault(
-        "GET /v1/department",
-        FaultSpec {
-            fail_next: 2,
-            ..Default::default()
-        },
-    );
+    sim.set_fault("GET /v1/department", FaultSpec { fail_next: 2, ..Default::default() });
     let err = client.list_departments().await.unwrap_err();
-    assert!(
-        matches!(err, VismaError::Server { status: 503, .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, VismaError::Server { status: 503, .. }), "{err:?}");
     assert!(err.is_retryable());
-    let deps = with_retry(&fast_retry(), || client.list_departments())
-        .await
-        .unwrap();
+    let deps = with_retry(&fast_retry(), || client.list_departments()).await.unwrap();
     assert_eq!(deps.len(), 3);
 
-    sim.set_fault(
-        "GET /v1/branch",
-        FaultSpec {
-            drop_rate: 1.0,
-            ..Default::default()
-        },
-    );
+    sim.set_fault("GET /v1/branch", FaultSpec { drop_rate: 1.0, ..Default::default() });
     let err = client.list_branches().await.unwrap_err();
     assert!(err.is_retryable(), "{err:?}");
-    sim.set_fault(
-        "GET /v1/branch",
-        FaultSpec {
-            malformed_rate: 1.0,
-            ..Default::default()
-        },
-    );
+    sim.set_fault("GET /v1/branch", FaultSpec { malformed_rate: 1.0, ..Default::default() });
     let err = client.list_branches().await.unwrap_err();
     assert!(matches!(err, VismaError::Decode(_)), "{err:?}");
 
     // Bounded: a route that always fails gives up after max_attempts.
     sim.set_fault(
         "GET /v1/branch",
-        FaultSpec {
-            error_rate: 1.0,
-            error_status: Some(502),
-            ..Default::default()
-        },
+        FaultSpec { error_rate: 1.0, error_status: Some(502), ..Default::default() },
     );
-    let err = with_retry(&fast_retry(), || client.list_branches())
-        .await
-        .unwrap_err();
+    let err = with_retry(&fast_retry(), || client.list_branches()).await.unwrap_err();
     assert_eq!(err.status(), Some(502));
 }
 
 #[tokio::test]
 async fn auth_failures_and_legacy_mode() {
     let (sim, _client) = setup(SimConfig::default()).await;
-    let bad = VismaClient::new(VismaConfig {
-        client_secret: "wrong".into(),
-        ..config(&sim)
-    })
-    .unwrap();
+    let bad = VismaClient::new(VismaConfig { client_secret: "wrong".into(), ..config(&sim) }).unwrap();
     let err = bad.list_branches().await.unwrap_err();
-    assert!(
-        matches!(err, VismaError::Token { status: 400, .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, VismaError::Token { status: 400, .. }), "{err:?}");
     assert!(!err.is_retryable());
 
     sim.add_tenant(sim_visma::TenantConfig::customer("cust"));
-    let cust = VismaClient::new(VismaConfig {
-        tenant_id: "cust".into(),
-        ..config(&sim)
-    })
-    .unwrap();
+    let cust = VismaClient::new(VismaConfig { tenant_id: "cust".into(), ..config(&sim) }).unwrap();
     let err = cust.list_branches().await.unwrap_err();
-    assert!(
-        matches!(err, VismaError::Auth { status: 401, .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, VismaError::Auth { status: 401, .. }), "{err:?}");
     assert!(err.to_string().contains("No license"));
 
     let legacy = VismaClient::new(config(&sim).with_legacy("1")).unwrap();
     legacy.create_employee(&full_create("L1")).await.unwrap();
-    assert_eq!(
-        legacy.rate_limit().unwrap().policy.as_deref(),
-        Some("6-fixed-window")
-    );
+    assert_eq!(legacy.rate_limit().unwrap().policy.as_deref(), Some("6-fixed-window"));
     let wrong = VismaClient::new(config(&sim).with_legacy("7")).unwrap();
     match wrong.list_branches().await.unwrap_err() {
-        VismaError::Validation {
-            fault_code,
-            message,
-        } => {
+        VismaError::Validation { fault_code, message } => {
             assert_eq!(fault_code.as_deref(), Some("12002"));
             assert!(message.contains("ipp-company-id"));
         }
@@ -453,23 +313,12 @@ async fn auth_failures_and_legacy_mode() {
 
 #[tokio::test]
 async fn paging_setup_data_and_segments() {
-    let (sim, client) = setup(SimConfig {
-        max_page_size: 2,
-        ..SimConfig::default()
-    })
-    .await;
+    let (sim, client) = setup(SimConfig { max_page_size: 2, ..SimConfig::default() }).await;
     for i in 0..5 {
-        client
-            .create_employee(&full_create(&format!("P{i}")))
-            .await
-            .unwrap();
+        client.create_employee(&full_create(&format!("P{i}"))).await.unwrap();
     }
     let page = client
-        .list_employees(&EmployeeQuery {
-            page_number: 1,
-            page_size: 100,
-            modified: None,
-        })
+        .list_employees(&EmployeeQuery { page_number: 1, page_size: 100, modified: None })
         .await
         .unwrap();
     assert_eq!(page.items.len(), 2, "pageSize capped at maxPageSize");
@@ -477,42 +326,16 @@ async fn paging_setup_data_and_segments() {
     assert_eq!(page.max_page_size, Some(2));
     let all = client.list_all_employees(None).await.unwrap();
     assert_eq!(all.len(), 5);
-    let since = chrono::NaiveDate::from_ymd_opt(2000, 1, 1)
-        .unwrap()
-        .and_hms_opt(0, 0, 0)
-        .unwrap();
-    assert_eq!(
-        client
-            .list_all_employees(Some((since, DateCondition::Greater)))
-            .await
-            .unwrap()
-            .len(),
-        5
-    );
-    assert_eq!(
-        client
-            .list_all_employees(Some((since, DateCondition::Less)))
-            .await
-            .unwrap()
-            .len(),
-        0
-    );
+    let since = chrono::NaiveDate::from_ymd_opt(2000, 1, 1).unwrap().and_hms_opt(0, 0, 0).unwrap();
+    assert_eq!(client.list_all_employees(Some((since, DateCondition::Greater))).await.unwrap().len(), 5);
+    assert_eq!(client.list_all_employees(Some((since, DateCondition::Less))).await.unwrap().len(), 0);
 
     assert_eq!(
-        client
-            .get_department("SALES")
-            .await
-            .unwrap()
-            .unwrap()
-            .department_id
-            .as_deref(),
+        client.get_department("SALES").await.unwrap().unwrap().department_id.as_deref(),
         Some("SALES")
     );
     assert!(client.get_department("NOPE").await.unwrap().is_none());
-    assert_eq!(
-        client.list_branches().await.unwrap()[0].number.as_deref(),
-        Some("1")
-    );
+    assert_eq!(client.list_branches().await.unwrap()[0].number.as_deref(), Some("1"));
     let seg = SegmentUpdateDto {
         dimension_id: Some("SUBACCOUNT".into()),
         segment_id: Some(1),
@@ -524,10 +347,7 @@ async fn paging_setup_data_and_segments() {
             active: Some(Value::new(true)),
         }],
     };
-    client
-        .put_segment_values("SUBACCOUNT", 1, &seg)
-        .await
-        .unwrap();
+    client.put_segment_values("SUBACCOUNT", 1, &seg).await.unwrap();
     let dim = client.get_dimension("SUBACCOUNT").await.unwrap().unwrap();
     let values = dim.segments.unwrap()[0].segment_values.clone().unwrap();
     assert_eq!(values[0].value_id.as_deref(), Some("OSL"));

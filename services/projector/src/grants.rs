@@ -16,25 +16,17 @@ pub struct GrantStore {
 
 impl GrantStore {
     pub fn new(store: Arc<Store>) -> Self {
-        Self {
-            store,
-            default_company: String::new(),
-        }
+        Self { store, default_company: String::new() }
     }
 
     /// For `mlc company add`: rows inserted through this store belong to `company`.
     pub fn for_company(store: Arc<Store>, company: &str) -> Self {
-        Self {
-            store,
-            default_company: company.to_string(),
-        }
+        Self { store, default_company: company.to_string() }
     }
 }
 
 fn ms_to_time(ms: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(ms)
-        .single()
-        .unwrap_or_else(Utc::now)
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_else(Utc::now)
 }
 
 fn err(e: mlc_store::StoreError) -> StoreError {
@@ -55,9 +47,7 @@ impl TokenStore for GrantStore {
             status: if row.status == "active" {
                 GrantStatus::Active
             } else {
-                GrantStatus::NeedsReauth {
-                    reason: row.status_reason.unwrap_or_default(),
-                }
+                GrantStatus::NeedsReauth { reason: row.status_reason.unwrap_or_default() }
             },
             refresh_lease_until: row.refresh_lease_until_ms.map(ms_to_time),
         }))
@@ -75,9 +65,7 @@ impl TokenStore for GrantStore {
         };
         let (status, reason) = match &new.status {
             GrantStatus::Active => ("active".to_string(), None),
-            GrantStatus::NeedsReauth { reason } => {
-                ("needs_reauth".to_string(), Some(reason.clone()))
-            }
+            GrantStatus::NeedsReauth { reason } => ("needs_reauth".to_string(), Some(reason.clone())),
         };
         let record = GrantRecord {
             grant_id: grant.0.clone(),
@@ -90,16 +78,10 @@ impl TokenStore for GrantStore {
             status_reason: reason,
             refresh_lease_until_ms: new.refresh_lease_until.map(|t| t.timestamp_millis()),
         };
-        self.store
-            .compare_and_swap_grant(expected_version, &record)
-            .await
-            .map_err(err)
+        self.store.compare_and_swap_grant(expected_version, &record).await.map_err(err)
     }
 
     async fn mark_needs_reauth(&self, grant: &GrantId, reason: &str) -> Result<(), StoreError> {
-        self.store
-            .set_grant_status(&grant.0, "needs_reauth", Some(reason))
-            .await
-            .map_err(err)
+        self.store.set_grant_status(&grant.0, "needs_reauth", Some(reason)).await.map_err(err)
     }
 }

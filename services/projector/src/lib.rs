@@ -31,8 +31,7 @@ use gusto::{GrantId, GustoClient, GustoError};
 use mlc_bus::{consume, ConsumerSpec, Publisher, StreamKind, Topology};
 use mlc_domain::Mapping;
 use mlc_proto::v1::{
-    DeadLetter, EmployeeContent, EmployeeSnapshot, EmploymentStatus, GustoEvent, TraceContext,
-    VismaCommand,
+    DeadLetter, EmployeeContent, EmployeeSnapshot, EmploymentStatus, GustoEvent, TraceContext, VismaCommand,
 };
 use mlc_store::{AuditEntry, Company, Store};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -168,13 +167,8 @@ impl Projector {
         self: Arc<Self>,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) -> Result<(), ProjectorError> {
-        let mut messages = consume::open(
-            &self.js,
-            &self.settings.topology,
-            &ConsumerSpec::HYDRATOR,
-            500,
-        )
-        .await?;
+        let mut messages =
+            consume::open(&self.js, &self.settings.topology, &ConsumerSpec::HYDRATOR, 500).await?;
         loop {
             let batch = tokio::select! {
                 _ = stop.changed() => return Ok(()),
@@ -208,30 +202,19 @@ impl Projector {
         }
         let sem = Arc::new(Semaphore::new(self.settings.fetch_concurrency.max(1)));
         join_all(
-            companies
-                .into_iter()
-                .map(|(company, work)| self.hydrate_company(company, work, sem.clone())),
+            companies.into_iter().map(|(company, work)| self.hydrate_company(company, work, sem.clone())),
         )
         .await;
     }
 
-    async fn hydrate_company(
-        &self,
-        company_uuid: String,
-        work: CompanyWork<'_>,
-        sem: Arc<Semaphore>,
-    ) {
+    async fn hydrate_company(&self, company_uuid: String, work: CompanyWork<'_>, sem: Arc<Semaphore>) {
         for (msg, ev) in &work.ignore {
             self.audit_event(ev, "event.ignored").await;
             ProjectorMetrics::inc(&self.metrics.events, "ignored");
             let _ = msg.ack().await;
         }
-        let all: Vec<&(&Message, GustoEvent)> = work
-            .employees
-            .values()
-            .flatten()
-            .chain(work.refresh.iter())
-            .collect();
+        let all: Vec<&(&Message, GustoEvent)> =
+            work.employees.values().flatten().chain(work.refresh.iter()).collect();
         if all.is_empty() {
             return;
         }
@@ -252,9 +235,7 @@ impl Projector {
             Err(e) => {
                 tracing::warn!(error = %e, "store unavailable; retrying the batch later");
                 for (msg, _) in &all {
-                    let _ = msg
-                        .ack_with(AckKind::Nak(Some(Duration::from_secs(2))))
-                        .await;
+                    let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(2)))).await;
                 }
                 return;
             }
@@ -264,29 +245,18 @@ impl Projector {
             return;
         }
         if work.invalidate_locations {
-            self.locations
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&company_uuid);
+            self.locations.lock().unwrap_or_else(|p| p.into_inner()).remove(&company_uuid);
         }
         let grant = GrantId(company.grant_id.clone());
 
         // Read the list when the whole company must be refreshed or the batch is a burst.
-        let use_list =
-            !work.refresh.is_empty() || work.employees.len() > self.settings.burst_threshold;
+        let use_list = !work.refresh.is_empty() || work.employees.len() > self.settings.burst_threshold;
         let mut listed: Option<HashMap<String, gusto::Employee>> = None;
         if use_list {
             let _permit = sem.acquire().await;
-            match self
-                .gusto
-                .list_all_employees(&grant, &company_uuid, self.settings.list_page_size)
-                .await
-            {
+            match self.gusto.list_all_employees(&grant, &company_uuid, self.settings.list_page_size).await {
                 Ok(list) => {
-                    let pages = list
-                        .len()
-                        .div_ceil(self.settings.list_page_size as usize)
-                        .max(1);
+                    let pages = list.len().div_ceil(self.settings.list_page_size as usize).max(1);
                     for _ in 0..pages {
                         self.metrics.call(&company_uuid, "list_employees");
                     }
@@ -320,10 +290,9 @@ impl Projector {
         if !work.refresh.is_empty() {
             if let Some(list) = &listed {
                 for id in list.keys() {
-                    wanted.entry(id.clone()).or_insert_with(|| Wanted {
-                        employee: id.clone(),
-                        messages: Vec::new(),
-                    });
+                    wanted
+                        .entry(id.clone())
+                        .or_insert_with(|| Wanted { employee: id.clone(), messages: Vec::new() });
                 }
             }
         }
@@ -339,9 +308,8 @@ impl Projector {
             let refresh_msgs = &refresh_msgs;
             async move {
                 let from_list = listed.and_then(|l| l.get(&w.employee)).cloned();
-                let outcome = self
-                    .hydrate_employee(company, grant, &w, from_list, &locations, refresh_msgs, sem)
-                    .await;
+                let outcome =
+                    self.hydrate_employee(company, grant, &w, from_list, &locations, refresh_msgs, sem).await;
                 (w, outcome)
             }
         }))
@@ -370,9 +338,7 @@ impl Projector {
                 ProjectorMetrics::inc(&self.metrics.events, "hydrated");
                 let _ = msg.ack().await;
             } else {
-                let _ = msg
-                    .ack_with(AckKind::Nak(Some(self.retry_delay(msg))))
-                    .await;
+                let _ = msg.ack_with(AckKind::Nak(Some(self.retry_delay(msg)))).await;
             }
         }
     }
@@ -408,12 +374,8 @@ impl Projector {
                     }
                 }
             };
-            let causing: Vec<&GustoEvent> = w
-                .messages
-                .iter()
-                .map(|(_, e)| e)
-                .chain(refresh_msgs.iter().map(|(_, e)| e))
-                .collect();
+            let causing: Vec<&GustoEvent> =
+                w.messages.iter().map(|(_, e)| e).chain(refresh_msgs.iter().map(|(_, e)| e)).collect();
             self.append_snapshot(company, &w.employee, employee.as_ref(), locations, &causing)
                 .await
                 .map_err(|e| GustoError::Store(gusto::StoreError(e.to_string())))
@@ -435,8 +397,7 @@ impl Projector {
         let topo = &self.settings.topology;
         let subject = topo.employee_state(&company.company_uuid, employee_uuid);
         let stream = topo.stream(StreamKind::EmployeeState);
-        let last =
-            mlc_bus::last_on_subject::<EmployeeSnapshot>(&self.js, &stream, &subject).await?;
+        let last = mlc_bus::last_on_subject::<EmployeeSnapshot>(&self.js, &stream, &subject).await?;
         let content: EmployeeContent = match employee {
             Some(e) => normalize(e, locations),
             None => match &last {
@@ -448,10 +409,7 @@ impl Projector {
             },
         };
         let hash = mlc_domain::content_hash(&content);
-        if last
-            .as_ref()
-            .is_some_and(|l| l.message.content_hash == hash)
-        {
+        if last.as_ref().is_some_and(|l| l.message.content_hash == hash) {
             ProjectorMetrics::inc(&self.metrics.snapshots, "unchanged");
             return Ok(());
         }
@@ -470,10 +428,7 @@ impl Projector {
                 .collect(),
             fetched_at_ms: mlc_bus::now_ms(),
             trace: Some(TraceContext {
-                traceparent: headers
-                    .get("traceparent")
-                    .map(|v| v.as_str().to_string())
-                    .unwrap_or_default(),
+                traceparent: headers.get("traceparent").map(|v| v.as_str().to_string()).unwrap_or_default(),
                 tracestate: String::new(),
             }),
             content_hash: hash.clone(),
@@ -491,11 +446,7 @@ impl Projector {
         let published = self.publisher.publish(&subject, &msg_id, &snapshot).await?;
         ProjectorMetrics::inc(&self.metrics.snapshots, "appended");
         self.audit(AuditEntry {
-            event_id: format!(
-                "snapshot:{}:{}",
-                topo.stream(StreamKind::EmployeeState),
-                published.sequence
-            ),
+            event_id: format!("snapshot:{}:{}", topo.stream(StreamKind::EmployeeState), published.sequence),
             kind: "snapshot.appended".into(),
             company: Some(company.company_uuid.clone()),
             employee: Some(employee_uuid.to_string()),
@@ -516,47 +467,27 @@ impl Projector {
         grant: &GrantId,
         sem: &Semaphore,
     ) -> Result<Arc<HashMap<String, gusto::Location>>, GustoError> {
-        if let Some(l) = self
-            .locations
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(company)
-        {
+        if let Some(l) = self.locations.lock().unwrap_or_else(|p| p.into_inner()).get(company) {
             return Ok(l.clone());
         }
         let _permit = sem.acquire().await;
         self.metrics.call(company, "list_locations");
         let list = self.gusto.list_locations(grant, company).await?;
-        let map = Arc::new(
-            list.into_iter()
-                .map(|l| (l.uuid.clone(), l))
-                .collect::<HashMap<_, _>>(),
-        );
-        self.locations
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(company.to_string(), map.clone());
+        let map = Arc::new(list.into_iter().map(|l| (l.uuid.clone(), l)).collect::<HashMap<_, _>>());
+        self.locations.lock().unwrap_or_else(|p| p.into_inner()).insert(company.to_string(), map.clone());
         Ok(map)
     }
 
     /// A Gusto failure for some of a company's events: park, retry later, or give up.
-    async fn gusto_failed(
-        &self,
-        company: &Company,
-        msgs: &[&(&Message, GustoEvent)],
-        e: &GustoError,
-    ) {
+    async fn gusto_failed(&self, company: &Company, msgs: &[&(&Message, GustoEvent)], e: &GustoError) {
         match e {
             GustoError::NeedsReauth { .. } | GustoError::UnknownGrant(_) => {
                 self.metrics.error(&company.company_uuid, "needs_reauth");
                 self.park(company, msgs, &e.to_string()).await;
             }
             e if e.is_transient() => {
-                let kind = if matches!(e, GustoError::RateLimited { .. }) {
-                    "rate_limited"
-                } else {
-                    "transient"
-                };
+                let kind =
+                    if matches!(e, GustoError::RateLimited { .. }) { "rate_limited" } else { "transient" };
                 self.metrics.error(&company.company_uuid, kind);
                 tracing::warn!(company = %company.company_uuid, error = %e, "Gusto call failed; will retry");
                 for (msg, _) in msgs {
@@ -569,17 +500,14 @@ impl Projector {
                         )
                         .await;
                     } else {
-                        let _ = msg
-                            .ack_with(AckKind::Nak(Some(self.retry_delay(msg))))
-                            .await;
+                        let _ = msg.ack_with(AckKind::Nak(Some(self.retry_delay(msg)))).await;
                     }
                 }
             }
             e => {
                 self.metrics.error(&company.company_uuid, "permanent");
                 for (msg, _) in msgs {
-                    self.dead_letter("projector", &company.company_uuid, msg, &e.to_string())
-                        .await;
+                    self.dead_letter("projector", &company.company_uuid, msg, &e.to_string()).await;
                 }
             }
         }
@@ -591,9 +519,7 @@ impl Projector {
         tracing::warn!(company = %company.company_uuid, reason, events = msgs.len(), "company parked");
         self.metrics
             .parked
-            .get_or_create(&metrics::Company {
-                company: company.company_uuid.clone(),
-            })
+            .get_or_create(&metrics::Company { company: company.company_uuid.clone() })
             .inc_by(msgs.len() as u64);
         for (msg, ev) in msgs {
             if self.attempts(msg) == 1 {
@@ -607,9 +533,7 @@ impl Projector {
                 })
                 .await;
             }
-            let _ = msg
-                .ack_with(AckKind::Nak(Some(self.settings.park_delay)))
-                .await;
+            let _ = msg.ack_with(AckKind::Nak(Some(self.settings.park_delay))).await;
         }
     }
 
@@ -629,13 +553,8 @@ impl Projector {
         self: Arc<Self>,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) -> Result<(), ProjectorError> {
-        let mut messages = consume::open(
-            &self.js,
-            &self.settings.topology,
-            &ConsumerSpec::MAPPER,
-            500,
-        )
-        .await?;
+        let mut messages =
+            consume::open(&self.js, &self.settings.topology, &ConsumerSpec::MAPPER, 500).await?;
         loop {
             let batch = tokio::select! {
                 _ = stop.changed() => return Ok(()),
@@ -664,18 +583,13 @@ impl Projector {
         mlc_bus::extract_trace_context(msg.headers.as_ref(), &span);
         let seq = msg.info().map(|i| i.stream_sequence).unwrap_or(0);
         async {
-            match self
-                .map_snapshot(&msg.subject, seq, &msg.payload, false)
-                .await
-            {
+            match self.map_snapshot(&msg.subject, seq, &msg.payload, false).await {
                 Ok(_) => {
                     let _ = msg.ack().await;
                 }
                 Err(MapError::Retry(reason)) => {
                     tracing::warn!(reason, "mapping deferred");
-                    let _ = msg
-                        .ack_with(AckKind::Nak(Some(self.retry_delay(msg))))
-                        .await;
+                    let _ = msg.ack_with(AckKind::Nak(Some(self.retry_delay(msg)))).await;
                 }
                 Err(MapError::Dead { company, reason }) => {
                     self.dead_letter("mapper", &company, msg, &reason).await
@@ -697,11 +611,8 @@ impl Projector {
         dry_run: bool,
     ) -> Result<MapOutcome, MapError> {
         let topo = &self.settings.topology;
-        let snapshot: EmployeeSnapshot =
-            mlc_bus::decode(subject, payload).map_err(|e| MapError::Dead {
-                company: String::new(),
-                reason: e.to_string(),
-            })?;
+        let snapshot: EmployeeSnapshot = mlc_bus::decode(subject, payload)
+            .map_err(|e| MapError::Dead { company: String::new(), reason: e.to_string() })?;
         let state_stream = topo.stream(StreamKind::EmployeeState);
         let latest = mlc_bus::last_on_subject::<EmployeeSnapshot>(&self.js, &state_stream, subject)
             .await
@@ -720,20 +631,15 @@ impl Projector {
             }
             Err(e) => return Err(MapError::Retry(e.to_string())),
         };
-        let mapping = self.mapping(&company).map_err(|reason| MapError::Dead {
-            company: company.company_uuid.clone(),
-            reason,
-        })?;
-        let mut command =
-            mlc_domain::build_command(&snapshot, seq, &mapping, &company.visma_tenant);
+        let mapping = self
+            .mapping(&company)
+            .map_err(|reason| MapError::Dead { company: company.company_uuid.clone(), reason })?;
+        let mut command = mlc_domain::build_command(&snapshot, seq, &mapping, &company.visma_tenant);
         command.webhook_received_at_ms = snapshot.webhook_received_at_ms;
         let mut headers = async_nats::HeaderMap::new();
         mlc_bus::inject_trace_context(&mut headers);
         command.trace = Some(TraceContext {
-            traceparent: headers
-                .get("traceparent")
-                .map(|v| v.as_str().to_string())
-                .unwrap_or_default(),
+            traceparent: headers.get("traceparent").map(|v| v.as_str().to_string()).unwrap_or_default(),
             tracestate: String::new(),
         });
 
@@ -746,8 +652,7 @@ impl Projector {
         .await
         .map_err(|e| MapError::Retry(e.to_string()))?;
         if last.as_ref().is_some_and(|l| {
-            l.message.content_hash == command.content_hash
-                && l.message.parked_reason == command.parked_reason
+            l.message.content_hash == command.content_hash && l.message.parked_reason == command.parked_reason
         }) {
             ProjectorMetrics::inc(&self.metrics.commands, "unchanged");
             return Ok(MapOutcome::Unchanged);
@@ -762,11 +667,7 @@ impl Projector {
             .map_err(|e| MapError::Retry(e.to_string()))?;
         ProjectorMetrics::inc(
             &self.metrics.commands,
-            if command.parked_reason.is_empty() {
-                "emitted"
-            } else {
-                "parked"
-            },
+            if command.parked_reason.is_empty() { "emitted" } else { "parked" },
         );
         self.audit(AuditEntry {
             event_id: format!("command:{}", command.command_id),
@@ -802,20 +703,12 @@ impl Projector {
             (c, _) => topo.company_filter(StreamKind::EmployeeState, c),
         };
         let mut results = Vec::new();
-        let mut replay = mlc_bus::replay::Replay::open(
-            &self.js,
-            &topo.stream(StreamKind::EmployeeState),
-            &filter,
-            start,
-        )
-        .await?;
+        let mut replay =
+            mlc_bus::replay::Replay::open(&self.js, &topo.stream(StreamKind::EmployeeState), &filter, start)
+                .await?;
         while let Some(m) = replay.next().await {
             let m = m?;
-            results.push((
-                m.sequence,
-                self.map_snapshot(&m.subject, m.sequence, &m.payload, dry_run)
-                    .await,
-            ));
+            results.push((m.sequence, self.map_snapshot(&m.subject, m.sequence, &m.payload, dry_run).await));
         }
         Ok(results)
     }
@@ -833,26 +726,16 @@ impl Projector {
         let mtime = std::fs::metadata(&path)
             .and_then(|m| m.modified())
             .map_err(|e| format!("mapping file {}: {e}", path.display()))?;
-        if let Some((t, m)) = self
-            .mappings
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&path)
-        {
+        if let Some((t, m)) = self.mappings.lock().unwrap_or_else(|p| p.into_inner()).get(&path) {
             if *t == mtime {
                 return Ok(m.clone());
             }
         }
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| format!("mapping file {}: {e}", path.display()))?;
-        let mapping = Arc::new(
-            Mapping::from_toml_str(&text, &path.display().to_string())
-                .map_err(|e| e.to_string())?,
-        );
-        self.mappings
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(path, (mtime, mapping.clone()));
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("mapping file {}: {e}", path.display()))?;
+        let mapping =
+            Arc::new(Mapping::from_toml_str(&text, &path.display().to_string()).map_err(|e| e.to_string())?);
+        self.mappings.lock().unwrap_or_else(|p| p.into_inner()).insert(path, (mtime, mapping.clone()));
         Ok(mapping)
     }
 
@@ -865,13 +748,7 @@ impl Projector {
             .as_ref()
             .and_then(|h| h.get("Nats-Msg-Id"))
             .map(|v| v.as_str().to_string())
-            .unwrap_or_else(|| {
-                format!(
-                    "{}:{}",
-                    msg.subject,
-                    info.as_ref().map_or(0, |i| i.stream_sequence)
-                )
-            });
+            .unwrap_or_else(|| format!("{}:{}", msg.subject, info.as_ref().map_or(0, |i| i.stream_sequence)));
         let letter = DeadLetter {
             stage: stage.to_string(),
             original_id: id.clone(),
@@ -883,19 +760,9 @@ impl Projector {
             trace: None,
             company_uuid: company.to_string(),
         };
-        let subject = self.settings.topology.dead_letter(
-            stage,
-            if company.is_empty() {
-                "unknown"
-            } else {
-                company
-            },
-        );
-        match self
-            .publisher
-            .publish(&subject, &format!("dlq:{stage}:{id}"), &letter)
-            .await
-        {
+        let subject =
+            self.settings.topology.dead_letter(stage, if company.is_empty() { "unknown" } else { company });
+        match self.publisher.publish(&subject, &format!("dlq:{stage}:{id}"), &letter).await {
             Ok(_) => {
                 self.metrics.dead_letters.inc();
                 tracing::warn!(stage, reason, "dead-lettered");
@@ -903,9 +770,7 @@ impl Projector {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot dead-letter; redelivering later");
-                let _ = msg
-                    .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
-                    .await;
+                let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(5)))).await;
             }
         }
     }
@@ -938,21 +803,14 @@ impl Projector {
     async fn lag_loop(self: Arc<Self>, _stop: tokio::sync::watch::Receiver<bool>) {
         loop {
             for spec in [ConsumerSpec::HYDRATOR, ConsumerSpec::MAPPER] {
-                if let Ok(stream) = self
-                    .js
-                    .get_stream(self.settings.topology.stream(spec.stream))
-                    .await
-                {
-                    if let Ok(mut c) = stream
-                        .get_consumer::<jetstream::consumer::pull::Config>(spec.durable)
-                        .await
+                if let Ok(stream) = self.js.get_stream(self.settings.topology.stream(spec.stream)).await {
+                    if let Ok(mut c) =
+                        stream.get_consumer::<jetstream::consumer::pull::Config>(spec.durable).await
                     {
                         if let Ok(info) = c.info().await {
                             self.metrics
                                 .consumer_pending
-                                .get_or_create(&metrics::Consumer {
-                                    consumer: spec.durable.to_string(),
-                                })
+                                .get_or_create(&metrics::Consumer { consumer: spec.durable.to_string() })
                                 .set((info.num_pending + info.num_ack_pending as u64) as i64);
                         }
                     }
@@ -996,16 +854,11 @@ enum Target {
 fn classify(ev: &GustoEvent) -> Target {
     let referenced = || -> Option<String> {
         let v: serde_json::Value = serde_json::from_slice(&ev.raw_body).ok()?;
-        v.get("references")?
-            .get("employee_uuid")?
-            .as_str()
-            .map(str::to_string)
+        v.get("references")?.get("employee_uuid")?.as_str().map(str::to_string)
     };
     match ev.entity_type.as_str() {
         "Employee" if !ev.entity_uuid.is_empty() => Target::Employee(ev.entity_uuid.clone()),
-        "Location" => Target::Company {
-            locations_changed: true,
-        },
+        "Location" => Target::Company { locations_changed: true },
         "EmployeeJobCompensation"
         | "Job"
         | "Compensation"
@@ -1014,18 +867,14 @@ fn classify(ev: &GustoEvent) -> Target {
         | "Termination"
         | "Rehire" => match referenced() {
             Some(id) => Target::Employee(id),
-            None => Target::Company {
-                locations_changed: false,
-            },
+            None => Target::Company { locations_changed: false },
         },
         _ if ev.event_type.starts_with("employee.") => match referenced() {
             Some(id) => Target::Employee(id),
             None if !ev.entity_uuid.is_empty() && ev.entity_type.is_empty() => {
                 Target::Employee(ev.entity_uuid.clone())
             }
-            None => Target::Company {
-                locations_changed: false,
-            },
+            None => Target::Company { locations_changed: false },
         },
         _ => Target::Nothing,
     }
@@ -1033,10 +882,7 @@ fn classify(ev: &GustoEvent) -> Target {
 
 fn trace_id(t: &Option<TraceContext>) -> Option<String> {
     let tp = &t.as_ref()?.traceparent;
-    tp.split('-')
-        .nth(1)
-        .map(str::to_string)
-        .filter(|s| s.len() == 32)
+    tp.split('-').nth(1).map(str::to_string).filter(|s| s.len() == 32)
 }
 
 /// `/healthz`, `/readyz` and `/metrics` of a projector.
@@ -1070,29 +916,15 @@ mod tests {
 
     #[test]
     fn events_are_classified_by_what_they_touch() {
+        assert_eq!(classify(&ev("Employee", "e1", "{}")), Target::Employee("e1".into()));
+        assert_eq!(classify(&ev("Location", "l1", "{}")), Target::Company { locations_changed: true });
         assert_eq!(
-            classify(&ev("Employee", "e1", "{}")),
-            Target::Employee("e1".into())
-        );
-        assert_eq!(
-            classify(&ev("Location", "l1", "{}")),
-            Target::Company {
-                locations_changed: true
-            }
-        );
-        assert_eq!(
-            classify(&ev(
-                "WorkAddress",
-                "w1",
-                r#"{"references":{"employee_uuid":"e2"}}"#
-            )),
+            classify(&ev("WorkAddress", "w1", r#"{"references":{"employee_uuid":"e2"}}"#)),
             Target::Employee("e2".into())
         );
         assert_eq!(
             classify(&ev("EmployeeJobCompensation", "j1", "{}")),
-            Target::Company {
-                locations_changed: false
-            }
+            Target::Company { locations_changed: false }
         );
         let mut company = ev("Company", "c1", "{}");
         company.event_type = "company.updated".into();

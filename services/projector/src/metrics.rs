@@ -61,26 +61,10 @@ impl ProjectorMetrics {
             dead_letters: Default::default(),
             registry: Registry::default(),
         };
-        registry.register(
-            "events",
-            "Gusto events consumed, by result",
-            m.events.clone(),
-        );
-        registry.register(
-            "snapshots",
-            "Employee snapshots: appended or unchanged",
-            m.snapshots.clone(),
-        );
-        registry.register(
-            "commands",
-            "Visma commands: emitted, unchanged or superseded",
-            m.commands.clone(),
-        );
-        registry.register(
-            "gusto_calls",
-            "Gusto API calls, by company and call",
-            m.gusto_calls.clone(),
-        );
+        registry.register("events", "Gusto events consumed, by result", m.events.clone());
+        registry.register("snapshots", "Employee snapshots: appended or unchanged", m.snapshots.clone());
+        registry.register("commands", "Visma commands: emitted, unchanged or superseded", m.commands.clone());
+        registry.register("gusto_calls", "Gusto API calls, by company and call", m.gusto_calls.clone());
         registry.register(
             "gusto_errors",
             "Gusto API errors, by company and kind (rate_limited, server, reauth...)",
@@ -101,38 +85,20 @@ impl ProjectorMetrics {
             "Messages not yet delivered to the consumer (lag)",
             m.consumer_pending.clone(),
         );
-        registry.register(
-            "dead_letters",
-            "Messages dead-lettered by the projector",
-            m.dead_letters.clone(),
-        );
+        registry.register("dead_letters", "Messages dead-lettered by the projector", m.dead_letters.clone());
         Self { registry, ..m }
     }
 
     pub fn inc(family: &Family<Result_, Counter>, result: &str) {
-        family
-            .get_or_create(&Result_ {
-                result: result.to_string(),
-            })
-            .inc();
+        family.get_or_create(&Result_ { result: result.to_string() }).inc();
     }
 
     pub fn call(&self, company: &str, call: &str) {
-        self.gusto_calls
-            .get_or_create(&CompanyCall {
-                company: company.into(),
-                call: call.into(),
-            })
-            .inc();
+        self.gusto_calls.get_or_create(&CompanyCall { company: company.into(), call: call.into() }).inc();
     }
 
     pub fn error(&self, company: &str, kind: &str) {
-        self.gusto_errors
-            .get_or_create(&CompanyCall {
-                company: company.into(),
-                call: kind.into(),
-            })
-            .inc();
+        self.gusto_errors.get_or_create(&CompanyCall { company: company.into(), call: kind.into() }).inc();
     }
 
     pub fn encode(&self) -> String {

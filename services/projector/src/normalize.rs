@@ -14,9 +14,7 @@ fn primary_job(e: &Employee) -> Option<&gusto::Job> {
 
 /// The uuid of the employee's work location, if any job names one.
 pub fn location_uuid(e: &Employee) -> Option<&str> {
-    primary_job(e)
-        .and_then(|j| j.location_uuid.as_deref())
-        .filter(|s| !s.is_empty())
+    primary_job(e).and_then(|j| j.location_uuid.as_deref()).filter(|s| !s.is_empty())
 }
 
 pub fn normalize(e: &Employee, locations: &HashMap<String, Location>) -> EmployeeContent {
@@ -50,10 +48,7 @@ pub fn normalize(e: &Employee, locations: &HashMap<String, Location>) -> Employe
             state: l.state.clone().unwrap_or_default(),
         },
         // Unknown to the cache: keep the uuid so the mapping can still match on it.
-        None => ProtoLocation {
-            uuid: uuid.to_string(),
-            ..Default::default()
-        },
+        None => ProtoLocation { uuid: uuid.to_string(), ..Default::default() },
     });
     let clean = |s: &Option<String>| s.as_deref().map(str::trim).unwrap_or_default().to_string();
     EmployeeContent {
@@ -74,11 +69,7 @@ pub fn normalize(e: &Employee, locations: &HashMap<String, Location>) -> Employe
         department_title: clean(&e.department),
         work_location,
         status: status as i32,
-        hire_date: job
-            .and_then(|j| j.hire_date)
-            .or(e.hired_at)
-            .map(|d| d.to_string())
-            .unwrap_or_default(),
+        hire_date: job.and_then(|j| j.hire_date).or(e.hired_at).map(|d| d.to_string()).unwrap_or_default(),
         termination_date,
         employee_code: clean(&e.employee_code),
     }

@@ -27,39 +27,26 @@ struct Harness {
     dir: tempfile::TempDir,
     /// Events of the simulator already put on the stream.
     forwarded: usize,
-    running: Option<(
-        Arc<Projector>,
-        tokio::task::JoinHandle<()>,
-        tokio::sync::oneshot::Sender<()>,
-    )>,
+    running: Option<(Arc<Projector>, tokio::task::JoinHandle<()>, tokio::sync::oneshot::Sender<()>)>,
 }
 
 impl Harness {
     async fn new(sim_cfg: sim_gusto::SimConfig) -> Harness {
         let nats = NatsServer::start();
-        let client = mlc_bus::connect(&nats.url(), "projector-test")
-            .await
-            .unwrap();
-        let topo = Topology::new(&mlc_testkit::unique("p"), 1)
-            .unwrap()
-            .with_ack_wait(Duration::from_secs(2));
+        let client = mlc_bus::connect(&nats.url(), "projector-test").await.unwrap();
+        let topo = Topology::new(&mlc_testkit::unique("p"), 1).unwrap().with_ack_wait(Duration::from_secs(2));
         let js = async_nats::jetstream::new(client.clone());
         ensure_topology(&js, &topo).await.unwrap();
         let sim = sim_gusto::start(sim_cfg).await.unwrap();
         let db = TestDb::sqlite();
         let store = Arc::new(db.store().await);
         let cfg = sim.sim().config().clone();
-        let mut client_cfg = ClientConfig::new(
-            &sim.base_url(),
-            cfg.client_id.clone(),
-            Secret::new(cfg.client_secret.clone()),
-        )
-        .unwrap();
+        let mut client_cfg =
+            ClientConfig::new(&sim.base_url(), cfg.client_id.clone(), Secret::new(cfg.client_secret.clone()))
+                .unwrap();
         client_cfg.rate_limit.limit = cfg.rate_limit;
         client_cfg.rate_limit.window = cfg.rate_window;
-        let gusto = Arc::new(
-            GustoClient::new(client_cfg, Arc::new(GrantStore::new(store.clone()))).unwrap(),
-        );
+        let gusto = Arc::new(GustoClient::new(client_cfg, Arc::new(GrantStore::new(store.clone()))).unwrap());
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("mapping.toml"), MAPPING).unwrap();
         Harness {
@@ -81,16 +68,9 @@ impl Harness {
     async fn company(&self, n: usize) -> sim_gusto::CompanyInfo {
         let info = self.sim.sim().seed_company(n);
         let redirect = "http://127.0.0.1/cb";
-        let code = self
-            .sim
-            .sim()
-            .issue_code(&info.company_uuid, redirect)
-            .unwrap();
+        let code = self.sim.sim().issue_code(&info.company_uuid, redirect).unwrap();
         let grant = GrantId(format!("grant-{}", info.company_uuid));
-        self.gusto
-            .exchange_code(&grant, &code, redirect)
-            .await
-            .unwrap();
+        self.gusto.exchange_code(&grant, &code, redirect).await.unwrap();
         self.store
             .put_company(&Company {
                 company_uuid: info.company_uuid.clone(),
@@ -147,10 +127,7 @@ impl Harness {
     /// Puts the simulator's new events on GUSTO_EVENTS as the gateway would.
     async fn forward(&mut self) -> Vec<GustoEvent> {
         let events = self.sim.sim().events();
-        let new: Vec<GustoEvent> = events[self.forwarded..]
-            .iter()
-            .map(to_gusto_event)
-            .collect();
+        let new: Vec<GustoEvent> = events[self.forwarded..].iter().map(to_gusto_event).collect();
         self.forwarded = events.len();
         for ev in &new {
             self.publish(ev).await;
@@ -160,20 +137,16 @@ impl Harness {
 
     async fn publish(&self, ev: &GustoEvent) {
         let subject = self.topo.gusto_event(&ev.company_uuid, &ev.entity_type);
-        self.publisher
-            .publish(&subject, &ev.event_uuid, ev)
-            .await
-            .unwrap();
+        self.publisher.publish(&subject, &ev.event_uuid, ev).await.unwrap();
     }
 
     /// Waits until both consumers have nothing pending or in flight.
     async fn settle(&self) {
         for _ in 0..400 {
             let mut idle = true;
-            for (kind, durable) in [
-                (StreamKind::GustoEvents, "projector-hydrate"),
-                (StreamKind::EmployeeState, "projector-map"),
-            ] {
+            for (kind, durable) in
+                [(StreamKind::GustoEvents, "projector-hydrate"), (StreamKind::EmployeeState, "projector-map")]
+            {
                 let stream = self.js.get_stream(self.topo.stream(kind)).await.unwrap();
                 let mut c = stream
                     .get_consumer::<async_nats::jetstream::consumer::pull::Config>(durable)
@@ -255,10 +228,7 @@ fn last_content(
 fn assert_no_duplicate_snapshots(snaps: &BTreeMap<String, Vec<(u64, EmployeeSnapshot)>>) {
     for (e, list) in snaps {
         for w in list.windows(2) {
-            assert_ne!(
-                w[0].1.content_hash, w[1].1.content_hash,
-                "employee {e} has a repeated snapshot"
-            );
+            assert_ne!(w[0].1.content_hash, w[1].1.content_hash, "employee {e} has a repeated snapshot");
         }
     }
 }
@@ -271,11 +241,7 @@ async fn the_life_of_an_employee_makes_one_snapshot_and_one_command_per_change()
     h.forward().await;
     h.settle().await;
     let base_snaps = h.snapshots().await;
-    assert_eq!(
-        base_snaps.len(),
-        0,
-        "seeding emits no events: nothing to hydrate yet"
-    );
+    assert_eq!(base_snaps.len(), 0, "seeding emits no events: nothing to hydrate yet");
 
     let sim = h.sim.sim();
     // Hire.
@@ -302,15 +268,9 @@ async fn the_life_of_an_employee_makes_one_snapshot_and_one_command_per_change()
     let c = &cmds[&id][0].1;
     assert_eq!(c.kind(), CommandKind::Upsert);
     let f = c.fields.as_ref().unwrap();
-    assert_eq!(
-        (f.first_name.as_str(), f.last_name.as_str()),
-        ("Ingrid", "Solberg")
-    );
+    assert_eq!((f.first_name.as_str(), f.last_name.as_str()), ("Ingrid", "Solberg"));
     assert_eq!(f.email, "ingrid.solberg@fjord.example");
-    assert_eq!(
-        f.employee_class, "EMPCONS",
-        "title Consultant maps to its class"
-    );
+    assert_eq!(f.employee_class, "EMPCONS", "title Consultant maps to its class");
     assert_eq!(f.branch, "1", "Oslo is branch 1");
     assert!(f.employee_cd.starts_with('G'));
 
@@ -322,35 +282,21 @@ async fn the_life_of_an_employee_makes_one_snapshot_and_one_command_per_change()
     assert_eq!(snaps[&id].len(), 2);
     assert_eq!(last_content(&snaps, &id).job_title, "Senior Consultant");
     // Same class: the Visma command content did not change, so no new command.
-    assert_eq!(
-        h.commands().await[&id].len(),
-        1,
-        "a change Visma cannot hold makes no command"
-    );
+    assert_eq!(h.commands().await[&id].len(), 1, "a change Visma cannot hold makes no command");
 
     // Transfer Oslo -> Stockholm.
     sim.transfer(&id, &info.location_uuids[1], None).unwrap();
     h.forward().await;
     h.settle().await;
     let snaps = h.snapshots().await;
-    assert_eq!(
-        snaps[&id].len(),
-        3,
-        "transfer: one snapshot despite four events"
-    );
-    assert_eq!(
-        last_content(&snaps, &id).work_location.unwrap().city,
-        "Stockholm"
-    );
+    assert_eq!(snaps[&id].len(), 3, "transfer: one snapshot despite four events");
+    assert_eq!(last_content(&snaps, &id).work_location.unwrap().city, "Stockholm");
     let cmds = h.commands().await;
     assert_eq!(cmds[&id].len(), 2);
     assert_eq!(cmds[&id][1].1.fields.as_ref().unwrap().branch, "2");
     // The company refresh that the address events caused changed nobody else.
     for other in &info.employee_uuids {
-        assert!(
-            !snaps.contains_key(other) || snaps[other].len() == 1,
-            "{other} got extra snapshots"
-        );
+        assert!(!snaps.contains_key(other) || snaps[other].len() == 1, "{other} got extra snapshots");
     }
 
     // Termination (effective today).
@@ -359,10 +305,7 @@ async fn the_life_of_an_employee_makes_one_snapshot_and_one_command_per_change()
     h.settle().await;
     let snaps = h.snapshots().await;
     assert_eq!(snaps[&id].len(), 4);
-    assert_eq!(
-        last_content(&snaps, &id).status(),
-        EmploymentStatus::Terminated
-    );
+    assert_eq!(last_content(&snaps, &id).status(), EmploymentStatus::Terminated);
     let cmds = h.commands().await;
     assert_eq!(cmds[&id].len(), 3);
     assert_eq!(cmds[&id][2].1.kind(), CommandKind::Deactivate);
@@ -389,10 +332,7 @@ async fn duplicated_and_reordered_deliveries_change_nothing() {
         sim.change_title(e, "Partner").unwrap();
         sim.update_employee(
             e,
-            sim_gusto::EmployeePatch {
-                last_name: Some("Berg".into()),
-                ..Default::default()
-            },
+            sim_gusto::EmployeePatch { last_name: Some("Berg".into()), ..Default::default() },
         )
         .unwrap();
     }
@@ -438,10 +378,7 @@ async fn a_burst_in_one_company_is_read_from_the_list_within_budget() {
         .all(|s| s.last().unwrap().1.content.as_ref().unwrap().job_title == "Managing Director"));
     let singles = sim.route_count(&grant, "/v1/employees/{employee_id}");
     println!("burst of 500: {used} Gusto calls, {list_calls} of them list pages, {singles} single fetches");
-    assert!(
-        used - list_calls <= 10,
-        "{used} calls, {list_calls} list pages"
-    );
+    assert!(used - list_calls <= 10, "{used} calls, {list_calls} list pages");
     assert_eq!(sim.rate_limited_count(&grant), 0, "never a 429");
     assert!(sim.max_requests_in_any_window(&grant) <= 200);
 }
@@ -468,55 +405,29 @@ async fn a_revoked_grant_parks_its_company_while_another_keeps_syncing() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let snaps = h.snapshots().await;
-    assert!(
-        snaps.contains_key(&b.employee_uuids[0]),
-        "the healthy company synced"
-    );
-    assert!(
-        !snaps.contains_key(&a.employee_uuids[0]),
-        "the revoked company is parked"
-    );
-    let g = h
-        .store
-        .grant(&format!("grant-{}", a.company_uuid))
-        .await
-        .unwrap()
-        .unwrap();
+    assert!(snaps.contains_key(&b.employee_uuids[0]), "the healthy company synced");
+    assert!(!snaps.contains_key(&a.employee_uuids[0]), "the revoked company is parked");
+    let g = h.store.grant(&format!("grant-{}", a.company_uuid)).await.unwrap().unwrap();
     assert_eq!(g.status, "needs_reauth");
     // Its event is still pending (not lost): the consumer holds it for redelivery.
-    let stream =
-        h.js.get_stream(h.topo.stream(StreamKind::GustoEvents))
-            .await
-            .unwrap();
+    let stream = h.js.get_stream(h.topo.stream(StreamKind::GustoEvents)).await.unwrap();
     let mut c = stream
         .get_consumer::<async_nats::jetstream::consumer::pull::Config>("projector-hydrate")
         .await
         .unwrap();
     let info = c.info().await.unwrap();
-    assert!(
-        info.num_ack_pending + info.num_pending as usize >= 1,
-        "parked event kept"
-    );
+    assert!(info.num_ack_pending + info.num_pending as usize >= 1, "parked event kept");
     let parked = h
         .store
-        .audit(&mlc_store::AuditQuery {
-            company: Some(a.company_uuid.clone()),
-            ..Default::default()
-        })
+        .audit(&mlc_store::AuditQuery { company: Some(a.company_uuid.clone()), ..Default::default() })
         .await
         .unwrap();
     assert!(parked.iter().any(|r| r.kind == "event.parked"));
 
     // Re-authorise: the parked event goes through.
-    let code = sim
-        .issue_code(&a.company_uuid, "http://127.0.0.1/cb")
-        .unwrap();
+    let code = sim.issue_code(&a.company_uuid, "http://127.0.0.1/cb").unwrap();
     h.gusto
-        .exchange_code(
-            &GrantId(format!("grant-{}", a.company_uuid)),
-            &code,
-            "http://127.0.0.1/cb",
-        )
+        .exchange_code(&GrantId(format!("grant-{}", a.company_uuid)), &code, "http://127.0.0.1/cb")
         .await
         .unwrap();
     h.settle().await;
@@ -567,16 +478,8 @@ async fn replaying_the_state_after_a_mapping_change_emits_only_for_affected_empl
 
     // A plain replay emits nothing.
     let p = h.projector();
-    let plain = p
-        .replay_state(mlc_bus::replay::Start::Sequence(1), None, None, false)
-        .await
-        .unwrap();
-    assert!(
-        plain
-            .iter()
-            .all(|(_, r)| matches!(r, Ok(MapOutcome::Unchanged))),
-        "{plain:?}"
-    );
+    let plain = p.replay_state(mlc_bus::replay::Start::Sequence(1), None, None, false).await.unwrap();
+    assert!(plain.iter().all(|(_, r)| matches!(r, Ok(MapOutcome::Unchanged))), "{plain:?}");
 
     // Engineering moves to a new Visma department id.
     let changed = MAPPING.replace(r#""Engineering" = "ENG""#, r#""Engineering" = "ENG2""#);
@@ -586,47 +489,19 @@ async fn replaying_the_state_after_a_mapping_change_emits_only_for_affected_empl
         .snapshots()
         .await
         .into_iter()
-        .filter(|(_, s)| {
-            s.last()
-                .unwrap()
-                .1
-                .content
-                .as_ref()
-                .unwrap()
-                .department_title
-                == "Engineering"
-        })
+        .filter(|(_, s)| s.last().unwrap().1.content.as_ref().unwrap().department_title == "Engineering")
         .map(|(e, _)| e)
         .collect();
-    assert!(
-        !engineers.is_empty() && engineers.len() < 30,
-        "the seed spreads people over departments"
-    );
+    assert!(!engineers.is_empty() && engineers.len() < 30, "the seed spreads people over departments");
 
-    let dry = p
-        .replay_state(mlc_bus::replay::Start::Sequence(1), None, None, true)
-        .await
-        .unwrap();
-    let dry_emitted = dry
-        .iter()
-        .filter(|(_, r)| matches!(r, Ok(MapOutcome::Emitted(_))))
-        .count();
+    let dry = p.replay_state(mlc_bus::replay::Start::Sequence(1), None, None, true).await.unwrap();
+    let dry_emitted = dry.iter().filter(|(_, r)| matches!(r, Ok(MapOutcome::Emitted(_)))).count();
     assert_eq!(dry_emitted, engineers.len());
     assert_eq!(h.commands().await, before, "a dry run publishes nothing");
 
-    let replay = p
-        .replay_state(mlc_bus::replay::Start::Sequence(1), None, None, false)
-        .await
-        .unwrap();
-    let emitted = replay
-        .iter()
-        .filter(|(_, r)| matches!(r, Ok(MapOutcome::Emitted(_))))
-        .count();
-    assert_eq!(
-        emitted,
-        engineers.len(),
-        "one new command per affected employee"
-    );
+    let replay = p.replay_state(mlc_bus::replay::Start::Sequence(1), None, None, false).await.unwrap();
+    let emitted = replay.iter().filter(|(_, r)| matches!(r, Ok(MapOutcome::Emitted(_)))).count();
+    assert_eq!(emitted, engineers.len(), "one new command per affected employee");
     let after = h.commands().await;
     for (e, cmds) in &after {
         let expected = if engineers.contains(e) { 2 } else { 1 };

@@ -51,6 +51,7 @@ fn snapshot() -> EmployeeSnapshot {
             traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into(),
             tracestate: String::new(),
         }),
+        webhook_received_at_ms: 1_700_000_000_000,
     }
 }
 
@@ -64,11 +65,7 @@ fn with_content(edit: impl FnOnce(&mut EmployeeContent)) -> EmployeeSnapshot {
 
 fn command(snapshot: &EmployeeSnapshot, mapping: &Mapping) -> (CommandKind, VismaEmployeeFields) {
     match map_snapshot(snapshot, mapping) {
-        Mapped::Command {
-            kind,
-            fields,
-            content_hash,
-        } => {
+        Mapped::Command { kind, fields, content_hash } => {
             assert_eq!(content_hash, command_hash(kind, &fields));
             (kind, fields)
         }
@@ -113,10 +110,7 @@ fn active_employee_maps_to_a_complete_upsert() {
 fn onboarding_is_an_active_upsert() {
     let s = with_content(|c| c.status = EmploymentStatus::Onboarding as i32);
     let (kind, fields) = command(&s, &mapping());
-    assert_eq!(
-        (kind, fields.status()),
-        (CommandKind::Upsert, VismaStatus::Active)
-    );
+    assert_eq!((kind, fields.status()), (CommandKind::Upsert, VismaStatus::Active));
 }
 
 #[test]
@@ -128,28 +122,16 @@ fn terminated_and_deleted_deactivate_with_complete_fields() {
         assert_eq!(kind, CommandKind::Deactivate);
         assert_eq!(fields.status(), VismaStatus::Inactive);
         // Everything but the status is still there, so Visma can create it inactive.
-        assert_eq!(
-            VismaEmployeeFields {
-                status: VismaStatus::Active as i32,
-                ..fields
-            },
-            active
-        );
+        assert_eq!(VismaEmployeeFields { status: VismaStatus::Active as i32, ..fields }, active);
     }
 }
 
 #[test]
 fn unspecified_status_parks() {
     let s = with_content(|c| c.status = EmploymentStatus::Unspecified as i32);
-    assert_eq!(
-        park_reason(&s, &mapping()),
-        "employee has no known employment status"
-    );
+    assert_eq!(park_reason(&s, &mapping()), "employee has no known employment status");
     let s = with_content(|c| c.status = 42);
-    assert_eq!(
-        park_reason(&s, &mapping()),
-        "employee has no known employment status"
-    );
+    assert_eq!(park_reason(&s, &mapping()), "employee has no known employment status");
 }
 
 #[test]
@@ -161,10 +143,7 @@ fn email_prefers_work_then_personal_else_parks() {
         c.email.clear();
     });
     assert_eq!(park_reason(&s, &mapping()), NO_EMAIL_REASON);
-    assert_eq!(
-        NO_EMAIL_REASON,
-        "employee has no email; Visma requires contact.email"
-    );
+    assert_eq!(NO_EMAIL_REASON, "employee has no email; Visma requires contact.email");
 }
 
 #[test]
@@ -176,18 +155,12 @@ fn legal_first_name_is_used_not_the_preferred_one() {
 #[test]
 fn missing_last_name_parks() {
     let s = with_content(|c| c.last_name = " ".into());
-    assert_eq!(
-        park_reason(&s, &mapping()),
-        "employee has no last name; Visma requires contact.lastName"
-    );
+    assert_eq!(park_reason(&s, &mapping()), "employee has no last name; Visma requires contact.lastName");
 }
 
 #[test]
 fn department_by_uuid_wins_over_title() {
-    let m = mapping_with(
-        "# \"56260b3d-c375-415c-b77a-75d99f717193\" = \"CONS\"",
-        "\"D-1\" = \"SPECIAL\"",
-    );
+    let m = mapping_with("# \"56260b3d-c375-415c-b77a-75d99f717193\" = \"CONS\"", "\"D-1\" = \"SPECIAL\"");
     assert_eq!(command(&snapshot(), &m).1.department_id, "SPECIAL");
 }
 
@@ -318,19 +291,13 @@ fn several_problems_are_reported_together() {
     });
     let reason = park_reason(&s, &mapping());
     assert!(reason.starts_with(NO_EMAIL_REASON), "{reason}");
-    assert!(
-        reason.contains("; Gusto department \"Stage Hand\""),
-        "{reason}"
-    );
+    assert!(reason.contains("; Gusto department \"Stage Hand\""), "{reason}");
 }
 
 #[test]
 fn snapshot_without_content_parks() {
     let s = EmployeeSnapshot::default();
-    assert_eq!(
-        park_reason(&s, &mapping()),
-        "snapshot has no employee content"
-    );
+    assert_eq!(park_reason(&s, &mapping()), "snapshot has no employee content");
 }
 
 #[test]

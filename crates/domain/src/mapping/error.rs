@@ -95,24 +95,14 @@ pub enum ProblemKind {
 impl MappingError {
     pub(crate) fn new(source_name: &str, mut problems: Vec<Problem>) -> Self {
         problems.sort_by_key(|p| (p.line, p.column));
-        Self {
-            source_name: source_name.to_owned(),
-            problems,
-        }
+        Self { source_name: source_name.to_owned(), problems }
     }
 
     /// A TOML syntax or structure error.
     pub(crate) fn from_toml(src: &str, source_name: &str, err: &toml::de::Error) -> Self {
-        let (line, column) = err
-            .span()
-            .map_or((1, 1), |span| line_column(src, span.start));
-        let problem = Problem {
-            line,
-            column,
-            kind: ProblemKind::Toml {
-                message: err.message().trim().to_owned(),
-            },
-        };
+        let (line, column) = err.span().map_or((1, 1), |span| line_column(src, span.start));
+        let problem =
+            Problem { line, column, kind: ProblemKind::Toml { message: err.message().trim().to_owned() } };
         Self::new(source_name, vec![problem])
     }
 
@@ -133,11 +123,7 @@ impl fmt::Display for MappingError {
             if i > 0 {
                 f.write_str("\n")?;
             }
-            write!(
-                f,
-                "{}:{}:{}: {}",
-                self.source_name, p.line, p.column, p.kind
-            )?;
+            write!(f, "{}:{}:{}: {}", self.source_name, p.line, p.column, p.kind)?;
         }
         Ok(())
     }
@@ -151,19 +137,12 @@ pub(crate) struct Problems<'a> {
 
 impl<'a> Problems<'a> {
     pub(crate) fn new(src: &'a str) -> Self {
-        Self {
-            src,
-            found: Vec::new(),
-        }
+        Self { src, found: Vec::new() }
     }
 
     pub(crate) fn push(&mut self, span: Range<usize>, kind: impl Into<ProblemKind>) {
         let (line, column) = self.line_column(span.start);
-        self.found.push(Problem {
-            line,
-            column,
-            kind: kind.into(),
-        });
+        self.found.push(Problem { line, column, kind: kind.into() });
     }
 
     pub(crate) fn line_column(&self, offset: usize) -> (usize, usize) {

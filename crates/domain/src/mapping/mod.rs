@@ -179,18 +179,11 @@ impl Mapping {
     fn from_model(source_name: &str, model: Model) -> Self {
         let revision = revision_of(&model);
         let index = |table: &BTreeMap<String, String>| {
-            table
-                .iter()
-                .map(|(k, v)| (match_key(k), v.clone()))
-                .collect::<HashMap<_, _>>()
+            table.iter().map(|(k, v)| (match_key(k), v.clone())).collect::<HashMap<_, _>>()
         };
         let departments_by_key = index(&model.departments);
         let classes_by_key = index(&model.job_titles.classes);
-        let locations_by_key = model
-            .locations
-            .iter()
-            .map(|(k, v)| (match_key(k), v.clone()))
-            .collect();
+        let locations_by_key = model.locations.iter().map(|(k, v)| (match_key(k), v.clone())).collect();
         Self {
             source_name: source_name.to_owned(),
             revision,
@@ -270,19 +263,12 @@ impl Mapping {
 }
 
 fn lookup<'m, V>(table: &'m HashMap<String, V>, first: &str, second: &str) -> Option<&'m V> {
-    [first, second]
-        .into_iter()
-        .map(match_key)
-        .filter(|key| !key.is_empty())
-        .find_map(|key| table.get(&key))
+    [first, second].into_iter().map(match_key).filter(|key| !key.is_empty()).find_map(|key| table.get(&key))
 }
 
 /// How a mapping key and a Gusto value are compared: case-insensitive, whitespace collapsed.
 pub(crate) fn match_key(s: &str) -> String {
-    s.split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_lowercase()
+    s.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
 }
 
 fn canonical_json(model: &Model) -> String {
@@ -413,14 +399,7 @@ impl RawMapping {
             ),
         };
 
-        Model {
-            defaults,
-            departments,
-            locations,
-            job_titles,
-            employee_cd,
-            unmapped,
-        }
+        Model { defaults, departments, locations, job_titles, employee_cd, unmapped }
     }
 }
 
@@ -431,13 +410,7 @@ fn id(p: &mut Problems<'_>, what: &str, value: Spanned<String>) -> String {
     if value.trim().is_empty() {
         p.push(span, ProblemKind::Empty { what: what.into() });
     } else if value.trim() != value || value.chars().any(char::is_control) {
-        p.push(
-            span,
-            ProblemKind::InvalidId {
-                what: what.into(),
-                value: value.clone(),
-            },
-        );
+        p.push(span, ProblemKind::InvalidId { what: what.into(), value: value.clone() });
     }
     value
 }
@@ -447,12 +420,7 @@ fn key_text(p: &mut Problems<'_>, table: &str, key: Spanned<String>) -> String {
     let span = key.span();
     let key = key.into_inner();
     if match_key(&key).is_empty() {
-        p.push(
-            span,
-            ProblemKind::Empty {
-                what: format!("a key of [{table}]"),
-            },
-        );
+        p.push(span, ProblemKind::Empty { what: format!("a key of [{table}]") });
     }
     key
 }
@@ -486,14 +454,7 @@ fn check_duplicates<'k>(
         }
         if let Some(first) = seen.get(&normalised) {
             let (first_line, _) = p.line_column(first.start);
-            p.push(
-                key.span(),
-                ProblemKind::DuplicateKey {
-                    table,
-                    key: key.get_ref().clone(),
-                    first_line,
-                },
-            );
+            p.push(key.span(), ProblemKind::DuplicateKey { table, key: key.get_ref().clone(), first_line });
         } else {
             seen.insert(normalised, key.span());
         }
@@ -502,16 +463,9 @@ fn check_duplicates<'k>(
 
 fn segment(p: &mut Problems<'_>, location: &str, raw: RawSegment) -> SegmentValue {
     let what = format!("{location}.segment");
-    let segment_id = u32::try_from(*raw.segment_id.get_ref())
-        .ok()
-        .filter(|id| *id > 0)
-        .unwrap_or_else(|| {
-            p.push(
-                raw.segment_id.span(),
-                ProblemKind::SegmentId {
-                    value: *raw.segment_id.get_ref(),
-                },
-            );
+    let segment_id =
+        u32::try_from(*raw.segment_id.get_ref()).ok().filter(|id| *id > 0).unwrap_or_else(|| {
+            p.push(raw.segment_id.span(), ProblemKind::SegmentId { value: *raw.segment_id.get_ref() });
             0
         });
     SegmentValue {
@@ -536,27 +490,17 @@ fn job_titles(p: &mut Problems<'_>, raw: RawJobTitles) -> JobTitles {
             p.push(first.span(), ProblemKind::ClassesIgnored);
         }
     }
-    JobTitles {
-        target,
-        classes: table(p, "job_titles.classes", raw.classes),
-    }
+    JobTitles { target, classes: table(p, "job_titles.classes", raw.classes) }
 }
 
 fn employee_cd_rule(p: &mut Problems<'_>, raw: Spanned<RawEmployeeCd>) -> EmployeeCdRule {
     let table_span = raw.span();
     let raw = raw.into_inner();
     let prefix_given = raw.prefix.is_some();
-    let (prefix, prefix_span) = raw.prefix.map_or_else(
-        || (String::new(), table_span.clone()),
-        |s| (s.get_ref().clone(), s.span()),
-    );
+    let (prefix, prefix_span) =
+        raw.prefix.map_or_else(|| (String::new(), table_span.clone()), |s| (s.get_ref().clone(), s.span()));
     let (max_length, max_span) = raw.max_length.map_or_else(
-        || {
-            (
-                EmployeeCdRule::DEFAULT_MAX_LENGTH as i64,
-                table_span.clone(),
-            )
-        },
+        || (EmployeeCdRule::DEFAULT_MAX_LENGTH as i64, table_span.clone()),
         |s| (*s.get_ref(), s.span()),
     );
     EmployeeCdRule::new(prefix, raw.strategy, max_length).unwrap_or_else(|err| {

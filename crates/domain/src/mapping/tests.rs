@@ -48,10 +48,7 @@ fn parses_the_example_file() {
         let target = m.location_for("", city).expect("office mapped");
         assert_eq!(target.branch, branch);
         let seg = target.segment.as_ref().expect("segment");
-        assert_eq!(
-            (seg.dimension.as_str(), seg.segment_id, seg.value.as_str()),
-            ("SUBACCOUNT", 2, segment)
-        );
+        assert_eq!((seg.dimension.as_str(), seg.segment_id, seg.value.as_str()), ("SUBACCOUNT", 2, segment));
     }
     for (title, id) in [
         ("Consulting", "CONS"),
@@ -72,39 +69,27 @@ fn parses_the_example_file() {
 fn defaults_apply_when_optional_parts_are_missing() {
     let m = parse(MINIMAL).expect("valid");
     assert_eq!(m.employee_cd_rule().max_length(), 10);
-    assert_eq!(
-        m.unmapped(),
-        Unmapped {
-            department: UnmappedAction::Park,
-            location: UnmappedAction::Park
-        }
-    );
+    assert_eq!(m.unmapped(), Unmapped { department: UnmappedAction::Park, location: UnmappedAction::Park });
     assert_eq!(m.defaults().department, None);
     assert!(m.job_titles().classes.is_empty());
 }
 
 #[test]
 fn lookups_ignore_case_and_whitespace_and_prefer_uuid() {
-    let src =
-        format!("{MINIMAL}\n[departments]\n\"Sales  Ops\" = \"SALES\"\n\"uuid-1\" = \"ENG\"\n")
-            .replace("[departments]\n\"Consulting\" = \"CONS\"\n", "");
+    let src = format!("{MINIMAL}\n[departments]\n\"Sales  Ops\" = \"SALES\"\n\"uuid-1\" = \"ENG\"\n")
+        .replace("[departments]\n\"Consulting\" = \"CONS\"\n", "");
     let m = parse(&src).expect("valid");
     assert_eq!(m.department_for("", " sales ops "), Some("SALES"));
     assert_eq!(m.department_for("UUID-1", "Sales Ops"), Some("ENG"));
     assert_eq!(m.department_for("uuid-2", "Sales Ops"), Some("SALES"));
     assert_eq!(m.department_for("", ""), None);
-    assert_eq!(
-        m.location_for("", "OSLO").map(|t| t.branch.as_str()),
-        Some("1")
-    );
+    assert_eq!(m.location_for("", "OSLO").map(|t| t.branch.as_str()), Some("1"));
 }
 
 #[test]
 fn employee_class_follows_job_titles() {
-    let src = format!("{MINIMAL}\n[job_titles.classes]\n\"Partner\" = \"EMPPART\"\n").replace(
-        "target = \"employee_class\"\n",
-        "target = \"employee_class\"\n",
-    );
+    let src = format!("{MINIMAL}\n[job_titles.classes]\n\"Partner\" = \"EMPPART\"\n")
+        .replace("target = \"employee_class\"\n", "target = \"employee_class\"\n");
     let m = parse(&src).expect("valid");
     assert_eq!(m.employee_class_for("partner"), "EMPPART");
     assert_eq!(m.employee_class_for("Intern"), "EMPSTD");
@@ -113,10 +98,7 @@ fn employee_class_follows_job_titles() {
 
 #[test]
 fn dropped_titles_need_acknowledgement() {
-    let src = MINIMAL.replace(
-        "target = \"employee_class\"",
-        "target = \"none\"\nacknowledge_dropped = true",
-    );
+    let src = MINIMAL.replace("target = \"employee_class\"", "target = \"none\"\nacknowledge_dropped = true");
     let m = parse(&src).expect("acknowledged drop is valid");
     assert_eq!(m.job_titles().target, JobTitleTarget::None);
     assert_eq!(m.employee_class_for("Partner"), "EMPSTD");
@@ -124,33 +106,28 @@ fn dropped_titles_need_acknowledgement() {
     let (p, msg) = problem(&MINIMAL.replace("target = \"employee_class\"", "target = \"none\""));
     assert_eq!((p.line, p.column), (12, 10));
     assert_eq!(p.kind, ProblemKind::DropNotAcknowledged);
-    assert!(
-        msg.starts_with("mapping.toml:12:10: job_titles.target = \"none\""),
-        "{msg}"
-    );
+    assert!(msg.starts_with("mapping.toml:12:10: job_titles.target = \"none\""), "{msg}");
 
-    let (p, _) = problem(&MINIMAL.replace(
-        "target = \"employee_class\"",
-        "target = \"none\"\nacknowledge_dropped = false",
-    ));
+    let (p, _) = problem(
+        &MINIMAL.replace("target = \"employee_class\"", "target = \"none\"\nacknowledge_dropped = false"),
+    );
     assert_eq!((p.line, p.kind), (12, ProblemKind::DropNotAcknowledged));
 }
 
 #[test]
 fn acknowledgement_without_drop_is_an_error() {
-    let (p, _) = problem(&MINIMAL.replace(
-        "target = \"employee_class\"",
-        "target = \"employee_class\"\nacknowledge_dropped = true",
-    ));
+    let (p, _) =
+        problem(&MINIMAL.replace(
+            "target = \"employee_class\"",
+            "target = \"employee_class\"\nacknowledge_dropped = true",
+        ));
     assert_eq!((p.line, p.kind), (13, ProblemKind::AcknowledgeWithoutDrop));
 }
 
 #[test]
 fn classes_with_dropped_titles_are_an_error() {
-    let src = format!("{MINIMAL}[job_titles.classes]\n\"Partner\" = \"EMPPART\"\n").replace(
-        "target = \"employee_class\"",
-        "target = \"none\"\nacknowledge_dropped = true",
-    );
+    let src = format!("{MINIMAL}[job_titles.classes]\n\"Partner\" = \"EMPPART\"\n")
+        .replace("target = \"employee_class\"", "target = \"none\"\nacknowledge_dropped = true");
     let (p, _) = problem(&src);
     assert_eq!((p.line, p.kind), (19, ProblemKind::ClassesIgnored));
 }
@@ -166,10 +143,7 @@ fn syntax_error_names_line_and_column() {
 
 #[test]
 fn unknown_key_names_its_line() {
-    let src = MINIMAL.replace(
-        "calendar = \"MAIN\"",
-        "calendar = \"MAIN\"\ncalender = \"X\"",
-    );
+    let src = MINIMAL.replace("calendar = \"MAIN\"", "calendar = \"MAIN\"\ncalender = \"X\"");
     let (p, msg) = problem(&src);
     assert_eq!((p.line, p.column), (4, 1), "{msg}");
     assert!(msg.contains("unknown field `calender`"), "{msg}");
@@ -218,26 +192,15 @@ fn missing_required_table_is_reported() {
 fn empty_ids_name_their_line() {
     let (p, msg) = problem(&MINIMAL.replace("calendar = \"MAIN\"", "calendar = \"  \""));
     assert_eq!((p.line, p.column), (3, 12), "{msg}");
-    assert_eq!(
-        p.kind,
-        ProblemKind::Empty {
-            what: "defaults.calendar".into()
-        }
-    );
+    assert_eq!(p.kind, ProblemKind::Empty { what: "defaults.calendar".into() });
 
     let (p, msg) = problem(&MINIMAL.replace("\"Consulting\" = \"CONS\"", "\"Consulting\" = \"\""));
     assert_eq!((p.line, p.column), (6, 16), "{msg}");
-    assert!(
-        msg.contains("departments.\"Consulting\" must not be empty"),
-        "{msg}"
-    );
+    assert!(msg.contains("departments.\"Consulting\" must not be empty"), "{msg}");
 
     let (p, msg) = problem(&MINIMAL.replace("\"Consulting\" = \"CONS\"", "\" \" = \"CONS\""));
     assert_eq!((p.line, p.column), (6, 1), "{msg}");
-    assert!(
-        msg.contains("a key of [departments] must not be empty"),
-        "{msg}"
-    );
+    assert!(msg.contains("a key of [departments] must not be empty"), "{msg}");
 
     let (p, msg) = problem(&MINIMAL.replace("value = \"OSL\"", "value = \"\""));
     assert_eq!(p.line, 9, "{msg}");
@@ -253,19 +216,13 @@ fn ids_with_whitespace_are_rejected() {
 
 #[test]
 fn duplicate_keys_after_normalisation_are_rejected() {
-    let src = MINIMAL.replace(
-        "\"Consulting\" = \"CONS\"",
-        "\"Consulting\" = \"CONS\"\n\"consulting \" = \"ENG\"",
-    );
+    let src =
+        MINIMAL.replace("\"Consulting\" = \"CONS\"", "\"Consulting\" = \"CONS\"\n\"consulting \" = \"ENG\"");
     let (p, msg) = problem(&src);
     assert_eq!((p.line, p.column), (7, 1), "{msg}");
     assert_eq!(
         p.kind,
-        ProblemKind::DuplicateKey {
-            table: "departments",
-            key: "consulting ".into(),
-            first_line: 6
-        }
+        ProblemKind::DuplicateKey { table: "departments", key: "consulting ".into(), first_line: 6 }
     );
 }
 
@@ -280,23 +237,14 @@ fn bad_segment_id_names_its_line() {
 fn employee_cd_rule_too_long_names_its_line() {
     let (p, msg) = problem(&MINIMAL.replace("prefix = \"G\"", "prefix = \"GUSTO\""));
     assert_eq!((p.line, p.column), (15, 10), "{msg}");
-    assert!(
-        matches!(
-            p.kind,
-            ProblemKind::EmployeeCd(EmployeeCdRuleError::TooLong { .. })
-        ),
-        "{msg}"
-    );
+    assert!(matches!(p.kind, ProblemKind::EmployeeCd(EmployeeCdRuleError::TooLong { .. })), "{msg}");
     assert!(msg.contains("exceeds max_length 10"), "{msg}");
 
     let src = MINIMAL.replace("prefix = \"G\"\n", "") + "max_length = 5\n";
     let (p, msg) = problem(&src);
     assert_eq!((p.line, p.column), (16, 14), "{msg}");
 
-    let src = MINIMAL.replace(
-        "strategy = \"employee_code\"",
-        "strategy = \"uuid_hash\"\nmax_length = 8",
-    );
+    let src = MINIMAL.replace("strategy = \"employee_code\"", "strategy = \"uuid_hash\"\nmax_length = 8");
     let (p, _) = problem(&src);
     assert_eq!(p.line, 15);
 }
@@ -305,10 +253,7 @@ fn employee_cd_rule_too_long_names_its_line() {
 fn employee_cd_bad_prefix_and_length_name_their_line() {
     let (p, _) = problem(&MINIMAL.replace("prefix = \"G\"", "prefix = \"g/\""));
     assert_eq!(p.line, 15);
-    assert!(matches!(
-        p.kind,
-        ProblemKind::EmployeeCd(EmployeeCdRuleError::InvalidPrefix { .. })
-    ));
+    assert!(matches!(p.kind, ProblemKind::EmployeeCd(EmployeeCdRuleError::InvalidPrefix { .. })));
     let (p, _) = problem(&format!("{MINIMAL}max_length = 99\n"));
     assert_eq!(p.line, 17);
     assert!(matches!(
@@ -324,15 +269,10 @@ fn default_policy_needs_the_default() {
     assert_eq!((p.line, p.column), (19, 14), "{msg}");
     assert_eq!(
         p.kind,
-        ProblemKind::MissingDefault {
-            policy: "unmapped.department",
-            needs: "defaults.department"
-        }
+        ProblemKind::MissingDefault { policy: "unmapped.department", needs: "defaults.department" }
     );
-    let src = format!("{MINIMAL}\n[unmapped]\ndepartment = \"default\"\n").replace(
-        "calendar = \"MAIN\"",
-        "calendar = \"MAIN\"\ndepartment = \"ADMIN\"",
-    );
+    let src = format!("{MINIMAL}\n[unmapped]\ndepartment = \"default\"\n")
+        .replace("calendar = \"MAIN\"", "calendar = \"MAIN\"\ndepartment = \"ADMIN\"");
     assert!(parse(&src).is_ok());
 }
 
@@ -345,10 +285,7 @@ fn all_semantic_problems_are_reported_in_file_order() {
     let lines: Vec<_> = err.problems().iter().map(|p| p.line).collect();
     assert_eq!(lines, vec![3, 15]);
     assert_eq!(err.to_string().lines().count(), 2);
-    assert!(err
-        .to_string()
-        .lines()
-        .all(|l| l.starts_with("mapping.toml:")));
+    assert!(err.to_string().lines().all(|l| l.starts_with("mapping.toml:")));
 }
 
 #[test]
@@ -364,19 +301,10 @@ fn revision_ignores_layout_and_follows_meaning() {
                 "employee_class = \"EMPSTD\"\ncalendar = \"MAIN\"",
                 "calendar = 'MAIN'\n\nemployee_class = \"EMPSTD\""
             )
-            .replace(
-                "strategy = \"employee_code\"",
-                "strategy = \"employee_code\"\nmax_length = 10"
-            )
+            .replace("strategy = \"employee_code\"", "strategy = \"employee_code\"\nmax_length = 10")
     );
-    assert_eq!(
-        base.revision(),
-        parse(&reformatted).expect("valid").revision()
-    );
-    assert_eq!(
-        base.canonical_json(),
-        parse(&reformatted).expect("valid").canonical_json()
-    );
+    assert_eq!(base.revision(), parse(&reformatted).expect("valid").revision());
+    assert_eq!(base.canonical_json(), parse(&reformatted).expect("valid").canonical_json());
 
     // Any change of meaning: new revision.
     for changed in [
@@ -394,10 +322,7 @@ fn revision_ignores_layout_and_follows_meaning() {
 #[test]
 fn byte_order_mark_is_accepted() {
     let with_bom = format!("\u{feff}{MINIMAL}");
-    assert_eq!(
-        parse(&with_bom).expect("valid").revision(),
-        parse(MINIMAL).expect("valid").revision()
-    );
+    assert_eq!(parse(&with_bom).expect("valid").revision(), parse(MINIMAL).expect("valid").revision());
 }
 
 #[test]
@@ -407,10 +332,7 @@ fn example_uses_every_key_of_the_schema() {
     let schema: serde_json::Value =
         serde_json::from_str(include_str!("../../../../schemas/mapping.schema.json"))
             .expect("schema is JSON");
-    assert_eq!(
-        schema["$schema"],
-        "https://json-schema.org/draft/2020-12/schema"
-    );
+    assert_eq!(schema["$schema"], "https://json-schema.org/draft/2020-12/schema");
     let example: toml::Value = toml::from_str(EXAMPLE).expect("example is TOML");
     let example = serde_json::to_value(example).expect("TOML converts to JSON");
     assert_matches_schema(&schema, &schema, &example, "$");
@@ -431,26 +353,16 @@ fn assert_matches_schema(
         return assert_matches_schema(root, &root["$defs"][name], value, path);
     }
     if let Some(Value::Array(options)) = schema.get("enum") {
-        assert!(
-            options.contains(value),
-            "{path}: {value} not in {options:?}"
-        );
+        assert!(options.contains(value), "{path}: {value} not in {options:?}");
     }
     match schema.get("type").and_then(Value::as_str) {
         Some("string") => assert!(value.is_string(), "{path}: expected string"),
         Some("integer") => assert!(value.is_i64(), "{path}: expected integer"),
         Some("boolean") => assert!(value.is_boolean(), "{path}: expected boolean"),
         Some("object") => {
-            let object = value
-                .as_object()
-                .unwrap_or_else(|| panic!("{path}: expected object"));
+            let object = value.as_object().unwrap_or_else(|| panic!("{path}: expected object"));
             let properties = schema.get("properties").and_then(Value::as_object);
-            for required in schema
-                .get("required")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
+            for required in schema.get("required").and_then(Value::as_array).into_iter().flatten() {
                 let key = required.as_str().expect("required names are strings");
                 assert!(object.contains_key(key), "{path}: missing {key}");
             }

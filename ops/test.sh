@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The one test command: formatting, lints, the whole test suite against a real
+# nats-server and a real PostgreSQL, and the deployment files.
+#
+#   bash ops/test.sh           # the CI form: long suites in their bounded short form
+#   MLC_FULL=1 bash ops/test.sh  # long suites in full (fault, load, fuzz)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. ops/lib.sh
+
+ensure_rust
+ensure_nats_server
+ensure_postgres
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+log "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+if [ -x ops/check-deploy.sh ] || [ -f ops/check-deploy.sh ]; then
+  log "deployment files (compose, Kubernetes)"
+  bash ops/check-deploy.sh
+fi
+log "tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --profile ci
+else
+  cargo test --workspace --locked
+fi
