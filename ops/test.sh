@@ -21,6 +21,8 @@ if [ -x ops/check-deploy.sh ] || [ -f ops/check-deploy.sh ]; then
   bash ops/check-deploy.sh
 fi
 log "tests"
+# The end-to-end tests run the real `mlc` binary as separate processes.
+cargo build -p mlc --locked -q
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --profile ci
 else

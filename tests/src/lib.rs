@@ -1,1 +1,354 @@
-//! End-to-end tests that start real processes
+//! A whole ml-connector installation for one test: a private nats-server, the Gusto and
+//! Visma simulators, a SQLite store, and `mlc run gateway|projector|writer` as three
+//! real processes, configured through one TOML file, driven with the real `mlc` CLI.
+//!
+//! The `mlc` binary must be built first (`cargo build -p mlc`; `ops/test.sh` does it).
+
+use mlc_bus::{StreamKind, Topology};
+use mlc_testkit::NatsServer;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const TENANT: &str = "nordic";
+pub const MAPPING: &str = include_str!("../../schemas/examples/mapping.example.toml");
+
+/// Where `mlc` is: `MLC_BIN`, else the workspace's debug build.
+pub fn mlc_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("MLC_BIN") {
+        return PathBuf::from(p);
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let bin = target.join("debug/mlc");
+    assert!(bin.exists(), "{} is missing: run `cargo build -p mlc` first (ops/test.sh does)", bin.display());
+    bin
+}
+
+fn free_addr() -> String {
+    format!("127.0.0.1:{}", mlc_testkit::free_port())
+}
+
+/// A running installation.
+pub struct Stack {
+    pub nats: NatsServer,
+    pub gusto: sim_gusto::SimHandle,
+    pub visma: sim_visma::SimHandle,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub prefix: String,
+    pub gateway: String,
+    pub company: sim_gusto::CompanyInfo,
+    services: Vec<(String, Child)>,
+    pub js: async_nats::jetstream::Context,
+    pub topo: Topology,
+}
+
+/// What to start.
+pub struct StackOptions {
+    pub employees: usize,
+    pub visma_seed: sim_visma::Seed,
+    /// Create the webhook subscription (else changes reach the connector only by backfill).
+    pub subscribe: bool,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        Self { employees: 20, visma_seed: nordic_visma_seed(), subscribe: true }
+    }
+}
+
+impl Stack {
+    pub async fn start(opts: StackOptions) -> Stack {
+        let nats = NatsServer::start();
+        let gusto = sim_gusto::start(sim_gusto::SimConfig {
+            webhooks: sim_gusto::WebhookConfig {
+                retry_base: Duration::from_millis(200),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .await
+        .expect("start sim-gusto");
+        let visma = sim_visma::start(sim_visma::SimConfig::default()).await.expect("start sim-visma");
+        visma.seed(sim_visma::DEFAULT_TENANT, &opts.visma_seed).expect("seed sim-visma");
+        let company = gusto.sim().seed_named_company("Fjord & Fjell Consulting AS", opts.employees);
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("mapping.toml"), MAPPING).expect("mapping");
+        let prefix = mlc_testkit::unique("e");
+        let gateway = free_addr();
+        let gcfg = gusto.sim().config().clone();
+        let config = dir.path().join("mlc.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"[nats]
+url = "{nats}"
+stream_prefix = "{prefix}"
+[store]
+url = "sqlite://{db}"
+encryption_key = "{key}"
+[gateway]
+listen = "{gateway}"
+[gusto]
+base_url = "{gusto}"
+client_id = "{gid}"
+client_secret = "{gsecret}"
+redirect_uri = "http://127.0.0.1/cb"
+[visma]
+base_url = "{visma}"
+token_url = "{vtoken}"
+[visma.tenants.{TENANT}]
+client_id = "{vid}"
+client_secret = "{vsecret}"
+tenant_id = "{vtenant}"
+[projector]
+metrics_listen = "{pm}"
+[writer]
+metrics_listen = "{wm}"
+[telemetry]
+log_filter = "info"
+"#,
+                nats = nats.url(),
+                db = dir.path().join("mlc.db").display(),
+                key = mlc_store::EncryptionKey::generate_base64(),
+                gusto = gusto.base_url(),
+                gid = gcfg.client_id,
+                gsecret = gcfg.client_secret,
+                visma = visma.base_url(),
+                vtoken = visma.token_url(),
+                vid = sim_visma::DEFAULT_CLIENT_ID,
+                vsecret = sim_visma::DEFAULT_CLIENT_SECRET,
+                vtenant = sim_visma::DEFAULT_TENANT,
+                pm = free_addr(),
+                wm = free_addr(),
+            ),
+        )
+        .expect("config");
+        let client = mlc_bus::connect(&nats.url(), "e2e").await.expect("nats");
+        let js = async_nats::jetstream::new(client);
+        let topo = Topology::new(&prefix, 1).expect("topology");
+        let mut stack = Stack {
+            nats,
+            gusto,
+            visma,
+            dir,
+            config,
+            prefix,
+            gateway,
+            company,
+            services: Vec::new(),
+            js,
+            topo,
+        };
+        let code =
+            stack.gusto.sim().issue_code(&stack.company.company_uuid, "http://127.0.0.1/cb").expect("code");
+        let mapping = stack.dir.path().join("mapping.toml");
+        let company = stack.company.company_uuid.clone();
+        stack
+            .mlc_ok(&[
+                "company",
+                "add",
+                "--company",
+                &company,
+                "--name",
+                "Fjord & Fjell",
+                "--code",
+                &code,
+                "--visma-tenant",
+                TENANT,
+                "--mapping",
+                mapping.to_str().unwrap(),
+                "--skip-review",
+            ])
+            .await;
+        for s in ["gateway", "projector", "writer"] {
+            stack.start_service(s);
+        }
+        stack.wait_http(&format!("http://{}/readyz", stack.gateway)).await;
+        if opts.subscribe {
+            let url = format!("http://{}/webhooks/gusto", stack.gateway);
+            stack.mlc_ok(&["subscribe", "--url", &url]).await;
+        }
+        stack
+    }
+
+    pub fn company_uuid(&self) -> &str {
+        &self.company.company_uuid
+    }
+
+    pub fn mapping_path(&self) -> PathBuf {
+        self.dir.path().join("mapping.toml")
+    }
+
+    /// Starts `mlc run <service>` as a child process, logging to the work directory.
+    pub fn start_service(&mut self, service: &str) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("{service}.log")))
+            .expect("log file");
+        let child = Command::new(mlc_bin())
+            .arg("--config")
+            .arg(&self.config)
+            .args(["run", service])
+            .env_remove("MLC_CONFIG")
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn mlc run");
+        self.services.push((service.to_string(), child));
+    }
+
+    /// Kills a service with SIGKILL: the process dies wherever it is.
+    pub fn kill_service(&mut self, service: &str) {
+        if let Some(i) = self.services.iter().position(|(s, _)| s == service) {
+            let (_, mut child) = self.services.remove(i);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Runs the `mlc` CLI against this installation (asynchronously: the simulators
+    /// answer it from this very runtime).
+    pub async fn mlc(&self, args: &[&str]) -> Output {
+        tokio::process::Command::new(mlc_bin())
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env_remove("MLC_CONFIG")
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .expect("run mlc")
+    }
+
+    /// Runs the CLI and asserts success; returns stdout.
+    pub async fn mlc_ok(&self, args: &[&str]) -> String {
+        let out = self.mlc(args).await;
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "mlc {args:?} failed ({}):\n{stdout}\n{}\nlogs: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            self.logs()
+        );
+        stdout
+    }
+
+    pub fn logs(&self) -> String {
+        let mut s = String::new();
+        for name in ["gateway", "projector", "writer"] {
+            if let Ok(text) = std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))) {
+                let tail: Vec<&str> = text.lines().rev().take(15).collect();
+                s.push_str(&format!("\n--- {name} (last lines)\n"));
+                for l in tail.into_iter().rev() {
+                    s.push_str(l);
+                    s.push('\n');
+                }
+            }
+        }
+        s
+    }
+
+    async fn wait_http(&self, url: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if reqwest::get(url).await.is_ok_and(|r| r.status().is_success()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{url} not ready{}", self.logs());
+    }
+
+    /// Messages pending or in flight on the three consumers.
+    pub async fn in_flight(&self) -> u64 {
+        let mut n = 0;
+        for spec in mlc_bus::ConsumerSpec::ALL {
+            let Ok(stream) = self.js.get_stream(self.topo.stream(spec.stream)).await else { return u64::MAX };
+            let Ok(mut c) =
+                stream.get_consumer::<async_nats::jetstream::consumer::pull::Config>(spec.durable).await
+            else {
+                return u64::MAX;
+            };
+            let Ok(info) = c.info().await else { return u64::MAX };
+            n += info.num_pending + info.num_ack_pending as u64;
+        }
+        n
+    }
+
+    /// Waits until nothing is pending anywhere for a moment (webhooks still in the
+    /// simulator's delivery queue get that moment to arrive).
+    pub async fn settle(&self) {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let mut idle = 0;
+        while Instant::now() < deadline {
+            if self.in_flight().await == 0 {
+                idle += 1;
+                if idle >= 4 {
+                    return;
+                }
+            } else {
+                idle = 0;
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+        panic!("the pipeline did not settle within 90 s{}", self.logs());
+    }
+
+    pub fn visma_employees(&self) -> Vec<sim_visma::EmployeeRecord> {
+        self.visma.employees(sim_visma::DEFAULT_TENANT)
+    }
+
+    /// Messages stored in one of the streams.
+    pub async fn stream_len(&self, kind: StreamKind) -> u64 {
+        let mut s = self.js.get_stream(self.topo.stream(kind)).await.expect("stream");
+        s.info().await.expect("info").state.messages
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.services {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The Visma company the example mapping expects.
+pub fn nordic_visma_seed() -> sim_visma::Seed {
+    use sim_visma::{SeedBranch, SeedClass, SeedDepartment};
+    let deps = [
+        ("CONS", "Consulting"),
+        ("ENG", "Engineering"),
+        ("FIN", "Finance"),
+        ("SALES", "Sales"),
+        ("HR", "People"),
+        ("OPS", "Operations"),
+        ("ADMIN", "Administration"),
+    ];
+    let branches =
+        [("1", "Oslo"), ("2", "Stockholm"), ("3", "Copenhagen"), ("4", "Helsinki"), ("5", "Reykjavik")];
+    sim_visma::Seed {
+        departments: deps
+            .iter()
+            .map(|(id, d)| SeedDepartment { id: (*id).into(), description: Some((*d).into()) })
+            .collect(),
+        branches: branches
+            .iter()
+            .map(|(n, name)| SeedBranch { number: (*n).into(), name: (*name).into() })
+            .collect(),
+        employee_classes: ["EMPSTD", "EMPPART", "EMPCONS", "EMPTEMP"]
+            .iter()
+            .map(|id| SeedClass { id: (*id).into(), description: (*id).into() })
+            .collect(),
+        calendars: vec!["MAIN".into()],
+        segments: Vec::new(),
+        employees: Vec::new(),
+    }
+}

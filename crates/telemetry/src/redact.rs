@@ -31,6 +31,15 @@ pub fn redact(text: &str) -> String {
             if prev.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
                 continue;
             }
+            // `code` is a secret only as an OAuth parameter (`code=...` or `"code":`), not in
+            // prose such as "the Gusto code: ...".
+            if *key == "code" {
+                let quoted = prev == Some('"');
+                let next = lower[after..].chars().next();
+                if !(next == Some('=') || quoted && lower[after..].starts_with("\":")) {
+                    continue;
+                }
+            }
             if let Some(span) = value_span(&lower, after) {
                 spans.push(span);
             }
@@ -111,6 +120,14 @@ mod tests {
     fn masks_escaped_json_inside_a_json_log_line() {
         let r = redact(r#"{"message":"body {\"verification_token\":\"6590f590\"}"}"#);
         assert!(!r.contains("6590f590"), "{r}");
+    }
+
+    #[test]
+    fn code_is_a_secret_only_as_an_oauth_parameter() {
+        assert_eq!(redact("GET /cb?code=abc123&state=x"), "GET /cb?code=***&state=x");
+        assert_eq!(redact(r#"{"code":"abc123"}"#), r#"{"code":"***"}"#);
+        let prose = "exchanging the Gusto code: transport error";
+        assert_eq!(redact(prose), prose);
     }
 
     #[test]

@@ -153,7 +153,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Reconcile(args) => {
             let ctx = ctx::Ctx::connect(load()?, "mlc-reconcile").await?;
             let report = reconcile::reconcile(&ctx, &args).await?;
-            if !report.in_sync() {
+            // Drift fails the command, unless it was just repaired.
+            if !report.in_sync() && !args.repair {
                 return Ok(ExitCode::from(3));
             }
         }

@@ -356,8 +356,14 @@ async fn print_command_diff(ctx: &Ctx, seq: u64, cmd: &VismaCommand, dry_run: bo
     Ok(())
 }
 
-/// GUSTO_EVENTS (re-hydrate from Gusto) or VISMA_COMMANDS (re-deliver to the writer):
+/// GUSTO_EVENTS (re-hydrate from Gusto) or VISMA_COMMANDS (re-apply through the writer):
 /// the messages are published again under new ids and take the normal path.
+///
+/// For commands only the newest of each employee in the range is re-delivered (an older
+/// one would be superseded anyway), and the writer's idempotency hash of that employee is
+/// cleared first, so the writer compares with what Visma really holds and writes only
+/// the difference: after a Visma restore that re-creates what was lost; when nothing
+/// changed it makes no write.
 async fn republish(ctx: &Ctx, kind: StreamKind, start: Start, args: &ReplayArgs) -> anyhow::Result<()> {
     let filter = match (kind, &args.company, &args.employee) {
         (StreamKind::VismaCommands, Some(c), Some(e)) => ctx.topo.visma_command(c, e),
@@ -365,7 +371,8 @@ async fn republish(ctx: &Ctx, kind: StreamKind, start: Start, args: &ReplayArgs)
     };
     let run = uuid::Uuid::new_v4().simple().to_string();
     let mut replay = Replay::open(&ctx.js, &ctx.topo.stream(kind), &filter, start).await?;
-    let mut n = 0;
+    let mut selected: Vec<mlc_bus::replay::Replayed> = Vec::new();
+    let mut newest: BTreeMap<String, usize> = BTreeMap::new();
     while let Some(m) = replay.next().await {
         let m = m?;
         if kind == StreamKind::GustoEvents {
@@ -375,11 +382,26 @@ async fn republish(ctx: &Ctx, kind: StreamKind, start: Start, args: &ReplayArgs)
                     continue;
                 }
             }
+            selected.push(m);
+        } else if let Some(&i) = newest.get(&m.subject) {
+            selected[i] = m;
+        } else {
+            newest.insert(m.subject.clone(), selected.len());
+            selected.push(m);
         }
-        n += 1;
+    }
+    for m in &selected {
         if args.dry_run {
             println!("would re-deliver {} seq {}", m.subject, m.sequence);
             continue;
+        }
+        if kind == StreamKind::VismaCommands {
+            if let Some((company, employee)) = ctx.topo.split_subject(kind, &m.subject) {
+                if let Some(mut link) = ctx.store.link(company, employee).await? {
+                    link.last_command_hash = None;
+                    ctx.store.put_link(&link).await?;
+                }
+            }
         }
         let mut headers = async_nats::HeaderMap::new();
         if let Some(h) = &m.headers {
@@ -390,12 +412,13 @@ async fn republish(ctx: &Ctx, kind: StreamKind, start: Start, args: &ReplayArgs)
             }
         }
         ctx.publisher
-            .publish_raw(&m.subject, &format!("replay-{run}-{}", m.sequence), m.payload, headers)
+            .publish_raw(&m.subject, &format!("replay-{run}-{}", m.sequence), m.payload.clone(), headers)
             .await?;
     }
     println!(
-        "{} {n} message(s) of {}",
+        "{} {} message(s) of {}",
         if args.dry_run { "would re-deliver" } else { "re-delivered" },
+        selected.len(),
         ctx.topo.stream(kind)
     );
     Ok(())
