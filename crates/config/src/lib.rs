@@ -97,6 +97,9 @@ pub struct ProjectorConfig {
     /// Distinct employees of one company in one batch above which the paged list is read.
     pub burst_threshold: usize,
     pub mappings_dir: PathBuf,
+    /// Seconds between reads of Gusto's `GET /v1/events` for events the webhooks missed;
+    /// 0 turns catch-up off.
+    pub catch_up_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -171,6 +174,7 @@ impl Default for ProjectorConfig {
             workers: 16,
             burst_threshold: 20,
             mappings_dir: ".".into(),
+            catch_up_secs: 300,
         }
     }
 }
@@ -241,6 +245,7 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("MLC_PROJECTOR_METRICS_LISTEN", "projector.metrics_listen", Kind::Str),
     ("MLC_PROJECTOR_WORKERS", "projector.workers", Kind::Int),
     ("MLC_PROJECTOR_MAPPINGS_DIR", "projector.mappings_dir", Kind::Str),
+    ("MLC_PROJECTOR_CATCH_UP_SECS", "projector.catch_up_secs", Kind::Int),
     ("MLC_WRITER_METRICS_LISTEN", "writer.metrics_listen", Kind::Str),
     ("MLC_WRITER_WORKERS", "writer.workers", Kind::Int),
     ("MLC_LOG_FORMAT", "telemetry.log_format", Kind::Str),

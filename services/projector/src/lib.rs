@@ -17,6 +17,7 @@
 //! content differs from the last command of that employee: a plain replay emits none, a
 //! replay after a mapping change emits one per affected employee.
 
+pub mod catch_up;
 mod grants;
 mod metrics;
 mod normalize;
@@ -68,6 +69,9 @@ pub struct ProjectorSettings {
     pub park_delay: Duration,
     /// Deliveries with errors after which a message is dead-lettered.
     pub max_attempts: u64,
+    /// How often `GET /v1/events` is read for events the webhooks missed; `None` turns
+    /// catch-up off.
+    pub catch_up_every: Option<Duration>,
 }
 
 impl ProjectorSettings {
@@ -82,6 +86,7 @@ impl ProjectorSettings {
             linger: Duration::from_millis(5),
             park_delay: Duration::from_secs(30),
             max_attempts: 12,
+            catch_up_every: None,
         }
     }
 }
@@ -149,6 +154,15 @@ impl Projector {
         let hydrate = tokio::spawn(self.clone().hydrate_loop(stop_rx.clone()));
         let map = tokio::spawn(self.clone().map_loop(stop_rx.clone()));
         let lag = tokio::spawn(self.clone().lag_loop(stop_rx));
+        let catch_up = self.settings.catch_up_every.map(|every| {
+            tokio::spawn(catch_up::run(
+                self.gusto.clone(),
+                self.publisher.clone(),
+                self.settings.topology.clone(),
+                self.store.clone(),
+                every,
+            ))
+        });
         shutdown.await;
         let _ = stop_tx.send(true);
         for task in [hydrate, map] {
@@ -158,6 +172,9 @@ impl Projector {
             }
         }
         lag.abort();
+        if let Some(c) = catch_up {
+            c.abort();
+        }
         Ok(())
     }
 

@@ -512,3 +512,57 @@ async fn replaying_the_state_after_a_mapping_change_emits_only_for_affected_empl
         }
     }
 }
+
+#[tokio::test]
+async fn catch_up_finds_events_the_webhooks_missed() {
+    let mut h = Harness::new(Default::default()).await;
+    let info = h.company(5).await;
+    h.start();
+    let sim = h.sim.sim();
+    // The first pass only sets the cursor at the newest event.
+    let first = mlc_projector::catch_up::catch_up_company(
+        &h.gusto,
+        &h.publisher,
+        &h.topo,
+        &h.store,
+        &info.company_uuid,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(first.published, 0);
+    let cursor = h.store.company(&info.company_uuid).await.unwrap().unwrap().last_event_uuid;
+    // Changes happen while no webhook reaches us (nothing is forwarded).
+    sim.change_title(&info.employee_uuids[0], "Partner").unwrap();
+    sim.change_title(&info.employee_uuids[1], "Partner").unwrap();
+    h.forwarded = sim.events().len();
+    let caught = mlc_projector::catch_up::catch_up_company(
+        &h.gusto,
+        &h.publisher,
+        &h.topo,
+        &h.store,
+        &info.company_uuid,
+        cursor,
+    )
+    .await
+    .unwrap();
+    assert_eq!(caught.published, 4, "two events per title change");
+    h.settle().await;
+    let snaps = h.snapshots().await;
+    for e in &info.employee_uuids[..2] {
+        assert_eq!(last_content(&snaps, e).job_title, "Partner");
+    }
+    // A second pass finds nothing new.
+    let cursor = h.store.company(&info.company_uuid).await.unwrap().unwrap().last_event_uuid;
+    let again = mlc_projector::catch_up::catch_up_company(
+        &h.gusto,
+        &h.publisher,
+        &h.topo,
+        &h.store,
+        &info.company_uuid,
+        cursor,
+    )
+    .await
+    .unwrap();
+    assert_eq!(again, mlc_projector::catch_up::CatchUp::default());
+}
