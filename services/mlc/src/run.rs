@@ -61,6 +61,8 @@ pub async fn run(cfg: Config, service: Service) -> anyhow::Result<()> {
         settings.fetch_concurrency = cfg.projector.workers.clamp(1, 64);
         settings.burst_threshold = cfg.projector.burst_threshold;
         settings.mappings_dir = cfg.projector.mappings_dir.clone();
+        settings.catch_up_every =
+            (cfg.projector.catch_up_secs > 0).then(|| Duration::from_secs(cfg.projector.catch_up_secs));
         let publisher = Publisher::new(client.clone(), Duration::from_millis(cfg.nats.publish_timeout_ms));
         let p = mlc_projector::Projector::new(js.clone(), publisher, store.clone(), gusto, settings);
         let listener = tokio::net::TcpListener::bind(&cfg.projector.metrics_listen)
