@@ -1302,10 +1302,15 @@ async fn admin_drop_next(AxState(sim): AxState<Shared>, Json(b): Json<CountBody>
 struct BehaviourBody {
     duplicate_rate: f64,
     reorder_max_delay_ms: u64,
+    /// Left as it is when absent.
+    lost_ack_rate: Option<f64>,
 }
 
 async fn admin_webhook_behaviour(AxState(sim): AxState<Shared>, Json(b): Json<BehaviourBody>) -> Response {
     sim.set_webhook_behaviour(b.duplicate_rate, Duration::from_millis(b.reorder_max_delay_ms));
+    if let Some(rate) = b.lost_ack_rate {
+        sim.set_lost_ack_rate(rate);
+    }
     Json(json!({"ok": true})).into_response()
 }
 

@@ -52,6 +52,10 @@ pub struct WebhookConfig {
     pub duplicate_rate: f64,
     /// Each delivery is delayed by a random 0..this, which reorders bursts.
     pub reorder_max_delay: Duration,
+    /// Fraction of 2xx answers treated as lost (as if the attempt timed out after the
+    /// receiver had accepted it): the delivery is retried, so the receiver sees the same
+    /// event again. Stands in for a proxy or network that drops the receiver's answer.
+    pub lost_ack_rate: f64,
 }
 
 impl Default for WebhookConfig {
@@ -63,6 +67,7 @@ impl Default for WebhookConfig {
             retry_max: Duration::from_secs(6 * 3600),
             duplicate_rate: 0.0,
             reorder_max_delay: Duration::ZERO,
+            lost_ack_rate: 0.0,
         }
     }
 }

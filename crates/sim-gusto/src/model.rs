@@ -343,4 +343,7 @@ pub struct Delivery {
     /// HTTP status, or `None` on timeout / connection failure.
     pub status: Option<u16>,
     pub dropped_on_purpose: bool,
+    /// The receiver answered 2xx but the simulator treated the answer as lost
+    /// (`WebhookConfig::lost_ack_rate`) and retries the delivery.
+    pub ack_lost: bool,
 }

@@ -451,6 +451,11 @@ impl Sim {
         st.webhook_cfg.reorder_max_delay = reorder_max_delay;
     }
 
+    /// Changes the share of 2xx webhook answers treated as lost (the delivery is retried).
+    pub fn set_lost_ack_rate(&self, rate: f64) {
+        self.state().webhook_cfg.lost_ack_rate = rate.clamp(0.0, 1.0);
+    }
+
     /// Issues an authorisation code for `company_uuid` as `/oauth/authorize` would.
     pub fn issue_code(&self, company_uuid: &str, redirect_uri: &str) -> Result<String, SimError> {
         let mut st = self.state();

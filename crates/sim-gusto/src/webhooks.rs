@@ -45,6 +45,7 @@ pub(crate) async fn dispatcher(sim: Weak<Sim>, mut rx: mpsc::UnboundedReceiver<E
                         attempt: 0,
                         status: None,
                         dropped_on_purpose: true,
+                        ack_lost: false,
                     });
                 }
                 continue;
@@ -107,14 +108,22 @@ async fn deliver(
             .send()
             .await;
         let status = result.as_ref().ok().map(|r| r.status().as_u16());
-        s.state().deliveries.push(Delivery {
-            subscription_uuid: sub.clone(),
-            event_uuid: Some(event_uuid.clone()),
-            attempt,
-            status,
-            dropped_on_purpose: false,
-        });
-        if status.is_some_and(|c| (200..300).contains(&c)) {
+        let accepted = status.is_some_and(|c| (200..300).contains(&c));
+        let ack_lost = {
+            let mut st = s.state();
+            let lost =
+                accepted && cfg.lost_ack_rate > 0.0 && st.rng.random_bool(cfg.lost_ack_rate.clamp(0.0, 1.0));
+            st.deliveries.push(Delivery {
+                subscription_uuid: sub.clone(),
+                event_uuid: Some(event_uuid.clone()),
+                attempt,
+                status,
+                dropped_on_purpose: false,
+                ack_lost: lost,
+            });
+            lost
+        };
+        if accepted && !ack_lost {
             return;
         }
         if attempt >= cfg.max_retries {
@@ -143,5 +152,89 @@ pub(crate) async fn send_verification_token(sim: Arc<Sim>, sub: String, url: Str
         attempt: 0,
         status,
         dropped_on_purpose: false,
+        ack_lost: false,
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::Subscription;
+    use crate::{EmployeePatch, SimConfig, WebhookConfig};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// A receiver that answers 200 to every POST and counts them.
+    async fn receiver() -> (String, Arc<AtomicUsize>) {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let h = hits.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move || {
+                let h = h.clone();
+                async move {
+                    h.fetch_add(1, Ordering::SeqCst);
+                    "ok"
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        (url, hits)
+    }
+
+    #[tokio::test]
+    async fn a_lost_ack_makes_gusto_retry_an_accepted_delivery() {
+        let (url, hits) = receiver().await;
+        let sim = crate::start(SimConfig {
+            webhooks: WebhookConfig {
+                retry_base: Duration::from_millis(5),
+                max_retries: 3,
+                lost_ack_rate: 1.0,
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let company = sim.seed_company(2);
+        sim.state().subscriptions.push(Subscription {
+            uuid: "sub-1".into(),
+            url,
+            status: "verified".into(),
+            subscription_types: vec!["Employee".into()],
+            verification_token: "token".into(),
+        });
+        let employee = &company.employee_uuids[0];
+        let patch = EmployeePatch { first_name: Some("Ingrid".into()), ..Default::default() };
+        sim.update_employee(employee, patch.clone()).unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while sim.deliveries().len() < 4 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Every answer was 200, every one was treated as lost: the first attempt and
+        // three retries, then the subscription counts as unreachable (Gusto saw no 2xx).
+        let d = sim.deliveries();
+        assert_eq!(d.len(), 4, "{d:?}");
+        assert!(d.iter().all(|x| x.status == Some(200) && x.ack_lost), "{d:?}");
+        assert_eq!(d.iter().map(|x| x.attempt).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
+        assert_eq!(hits.load(Ordering::SeqCst), 4);
+        assert_eq!(sim.state().subscriptions[0].status, "unreachable");
+
+        // Rate 0: one 2xx ends the delivery.
+        sim.state().subscriptions[0].status = "verified".into();
+        sim.set_lost_ack_rate(0.0);
+        sim.update_employee(employee, EmployeePatch { first_name: Some("Sigrid".into()), ..patch }).unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while sim.deliveries().len() < 5 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let d = sim.deliveries();
+        assert_eq!(d.len(), 5, "{d:?}");
+        assert!(!d[4].ack_lost && d[4].status == Some(200) && d[4].attempt == 0);
+    }
 }
