@@ -1,19 +1,33 @@
-//! `mlc demo`: the product's own story, end to end, on embedded defaults.
+//! `mlc demo`: the product's own story, end to end.
 //!
-//! A Nordic consulting firm keeps its people in Gusto and its books in Visma.net. The
-//! demo starts both simulators, a nats-server when none is reachable, SQLite, and the
-//! three services as child processes of this binary; connects the company (OAuth code
-//! exchange), subscribes to webhooks (with the verification handshake through the
-//! gateway), runs the initial sync, then plays a day of changes as signed webhooks.
-//! It ends with a reconciliation computed from both simulators' data, and exits 0 only
-//! when every employee is in sync.
+//! A Nordic consulting firm keeps its people in Gusto and its books in Visma.net, where it
+//! has kept the same people by hand for years: most of them are there already, some with
+//! an old email or a typo in the surname, plus a few people Gusto never had. The demo
+//! connects the company (OAuth code exchange), subscribes to webhooks (with the
+//! verification handshake through the gateway), runs the first-connect review (propose
+//! links on two criteria, approve the clear ones the way an operator would, apply), runs the
+//! initial sync, then plays a day of changes as signed webhooks. It ends with a
+//! reconciliation computed from both simulators' data, and exits 0 only when every Gusto
+//! employee is in sync and the Visma-only people are untouched.
+//!
+//! Two ways to run it, one story ([`story`]), driven through the simulators' admin HTTP
+//! APIs either way:
+//!
+//! * `mlc demo`: starts both simulators, a nats-server when none is reachable, SQLite, and
+//!   the three services as child processes of this binary;
+//! * `mlc demo --external`: the docker-compose sandbox profile; uses the configured
+//!   simulators, NATS, store and already-running services, and points the webhook
+//!   subscription at `--webhook-url`.
 
 use crate::ctx::Ctx;
-use crate::{ops, reconcile};
+use crate::{first_connect, ops, reconcile};
 use anyhow::{bail, Context as _};
 use clap::Args;
+use mlc::scenario::{self, nordic_visma_seed, ScenarioSpec, SeedIds};
 use mlc_bus::StreamKind;
-use std::path::Path;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -28,13 +42,25 @@ pub struct DemoArgs {
     /// How long to wait for the sync to converge at each step.
     #[arg(long, default_value_t = 180)]
     pub timeout_secs: u64,
-    /// Print the full reconciliation table (one line per employee).
+    /// Print the full reconciliation and match tables (one line per employee).
     #[arg(long)]
     pub full_table: bool,
+    /// Use the configured simulators, NATS, store and running services (the compose
+    /// sandbox profile) instead of starting them.
+    #[arg(long)]
+    pub external: bool,
+    /// With --external: the gateway's webhook URL as the Gusto simulator reaches it.
+    #[arg(long, default_value = "http://gateway:8080/webhooks/gusto")]
+    pub webhook_url: String,
+    /// With --external: the key of visma.tenants to use (default: the only one, or `demo`).
+    #[arg(long)]
+    pub visma_tenant: Option<String>,
 }
 
 const TENANT: &str = "nordic";
+const FIRM: &str = "Fjord & Fjell Consulting AS";
 const MAPPING: &str = include_str!("../../../schemas/examples/mapping.example.toml");
+const MAPPING_FILE: &str = "mapping.example.toml";
 
 struct Child {
     name: &'static str,
@@ -66,11 +92,20 @@ fn free_addr() -> anyhow::Result<String> {
     Ok(l.local_addr()?.to_string())
 }
 
-pub async fn demo(args: DemoArgs, _config: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let started = Instant::now();
+pub async fn demo(args: DemoArgs, config: Option<&Path>) -> anyhow::Result<ExitCode> {
     if args.employees < 10 {
         bail!("--employees must be at least 10");
     }
+    if args.external {
+        external(args, config).await
+    } else {
+        local(args).await
+    }
+}
+
+/// Everything started here: NATS (unless one answers), the simulators, the services.
+async fn local(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
     let work = tempfile::Builder::new().prefix("mlc-demo-").tempdir()?;
     let dir = work.path().to_path_buf();
     step(started, format!("work directory {}", dir.display()));
@@ -107,27 +142,20 @@ pub async fn demo(args: DemoArgs, _config: Option<&Path>) -> anyhow::Result<Exit
         url
     };
 
-    // The two simulators, in this process.
+    // The two simulators, in this process, empty: the story seeds them over HTTP.
     let gusto_sim = sim_gusto::start(sim_gusto::SimConfig {
         webhooks: sim_gusto::WebhookConfig { retry_base: Duration::from_millis(500), ..Default::default() },
         ..Default::default()
     })
     .await?;
     let visma_sim = sim_visma::start(sim_visma::SimConfig::default()).await?;
-    let firm = gusto_sim.sim().seed_named_company("Fjord & Fjell Consulting AS", args.employees - 3);
-    visma_sim.seed(sim_visma::DEFAULT_TENANT, &nordic_visma_seed()).map_err(|e| anyhow::anyhow!(e))?;
     step(
         started,
-        format!(
-            "Gusto simulator {} with {} employees in 5 offices; Visma simulator {}",
-            gusto_sim.base_url(),
-            firm.employee_uuids.len(),
-            visma_sim.base_url()
-        ),
+        format!("Gusto simulator {}, Visma simulator {}", gusto_sim.base_url(), visma_sim.base_url()),
     );
 
     // One configuration for this process and the three services.
-    let mapping_path = dir.join("mapping.toml");
+    let mapping_path = dir.join(MAPPING_FILE);
     std::fs::write(&mapping_path, MAPPING)?;
     let gateway_listen = free_addr()?;
     let prefix = format!("demo{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
@@ -189,23 +217,6 @@ log_format = "json"
     let cfg = mlc_config::Config::load_from(Some(&config_path), &[])?;
     let ctx = Ctx::connect(cfg.clone(), "mlc-demo").await?;
 
-    // Connect the company: the OAuth code a Gusto admin's consent would give.
-    let redirect = cfg.gusto.redirect_uri.clone();
-    let code = gusto_sim.sim().issue_code(&firm.company_uuid, &redirect)?;
-    ops::company(
-        cfg.clone(),
-        ops::CompanyCommand::Add {
-            company: firm.company_uuid.clone(),
-            name: "Fjord & Fjell Consulting AS".into(),
-            code,
-            redirect_uri: Some(redirect),
-            visma_tenant: TENANT.into(),
-            mapping: mapping_path.clone(),
-            skip_review: true,
-        },
-    )
-    .await?;
-
     // The services, as real processes.
     let exe = std::env::current_exe()?;
     let mut children = Vec::new();
@@ -220,52 +231,76 @@ log_format = "json"
             .stderr(log)
             .spawn()
             .with_context(|| format!("starting `mlc run {name}`"))?;
-        children.push(Child {
-            name: if name == "gateway" {
-                "gateway"
-            } else if name == "projector" {
-                "projector"
-            } else {
-                "writer"
-            },
-            child,
-        });
+        let name = match name {
+            "gateway" => "gateway",
+            "projector" => "projector",
+            _ => "writer",
+        };
+        children.push(Child { name, child });
     }
     wait_ready(&format!("http://{gateway_listen}/readyz"), Duration::from_secs(30)).await?;
     step(started, format!("gateway, projector and writer running (logs in {})", dir.display()));
 
-    let webhook_url = format!("http://{gateway_listen}/webhooks/gusto");
-    let sub = ops::subscribe_with(&ctx.store, ctx.gusto()?.as_ref(), Some(&webhook_url), None, 30).await?;
-    step(started, format!("webhook subscription {sub} verified through the gateway's handshake"));
-
-    // The initial sync.
-    let queued = ops::backfill(&ctx, &firm.company_uuid, false).await?;
-    step(started, format!("initial sync: {queued} employees queued from Gusto's paged list"));
-    converge(&ctx, &visma_sim, &firm.company_uuid, started, args.timeout_secs, "initial sync").await?;
-
-    // A day at the firm, as Gusto would send it.
-    step(started, "a day of changes, delivered as signed webhooks:");
-    let day = play_day(&gusto_sim, &firm)?;
-    for line in &day {
-        println!("         - {line}");
-    }
-    let report =
-        converge(&ctx, &visma_sim, &firm.company_uuid, started, args.timeout_secs, "day of changes").await?;
-
-    let ok = report.in_sync();
-    print_visma_summary(&visma_sim);
-    step(started, "reconciliation of the simulators' data (Gusto's employees against Visma's records):");
-    println!();
-    reconcile::print_report(&report, !args.full_table);
+    let stage =
+        Stage::new(ctx, TENANT, mapping_path, format!("http://{gateway_listen}/webhooks/gusto"), dir)?;
+    let ok = story(&stage, &args, started).await?;
 
     drop(children);
     if args.keep {
         let kept = work.keep();
-        eprintln!("kept {} (config mlc.toml, logs, SQLite); streams prefixed {prefix}", kept.display());
+        eprintln!(
+            "kept {} (config mlc.toml, logs, SQLite, review file); streams prefixed {prefix}",
+            kept.display()
+        );
     } else {
         for kind in StreamKind::ALL {
-            let _ = ctx.js.delete_stream(ctx.topo.stream(kind)).await;
+            let _ = stage.ctx.js.delete_stream(stage.ctx.topo.stream(kind)).await;
         }
+    }
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// The compose sandbox: simulators, NATS, store and services are the configured ones.
+async fn external(args: DemoArgs, config: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let cfg = mlc_config::Config::load(config)?;
+    let tenant = match &args.visma_tenant {
+        Some(t) => t.clone(),
+        None if cfg.visma.tenants.len() == 1 => cfg.visma.tenants.keys().next().cloned().unwrap_or_default(),
+        None => "demo".to_string(),
+    };
+    if !cfg.visma.tenants.contains_key(&tenant) {
+        bail!("no Visma tenant {tenant:?} under visma.tenants in the configuration; give --visma-tenant");
+    }
+    let work = tempfile::Builder::new().prefix("mlc-demo-").tempdir()?;
+    // The image ships the example mapping where the projector reads mappings; a mapping
+    // written here would be invisible to a projector in another container.
+    let shipped = cfg.projector.mappings_dir.join(MAPPING_FILE);
+    let mapping = if shipped.is_file() {
+        shipped
+    } else {
+        let p = work.path().join(MAPPING_FILE);
+        std::fs::write(&p, MAPPING)?;
+        eprintln!(
+            "note: {} not found; using {} (the projector must see this path)",
+            shipped.display(),
+            p.display()
+        );
+        p
+    };
+    step(
+        started,
+        format!(
+            "external mode: Gusto {}, Visma {}, NATS {}",
+            cfg.gusto.base_url, cfg.visma.base_url, cfg.nats.url
+        ),
+    );
+    let ctx = Ctx::connect(cfg, "mlc-demo").await?;
+    let stage = Stage::new(ctx, &tenant, mapping, args.webhook_url.clone(), work.path().to_path_buf())?;
+    let ok = story(&stage, &args, started).await?;
+    if args.keep {
+        let kept = work.keep();
+        eprintln!("kept {} (review file)", kept.display());
     }
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
@@ -281,16 +316,263 @@ async fn wait_ready(url: &str, within: Duration) -> anyhow::Result<()> {
     bail!("{url} not ready within {within:?}; see the service logs")
 }
 
+// ------------------------------------------------------------------------------ the story
+
+/// Where the story plays: the connector's context and the simulators' admin APIs.
+struct Stage {
+    ctx: Ctx,
+    http: reqwest::Client,
+    gusto: String,
+    visma: String,
+    /// Key of visma.tenants, and the tenant id it names.
+    tenant: String,
+    tenant_id: String,
+    mapping: PathBuf,
+    webhook_url: String,
+    dir: PathBuf,
+}
+
+impl Stage {
+    fn new(
+        ctx: Ctx,
+        tenant: &str,
+        mapping: PathBuf,
+        webhook_url: String,
+        dir: PathBuf,
+    ) -> anyhow::Result<Stage> {
+        let tenant_id = ctx
+            .cfg
+            .visma
+            .tenants
+            .get(tenant)
+            .map(|t| t.tenant_id.clone())
+            .with_context(|| format!("no Visma tenant {tenant:?} in the configuration"))?;
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        Ok(Stage {
+            gusto: ctx.cfg.gusto.base_url.trim_end_matches('/').to_string(),
+            visma: ctx.cfg.visma.base_url.trim_end_matches('/').to_string(),
+            ctx,
+            http,
+            tenant: tenant.to_string(),
+            tenant_id,
+            mapping,
+            webhook_url,
+            dir,
+        })
+    }
+
+    async fn call(&self, method: reqwest::Method, url: String, body: Option<Value>) -> anyhow::Result<Value> {
+        let mut req = self.http.request(method.clone(), &url);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.with_context(|| format!("{method} {url}"))?;
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        if !status.is_success() {
+            bail!("{method} {url}: {status}: {text}");
+        }
+        Ok(if text.trim().is_empty() { Value::Null } else { serde_json::from_str(&text)? })
+    }
+
+    async fn gusto_admin(&self, method: reqwest::Method, path: &str, body: Value) -> anyhow::Result<Value> {
+        self.call(method, format!("{}/admin/{path}", self.gusto), Some(body)).await
+    }
+
+    /// The company's employees as Gusto's API shows them.
+    async fn gusto_employees(&self, company: &str) -> anyhow::Result<Vec<gusto::Employee>> {
+        let state = self.call(reqwest::Method::GET, format!("{}/admin/state", self.gusto), None).await?;
+        let mut out = Vec::new();
+        for e in state["employees"].as_array().map(Vec::as_slice).unwrap_or_default() {
+            if e["company_uuid"].as_str() == Some(company) {
+                out.push(serde_json::from_value(e.clone()).context("an employee of the Gusto simulator")?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn visma_seed(&self, seed: &sim_visma::Seed) -> anyhow::Result<()> {
+        let url = format!("{}/admin/tenants/{}/seed", self.visma, self.tenant_id);
+        self.call(reqwest::Method::POST, url, Some(serde_json::to_value(seed)?)).await.map(|_| ())
+    }
+
+    /// The tenant's employee records as the Visma simulator stores them.
+    async fn visma_records(&self) -> anyhow::Result<Vec<Value>> {
+        let url = format!("{}/admin/tenants/{}/employees", self.visma, self.tenant_id);
+        Ok(self.call(reqwest::Method::GET, url, None).await?.as_array().cloned().unwrap_or_default())
+    }
+
+    /// An authorisation code, as Gusto's consent screen would redirect with it.
+    async fn authorize(&self, company: &str) -> anyhow::Result<String> {
+        let cfg = &self.ctx.cfg.gusto;
+        let mut url = url_with(&format!("{}/oauth/authorize", self.gusto))?;
+        url.query_pairs_mut()
+            .append_pair("client_id", &cfg.client_id)
+            .append_pair("response_type", "code")
+            .append_pair("redirect_uri", &cfg.redirect_uri)
+            .append_pair("company_uuid", company);
+        let resp = self.http.get(url.clone()).send().await.context("GET /oauth/authorize")?;
+        let location = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .with_context(|| format!("/oauth/authorize answered {} without a Location", resp.status()))?;
+        url_with(location)?
+            .query_pairs()
+            .find(|(k, _)| k == "code")
+            .map(|(_, v)| v.into_owned())
+            .context("the authorize redirect carries no code")
+    }
+}
+
+fn url_with(s: &str) -> anyhow::Result<reqwest::Url> {
+    reqwest::Url::parse(s).with_context(|| format!("not a URL: {s}"))
+}
+
+/// The shape of the hand-kept Visma company for a firm of `initial` people.
+fn spec_for(initial: usize) -> ScenarioSpec {
+    let existing = initial - (initial / 14).max(1);
+    ScenarioSpec {
+        existing,
+        changed_email: (existing * 10 / 137).max(1),
+        changed_surname: (existing * 5 / 137).max(1),
+        changed_both: 1,
+        strangers: 3,
+    }
+}
+
+/// The whole story; true when it ends in sync with the strangers untouched.
+async fn story(stage: &Stage, args: &DemoArgs, started: Instant) -> anyhow::Result<bool> {
+    use reqwest::Method;
+    let ctx = &stage.ctx;
+
+    // Gusto: the firm and its people.
+    let firm: sim_gusto::CompanyInfo = serde_json::from_value(
+        stage
+            .gusto_admin(Method::POST, "companies", json!({"name": FIRM, "employees": args.employees - 3}))
+            .await?,
+    )?;
+    let company = firm.company_uuid.clone();
+    let people = stage.gusto_employees(&company).await?;
+    step(started, format!("Gusto: {FIRM} with {} employees in 5 offices", people.len()));
+
+    // Visma: the same firm, kept by hand.
+    let spec = spec_for(people.len());
+    let ids = SeedIds { department: "ADMIN", employee_class: "EMPSTD", branch: "1", calendar: "MAIN" };
+    let story = scenario::pre_existing(&people, &spec, &ids);
+    let mut seed = nordic_visma_seed();
+    seed.employees = story.visma_employees.clone();
+    stage.visma_seed(&seed).await?;
+    let before = stage.visma_records().await?;
+    let strangers_before: BTreeMap<String, Value> = before
+        .iter()
+        .filter(|r| r["employeeCd"].as_str().is_some_and(|cd| story.strangers.iter().any(|s| s == cd)))
+        .map(|r| (r["employeeCd"].as_str().unwrap_or_default().to_string(), r.clone()))
+        .collect();
+    step(
+        started,
+        format!(
+            "Visma already holds {} employees, kept by hand: {} of the firm's people ({} with an old email, \
+             {} with a surname typo, {} with both), and {} people Gusto does not know",
+            before.len(),
+            spec.existing,
+            spec.changed_email,
+            spec.changed_surname,
+            spec.changed_both,
+            story.strangers.len()
+        ),
+    );
+
+    // Connect the company: the OAuth code a Gusto admin's consent gives; no review skipped.
+    let code = stage.authorize(&company).await?;
+    ops::company(
+        ctx.cfg.clone(),
+        ops::CompanyCommand::Add {
+            company: company.clone(),
+            name: FIRM.into(),
+            code,
+            redirect_uri: None,
+            visma_tenant: stage.tenant.clone(),
+            mapping: stage.mapping.clone(),
+            skip_review: false,
+        },
+    )
+    .await?;
+    let sub =
+        ops::subscribe_with(&ctx.store, ctx.gusto()?.as_ref(), Some(&stage.webhook_url), None, 30).await?;
+    step(started, format!("webhook subscription {sub} verified through the gateway's handshake"));
+    if !ctx.company(&company).await?.first_connect_applied {
+        step(
+            started,
+            "first connect: awaiting review (the writer creates no Visma employee for the firm yet)",
+        );
+    }
+
+    // The review: propose, read, approve the clear ones, apply.
+    step(started, "mlc match: Gusto's employees against Visma's, two criteria per link:");
+    let review = stage.dir.join(format!("match-{company}.csv"));
+    println!();
+    let proposals = first_connect::propose(ctx, &company, &review, !args.full_table).await?;
+    println!();
+    let approved = first_connect::approve_links(&review)?;
+    let c = first_connect::counts(&proposals);
+    step(
+        started,
+        format!(
+            "operator: approved the {approved} two-criteria links after review; left the {} uncertain ones unapproved",
+            c[1].1
+        ),
+    );
+    let applied = first_connect::apply(ctx, &review).await?;
+    println!();
+    first_connect::print_applied(&applied);
+    println!();
+
+    // The initial sync: links update the people Visma has, the rest are created.
+    let queued = ops::backfill(ctx, &company, false).await?;
+    step(started, format!("initial sync: {queued} employees queued from Gusto's paged list"));
+    converge(stage, &company, started, args.timeout_secs, "initial sync").await?;
+
+    // A day at the firm, as Gusto would send it.
+    step(started, "a day of changes, delivered as signed webhooks:");
+    for line in play_day(stage, &firm).await? {
+        println!("         - {line}");
+    }
+    let report = converge(stage, &company, started, args.timeout_secs, "day of changes").await?;
+
+    let records = stage.visma_records().await?;
+    print_visma_summary(&records);
+    let changed: Vec<&String> = strangers_before
+        .iter()
+        .filter(|(cd, was)| {
+            records.iter().find(|r| r["employeeCd"].as_str() == Some(cd.as_str())) != Some(was)
+        })
+        .map(|(cd, _)| cd)
+        .collect();
+    step(started, "reconciliation of the simulators' data (Gusto's employees against Visma's records):");
+    println!();
+    reconcile::print_report(&report, !args.full_table);
+    if changed.is_empty() {
+        println!("people only in Visma: {} untouched (same record, same version)", strangers_before.len());
+    } else {
+        println!("people only in Visma: CHANGED {changed:?}");
+    }
+    Ok(report.in_sync() && changed.is_empty())
+}
+
 /// Waits until the pipeline is idle, then compares both systems; repeats until they
 /// agree or time runs out. The comparison costs Gusto calls, so it runs only when idle.
 async fn converge(
-    ctx: &Ctx,
-    visma: &sim_visma::SimHandle,
+    stage: &Stage,
     company: &str,
     started: Instant,
     timeout_secs: u64,
     what: &str,
 ) -> anyhow::Result<reconcile::Report> {
+    let ctx = &stage.ctx;
     let deadline = Instant::now() + Duration::from_secs(timeout_secs);
     let mut last_line = String::new();
     let mut idle_polls = 0;
@@ -298,7 +580,7 @@ async fn converge(
         let busy = pipeline_busy(ctx).await?;
         let line = format!(
             "{what}: {} employees in Visma, {} messages in flight",
-            visma.employees(sim_visma::DEFAULT_TENANT).len(),
+            stage.visma_records().await?.len(),
             busy
         );
         if line != last_line {
@@ -337,8 +619,8 @@ async fn pipeline_busy(ctx: &Ctx) -> anyhow::Result<u64> {
 }
 
 /// Hires, title changes, a transfer, a termination, a rehire, a name change.
-fn play_day(gusto: &sim_gusto::SimHandle, firm: &sim_gusto::CompanyInfo) -> anyhow::Result<Vec<String>> {
-    let sim = gusto.sim();
+async fn play_day(stage: &Stage, firm: &sim_gusto::CompanyInfo) -> anyhow::Result<Vec<String>> {
+    use reqwest::Method;
     let e = &firm.employee_uuids;
     let (oslo, stockholm, copenhagen, helsinki) =
         (&firm.location_uuids[0], &firm.location_uuids[1], &firm.location_uuids[2], &firm.location_uuids[3]);
@@ -349,49 +631,42 @@ fn play_day(gusto: &sim_gusto::SimHandle, firm: &sim_gusto::CompanyInfo) -> anyh
         ("Elias", "Lindqvist", "Software Engineer", 1, stockholm, "Stockholm"),
         ("Freja", "Møller", "Account Executive", 3, copenhagen, "Copenhagen"),
     ] {
-        sim.hire(
-            &firm.company_uuid,
-            sim_gusto::HireRequest {
-                first_name: Some(first.into()),
-                last_name: Some(last.into()),
-                work_email: Some(format!(
-                    "{}.{}@fjordfjell.example",
-                    first.to_lowercase(),
-                    last.to_lowercase()
-                )),
-                title: Some(title.into()),
-                department_uuid: Some(dept[d].clone()),
-                location_uuid: Some(loc.clone()),
-                ..Default::default()
-            },
-        )?;
+        let hire = sim_gusto::HireRequest {
+            first_name: Some(first.into()),
+            last_name: Some(last.into()),
+            work_email: Some(format!("{}.{}@fjordfjell.example", first.to_lowercase(), last.to_lowercase())),
+            title: Some(title.into()),
+            department_uuid: Some(dept[d].clone()),
+            location_uuid: Some(loc.clone()),
+            ..Default::default()
+        };
+        let path = format!("companies/{}/employees", firm.company_uuid);
+        stage.gusto_admin(Method::POST, &path, serde_json::to_value(&hire)?).await?;
         log.push(format!("hired {first} {last}, {title} in {city}"));
     }
-    sim.change_title(&e[0], "Senior Consultant")?;
-    sim.change_title(&e[1], "Partner")?;
-    sim.change_title(&e[2], "Trainee")?;
+    let emp = |i: usize, what: &str| format!("employees/{}/{what}", e[i]);
+    for (i, title) in [(0, "Senior Consultant"), (1, "Partner"), (2, "Trainee")] {
+        stage.gusto_admin(Method::POST, &emp(i, "title"), json!({ "title": title })).await?;
+    }
     log.push("three title changes (one promotion to Partner)".into());
-    sim.transfer(&e[3], helsinki, None)?;
+    stage.gusto_admin(Method::POST, &emp(3, "transfer"), json!({ "location_uuid": helsinki })).await?;
     log.push("one transfer to the Helsinki office".into());
-    sim.update_employee(
-        &e[4],
-        sim_gusto::EmployeePatch { last_name: Some("Aasen-Berg".into()), ..Default::default() },
-    )?;
+    let patch = format!("employees/{}", e[4]);
+    stage.gusto_admin(Method::PATCH, &patch, json!({ "last_name": "Aasen-Berg" })).await?;
     log.push("one surname change".into());
-    sim.terminate(&e[5], None)?;
+    stage.gusto_admin(Method::POST, &emp(5, "terminate"), json!({})).await?;
     log.push("one termination (effective today)".into());
-    sim.terminate(&e[6], None)?;
-    sim.rehire(&e[6], None)?;
+    stage.gusto_admin(Method::POST, &emp(6, "terminate"), json!({})).await?;
+    stage.gusto_admin(Method::POST, &emp(6, "rehire"), json!({})).await?;
     log.push("one termination and rehire the same day".into());
     Ok(log)
 }
 
-fn print_visma_summary(visma: &sim_visma::SimHandle) {
-    let employees = visma.employees(sim_visma::DEFAULT_TENANT);
-    let mut by_branch: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
-    for e in &employees {
-        let entry = by_branch.entry(e.branch.clone()).or_default();
-        if format!("{:?}", e.status) == "Active" {
+fn print_visma_summary(records: &[Value]) {
+    let mut by_branch: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for e in records {
+        let entry = by_branch.entry(e["branch"].as_str().unwrap_or("-").to_string()).or_default();
+        if e["status"].as_str() == Some("Active") {
             entry.0 += 1;
         } else {
             entry.1 += 1;
@@ -399,47 +674,4 @@ fn print_visma_summary(visma: &sim_visma::SimHandle) {
     }
     let line = by_branch.iter().map(|(b, (a, i))| format!("{b}: {a}+{i}")).collect::<Vec<_>>().join(", ");
     println!("         Visma employees by branch (active+inactive): {line}");
-}
-
-/// The Visma company the example mapping expects: departments, branches (one per office),
-/// employee classes, the calendar and the office segment values.
-pub fn nordic_visma_seed() -> sim_visma::Seed {
-    use sim_visma::{SeedBranch, SeedClass, SeedDepartment, SeedSegment, SeedSegmentValue};
-    let deps = [
-        ("CONS", "Consulting"),
-        ("ENG", "Engineering"),
-        ("FIN", "Finance"),
-        ("SALES", "Sales"),
-        ("HR", "People"),
-        ("OPS", "Operations"),
-        ("ADMIN", "Administration"),
-    ];
-    let branches =
-        [("1", "Oslo"), ("2", "Stockholm"), ("3", "Copenhagen"), ("4", "Helsinki"), ("5", "Reykjavik")];
-    sim_visma::Seed {
-        departments: deps
-            .iter()
-            .map(|(id, d)| SeedDepartment { id: (*id).into(), description: Some((*d).into()) })
-            .collect(),
-        branches: branches
-            .iter()
-            .map(|(n, name)| SeedBranch { number: (*n).into(), name: (*name).into() })
-            .collect(),
-        employee_classes: ["EMPSTD", "EMPPART", "EMPCONS", "EMPTEMP"]
-            .iter()
-            .map(|id| SeedClass { id: (*id).into(), description: (*id).into() })
-            .collect(),
-        calendars: vec!["MAIN".into()],
-        segments: vec![SeedSegment {
-            dimension: "SUBACCOUNT".into(),
-            segment_id: 2,
-            description: "Office".into(),
-            length: 3,
-            values: ["OSL", "STO", "CPH", "HEL", "REK"]
-                .iter()
-                .map(|v| SeedSegmentValue { value: (*v).into(), description: None })
-                .collect(),
-        }],
-        employees: Vec::new(),
-    }
 }

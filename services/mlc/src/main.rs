@@ -3,6 +3,7 @@
 
 mod ctx;
 mod demo;
+mod first_connect;
 mod ops;
 mod reconcile;
 mod run;
@@ -42,6 +43,9 @@ enum Command {
     /// Creates the Gusto webhook subscription, or (--verify) finishes its handshake with the
     /// token the gateway received.
     Subscribe(ops::SubscribeArgs),
+    /// First connect: proposes links between Gusto's employees and those Visma already
+    /// holds (review file, CSV); with --apply stores the approved ones and ends the review.
+    Match(first_connect::MatchArgs),
     /// Initial full sync of a company from Gusto's paged employee list.
     Backfill {
         #[arg(long)]
@@ -148,6 +152,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             let ctx = ctx::Ctx::connect(load()?, "mlc-backfill").await?;
             let n = ops::backfill(&ctx, &company, true).await?;
             println!("backfill of {company}: {n} employees queued for hydration");
+        }
+        Command::Match(args) => {
+            let ctx = ctx::Ctx::connect(load()?, "mlc-match").await?;
+            first_connect::run(&ctx, &args).await?;
         }
         Command::Replay(args) => ops::replay(load()?, args).await?,
         Command::Reconcile(args) => {

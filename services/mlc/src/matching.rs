@@ -91,7 +91,12 @@ impl VismaPerson {
                 None => last = name,
             }
         }
-        Some(Self { employee_cd: cd, first_name: first, last_name: last, email: contact.and_then(|c| c.email.clone()) })
+        Some(Self {
+            employee_cd: cd,
+            first_name: first,
+            last_name: last,
+            email: contact.and_then(|c| c.email.clone()),
+        })
     }
 
     pub fn name(&self) -> String {
@@ -325,11 +330,7 @@ pub fn propose(gusto: &[GustoPerson], visma: &[VismaPerson], prefix: &str) -> Ve
     }
     // Strongest first; ties broken by name similarity, then input order (deterministic).
     pairs.sort_by(|a, b| {
-        b.strong
-            .cmp(&a.strong)
-            .then(b.name.total_cmp(&a.name))
-            .then(a.g.cmp(&b.g))
-            .then(a.v.cmp(&b.v))
+        b.strong.cmp(&a.strong).then(b.name.total_cmp(&a.name)).then(a.g.cmp(&b.g)).then(a.v.cmp(&b.v))
     });
     let mut by_g: HashMap<usize, Vec<usize>> = HashMap::new();
     let mut by_v: HashMap<usize, Vec<usize>> = HashMap::new();
@@ -337,22 +338,28 @@ pub fn propose(gusto: &[GustoPerson], visma: &[VismaPerson], prefix: &str) -> Ve
         by_g.entry(p.g).or_default().push(i);
         by_v.entry(p.v).or_default().push(i);
     }
-    let (mut g_taken, mut v_taken) = (HashSet::new(), HashSet::new());
+    // Person -> strong criteria of the pair that took it.
+    let (mut g_taken, mut v_taken) = (HashMap::new(), HashMap::new());
     let mut out = Vec::new();
     for (i, p) in pairs.iter().enumerate() {
-        if g_taken.contains(&p.g) || v_taken.contains(&p.v) {
+        if g_taken.contains_key(&p.g) || v_taken.contains_key(&p.v) {
             continue;
         }
-        g_taken.insert(p.g);
-        v_taken.insert(p.v);
-        // Competitors: other pairs of either person at least as strong.
+        // Competitors: other pairs of either person at least as strong, unless their other
+        // person already went to a stronger pair (that question is settled).
+        let settled = |r: &Pair| {
+            let other = if r.g != p.g { g_taken.get(&r.g) } else { v_taken.get(&r.v) };
+            other.is_some_and(|&s| s > r.strong)
+        };
         let rivals: Vec<&Pair> = by_g[&p.g]
             .iter()
             .chain(&by_v[&p.v])
             .filter(|&&j| j != i)
             .map(|&j| &pairs[j])
-            .filter(|r| r.strong >= p.strong && (p.strong >= 2 || r.name >= p.name))
+            .filter(|r| r.strong >= p.strong && (p.strong >= 2 || r.name >= p.name) && !settled(r))
             .collect();
+        g_taken.insert(p.g, p.strong);
+        v_taken.insert(p.v, p.strong);
         let ambiguous = !rivals.is_empty();
         let criteria_text = p.criteria.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ");
         let rival_names = rivals
@@ -390,7 +397,7 @@ pub fn propose(gusto: &[GustoPerson], visma: &[VismaPerson], prefix: &str) -> Ve
         });
     }
     for (gi, g) in gusto.iter().enumerate() {
-        if !g_taken.contains(&gi) {
+        if !g_taken.contains_key(&gi) {
             let reason = if by_g.contains_key(&gi) {
                 "its candidates went to stronger matches; the writer creates it".to_string()
             } else {
@@ -407,7 +414,7 @@ pub fn propose(gusto: &[GustoPerson], visma: &[VismaPerson], prefix: &str) -> Ve
         }
     }
     for (vi, v) in visma.iter().enumerate() {
-        if !v_taken.contains(&vi) {
+        if !v_taken.contains_key(&vi) {
             out.push(Proposal {
                 suggestion: Suggestion::Keep,
                 gusto: None,
@@ -607,7 +614,13 @@ pub fn validate(
             continue;
         }
         if row.company.trim() != ctx.company {
-            err(line, format!("company {:?} is not {}; this file belongs to another company", row.company, ctx.company));
+            err(
+                line,
+                format!(
+                    "company {:?} is not {}; this file belongs to another company",
+                    row.company, ctx.company
+                ),
+            );
             continue;
         }
         if approve != "yes" {
@@ -674,7 +687,12 @@ mod tests {
     }
 
     fn v(cd: &str, first: &str, last: &str, email: &str) -> VismaPerson {
-        VismaPerson { employee_cd: cd.into(), first_name: first.into(), last_name: last.into(), email: Some(email.into()) }
+        VismaPerson {
+            employee_cd: cd.into(),
+            first_name: first.into(),
+            last_name: last.into(),
+            email: Some(email.into()),
+        }
     }
 
     #[test]
@@ -744,7 +762,13 @@ mod tests {
     }
 
     fn row(approve: &str, g: &str, cd: &str) -> ReviewRow {
-        ReviewRow { approve: approve.into(), gusto_uuid: g.into(), visma_cd: cd.into(), company: "c1".into(), ..Default::default() }
+        ReviewRow {
+            approve: approve.into(),
+            gusto_uuid: g.into(),
+            visma_cd: cd.into(),
+            company: "c1".into(),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -781,6 +805,9 @@ mod tests {
         assert_eq!(rows[0], (2, r));
         assert_eq!(rows[1].0, 3);
         let ok = validate("review.csv", &rows, &ctx()).unwrap();
-        assert_eq!(ok, vec![ApprovedLink { line: 3, gusto_uuid: "g2".into(), visma_cd: "E2".into(), existing: false }]);
+        assert_eq!(
+            ok,
+            vec![ApprovedLink { line: 3, gusto_uuid: "g2".into(), visma_cd: "E2".into(), existing: false }]
+        );
     }
 }

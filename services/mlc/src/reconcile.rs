@@ -44,7 +44,11 @@ pub struct Row {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Report {
     pub company: String,
+    /// One per Gusto employee: the in-sync figure is over Gusto's people.
     pub rows: Vec<Row>,
+    /// Visma employees no Gusto employee maps to (kept by hand, never touched), as
+    /// "number name".
+    pub visma_only: Vec<String>,
     pub repairs: usize,
 }
 
@@ -151,7 +155,14 @@ pub async fn compare(ctx: &Ctx, company_uuid: &str) -> anyhow::Result<Report> {
         rows.push(row);
     }
     rows.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(Report { company: company_uuid.to_string(), rows, repairs: 0 })
+    let compared: std::collections::HashSet<&str> = rows.iter().map(|r| r.employee_cd.as_str()).collect();
+    let mut visma_only: Vec<String> = in_visma
+        .iter()
+        .filter(|(cd, _)| !compared.contains(cd.as_str()))
+        .map(|(cd, e)| format!("{cd} {}", e.employee_name.clone().unwrap_or_default()))
+        .collect();
+    visma_only.sort();
+    Ok(Report { company: company_uuid.to_string(), rows, visma_only, repairs: 0 })
 }
 
 pub async fn reconcile(ctx: &Ctx, args: &ReconcileArgs) -> anyhow::Result<Report> {
@@ -226,6 +237,17 @@ pub fn print_report(report: &Report, quiet: bool) {
     );
     if report.repairs > 0 {
         println!("repairs emitted: {}", report.repairs);
+    }
+    if !report.visma_only.is_empty() {
+        println!(
+            "Visma employees with no Gusto employee (not compared, left alone): {}",
+            report.visma_only.len()
+        );
+        if !quiet || report.visma_only.len() <= 10 {
+            for v in &report.visma_only {
+                println!("  {v}");
+            }
+        }
     }
     println!("in sync: {}/{}", report.in_sync_count(), report.rows.len());
 }

@@ -112,7 +112,8 @@ pub fn pre_existing(employees: &[gusto::Employee], spec: &ScenarioSpec, ids: &Se
         let number_recorded = i % 2 == 0 && !code.is_empty();
         let cd = if number_recorded { code } else { format!("E{:04}", 1001 + i) };
         // Some records hold the personal address, as people gave it at hiring.
-        let current = if i % 3 == 0 { e.email.clone().or(e.work_email.clone()) } else { e.work_email.clone() };
+        let current =
+            if i % 3 == 0 { e.email.clone().or(e.work_email.clone()) } else { e.work_email.clone() };
         let current = current.unwrap_or_default();
         let email = match drift {
             Drift::Email | Drift::Both => {
@@ -130,8 +131,9 @@ pub fn pre_existing(employees: &[gusto::Employee], spec: &ScenarioSpec, ids: &Se
     }
     for (i, (first, last)) in STRANGERS.iter().cycle().take(spec.strangers).enumerate() {
         let cd = format!("E{:04}", 9001 + i);
-        let email = format!("{}.{}@partners.example", crate::matching::fold(first), crate::matching::fold(last))
-            .replace(' ', "");
+        let email =
+            format!("{}.{}@partners.example", crate::matching::fold(first), crate::matching::fold(last))
+                .replace(' ', "");
         s.visma_employees.push(body(&cd, first, last, &email, ids));
         s.strangers.push(cd);
     }
@@ -148,10 +150,60 @@ pub struct SeedIds<'a> {
 }
 
 fn body(cd: &str, first: &str, last: &str, email: &str, ids: &SeedIds<'_>) -> Value {
-    let mut dto =
-        visma::EmployeeCreateDto::new(cd, ids.department, ids.employee_class, ids.branch, ids.calendar, last, email);
+    let mut dto = visma::EmployeeCreateDto::new(
+        cd,
+        ids.department,
+        ids.employee_class,
+        ids.branch,
+        ids.calendar,
+        last,
+        email,
+    );
     dto.contact.first_name = Some(visma::dto::v(first));
     serde_json::to_value(&dto).unwrap_or(Value::Null)
+}
+
+/// The Visma company the example mapping expects: departments, branches (one per office),
+/// employee classes, the calendar and the office segment values.
+pub fn nordic_visma_seed() -> sim_visma::Seed {
+    use sim_visma::{SeedBranch, SeedClass, SeedDepartment, SeedSegment, SeedSegmentValue};
+    let deps = [
+        ("CONS", "Consulting"),
+        ("ENG", "Engineering"),
+        ("FIN", "Finance"),
+        ("SALES", "Sales"),
+        ("HR", "People"),
+        ("OPS", "Operations"),
+        ("ADMIN", "Administration"),
+    ];
+    let branches =
+        [("1", "Oslo"), ("2", "Stockholm"), ("3", "Copenhagen"), ("4", "Helsinki"), ("5", "Reykjavik")];
+    sim_visma::Seed {
+        departments: deps
+            .iter()
+            .map(|(id, d)| SeedDepartment { id: (*id).into(), description: Some((*d).into()) })
+            .collect(),
+        branches: branches
+            .iter()
+            .map(|(n, name)| SeedBranch { number: (*n).into(), name: (*name).into() })
+            .collect(),
+        employee_classes: ["EMPSTD", "EMPPART", "EMPCONS", "EMPTEMP"]
+            .iter()
+            .map(|id| SeedClass { id: (*id).into(), description: (*id).into() })
+            .collect(),
+        calendars: vec!["MAIN".into()],
+        segments: vec![SeedSegment {
+            dimension: "SUBACCOUNT".into(),
+            segment_id: 2,
+            description: "Office".into(),
+            length: 3,
+            values: ["OSL", "STO", "CPH", "HEL", "REK"]
+                .iter()
+                .map(|v| SeedSegmentValue { value: (*v).into(), description: None })
+                .collect(),
+        }],
+        employees: Vec::new(),
+    }
 }
 
 #[cfg(test)]
