@@ -528,7 +528,7 @@ pub enum ReviewFileError {
         #[source]
         source: csv::Error,
     },
-    #[error("{path}: {} problem(s), nothing applied:\n{}", errors.len(), errors.iter().map(|e| format!("  {path}:{e}")).collect::<Vec<_>>().join("\n"))]
+    #[error("{path}: {} problem(s), nothing applied:\n{}", errors.len(), errors.iter().map(|e| format!("  {path}:{}: {}", e.line, e.message)).collect::<Vec<_>>().join("\n"))]
     Invalid { path: String, errors: Vec<LineError> },
     #[error("{path}: cannot write: {source}")]
     Write {
