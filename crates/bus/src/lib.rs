@@ -6,6 +6,8 @@
 //! server without touching each other's streams.
 
 mod headers;
+pub mod lease;
+pub mod ratelimit;
 mod topology;
 
 pub use headers::{extract_trace_context, inject_trace_context, HEADER_MSG_TYPE, HEADER_TRACEPARENT};
@@ -27,6 +29,8 @@ pub enum BusError {
     Publish { subject: String, reason: String },
     #[error("publish to {subject} was not acknowledged within {timeout:?}")]
     AckTimeout { subject: String, timeout: Duration },
+    #[error("{subject} changed since it was read: {reason}")]
+    Conflict { subject: String, reason: String },
     #[error("reading {subject}: {reason}")]
     Read { subject: String, reason: String },
     #[error("decoding a {type_name} from {subject}: {reason}")]
@@ -118,6 +122,29 @@ impl Publisher {
         inject_trace_context(&mut headers);
         headers.insert(HEADER_MSG_TYPE, M::full_name().as_str());
         self.publish_raw(subject, msg_id, Bytes::from(msg.encode_to_vec()), headers).await
+    }
+
+    /// As [`Publisher::publish`], but stored only if `subject`'s last message is still
+    /// `expected_last` (0: the subject is empty). The check is the server's
+    /// (`Nats-Expected-Last-Subject-Sequence`), so two writers of one subject cannot
+    /// interleave: the one that read an older state fails with [`BusError::Conflict`].
+    pub async fn publish_if_last<M: prost::Message + prost::Name>(
+        &self,
+        subject: &str,
+        msg_id: &str,
+        msg: &M,
+        expected_last: u64,
+    ) -> Result<Published, BusError> {
+        let mut headers = HeaderMap::new();
+        inject_trace_context(&mut headers);
+        headers.insert(HEADER_MSG_TYPE, M::full_name().as_str());
+        headers.insert("Nats-Expected-Last-Subject-Sequence", expected_last.to_string().as_str());
+        match self.publish_raw(subject, msg_id, Bytes::from(msg.encode_to_vec()), headers).await {
+            Err(BusError::Publish { subject, reason }) if reason.contains("wrong last sequence") => {
+                Err(BusError::Conflict { subject, reason })
+            }
+            other => other,
+        }
     }
 
     /// Publishes bytes as they are, with the given headers plus `Nats-Msg-Id`.
@@ -252,20 +279,33 @@ pub mod consume {
         Some(batch)
     }
 
-    /// Opens the durable consumer `spec` of `topology` as a continuous message stream.
+    /// Opens the durable consumer `spec` of `topology` as a continuous message stream
+    /// (partition 0: the only one of an unpartitioned topology).
     pub async fn open(
         js: &async_nats::jetstream::Context,
         topology: &crate::Topology,
         spec: &crate::ConsumerSpec,
         batch: usize,
     ) -> Result<PullStream, crate::BusError> {
+        open_partition(js, topology, spec, 0, batch).await
+    }
+
+    /// Opens the durable consumer of `spec` for one partition.
+    pub async fn open_partition(
+        js: &async_nats::jetstream::Context,
+        topology: &crate::Topology,
+        spec: &crate::ConsumerSpec,
+        partition: u32,
+        batch: usize,
+    ) -> Result<PullStream, crate::BusError> {
         let name = topology.stream(spec.stream);
+        let durable = topology.durable(spec, partition);
         let stream =
             js.get_stream(&name).await.map_err(|e| crate::BusError::Topology(format!("{name}: {e}")))?;
         let consumer: async_nats::jetstream::consumer::PullConsumer = stream
-            .get_consumer(spec.durable)
+            .get_consumer(&durable)
             .await
-            .map_err(|e| crate::BusError::Topology(format!("consumer {}: {e}", spec.durable)))?;
+            .map_err(|e| crate::BusError::Topology(format!("consumer {durable}: {e}")))?;
         consumer
             .stream()
             .max_messages_per_batch(batch)
@@ -273,7 +313,7 @@ pub mod consume {
             .expires(Duration::from_secs(30))
             .messages()
             .await
-            .map_err(|e| crate::BusError::Topology(format!("consumer {}: {e}", spec.durable)))
+            .map_err(|e| crate::BusError::Topology(format!("consumer {durable}: {e}")))
     }
 }
 

@@ -108,6 +108,7 @@ pub struct Topology {
     prefix: String,
     replicas: usize,
     ack_wait: Option<Duration>,
+    partitions: u32,
 }
 
 impl Topology {
@@ -122,7 +123,7 @@ impl Topology {
         if !(1..=5).contains(&replicas) {
             return Err(BusError::Topology(format!("stream replicas must be 1..=5, got {replicas}")));
         }
-        Ok(Self { prefix: prefix.to_string(), replicas, ack_wait: None })
+        Ok(Self { prefix: prefix.to_string(), replicas, ack_wait: None, partitions: 1 })
     }
 
     /// Overrides every consumer's ack wait: how long a message taken by a process that
@@ -130,6 +131,70 @@ impl Topology {
     pub fn with_ack_wait(mut self, ack_wait: Duration) -> Self {
         self.ack_wait = Some(ack_wait);
         self
+    }
+
+    /// Splits the work streams (events, state, commands) into `n` partitions by company:
+    /// subjects gain a partition token after their root and each partition has its own
+    /// durable consumer, so replicas can share the work while one company (and so each of
+    /// its employees) is only ever handled by one replica. `n = 1` keeps the plain layout.
+    pub fn with_partitions(mut self, n: u32) -> Result<Self, BusError> {
+        if !(1..=1024).contains(&n) {
+            return Err(BusError::Topology(format!("partitions must be 1..=1024, got {n}")));
+        }
+        self.partitions = n;
+        Ok(self)
+    }
+
+    pub fn partitions(&self) -> u32 {
+        self.partitions
+    }
+
+    /// The partition of a company: FNV-1a of its uuid, stable across processes and releases.
+    pub fn partition_of(&self, company: &str) -> u32 {
+        let mut h: u64 = 0xcbf29ce484222325;
+        for b in company.as_bytes() {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x100000001b3);
+        }
+        (h % u64::from(self.partitions)) as u32
+    }
+
+    fn partitioned(&self, kind: StreamKind) -> bool {
+        self.partitions > 1
+            && matches!(kind, StreamKind::GustoEvents | StreamKind::EmployeeState | StreamKind::VismaCommands)
+    }
+
+    /// `<root>` or `<root>.<partition of company>`.
+    fn company_root(&self, kind: StreamKind, company: &str) -> String {
+        if self.partitioned(kind) {
+            format!("{}.{}", self.root(kind), self.partition_of(company))
+        } else {
+            self.root(kind)
+        }
+    }
+
+    /// What the consumer of `partition` reads.
+    pub fn partition_filter(&self, kind: StreamKind, partition: u32) -> String {
+        if self.partitioned(kind) {
+            format!("{}.{}.>", self.root(kind), partition)
+        } else {
+            self.wildcard(kind)
+        }
+    }
+
+    /// The durable name of `spec`'s consumer for `partition`.
+    pub fn durable(&self, spec: &ConsumerSpec, partition: u32) -> String {
+        if self.partitioned(spec.stream) {
+            format!("{}-p{partition}", spec.durable)
+        } else {
+            spec.durable.to_string()
+        }
+    }
+
+    /// Every durable consumer of `spec`: one per partition.
+    pub fn durables(&self, spec: &ConsumerSpec) -> Vec<String> {
+        let n = if self.partitioned(spec.stream) { self.partitions } else { 1 };
+        (0..n).map(|p| self.durable(spec, p)).collect()
     }
 
     pub fn prefix(&self) -> &str {
@@ -158,15 +223,18 @@ impl Topology {
     }
 
     pub fn gusto_event(&self, company: &str, entity_type: &str) -> String {
-        format!("{}.{}.{}", self.root(StreamKind::GustoEvents), token(company), token(entity_type))
+        let c = token(company);
+        format!("{}.{}.{}", self.company_root(StreamKind::GustoEvents, &c), c, token(entity_type))
     }
 
     pub fn employee_state(&self, company: &str, employee: &str) -> String {
-        format!("{}.{}.{}", self.root(StreamKind::EmployeeState), token(company), token(employee))
+        let c = token(company);
+        format!("{}.{}.{}", self.company_root(StreamKind::EmployeeState, &c), c, token(employee))
     }
 
     pub fn visma_command(&self, company: &str, employee: &str) -> String {
-        format!("{}.{}.{}", self.root(StreamKind::VismaCommands), token(company), token(employee))
+        let c = token(company);
+        format!("{}.{}.{}", self.company_root(StreamKind::VismaCommands, &c), c, token(employee))
     }
 
     pub fn sync_outcome(&self, company: &str, employee: &str) -> String {
@@ -180,14 +248,20 @@ impl Topology {
     /// Subject filter for one company (or everything) in a per-employee stream.
     pub fn company_filter(&self, kind: StreamKind, company: Option<&str>) -> String {
         match company {
-            Some(c) => format!("{}.{}.>", self.root(kind), token(c)),
+            Some(c) => {
+                let c = token(c);
+                format!("{}.{}.>", self.company_root(kind, &c), c)
+            }
             None => self.wildcard(kind),
         }
     }
 
     /// Splits `<root>.<company>.<last>` back into its two tokens.
     pub fn split_subject<'a>(&self, kind: StreamKind, subject: &'a str) -> Option<(&'a str, &'a str)> {
-        let rest = subject.strip_prefix(&self.root(kind))?.strip_prefix('.')?;
+        let mut rest = subject.strip_prefix(&self.root(kind))?.strip_prefix('.')?;
+        if self.partitioned(kind) {
+            rest = rest.split_once('.')?.1;
+        }
         let (a, b) = rest.split_once('.')?;
         (!b.contains('.')).then_some((a, b))
     }
@@ -217,15 +291,15 @@ impl Topology {
         }
     }
 
-    pub fn consumer_config(&self, spec: &ConsumerSpec) -> pull::Config {
+    pub fn consumer_config(&self, spec: &ConsumerSpec, partition: u32) -> pull::Config {
         pull::Config {
-            durable_name: Some(spec.durable.to_string()),
+            durable_name: Some(self.durable(spec, partition)),
             ack_policy: AckPolicy::Explicit,
             deliver_policy: DeliverPolicy::All,
             ack_wait: self.ack_wait.unwrap_or(spec.ack_wait),
             max_deliver: spec.max_deliver,
             max_ack_pending: spec.max_ack_pending,
-            filter_subject: self.wildcard(spec.stream),
+            filter_subject: self.partition_filter(spec.stream, partition),
             num_replicas: 0,
             ..Default::default()
         }
@@ -276,22 +350,25 @@ pub async fn ensure_topology(js: &jetstream::Context, topo: &Topology) -> Result
             .get_stream(&stream_name)
             .await
             .map_err(|e| BusError::Topology(format!("stream {stream_name}: {e}")))?;
-        let config = topo.consumer_config(&spec);
-        let mut last_err = None;
-        for _ in 0..5 {
-            match stream.create_consumer(config.clone()).await {
-                Ok(_) => {
-                    last_err = None;
-                    break;
-                }
-                Err(e) => {
-                    last_err = Some(e.to_string());
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+        let n = topo.durables(&spec).len() as u32;
+        for partition in 0..n {
+            let config = topo.consumer_config(&spec, partition);
+            let mut last_err = None;
+            for _ in 0..5 {
+                match stream.create_consumer(config.clone()).await {
+                    Ok(_) => {
+                        last_err = None;
+                        break;
+                    }
+                    Err(e) => {
+                        last_err = Some(e.to_string());
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
                 }
             }
-        }
-        if let Some(e) = last_err {
-            return Err(BusError::Topology(format!("consumer {}: {e}", spec.durable)));
+            if let Some(e) = last_err {
+                return Err(BusError::Topology(format!("consumer {}: {e}", topo.durable(&spec, partition))));
+            }
         }
     }
     Ok(())
@@ -318,6 +395,35 @@ mod tests {
         assert_eq!(t.gusto_event("a.b", "*>"), "gusto.events.a_b.__");
         assert_eq!(t.split_subject(StreamKind::EmployeeState, "employee.state.c1.e1"), Some(("c1", "e1")));
         assert_eq!(t.split_subject(StreamKind::EmployeeState, "other.state.c1.e1"), None);
+    }
+
+    #[test]
+    fn partitions_put_a_company_in_one_place() {
+        let t = Topology::new("t", 1).unwrap().with_partitions(8).unwrap();
+        let p = t.partition_of("c1");
+        assert!(p < 8);
+        assert_eq!(t.gusto_event("c1", "Employee"), format!("t.gusto.events.{p}.c1.Employee"));
+        assert_eq!(t.employee_state("c1", "e1"), format!("t.employee.state.{p}.c1.e1"));
+        assert_eq!(
+            t.split_subject(StreamKind::EmployeeState, &t.employee_state("c1", "e1")),
+            Some(("c1", "e1"))
+        );
+        assert_eq!(
+            t.company_filter(StreamKind::VismaCommands, Some("c1")),
+            format!("t.visma.commands.{p}.c1.>")
+        );
+        assert_eq!(t.partition_filter(StreamKind::GustoEvents, 3), "t.gusto.events.3.>");
+        assert_eq!(t.durable(&ConsumerSpec::WRITER, 3), "writer-p3");
+        assert_eq!(t.durables(&ConsumerSpec::WRITER).len(), 8);
+        // Outcomes and dead letters are not partitioned: nobody consumes them in parallel.
+        assert_eq!(t.sync_outcome("c1", "e1"), "t.sync.outcomes.c1.e1");
+        // Spread: 100 companies over 8 partitions leave none empty.
+        let used: std::collections::BTreeSet<u32> =
+            (0..100).map(|i| t.partition_of(&format!("company-{i}"))).collect();
+        assert_eq!(used.len(), 8);
+        let plain = Topology::new("t", 1).unwrap();
+        assert_eq!(plain.durable(&ConsumerSpec::WRITER, 0), "writer");
+        assert_eq!(plain.gusto_event("c1", "Employee"), "t.gusto.events.c1.Employee");
     }
 
     #[test]

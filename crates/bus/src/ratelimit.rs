@@ -1,0 +1,86 @@
+//! A rolling-window rate limit shared by every process, kept by JetStream itself: a
+//! stream whose messages live `window` and hold at most `limit` per subject, rejecting
+//! the next one (`discard_new_per_subject`, nats-server 2.9.2+). Taking a slot is a
+//! publish; the server serialises them, so the check and the append are one atomic step
+//! across all replicas. When full, the oldest slot's timestamp says when one frees up.
+
+use crate::{BusError, Topology};
+use async_nats::jetstream::{self, stream};
+use bytes::Bytes;
+use std::time::Duration;
+
+#[derive(Clone)]
+pub struct SharedWindow {
+    js: jetstream::Context,
+    stream: String,
+    root: String,
+    window: Duration,
+}
+
+impl SharedWindow {
+    /// Creates (or finds) the limiter stream for `limit` requests per `window` per key.
+    pub async fn ensure(
+        js: &jetstream::Context,
+        topo: &Topology,
+        limit: u32,
+        window: Duration,
+    ) -> Result<SharedWindow, BusError> {
+        let stream = if topo.prefix().is_empty() {
+            "MLC_RATELIMIT".to_string()
+        } else {
+            format!("{}_RATELIMIT", topo.prefix().to_ascii_uppercase().replace('-', "_"))
+        };
+        let root = if topo.prefix().is_empty() { "rl".to_string() } else { format!("{}.rl", topo.prefix()) };
+        js.create_or_update_stream(stream::Config {
+            name: stream.clone(),
+            subjects: vec![format!("{root}.>")],
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::Limits,
+            max_age: window,
+            max_messages_per_subject: i64::from(limit),
+            discard: stream::DiscardPolicy::New,
+            discard_new_per_subject: true,
+            num_replicas: topo.stream_config(crate::StreamKind::DeadLetters).num_replicas,
+            duplicate_window: Duration::from_millis(window.as_millis().min(120_000) as u64),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| BusError::Topology(format!("rate-limit stream {stream}: {e}")))?;
+        Ok(SharedWindow { js: js.clone(), stream, root, window })
+    }
+
+    /// Waits until a slot of `key`'s window is free and takes it.
+    pub async fn acquire(&self, key: &str) -> Result<(), BusError> {
+        let subject = format!("{}.{}", self.root, key.replace(['.', '*', '>', ' '], "_"));
+        loop {
+            let ack = self
+                .js
+                .publish(subject.clone(), Bytes::new())
+                .await
+                .map_err(|e| BusError::Publish { subject: subject.clone(), reason: e.to_string() })?
+                .await;
+            match ack {
+                Ok(_) => return Ok(()),
+                Err(e) if e.to_string().contains("maximum messages per subject") => {
+                    let wait = self.until_free(&subject).await;
+                    tokio::time::sleep(wait).await;
+                }
+                Err(e) => return Err(BusError::Publish { subject, reason: e.to_string() }),
+            }
+        }
+    }
+
+    /// How long until the oldest slot of `subject` expires.
+    async fn until_free(&self, subject: &str) -> Duration {
+        let fallback = self.window / 20;
+        let Ok(handle) = self.js.get_stream_no_info(&self.stream).await else { return fallback };
+        match handle.raw_message_builder().sequence(1).next_by_subject(subject.to_string()).send().await {
+            Ok(oldest) => {
+                let age = time::OffsetDateTime::now_utc() - oldest.time;
+                let age = Duration::try_from(age).unwrap_or_default();
+                self.window.saturating_sub(age).max(Duration::from_millis(5))
+            }
+            Err(_) => Duration::from_millis(5),
+        }
+    }
+}
