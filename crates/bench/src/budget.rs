@@ -1,0 +1,161 @@
+//! `budget`: a reorg of one company (every employee changes department at once), time to
+//! in-sync and Gusto calls, against the same reorg served by the calls strictly needed.
+//!
+//! Same run, same pipeline, one company of N employees, all already in Visma:
+//! - **baseline** (phase A): every employee moves department; the pipeline is told once,
+//!   by one company-wide event, to re-read the company. That costs exactly the calls
+//!   strictly needed: the paged employee list (ceil(N/100) pages; locations are cached).
+//! - **ours** (phase B): every employee moves department again, and Gusto's own webhooks
+//!   (one `employee.updated` per employee, from the simulator's event log) are delivered
+//!   through the gateway as fast as it takes them.
+//!
+//! In-sync means an APPLIED outcome for every employee since the phase began. The
+//! simulator counts every Gusto request per grant, and every 429.
+
+use crate::common::{self, Report, Row, Target};
+use crate::pipeline::{Pipeline, PipelineOptions};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BudgetArgs {
+    /// Employees of the company.
+    #[arg(long, default_value_t = 1000)]
+    pub employees: usize,
+    /// Gusto rate window in ms (simulator and client); Gusto's is 60,000.
+    #[arg(long, default_value_t = 60_000)]
+    pub rate_window_ms: u64,
+    /// Small and quick: 200 employees, 5 s window.
+    #[arg(long)]
+    pub quick: bool,
+}
+
+pub fn run(args: &BudgetArgs) -> anyhow::Result<Report> {
+    let mut a = args.clone();
+    if a.quick {
+        a.employees = a.employees.min(200);
+        a.rate_window_ms = a.rate_window_ms.min(5_000);
+    }
+    let rt = common::runtime("pipeline", 2)?;
+    rt.block_on(run_async(a))
+}
+
+fn refresh_body(company: &str) -> String {
+    // A job event that names no employee: the projector re-reads the whole company.
+    format!(
+        r#"{{"uuid":"{}","event_type":"employee_job_compensation.updated","resource_type":"Company","resource_uuid":"{company}","entity_type":"Job","entity_uuid":"{}","timestamp":{}}}"#,
+        uuid::Uuid::new_v4(),
+        uuid::Uuid::new_v4(),
+        mlc_bus::now_ms() / 1000
+    )
+}
+
+async fn run_async(a: BudgetArgs) -> anyhow::Result<Report> {
+    let window = Duration::from_millis(a.rate_window_ms);
+    let limit = 200usize;
+    let opts = PipelineOptions {
+        gusto_limit: limit,
+        gusto_window: window,
+        visma_hourly_limit: 100_000_000,
+        ..Default::default()
+    };
+    let mut p = Pipeline::start(&opts).await?;
+    let c = p.add_company(a.employees).await?;
+    let n = c.employee_uuids.len();
+    let sim = p.gusto_sim.sim();
+    let grant = sim.grant_for_company(&c.company_uuid).ok_or_else(|| anyhow::anyhow!("no grant"))?;
+    let depts = &c.department_uuids;
+    // Departments before the initial sync, so phase A changes every employee.
+    for (i, e) in c.employee_uuids.iter().enumerate() {
+        sim.change_department(e, &depts[(i + 3) % depts.len()])?;
+    }
+    p.start_services()?;
+    let mut report = Report::new(format!(
+        "budget: reorg of {n} employees in one company, Gusto limit {limit} per {} ms{}",
+        a.rate_window_ms,
+        if a.rate_window_ms == 60_000 { " (real)" } else { " (compressed; Gusto: 60,000 ms)" }
+    ));
+
+    // Initial sync (not judged).
+    let t = Instant::now();
+    let mark = p.outcome_mark();
+    anyhow::ensure!(p.post_all(vec![refresh_body(&c.company_uuid)], 1).await == 0, "refresh refused");
+    p.wait_applied(mark, n, Duration::from_secs(600))
+        .await
+        .ok_or_else(|| anyhow::anyhow!("initial sync timed out"))?;
+    report.note(format!("initial sync of {n} employees: {:.1} s", t.elapsed().as_secs_f64()));
+
+    // Phase A: the strictly needed calls.
+    for (i, e) in c.employee_uuids.iter().enumerate() {
+        sim.change_department(e, &depts[i % depts.len()])?;
+    }
+    let (calls0, r429_0) = (sim.request_count(&grant), sim.rate_limited_count(&grant));
+    let mark = p.outcome_mark();
+    let t = Instant::now();
+    anyhow::ensure!(p.post_all(vec![refresh_body(&c.company_uuid)], 1).await == 0, "refresh refused");
+    let done = p
+        .wait_applied(mark, n, Duration::from_secs(900))
+        .await
+        .ok_or_else(|| anyhow::anyhow!("phase A timed out"))?;
+    let base_secs = (done - t).as_secs_f64();
+    let base_calls = sim.request_count(&grant) - calls0;
+    let base_429 = sim.rate_limited_count(&grant) - r429_0;
+
+    // Phase B: Gusto's webhooks, one per employee.
+    let events_before = sim.events().len();
+    for (i, e) in c.employee_uuids.iter().enumerate() {
+        sim.change_department(e, &depts[(i + 1) % depts.len()])?;
+    }
+    let bodies: Vec<String> =
+        sim.events()[events_before..].iter().map(serde_json::to_string).collect::<Result<_, _>>()?;
+    let (calls0, r429_0) = (sim.request_count(&grant), sim.rate_limited_count(&grant));
+    let mark = p.outcome_mark();
+    let t = Instant::now();
+    let webhooks = bodies.len();
+    let refused = p.post_all(bodies, 32).await;
+    let posted = t.elapsed().as_secs_f64();
+    let done = p
+        .wait_applied(mark, n, Duration::from_secs(900))
+        .await
+        .ok_or_else(|| anyhow::anyhow!("phase B timed out"))?;
+    let ours_secs = (done - t).as_secs_f64();
+    let ours_calls = sim.request_count(&grant) - calls0;
+    let ours_429 = sim.rate_limited_count(&grant) - r429_0;
+    let list_pages = sim.route_count(&grant, "/v1/companies/{company_id}/employees");
+    let singles = sim.route_count(&grant, "/v1/employees/{employee_id}");
+    let others = p.other_outcomes_since(mark);
+
+    let needed = n.div_ceil(100);
+    let bound_wait = (needed.saturating_sub(1) / limit) as f64 * window.as_secs_f64();
+    report.note(format!(
+        "phase B: {webhooks} webhooks accepted in {posted:.2} s ({refused} refused); other outcomes {others:?}"
+    ));
+    report.note(format!(
+        "strictly needed calls: {needed} list pages (locations cached) -> rate-limit lower bound {bound_wait:.1} s of waiting; the baseline column is that path measured"
+    ));
+    report.note(format!(
+        "whole run on this grant: {list_pages} list-page calls, {singles} single-employee fetches, max {} requests in any window",
+        sim.max_requests_in_any_window(&grant)
+    ));
+    report.row(Row::new(
+        "time to in-sync s (one re-read vs webhooks)",
+        Some(base_secs),
+        ours_secs,
+        Target::RatioAtMost(1.1),
+    ));
+    report.row(Row::new("Gusto calls", Some(base_calls as f64), ours_calls as f64, Target::Info));
+    report.row(Row::new(
+        "Gusto calls per changed employee",
+        Some(base_calls as f64 / n as f64),
+        ours_calls as f64 / n as f64,
+        Target::ValueBelow(0.1),
+    ));
+    report.row(Row::new("429 answers", Some(base_429 as f64), ours_429 as f64, Target::ValueAtMost(0.0)));
+    report.row(Row::new(
+        "max requests in any window",
+        None,
+        sim.max_requests_in_any_window(&grant) as f64,
+        Target::ValueAtMost(limit as f64),
+    ));
+    p.stop().await;
+    Ok(report)
+}

@@ -1,0 +1,443 @@
+//! `ingest` (issue 5): the gateway's accepted webhooks per second and latency, against raw
+//! JetStream publishes of the same payload size at the same concurrency, in the same run.
+//!
+//! Three loads per round, each over a fresh set of event ids (no dedupe hits):
+//! - **raw**: async-nats JetStream publish with `Nats-Msg-Id`, awaiting the ack;
+//! - **gateway**: signed webhooks over HTTP/1.1 keep-alive to `mlc_gateway::serve`, which
+//!   verifies, publishes and answers 200 after the ack: what Gusto sees;
+//! - **http-only**: the same client against an axum handler that answers 200 at once: the
+//!   ceiling of the HTTP hop on this machine, to tell whether the client or the HTTP stack
+//!   is the limit.
+//!
+//! The gateway and the trivial server each run on their own tokio runtime (own threads);
+//! the load generator and the raw publisher run on another one.
+
+use crate::common::{self, Report, Row, Samples, Target};
+use async_nats::jetstream;
+use bytes::Bytes;
+use mlc_bus::{StreamKind, Topology};
+use mlc_proto::v1::{EventSource, GustoEvent, TraceContext};
+use prost::Message as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const COMPANY: &str = "5df911a0-e8e9-412d-8aaf-a46ad193dd96";
+const EMPLOYEE: &str = "bcfc9744-0ab3-4ef3-ab0d-e728255d659c";
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct IngestArgs {
+    /// Requests per load and round.
+    #[arg(long, default_value_t = 20_000)]
+    pub requests: usize,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Rounds (raw, gateway, http-only each); the table shows the medians.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Worker threads of the gateway's runtime.
+    #[arg(long, default_value_t = 2)]
+    pub gateway_threads: usize,
+    /// Worker threads of the load generator's runtime.
+    #[arg(long, default_value_t = 2)]
+    pub client_threads: usize,
+    /// Small and quick: 2,000 requests, one round.
+    #[arg(long)]
+    pub quick: bool,
+}
+
+impl IngestArgs {
+    pub fn quick() -> Self {
+        IngestArgs {
+            requests: 2_000,
+            concurrency: 32,
+            rounds: 1,
+            gateway_threads: 2,
+            client_threads: 2,
+            quick: true,
+        }
+    }
+
+    fn effective(&self) -> Self {
+        let mut a = self.clone();
+        if a.quick {
+            a.requests = a.requests.min(2_000);
+            a.rounds = 1;
+        }
+        a
+    }
+}
+
+/// One load's result.
+#[derive(Debug, Clone, Default)]
+pub struct Run {
+    pub ok: usize,
+    pub errors: usize,
+    pub elapsed: Duration,
+    pub latencies: Samples,
+}
+
+impl Run {
+    pub fn per_sec(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// A trivial HTTP server on its own runtime: the HTTP hop without the gateway's work.
+struct Echo {
+    url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Echo {
+    fn start(workers: usize) -> anyhow::Result<Echo> {
+        let rt = common::runtime("echo", workers)?;
+        let (url_tx, url_rx) = std::sync::mpsc::channel::<std::io::Result<String>>();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            rt.block_on(async move {
+                let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        let _ = url_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = url_tx.send(listener.local_addr().map(|a| format!("http://{a}/webhooks/gusto")));
+                let app = axum::Router::new()
+                    .route("/webhooks/gusto", axum::routing::post(|_b: Bytes| async { "accepted" }));
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = stop_rx.await;
+                    })
+                    .await;
+            });
+        });
+        let url = url_rx.recv()??;
+        Ok(Echo { url, stop: Some(stop_tx), thread: Some(thread) })
+    }
+}
+
+impl Drop for Echo {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// `n` signed webhook bodies with fresh event ids: (body, signature).
+fn signed_bodies(n: usize) -> Vec<(Bytes, String)> {
+    (0..n)
+        .map(|_| {
+            let body = common::webhook_body(
+                &uuid::Uuid::new_v4().to_string(),
+                COMPANY,
+                EMPLOYEE,
+                "employee.updated",
+            );
+            let sig = gusto::webhook::sign(common::TOKEN.as_bytes(), body.as_bytes());
+            (Bytes::from(body), sig)
+        })
+        .collect()
+}
+
+/// What the gateway puts on the stream for a body: the same size for the raw publishes.
+fn event_payload(body: &Bytes, event_uuid: &str) -> Bytes {
+    let ev = GustoEvent {
+        event_uuid: event_uuid.to_string(),
+        event_type: "employee.updated".into(),
+        company_uuid: COMPANY.into(),
+        entity_type: "Employee".into(),
+        entity_uuid: EMPLOYEE.into(),
+        timestamp: 1_671_058_841,
+        raw_body: body.to_vec(),
+        received_at_ms: mlc_bus::now_ms(),
+        trace: Some(TraceContext {
+            traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into(),
+            tracestate: String::new(),
+        }),
+        source: EventSource::Webhook as i32,
+    };
+    Bytes::from(ev.encode_to_vec())
+}
+
+/// Drives `url` with the bodies at `concurrency`.
+pub async fn drive_http(
+    http: &reqwest::Client,
+    url: &str,
+    bodies: Vec<(Bytes, String)>,
+    concurrency: usize,
+) -> Run {
+    let bodies = Arc::new(bodies);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..concurrency.max(1))
+        .map(|_| {
+            let (bodies, next, http, url) = (bodies.clone(), next.clone(), http.clone(), url.to_string());
+            tokio::spawn(async move {
+                let mut run = Run::default();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((body, sig)) = bodies.get(i) else { break };
+                    let t = Instant::now();
+                    let r = http
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .header(gusto::webhook::SIGNATURE_HEADER, sig.as_str())
+                        .body(body.clone())
+                        .send()
+                        .await;
+                    let ok = match r {
+                        Ok(resp) => {
+                            let ok = resp.status().is_success();
+                            let _ = resp.bytes().await;
+                            ok
+                        }
+                        Err(_) => false,
+                    };
+                    if ok {
+                        run.latencies.push(t.elapsed());
+                        run.ok += 1;
+                    } else {
+                        run.errors += 1;
+                    }
+                }
+                run
+            })
+        })
+        .collect();
+    merge(tasks, started).await
+}
+
+/// Publishes the payloads straight to JetStream at `concurrency`, awaiting each ack.
+pub async fn drive_raw(
+    js: &jetstream::Context,
+    subject: &str,
+    payloads: Vec<(String, Bytes)>,
+    concurrency: usize,
+) -> Run {
+    let payloads = Arc::new(payloads);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..concurrency.max(1))
+        .map(|_| {
+            let (payloads, next, js, subject) =
+                (payloads.clone(), next.clone(), js.clone(), subject.to_string());
+            tokio::spawn(async move {
+                let mut run = Run::default();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((id, payload)) = payloads.get(i) else { break };
+                    let t = Instant::now();
+                    let mut headers = async_nats::HeaderMap::new();
+                    headers.insert("Nats-Msg-Id", id.as_str());
+                    headers.insert(mlc_bus::HEADER_MSG_TYPE, "mlconnector.v1.GustoEvent");
+                    let ok = match js.publish_with_headers(subject.clone(), headers, payload.clone()).await {
+                        Ok(ack) => ack.await.is_ok(),
+                        Err(_) => false,
+                    };
+                    if ok {
+                        run.latencies.push(t.elapsed());
+                        run.ok += 1;
+                    } else {
+                        run.errors += 1;
+                    }
+                }
+                run
+            })
+        })
+        .collect();
+    merge(tasks, started).await
+}
+
+async fn merge(tasks: Vec<tokio::task::JoinHandle<Run>>, started: Instant) -> Run {
+    let mut total = Run::default();
+    for t in tasks {
+        if let Ok(r) = t.await {
+            total.ok += r.ok;
+            total.errors += r.errors;
+            total.latencies.0.extend(r.latencies.0);
+        } else {
+            total.errors += 1;
+        }
+    }
+    total.elapsed = started.elapsed();
+    total
+}
+
+/// CPU seconds used by the load runtime, the gateway runtime and nats-server during `f`.
+struct CpuWindow {
+    threads: std::collections::BTreeMap<String, f64>,
+    nats: f64,
+    nats_pid: Option<u32>,
+    at: Instant,
+}
+
+impl CpuWindow {
+    fn open(nats_pid: Option<u32>) -> CpuWindow {
+        CpuWindow {
+            threads: common::thread_cpu_by_name(),
+            nats: nats_pid.map_or(0.0, common::process_cpu),
+            nats_pid,
+            at: Instant::now(),
+        }
+    }
+
+    fn close(&self) -> String {
+        let now = common::thread_cpu_by_name();
+        let wall = self.at.elapsed().as_secs_f64();
+        let used = |prefix: &str| -> f64 {
+            now.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(_, v)| v).sum::<f64>()
+                - self.threads.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(_, v)| v).sum::<f64>()
+        };
+        let nats = self.nats_pid.map_or(0.0, common::process_cpu) - self.nats;
+        format!(
+            "CPU over {wall:.2} s wall: load client {:.2} cores, gateway {:.2}, echo {:.2}, nats-server {:.2}",
+            used("load") / wall,
+            used("gateway") / wall,
+            used("echo") / wall,
+            nats / wall
+        )
+    }
+}
+
+pub fn run(args: &IngestArgs) -> anyhow::Result<Report> {
+    let a = args.effective();
+    let nats = mlc_testkit::NatsServer::start();
+    let nats_pid = common::nats_pid(nats.port());
+    let load = common::runtime("load", a.client_threads)?;
+    let topo_gw = Topology::new(&mlc_testkit::unique("ig"), 1)?;
+    let topo_raw = Topology::new(&mlc_testkit::unique("ir"), 1)?;
+    let js = load.block_on(async {
+        let client = mlc_bus::connect(&nats.url(), "bench-raw").await?;
+        let js = jetstream::new(client);
+        mlc_bus::ensure_topology(&js, &topo_gw).await?;
+        mlc_bus::ensure_topology(&js, &topo_raw).await?;
+        anyhow::Ok(js)
+    })?;
+    let gateway = common::GatewayHandle::start(&nats.url(), topo_gw.clone(), a.gateway_threads)?;
+    let echo = Echo::start(a.gateway_threads)?;
+    let mut report = Report::new(format!(
+        "ingest: {} requests x {} rounds at concurrency {}",
+        a.requests, a.rounds, a.concurrency
+    ));
+
+    let (mut raw_runs, mut gw_runs, mut echo_runs) = (Vec::new(), Vec::new(), Vec::new());
+    let payload_len = load.block_on(async {
+        let http = common::http_client(a.concurrency)?;
+        let raw_subject = topo_raw.gusto_event(COMPANY, "Employee");
+        let bodies = signed_bodies(1);
+        let payload_len = event_payload(&bodies[0].0, &uuid::Uuid::new_v4().to_string()).len();
+        // Warm-up: connections, streams, caches.
+        let warm = (a.requests / 10).clamp(200, 2_000);
+        drive_http(&http, &gateway.webhook_url(), signed_bodies(warm), a.concurrency).await;
+        drive_http(&http, &echo.url, signed_bodies(warm), a.concurrency).await;
+        drive_raw(&js, &raw_subject, raw_payloads(warm), a.concurrency).await;
+        for round in 0..a.rounds {
+            let payloads = raw_payloads(a.requests);
+            let cpu = CpuWindow::open(nats_pid);
+            let raw = drive_raw(&js, &raw_subject, payloads, a.concurrency).await;
+            let raw_cpu = cpu.close();
+            let bodies = signed_bodies(a.requests);
+            let cpu = CpuWindow::open(nats_pid);
+            let gw = drive_http(&http, &gateway.webhook_url(), bodies, a.concurrency).await;
+            let gw_cpu = cpu.close();
+            let bodies = signed_bodies(a.requests);
+            let cpu = CpuWindow::open(nats_pid);
+            let e = drive_http(&http, &echo.url, bodies, a.concurrency).await;
+            let echo_cpu = cpu.close();
+            println!(
+                "round {}: raw {:.0}/s p50 {:.2} p99 {:.2} ms | gateway {:.0}/s p50 {:.2} p99 {:.2} ms | http-only {:.0}/s p99 {:.2} ms",
+                round + 1,
+                raw.per_sec(),
+                raw.latencies.p50(),
+                raw.latencies.p99(),
+                gw.per_sec(),
+                gw.latencies.p50(),
+                gw.latencies.p99(),
+                e.per_sec(),
+                e.latencies.p99()
+            );
+            println!("  raw:       {raw_cpu}");
+            println!("  gateway:   {gw_cpu}");
+            println!("  http-only: {echo_cpu}");
+            if round + 1 == a.rounds {
+                report.note(format!("last round raw:       {raw_cpu}"));
+                report.note(format!("last round gateway:   {gw_cpu}"));
+                report.note(format!("last round http-only: {echo_cpu}"));
+            }
+            raw_runs.push(raw);
+            gw_runs.push(gw);
+            echo_runs.push(e);
+        }
+        anyhow::Ok(payload_len)
+    })?;
+    drop(gateway);
+    drop(echo);
+
+    // The gateway's stream holds exactly what it acknowledged (plus the warm-up).
+    let stored = load.block_on(async {
+        let mut s = js.get_stream(topo_gw.stream(StreamKind::GustoEvents)).await?;
+        anyhow::Ok(s.info().await?.state.messages)
+    })?;
+    report.note(format!(
+        "payload {payload_len} B (protobuf GustoEvent of a {} B webhook); gateway stream holds {stored} events",
+        signed_bodies(1)[0].0.len()
+    ));
+    report.note(format!(
+        "runtimes: gateway {} threads, load generator {} threads, on {} cores",
+        a.gateway_threads,
+        a.client_threads,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    ));
+
+    let med = |runs: &[Run], f: &dyn Fn(&Run) -> f64| common::median(runs.iter().map(f).collect());
+    let raw_tput = med(&raw_runs, &|r| r.per_sec());
+    let gw_tput = med(&gw_runs, &|r| r.per_sec());
+    let echo_tput = med(&echo_runs, &|r| r.per_sec());
+    report.row(Row::new(
+        "accepted/s (raw publish vs gateway)",
+        Some(raw_tput),
+        gw_tput,
+        Target::RatioAtLeast(0.8),
+    ));
+    report.row(Row::new(
+        "p50 ms",
+        Some(med(&raw_runs, &|r| r.latencies.p50())),
+        med(&gw_runs, &|r| r.latencies.p50()),
+        Target::Info,
+    ));
+    report.row(Row::new(
+        "p99 ms",
+        Some(med(&raw_runs, &|r| r.latencies.p99())),
+        med(&gw_runs, &|r| r.latencies.p99()),
+        Target::RatioAtMost(2.0),
+    ));
+    report.row(Row::new("http-only ceiling req/s (vs raw)", Some(raw_tput), echo_tput, Target::Info));
+    report.row(Row::new(
+        "http-only p99 ms (vs raw)",
+        Some(med(&raw_runs, &|r| r.latencies.p99())),
+        med(&echo_runs, &|r| r.latencies.p99()),
+        Target::Info,
+    ));
+    let errors: usize = gw_runs.iter().chain(&raw_runs).chain(&echo_runs).map(|r| r.errors).sum();
+    report.row(Row::new("failed requests/publishes", None, errors as f64, Target::ValueAtMost(0.0)));
+    Ok(report)
+}
+
+fn raw_payloads(n: usize) -> Vec<(String, Bytes)> {
+    signed_bodies(n)
+        .into_iter()
+        .map(|(body, _)| {
+            let id = uuid::Uuid::new_v4().to_string();
+            let p = event_payload(&body, &id);
+            (id, p)
+        })
+        .collect()
+}
