@@ -173,6 +173,15 @@ impl Topology {
         }
     }
 
+    /// The partition a subject of a work stream belongs to (0 when not partitioned).
+    pub fn partition_of_subject(&self, kind: StreamKind, subject: &str) -> Option<u32> {
+        if !self.partitioned(kind) {
+            return Some(0);
+        }
+        let rest = subject.strip_prefix(&self.root(kind))?.strip_prefix('.')?;
+        rest.split('.').next()?.parse().ok()
+    }
+
     /// What the consumer of `partition` reads.
     pub fn partition_filter(&self, kind: StreamKind, partition: u32) -> String {
         if self.partitioned(kind) {

@@ -34,6 +34,13 @@ pub struct NatsConfig {
     /// Stream replicas: 1 locally, 3 on a production cluster.
     pub replicas: usize,
     pub publish_timeout_ms: u64,
+    /// Partitions of the work streams (by company). Above 1, replicas of the projector and
+    /// the writer share them through leases. Fixed for the life of the streams.
+    pub partitions: u32,
+    /// This process's name among replicas; empty: host name and process id.
+    pub replica_id: String,
+    /// How long a partition lease lives without renewal.
+    pub lease_ttl_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -126,6 +133,9 @@ impl Default for NatsConfig {
             stream_prefix: String::new(),
             replicas: 1,
             publish_timeout_ms: 5000,
+            partitions: 1,
+            replica_id: String::new(),
+            lease_ttl_ms: 10_000,
         }
     }
 }
@@ -227,6 +237,9 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("MLC_STREAM_PREFIX", "nats.stream_prefix", Kind::Str),
     ("MLC_NATS_REPLICAS", "nats.replicas", Kind::Int),
     ("MLC_NATS_PUBLISH_TIMEOUT_MS", "nats.publish_timeout_ms", Kind::Int),
+    ("MLC_NATS_PARTITIONS", "nats.partitions", Kind::Int),
+    ("MLC_REPLICA_ID", "nats.replica_id", Kind::Str),
+    ("MLC_LEASE_TTL_MS", "nats.lease_ttl_ms", Kind::Int),
     ("MLC_STORE_URL", "store.url", Kind::Str),
     ("MLC_STORE_ENCRYPTION_KEY", "store.encryption_key", Kind::Str),
     ("MLC_GATEWAY_LISTEN", "gateway.listen", Kind::Str),
@@ -319,6 +332,12 @@ impl Config {
         if !(1..=5).contains(&self.nats.replicas) {
             return Err(ConfigError::invalid("nats.replicas", "must be between 1 and 5"));
         }
+        if !(1..=1024).contains(&self.nats.partitions) {
+            return Err(ConfigError::invalid("nats.partitions", "must be between 1 and 1024"));
+        }
+        if self.nats.lease_ttl_ms < 1000 {
+            return Err(ConfigError::invalid("nats.lease_ttl_ms", "must be at least 1000"));
+        }
         if self.nats.publish_timeout_ms == 0 {
             return Err(ConfigError::invalid("nats.publish_timeout_ms", "must be positive"));
         }
@@ -393,6 +412,20 @@ impl Config {
             check_url("telemetry.otlp_endpoint", e, &["http", "https"])?;
         }
         Ok(())
+    }
+
+    /// This process's replica name: `nats.replica_id`, else host name and process id.
+    pub fn replica_id(&self) -> String {
+        if !self.nats.replica_id.is_empty() {
+            return self.nats.replica_id.clone();
+        }
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "host".into());
+        format!("{host}-{}", std::process::id())
     }
 
     /// The effective configuration as TOML, secrets redacted.

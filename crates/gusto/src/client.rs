@@ -17,6 +17,7 @@ use reqwest::header::HeaderMap;
 use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use tracing::Instrument;
 
 use crate::error::{ApiErrorDetail, GustoError};
 use crate::limiter::{RateLimitConfig, RateLimiter};
@@ -134,6 +135,33 @@ struct ErrorBody {
     errors: Vec<ApiErrorDetail>,
 }
 
+/// Told about every answer from Gusto and every token refresh, for metrics. Receives
+/// grant ids and statuses only: never tokens, bodies or URLs with query strings.
+pub trait ClientObserver: Send + Sync {
+    /// One HTTP answer to a request made for `grant` (`"system"` for the system token);
+    /// `status` is 0 when no answer came (transport failure, cut body).
+    fn response(&self, _grant: &str, _status: u16) {}
+    /// This process refreshed (rotated) the access token of `grant`.
+    fn token_refreshed(&self, _grant: &str) {}
+}
+
+/// Where the [`ClientObserver`] of a client and its token manager lives; settable after
+/// construction (the client is usually shared by then).
+#[derive(Clone, Default)]
+pub(crate) struct ObserverSlot(Arc<std::sync::RwLock<Option<Arc<dyn ClientObserver>>>>);
+
+impl ObserverSlot {
+    pub(crate) fn notify(&self, f: impl FnOnce(&dyn ClientObserver)) {
+        if let Some(o) = self.0.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            f(o.as_ref());
+        }
+    }
+
+    fn set(&self, observer: Arc<dyn ClientObserver>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Some(observer);
+    }
+}
+
 /// The Gusto API client. Cheap to clone.
 #[derive(Clone)]
 pub struct GustoClient {
@@ -141,6 +169,7 @@ pub struct GustoClient {
     cfg: Arc<ClientConfig>,
     tokens: Arc<TokenManager>,
     limiter: RateLimiter,
+    observer: ObserverSlot,
 }
 
 impl std::fmt::Debug for GustoClient {
@@ -164,9 +193,17 @@ impl GustoClient {
             cfg.client_id.clone(),
             cfg.client_secret.clone(),
         );
-        let tokens = Arc::new(TokenManager::new(store, oauth, cfg.tokens.clone()));
+        let observer = ObserverSlot::default();
+        let mut tokens = TokenManager::new(store, oauth, cfg.tokens.clone());
+        tokens.observer = observer.clone();
         let limiter = RateLimiter::new(cfg.rate_limit.clone());
-        Ok(Self { http, cfg: Arc::new(cfg), tokens, limiter })
+        Ok(Self { http, cfg: Arc::new(cfg), tokens: Arc::new(tokens), limiter, observer })
+    }
+
+    /// Installs (or replaces) the observer told about answers and token refreshes, for
+    /// this client and every clone of it.
+    pub fn set_observer(&self, observer: Arc<dyn ClientObserver>) {
+        self.observer.set(observer);
     }
 
     pub fn tokens(&self) -> &Arc<TokenManager> {
@@ -201,8 +238,29 @@ impl GustoClient {
         exp.min(self.cfg.retry.max_backoff)
     }
 
-    /// Sends one logical request with the retry policy; returns headers and body.
+    /// Sends one logical request with the retry policy; returns headers and body. The
+    /// request (retries included) is one client span; its fields never hold a token.
     async fn send(
+        &self,
+        auth: Auth<'_>,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&serde_json::Value>,
+    ) -> Result<(HeaderMap, bytes::Bytes), GustoError> {
+        let span = tracing::info_span!(
+            "gusto.request",
+            otel.kind = "client",
+            http.request.method = %method,
+            url.path = path,
+            server.address = self.cfg.base_url.host_str().unwrap_or_default(),
+            http.response.status_code = tracing::field::Empty,
+            http.request.resend_count = tracing::field::Empty,
+        );
+        self.send_in_span(auth, method, path, query, body).instrument(span).await
+    }
+
+    async fn send_in_span(
         &self,
         auth: Auth<'_>,
         method: Method,
@@ -214,7 +272,12 @@ impl GustoClient {
         let idempotent = method == Method::GET;
         let key = auth.limiter_key();
         let (mut retries, mut waits, mut refreshed) = (0u32, 0u32, false);
+        let mut attempt = 0u32;
         loop {
+            if attempt > 0 {
+                tracing::Span::current().record("http.request.resend_count", attempt);
+            }
+            attempt += 1;
             let token = match auth {
                 Auth::Grant(g) => self.tokens.access_token(g).await?,
                 Auth::System => self.tokens.system_token().await?,
@@ -239,6 +302,7 @@ impl GustoClient {
             let resp = match result {
                 Ok(r) => r,
                 Err(e) => {
+                    self.observer.notify(|o| o.response(&key, 0));
                     if idempotent && retries < self.cfg.retry.max_retries {
                         tracing::warn!(path, error = %e, retries, "transport error; retrying");
                         tokio::time::sleep(self.backoff(retries)).await;
@@ -250,6 +314,8 @@ impl GustoClient {
             };
             let status = resp.status();
             let headers = resp.headers().clone();
+            tracing::Span::current().record("http.response.status_code", status.as_u16());
+            self.observer.notify(|o| o.response(&key, status.as_u16()));
             self.limiter.observe(
                 &key,
                 sent_at,

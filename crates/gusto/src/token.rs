@@ -360,6 +360,8 @@ pub struct TokenManager {
     cfg: TokenManagerConfig,
     locks: Mutex<HashMap<GrantId, Arc<tokio::sync::Mutex<()>>>>,
     system: tokio::sync::Mutex<Option<(Secret, DateTime<Utc>)>>,
+    /// Told about refreshes (set by the [`crate::GustoClient`] that owns this manager).
+    pub(crate) observer: crate::client::ObserverSlot,
 }
 
 impl fmt::Debug for TokenManager {
@@ -374,7 +376,14 @@ fn chrono_dur(d: Duration) -> chrono::Duration {
 
 impl TokenManager {
     pub fn new(store: Arc<dyn TokenStore>, oauth: OAuthClient, cfg: TokenManagerConfig) -> Self {
-        Self { store, oauth, cfg, locks: Mutex::default(), system: tokio::sync::Mutex::new(None) }
+        Self {
+            store,
+            oauth,
+            cfg,
+            locks: Mutex::default(),
+            system: tokio::sync::Mutex::new(None),
+            observer: Default::default(),
+        }
     }
 
     pub fn oauth(&self) -> &OAuthClient {
@@ -509,6 +518,7 @@ impl TokenManager {
                     };
                     // Persist BEFORE the new access token is used by anyone.
                     if self.store.compare_and_swap(grant, leased.version, fresh).await? {
+                        self.observer.notify(|o| o.token_refreshed(&grant.0));
                         return Ok(access);
                     }
                     // Our lease lapsed and someone else rotated: their token wins and

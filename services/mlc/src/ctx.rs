@@ -48,7 +48,7 @@ impl Ctx {
 }
 
 pub fn topology(cfg: &Config) -> anyhow::Result<Topology> {
-    Ok(Topology::new(&cfg.nats.stream_prefix, cfg.nats.replicas)?)
+    Ok(Topology::new(&cfg.nats.stream_prefix, cfg.nats.replicas)?.with_partitions(cfg.nats.partitions)?)
 }
 
 pub async fn open_store(cfg: &Config) -> anyhow::Result<Store> {

@@ -605,17 +605,7 @@ async fn converge(
 
 /// Messages pending or in flight on the three consumers.
 async fn pipeline_busy(ctx: &Ctx) -> anyhow::Result<u64> {
-    let mut n = 0;
-    for spec in mlc_bus::ConsumerSpec::ALL {
-        let stream = ctx.js.get_stream(ctx.topo.stream(spec.stream)).await?;
-        let mut c = stream
-            .get_consumer::<async_nats::jetstream::consumer::pull::Config>(spec.durable)
-            .await
-            .map_err(|e| anyhow::anyhow!("consumer {}: {e}", spec.durable))?;
-        let info = c.info().await?;
-        n += info.num_pending + info.num_ack_pending as u64;
-    }
-    Ok(n)
+    Ok(mlc_bus::backlog(&ctx.js, &ctx.topo).await?)
 }
 
 /// Hires, title changes, a transfer, a termination, a rehire, a name change.

@@ -536,15 +536,17 @@ pub async fn status(cfg: Config, json: bool) -> anyhow::Result<()> {
     let mut consumers = Vec::new();
     for spec in mlc_bus::ConsumerSpec::ALL {
         let stream = ctx.js.get_stream(ctx.topo.stream(spec.stream)).await?;
-        let mut c = stream
-            .get_consumer::<async_nats::jetstream::consumer::pull::Config>(spec.durable)
-            .await
-            .map_err(|e| anyhow::anyhow!("consumer {}: {e}", spec.durable))?;
-        let info = c.info().await?;
-        consumers.push(serde_json::json!({
-            "consumer": spec.durable, "stream": ctx.topo.stream(spec.stream),
-            "pending": info.num_pending, "in_flight": info.num_ack_pending, "redelivered": info.num_redelivered,
-        }));
+        for durable in ctx.topo.durables(&spec) {
+            let mut c = stream
+                .get_consumer::<async_nats::jetstream::consumer::pull::Config>(&durable)
+                .await
+                .map_err(|e| anyhow::anyhow!("consumer {durable}: {e}"))?;
+            let info = c.info().await?;
+            consumers.push(serde_json::json!({
+                "consumer": durable, "stream": ctx.topo.stream(spec.stream),
+                "pending": info.num_pending, "in_flight": info.num_ack_pending, "redelivered": info.num_redelivered,
+            }));
+        }
     }
     let mut companies = Vec::new();
     for c in ctx.store.companies().await? {

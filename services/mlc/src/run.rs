@@ -61,6 +61,13 @@ pub async fn run(cfg: Config, service: Service) -> anyhow::Result<()> {
         settings.fetch_concurrency = cfg.projector.workers.clamp(1, 64);
         settings.burst_threshold = cfg.projector.burst_threshold;
         settings.mappings_dir = cfg.projector.mappings_dir.clone();
+        if cfg.nats.partitions > 1 {
+            settings.leases = Some(mlc_bus::lease::LeaseConfig {
+                role: "projector".into(),
+                replica: cfg.replica_id(),
+                ttl: Duration::from_millis(cfg.nats.lease_ttl_ms),
+            });
+        }
         settings.catch_up_every =
             (cfg.projector.catch_up_secs > 0).then(|| Duration::from_secs(cfg.projector.catch_up_secs));
         let publisher = Publisher::new(client.clone(), Duration::from_millis(cfg.nats.publish_timeout_ms));

@@ -29,7 +29,7 @@ pub use normalize::normalize;
 use async_nats::jetstream::{self, AckKind, Message};
 use futures::future::join_all;
 use gusto::{GrantId, GustoClient, GustoError};
-use mlc_bus::{consume, ConsumerSpec, Publisher, StreamKind, Topology};
+use mlc_bus::{ConsumerSpec, Publisher, StreamKind, Topology};
 use mlc_domain::Mapping;
 use mlc_proto::v1::{
     DeadLetter, EmployeeContent, EmployeeSnapshot, EmploymentStatus, GustoEvent, TraceContext, VismaCommand,
@@ -72,6 +72,8 @@ pub struct ProjectorSettings {
     /// How often `GET /v1/events` is read for events the webhooks missed; `None` turns
     /// catch-up off.
     pub catch_up_every: Option<Duration>,
+    /// Share the partitions with other replicas through leases; `None` works them all.
+    pub leases: Option<mlc_bus::lease::LeaseConfig>,
 }
 
 impl ProjectorSettings {
@@ -87,6 +89,7 @@ impl ProjectorSettings {
             park_delay: Duration::from_secs(30),
             max_attempts: 12,
             catch_up_every: None,
+            leases: None,
         }
     }
 }
@@ -101,6 +104,8 @@ pub struct Projector {
     metrics: ProjectorMetrics,
     locations: Mutex<HashMap<String, Arc<HashMap<String, gusto::Location>>>>,
     mappings: Mutex<HashMap<PathBuf, (SystemTime, Arc<Mapping>)>>,
+    /// Grant id -> company uuid, for the per-company Gusto series.
+    grant_companies: metrics::GrantCompanies,
 }
 
 /// One employee to hydrate and the events that asked for it.
@@ -129,16 +134,51 @@ impl Projector {
         gusto: Arc<GustoClient>,
         settings: ProjectorSettings,
     ) -> Arc<Self> {
+        let metrics = ProjectorMetrics::new();
+        let grant_companies = metrics::GrantCompanies::default();
+        gusto.set_observer(Arc::new(metrics::GustoObserver {
+            grants: grant_companies.clone(),
+            responses: metrics.gusto_responses.clone(),
+            rate_limited: metrics.gusto_rate_limited.clone(),
+            refreshes: metrics.token_refreshes.clone(),
+        }));
         Arc::new(Self {
             js,
             publisher,
             store,
             gusto,
             settings,
-            metrics: ProjectorMetrics::new(),
+            metrics,
             locations: Mutex::new(HashMap::new()),
             mappings: Mutex::new(HashMap::new()),
+            grant_companies,
         })
+    }
+
+    /// Remembers whose grant `company.grant_id` is, for the per-company Gusto series.
+    fn note_grant(&self, company: &Company) {
+        self.grant_companies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(company.grant_id.clone(), company.company_uuid.clone());
+    }
+
+    /// Sets the rate budget gauges of every known company from the client's limiter.
+    fn update_rate_budget(&self) {
+        let limit = self.gusto.limiter().config().limit;
+        let known: Vec<(String, String)> = self
+            .grant_companies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(g, c)| (g.clone(), c.clone()))
+            .collect();
+        for (grant, company) in known {
+            let used = self.gusto.limiter().used(&grant);
+            let label = metrics::Company { company };
+            self.metrics.rate_budget_used.get_or_create(&label).set(used as i64);
+            self.metrics.rate_budget_left.get_or_create(&label).set(limit.saturating_sub(used) as i64);
+        }
     }
 
     pub fn metrics(&self) -> &ProjectorMetrics {
@@ -151,8 +191,17 @@ impl Projector {
         shutdown: impl std::future::Future<Output = ()> + Send,
     ) -> Result<(), ProjectorError> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let hydrate = tokio::spawn(self.clone().hydrate_loop(stop_rx.clone()));
-        let map = tokio::spawn(self.clone().map_loop(stop_rx.clone()));
+        // The partitions this replica works: all of them, or those its leases hold.
+        let leases = match &self.settings.leases {
+            Some(cfg) => Some(mlc_bus::lease::start(&self.js, &self.settings.topology, cfg.clone()).await?),
+            None => None,
+        };
+        let held = match &leases {
+            Some(l) => l.watch(),
+            None => mlc_bus::lease::all_partitions(&self.settings.topology),
+        };
+        let hydrate = tokio::spawn(self.clone().hydrate_loop(stop_rx.clone(), held.clone()));
+        let map = tokio::spawn(self.clone().map_loop(stop_rx.clone(), held));
         let lag = tokio::spawn(self.clone().lag_loop(stop_rx));
         let catch_up = self.settings.catch_up_every.map(|every| {
             tokio::spawn(catch_up::run(
@@ -175,6 +224,9 @@ impl Projector {
         if let Some(c) = catch_up {
             c.abort();
         }
+        if let Some(l) = leases {
+            l.release().await;
+        }
         Ok(())
     }
 
@@ -183,15 +235,29 @@ impl Projector {
     async fn hydrate_loop(
         self: Arc<Self>,
         mut stop: tokio::sync::watch::Receiver<bool>,
+        held: tokio::sync::watch::Receiver<std::collections::BTreeSet<u32>>,
     ) -> Result<(), ProjectorError> {
-        let mut messages =
-            consume::open(&self.js, &self.settings.topology, &ConsumerSpec::HYDRATOR, 500).await?;
+        let mut feed = mlc_bus::feed::Feed::start(
+            self.js.clone(),
+            self.settings.topology.clone(),
+            ConsumerSpec::HYDRATOR,
+            held,
+            500,
+            self.settings.linger,
+        );
         loop {
-            let batch = tokio::select! {
+            let next = tokio::select! {
                 _ = stop.changed() => return Ok(()),
-                b = consume::next_batch(&mut messages, self.settings.max_batch, self.settings.linger) => b,
+                b = feed.next_batch() => b,
             };
-            let Some(batch) = batch else { return Ok(()) };
+            let Some((partition, batch)) = next else { return Ok(()) };
+            if !feed.holds(partition) {
+                // Taken over while the batch waited: its new holder will get it.
+                for m in &batch {
+                    let _ = m.ack_with(AckKind::Nak(None)).await;
+                }
+                continue;
+            }
             self.hydrate_batch(&batch).await;
         }
     }
@@ -257,6 +323,8 @@ impl Projector {
                 return;
             }
         };
+        self.note_grant(&company);
+        let _budget = BudgetOnDrop(self);
         if company.paused {
             self.park(&company, &all, "company is paused").await;
             return;
@@ -372,6 +440,10 @@ impl Projector {
         refresh_msgs: &[(&Message, GustoEvent)],
         sem: Arc<Semaphore>,
     ) -> Result<(), GustoError> {
+        // One fetch serves every event of the employee in this batch; the span continues
+        // the first event's trace (the others' traces end at the gateway; the snapshot's
+        // `causing_event_ids` ties them). It contains the Gusto call and the snapshot's
+        // publish, whose headers carry it on to `map`.
         let first = w.messages.first().or(refresh_msgs.first());
         let span = tracing::info_span!("hydrate", otel.kind = "consumer", company = %company.company_uuid, employee = %w.employee);
         if let Some((msg, _)) = first {
@@ -460,7 +532,10 @@ impl Projector {
         // while a state that legitimately returns later (A, B, A) is stored again.
         let prev = last.as_ref().map_or(0, |l| l.sequence);
         let msg_id = format!("{}:{}:{}", employee_uuid, prev, &hash[..16]);
-        let published = self.publisher.publish(&subject, &msg_id, &snapshot).await?;
+        // Guarded by the sequence read above: if another replica appended meanwhile (a
+        // takeover), this append fails and the employee is fetched again, so snapshots
+        // are never stored out of order.
+        let published = self.publisher.publish_if_last(&subject, &msg_id, &snapshot, prev).await?;
         ProjectorMetrics::inc(&self.metrics.snapshots, "appended");
         self.audit(AuditEntry {
             event_id: format!("snapshot:{}:{}", topo.stream(StreamKind::EmployeeState), published.sequence),
@@ -569,15 +644,28 @@ impl Projector {
     async fn map_loop(
         self: Arc<Self>,
         mut stop: tokio::sync::watch::Receiver<bool>,
+        held: tokio::sync::watch::Receiver<std::collections::BTreeSet<u32>>,
     ) -> Result<(), ProjectorError> {
-        let mut messages =
-            consume::open(&self.js, &self.settings.topology, &ConsumerSpec::MAPPER, 500).await?;
+        let mut feed = mlc_bus::feed::Feed::start(
+            self.js.clone(),
+            self.settings.topology.clone(),
+            ConsumerSpec::MAPPER,
+            held,
+            500,
+            self.settings.linger,
+        );
         loop {
-            let batch = tokio::select! {
+            let next = tokio::select! {
                 _ = stop.changed() => return Ok(()),
-                b = consume::next_batch(&mut messages, self.settings.max_batch, self.settings.linger) => b,
+                b = feed.next_batch() => b,
             };
-            let Some(batch) = batch else { return Ok(()) };
+            let Some((partition, batch)) = next else { return Ok(()) };
+            if !feed.holds(partition) {
+                for m in &batch {
+                    let _ = m.ack_with(AckKind::Nak(None)).await;
+                }
+                continue;
+            }
             // Employees are independent; one employee's snapshots stay in order because
             // only its newest snapshot is ever mapped.
             let mut by_subject: BTreeMap<&str, Vec<&Message>> = BTreeMap::new();
@@ -816,25 +904,49 @@ impl Projector {
         }
     }
 
-    /// Publishes consumer lag every few seconds.
+    /// Publishes consumer lag, the depth of DEAD_LETTERS and the rate budgets every few
+    /// seconds.
     async fn lag_loop(self: Arc<Self>, _stop: tokio::sync::watch::Receiver<bool>) {
         loop {
+            let topo = &self.settings.topology;
             for spec in [ConsumerSpec::HYDRATOR, ConsumerSpec::MAPPER] {
-                if let Ok(stream) = self.js.get_stream(self.settings.topology.stream(spec.stream)).await {
+                let Ok(stream) = self.js.get_stream(topo.stream(spec.stream)).await else { continue };
+                for durable in topo.durables(&spec) {
                     if let Ok(mut c) =
-                        stream.get_consumer::<jetstream::consumer::pull::Config>(spec.durable).await
+                        stream.get_consumer::<jetstream::consumer::pull::Config>(&durable).await
                     {
                         if let Ok(info) = c.info().await {
                             self.metrics
                                 .consumer_pending
-                                .get_or_create(&metrics::Consumer { consumer: spec.durable.to_string() })
+                                .get_or_create(&metrics::Consumer { consumer: durable })
                                 .set((info.num_pending + info.num_ack_pending as u64) as i64);
                         }
                     }
                 }
             }
-            tokio::time::sleep(Duration::from_secs(5)).await;
+            let dlq = self.settings.topology.stream(StreamKind::DeadLetters);
+            if let Ok(mut stream) = self.js.get_stream(&dlq).await {
+                if let Ok(info) = stream.info().await {
+                    self.metrics.dead_letter_depth.set(info.state.messages as i64);
+                }
+            }
+            if let Ok(companies) = self.store.companies().await {
+                for c in &companies {
+                    self.note_grant(c);
+                }
+            }
+            self.update_rate_budget();
+            tokio::time::sleep(Duration::from_secs(2)).await;
         }
+    }
+}
+
+/// Refreshes the rate budget gauges when a company's batch is done, however it ended.
+struct BudgetOnDrop<'a>(&'a Projector);
+
+impl Drop for BudgetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.update_rate_budget();
     }
 }
 

@@ -18,6 +18,12 @@ pub struct CompanyCall {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CompanyStatus {
+    pub company: String,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Company {
     pub company: String,
 }
@@ -36,8 +42,13 @@ pub struct ProjectorMetrics {
     pub gusto_errors: Family<CompanyCall, Counter>,
     pub parked: Family<Company, Counter>,
     pub rate_budget_used: Family<Company, Gauge>,
+    pub rate_budget_left: Family<Company, Gauge>,
+    pub gusto_responses: Family<CompanyStatus, Counter>,
+    pub gusto_rate_limited: Family<Company, Counter>,
+    pub token_refreshes: Family<Company, Counter>,
     pub consumer_pending: Family<Consumer, Gauge>,
     pub dead_letters: Counter,
+    pub dead_letter_depth: Gauge,
 }
 
 impl Default for ProjectorMetrics {
@@ -57,8 +68,13 @@ impl ProjectorMetrics {
             gusto_errors: Default::default(),
             parked: Default::default(),
             rate_budget_used: Default::default(),
+            rate_budget_left: Default::default(),
+            gusto_responses: Default::default(),
+            gusto_rate_limited: Default::default(),
+            token_refreshes: Default::default(),
             consumer_pending: Default::default(),
             dead_letters: Default::default(),
+            dead_letter_depth: Default::default(),
             registry: Registry::default(),
         };
         registry.register("events", "Gusto events consumed, by result", m.events.clone());
@@ -81,11 +97,36 @@ impl ProjectorMetrics {
             m.rate_budget_used.clone(),
         );
         registry.register(
+            "rate_budget_left",
+            "Gusto requests still allowed in the current rolling window, per company",
+            m.rate_budget_left.clone(),
+        );
+        registry.register(
+            "gusto_responses",
+            "Gusto HTTP answers (every attempt, retries included), by company and status (0: none)",
+            m.gusto_responses.clone(),
+        );
+        registry.register(
+            "gusto_rate_limited",
+            "Gusto answers with status 429, per company",
+            m.gusto_rate_limited.clone(),
+        );
+        registry.register(
+            "gusto_token_refreshes",
+            "Gusto access tokens refreshed by this process, per company",
+            m.token_refreshes.clone(),
+        );
+        registry.register(
             "consumer_pending",
             "Messages not yet delivered to the consumer (lag)",
             m.consumer_pending.clone(),
         );
         registry.register("dead_letters", "Messages dead-lettered by the projector", m.dead_letters.clone());
+        registry.register(
+            "dead_letter_depth",
+            "Messages in the DEAD_LETTERS stream (all stages), waiting for `mlc dlq`",
+            m.dead_letter_depth.clone(),
+        );
         Self { registry, ..m }
     }
 
@@ -103,5 +144,45 @@ impl ProjectorMetrics {
 
     pub fn encode(&self) -> String {
         mlc_telemetry::encode_metrics(&self.registry)
+    }
+}
+
+/// Grant id to company uuid, as the projector learns it from the store: the Gusto client
+/// only knows grants, the series are per company.
+pub type GrantCompanies = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>;
+
+/// Counts the Gusto client's answers and token refreshes per company.
+pub(crate) struct GustoObserver {
+    pub grants: GrantCompanies,
+    pub responses: Family<CompanyStatus, Counter>,
+    pub rate_limited: Family<Company, Counter>,
+    pub refreshes: Family<Company, Counter>,
+}
+
+impl GustoObserver {
+    fn company(&self, grant: &str) -> String {
+        if grant == "system" {
+            return "system".into();
+        }
+        self.grants
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(grant)
+            .cloned()
+            .unwrap_or_else(|| "unknown".into())
+    }
+}
+
+impl gusto::ClientObserver for GustoObserver {
+    fn response(&self, grant: &str, status: u16) {
+        let company = self.company(grant);
+        if status == 429 {
+            self.rate_limited.get_or_create(&Company { company: company.clone() }).inc();
+        }
+        self.responses.get_or_create(&CompanyStatus { company, status: status.to_string() }).inc();
+    }
+
+    fn token_refreshed(&self, grant: &str) {
+        self.refreshes.get_or_create(&Company { company: self.company(grant) }).inc();
     }
 }

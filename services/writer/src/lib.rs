@@ -75,6 +75,8 @@ pub struct WriterSettings {
     pub retry: RetryTuning,
     /// Test hook: stop as if the process died at this point.
     pub crash_point: Option<CrashPoint>,
+    /// Share the partitions with other replicas through leases; `None` works them all.
+    pub leases: Option<mlc_bus::lease::LeaseConfig>,
 }
 
 /// Delays and bounds of the retry and wait paths.
@@ -150,13 +152,15 @@ impl WriterSettings {
             publish_timeout: Duration::from_secs(5),
             retry: RetryTuning::default(),
             crash_point: None,
+            leases: None,
         }
     }
 
     /// Settings from the connector's configuration: one Visma client per `visma.tenants`
     /// entry, `writer.workers`, and the stream prefix and replicas of `nats`.
     pub fn from_config(cfg: &mlc_config::Config) -> Result<Self, WriterError> {
-        let topology = Topology::new(&cfg.nats.stream_prefix, cfg.nats.replicas)?;
+        let topology = Topology::new(&cfg.nats.stream_prefix, cfg.nats.replicas)?
+            .with_partitions(cfg.nats.partitions)?;
         let mut tenants = HashMap::new();
         for (name, t) in &cfg.visma.tenants {
             let mut vc = visma::VismaConfig::new(
@@ -179,6 +183,13 @@ impl WriterSettings {
         }
         let mut settings = Self::new(topology, tenants);
         settings.workers = cfg.writer.workers.max(1);
+        if cfg.nats.partitions > 1 {
+            settings.leases = Some(mlc_bus::lease::LeaseConfig {
+                role: "writer".into(),
+                replica: cfg.replica_id(),
+                ttl: Duration::from_millis(cfg.nats.lease_ttl_ms),
+            });
+        }
         settings.publish_timeout = Duration::from_millis(cfg.nats.publish_timeout_ms.max(1));
         Ok(settings)
     }
@@ -223,10 +234,25 @@ pub async fn run(
     mlc_bus::ensure_topology(&js, &settings.topology).await?;
     let workers = settings.workers.max(1);
     let metrics = settings.metrics.clone();
-    let mut messages =
-        mlc_bus::consume::open(&js, &settings.topology, &ConsumerSpec::WRITER, workers * QUEUE_PER_WORKER)
-            .await?;
+    // The partitions this replica works: all of them, or those its leases hold.
+    let leases = match &settings.leases {
+        Some(cfg) => Some(mlc_bus::lease::start(&js, &settings.topology, cfg.clone()).await?),
+        None => None,
+    };
+    let held = match &leases {
+        Some(l) => l.watch(),
+        None => mlc_bus::lease::all_partitions(&settings.topology),
+    };
+    let mut messages = mlc_bus::feed::Feed::start(
+        js.clone(),
+        settings.topology.clone(),
+        ConsumerSpec::WRITER,
+        held,
+        workers * QUEUE_PER_WORKER,
+        Duration::ZERO,
+    );
 
+    let lag = tokio::spawn(watch_lag(js.clone(), settings.topology.clone(), metrics.clone()));
     let writer = Arc::new(Writer {
         publisher: Publisher::new(client.clone(), settings.publish_timeout),
         commands_stream: settings.topology.stream(StreamKind::VismaCommands),
@@ -256,8 +282,15 @@ pub async fn run(
             biased;
             () = &mut shutdown => break Ok(()),
             Some(ended) = pool.join_next() => break Err(worker_ended(ended)),
-            batch = mlc_bus::consume::next_batch(&mut messages, workers * QUEUE_PER_WORKER, Duration::ZERO) => {
-                let Some(batch) = batch else { break Err(WriterError::ConsumerClosed) };
+            next = messages.next_batch() => {
+                let Some((partition, batch)) = next else { break Err(WriterError::ConsumerClosed) };
+                if !messages.holds(partition) {
+                    // Taken over while the batch waited: its new holder will get it.
+                    for msg in &batch {
+                        hand_back(msg).await;
+                    }
+                    continue;
+                }
                 let mut lost_worker = false;
                 for msg in batch {
                     let shard = shard_of(&writer.topology, msg.subject.as_str(), workers);
@@ -282,6 +315,7 @@ pub async fn run(
     drop(messages);
     metrics.set_ready(false);
     readiness.abort();
+    lag.abort();
     let _ = stopping_tx.send(true);
     drop(queues);
     let mut result = result;
@@ -291,6 +325,9 @@ pub async fn run(
                 result = Err(e);
             }
         }
+    }
+    if let Some(l) = leases {
+        l.release().await;
     }
     tracing::info!(ok = result.is_ok(), "writer stopped");
     result
@@ -327,6 +364,24 @@ async fn watch_readiness(client: async_nats::Client, metrics: Arc<WriterMetrics>
         let connected = client.connection_state() == async_nats::connection::State::Connected;
         metrics.set_ready(connected);
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Keeps `consumer_pending` (the writer consumer's lag) current.
+async fn watch_lag(js: jetstream::Context, topology: Topology, metrics: Arc<WriterMetrics>) {
+    let spec = ConsumerSpec::WRITER;
+    loop {
+        if let Ok(stream) = js.get_stream(topology.stream(spec.stream)).await {
+            for durable in topology.durables(&spec) {
+                if let Ok(mut c) = stream.get_consumer::<jetstream::consumer::pull::Config>(&durable).await {
+                    if let Ok(info) = c.info().await {
+                        metrics
+                            .set_consumer_pending(&durable, info.num_pending + info.num_ack_pending as u64);
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }
 

@@ -30,6 +30,11 @@ struct CallLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConsumerLabel {
+    consumer: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
     reason: String,
 }
@@ -45,6 +50,7 @@ pub struct WriterMetrics {
     naks: Family<ReasonLabel, Counter>,
     waiting_first_connect: Gauge,
     pacing_waits: Counter,
+    consumer_pending: Family<ConsumerLabel, Gauge>,
     /// The employees behind `waiting_first_connect`: a set, so one employee waiting through
     /// many redeliveries counts once.
     waiting: Mutex<HashSet<(String, String)>>,
@@ -77,6 +83,7 @@ impl WriterMetrics {
         let naks = Family::<ReasonLabel, Counter>::default();
         let waiting_first_connect = Gauge::default();
         let pacing_waits = Counter::default();
+        let consumer_pending = Family::<ConsumerLabel, Gauge>::default();
         registry.register("commands", "Visma commands decided, by outcome", commands.clone());
         registry.register(
             "visma_calls",
@@ -104,6 +111,11 @@ impl WriterMetrics {
             "Visma calls held until the tenant's rate window reset (under 5 % left)",
             pacing_waits.clone(),
         );
+        registry.register(
+            "consumer_pending",
+            "Commands not yet delivered or not yet acked on the writer's consumer (lag)",
+            consumer_pending.clone(),
+        );
         Self {
             registry,
             commands,
@@ -113,6 +125,7 @@ impl WriterMetrics {
             naks,
             waiting_first_connect,
             pacing_waits,
+            consumer_pending,
             waiting: Mutex::new(HashSet::new()),
             ready: AtomicBool::new(false),
         }
@@ -138,6 +151,12 @@ impl WriterMetrics {
 
     pub(crate) fn nak(&self, reason: &str) {
         self.naks.get_or_create(&ReasonLabel { reason: reason.to_string() }).inc();
+    }
+
+    pub(crate) fn set_consumer_pending(&self, consumer: &str, pending: u64) {
+        self.consumer_pending
+            .get_or_create(&ConsumerLabel { consumer: consumer.to_string() })
+            .set(pending as i64);
     }
 
     pub(crate) fn paced(&self) {
