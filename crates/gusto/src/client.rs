@@ -364,6 +364,9 @@ impl GustoClient {
                     waits += 1;
                     tracing::warn!(path, ?wait, "429 from Gusto; honouring Retry-After");
                     self.limiter.block_for(&key, wait);
+                    // The token may expire or be rotated during the wait: a 401 after it
+                    // earns its own forced refresh (bounded by the waits).
+                    refreshed = false;
                     continue;
                 }
                 404 => return Err(GustoError::NotFound { path: path.to_owned() }),

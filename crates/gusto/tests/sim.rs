@@ -106,6 +106,32 @@ async fn forced_refresh_after_401() {
 }
 
 #[tokio::test]
+async fn a_token_that_expires_during_a_429_wait_is_refreshed_again() {
+    // Found by the fault suite: the one forced refresh was spent on a stale token, the
+    // request then waited out a 429, the new token expired meanwhile, and the second 401
+    // became a permanent error (the projector dead-lettered a whole batch).
+    let s = setup_with(SimConfig::default(), |c| c.retry.default_retry_after = Duration::from_millis(400)).await;
+    s.sim.expire_tokens(Some(&s.sim_grant));
+    s.sim.add_fault(FaultRule {
+        path: "/v1/employees/*".into(),
+        error_rate: 1.0,
+        error_status: Some(429),
+        times: Some(1),
+        ..Default::default()
+    });
+    let sim = s.sim.sim();
+    let grant = s.sim_grant.clone();
+    let expire = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        sim.expire_tokens(Some(&grant));
+    });
+    let e = s.client.get_employee(&s.grant, &s.company.employee_uuids[0]).await;
+    expire.await.expect("expiry task");
+    e.expect("401, refresh, 429, wait (the new token expires), 401, refresh, 200");
+    assert_eq!(s.sim.refresh_count(&s.sim_grant), 2);
+}
+
+#[tokio::test]
 async fn revoked_grant_needs_reauth_and_never_spins() {
     let s = setup().await;
     s.sim.revoke_grant(&s.sim_grant).expect("revoke");
