@@ -55,9 +55,20 @@ pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, BusErr
         .event_callback(|event| async move {
             tracing::info!(%event, "nats connection event");
         })
-        .connect(url)
+        .connect(servers(url)?)
         .await
         .map_err(|e| BusError::Connect { url: redact_url(url), reason: e.to_string() })
+}
+
+/// `url` may list a cluster's servers, comma-separated.
+fn servers(url: &str) -> Result<Vec<async_nats::ServerAddr>, BusError> {
+    url.split(',')
+        .map(|u| {
+            u.trim()
+                .parse::<async_nats::ServerAddr>()
+                .map_err(|e| BusError::Connect { url: redact_url(u), reason: e.to_string() })
+        })
+        .collect()
 }
 
 /// Connects once, failing fast: for CLI commands and readiness checks.
@@ -65,7 +76,7 @@ pub async fn connect_now(url: &str, name: &str) -> Result<async_nats::Client, Bu
     async_nats::ConnectOptions::new()
         .name(name)
         .connection_timeout(Duration::from_secs(3))
-        .connect(url)
+        .connect(servers(url)?)
         .await
         .map_err(|e| BusError::Connect { url: redact_url(url), reason: e.to_string() })
 }

@@ -92,3 +92,46 @@ async fn the_shared_window_never_admits_more_than_its_limit() {
     limiter.acquire("grant-2").await.unwrap();
     assert!(t.elapsed() < Duration::from_millis(200));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r3_streams_on_a_three_node_cluster_survive_a_node() {
+    use mlc_bus::{ensure_topology, Publisher, StreamKind};
+    use mlc_proto::v1::GustoEvent;
+    let mut cluster = mlc_testkit::NatsCluster::start(3);
+    let client = mlc_bus::connect(&cluster.url(), "t").await.unwrap();
+    let js = async_nats::jetstream::new(client.clone());
+    let topo = Topology::new(&mlc_testkit::unique("c"), 3).unwrap().with_partitions(4).unwrap();
+    // The cluster elects its JetStream leader first.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Err(e) = ensure_topology(&js, &topo).await {
+        assert!(Instant::now() < deadline, "cluster not ready: {e}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let mut s = js.get_stream(topo.stream(StreamKind::GustoEvents)).await.unwrap();
+    assert_eq!(s.info().await.unwrap().config.num_replicas, 3);
+    let publisher = Publisher::new(client, Duration::from_secs(5));
+    let mut stored = 0;
+    for i in 0..40 {
+        if i == 20 {
+            cluster.stop_node(0);
+        }
+        let ev = GustoEvent { event_uuid: format!("e{i}"), ..Default::default() };
+        let subject = topo.gusto_event(&format!("company-{}", i % 7), "Employee");
+        // A publish may time out while the stream moves its leader; the retry with the
+        // same id is safe.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match publisher.publish(&subject, &ev.event_uuid, &ev).await {
+                Ok(_) => break,
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "no publish after a node died: {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+        stored += 1;
+    }
+    cluster.start_node(0);
+    let mut s = js.get_stream(topo.stream(StreamKind::GustoEvents)).await.unwrap();
+    assert_eq!(s.info().await.unwrap().state.messages, stored);
+}

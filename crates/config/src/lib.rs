@@ -322,7 +322,10 @@ impl Config {
 
     /// Checks what types cannot: URLs, addresses, ranges, keys.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        check_url("nats.url", &self.nats.url, &["nats", "tls", "ws", "wss"])?;
+        // A cluster is given as a comma-separated list of server URLs.
+        for url in self.nats.url.split(',') {
+            check_url("nats.url", url.trim(), &["nats", "tls", "ws", "wss"])?;
+        }
         if !self.nats.stream_prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
             return Err(ConfigError::invalid(
                 "nats.stream_prefix",

@@ -162,6 +162,14 @@ impl ObserverSlot {
     }
 }
 
+/// A rolling window shared by every process using the same grants (replicas of the
+/// projector, the CLI): taken after this process's own limiter, before each request.
+#[async_trait::async_trait]
+pub trait SharedLimit: Send + Sync {
+    /// Waits for and takes one slot of `key`'s window.
+    async fn acquire(&self, key: &str) -> Result<(), String>;
+}
+
 /// The Gusto API client. Cheap to clone.
 #[derive(Clone)]
 pub struct GustoClient {
@@ -170,6 +178,7 @@ pub struct GustoClient {
     tokens: Arc<TokenManager>,
     limiter: RateLimiter,
     observer: ObserverSlot,
+    shared: Option<Arc<dyn SharedLimit>>,
 }
 
 impl std::fmt::Debug for GustoClient {
@@ -197,7 +206,14 @@ impl GustoClient {
         let mut tokens = TokenManager::new(store, oauth, cfg.tokens.clone());
         tokens.observer = observer.clone();
         let limiter = RateLimiter::new(cfg.rate_limit.clone());
-        Ok(Self { http, cfg: Arc::new(cfg), tokens: Arc::new(tokens), limiter, observer })
+        Ok(Self { http, cfg: Arc::new(cfg), tokens: Arc::new(tokens), limiter, observer, shared: None })
+    }
+
+    /// Makes every request also take a slot of a window shared across processes, so
+    /// replicas together never exceed the grant's budget.
+    pub fn with_shared_limit(mut self, shared: Arc<dyn SharedLimit>) -> Self {
+        self.shared = Some(shared);
+        self
     }
 
     /// Installs (or replaces) the observer told about answers and token refreshes, for
@@ -283,6 +299,11 @@ impl GustoClient {
                 Auth::System => self.tokens.system_token().await?,
             };
             let permit = self.limiter.acquire(&key).await;
+            if let Some(shared) = &self.shared {
+                shared.acquire(&key).await.map_err(|e| {
+                    GustoError::Store(crate::token::StoreError(format!("shared rate limit: {e}")))
+                })?;
+            }
             let mut req = self
                 .http
                 .request(method.clone(), url.clone())

@@ -14,8 +14,8 @@ pub mod token;
 pub mod webhook;
 
 pub use client::{
-    ClientConfig, ClientObserver, GustoClient, Page, RetryPolicy, DEFAULT_API_VERSION, DEMO_BASE_URL,
-    PRODUCTION_BASE_URL,
+    ClientConfig, ClientObserver, GustoClient, Page, RetryPolicy, SharedLimit, DEFAULT_API_VERSION,
+    DEMO_BASE_URL, PRODUCTION_BASE_URL,
 };
 pub use error::{ApiErrorDetail, GustoError, MalformedKind};
 pub use limiter::{RateLimitConfig, RateLimiter};

@@ -110,7 +110,8 @@ async fn a_token_that_expires_during_a_429_wait_is_refreshed_again() {
     // Found by the fault suite: the one forced refresh was spent on a stale token, the
     // request then waited out a 429, the new token expired meanwhile, and the second 401
     // became a permanent error (the projector dead-lettered a whole batch).
-    let s = setup_with(SimConfig::default(), |c| c.retry.default_retry_after = Duration::from_millis(400)).await;
+    let s =
+        setup_with(SimConfig::default(), |c| c.retry.default_retry_after = Duration::from_millis(400)).await;
     s.sim.expire_tokens(Some(&s.sim_grant));
     s.sim.add_fault(FaultRule {
         path: "/v1/employees/*".into(),

@@ -104,6 +104,101 @@ impl Drop for NatsServer {
     }
 }
 
+/// A three-node (or n-node) JetStream cluster on loopback: routes between the nodes,
+/// each with its own store. Nodes can be stopped and started like [`NatsServer`].
+pub struct NatsCluster {
+    dir: tempfile::TempDir,
+    nodes: Vec<ClusterNode>,
+}
+
+struct ClusterNode {
+    name: String,
+    client_port: u16,
+    route_port: u16,
+    child: Option<Child>,
+}
+
+impl NatsCluster {
+    pub fn start(n: usize) -> NatsCluster {
+        let dir = tempfile::tempdir().expect("temp dir for the cluster");
+        let nodes = (0..n)
+            .map(|i| ClusterNode {
+                name: format!("n{i}"),
+                client_port: free_port(),
+                route_port: free_port(),
+                child: None,
+            })
+            .collect();
+        let mut cluster = NatsCluster { dir, nodes };
+        for i in 0..n {
+            cluster.start_node(i);
+        }
+        cluster
+    }
+
+    /// All client URLs, comma-separated, as clients and `nats.url` take them.
+    pub fn url(&self) -> String {
+        self.nodes.iter().map(|n| format!("nats://127.0.0.1:{}", n.client_port)).collect::<Vec<_>>().join(",")
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// SIGKILLs node `i`.
+    pub fn stop_node(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts node `i` (again), with its routes to the others.
+    pub fn start_node(&mut self, i: usize) {
+        let routes = self
+            .nodes
+            .iter()
+            .map(|n| format!("nats://127.0.0.1:{}", n.route_port))
+            .collect::<Vec<_>>()
+            .join(",");
+        let node = &self.nodes[i];
+        let store = self.dir.path().join(&node.name);
+        let log = self.dir.path().join(format!("{}.log", node.name));
+        let bin = nats_server_bin();
+        let child = Command::new(&bin)
+            .args(["-a", "127.0.0.1", "-p", &node.client_port.to_string(), "-n", &node.name, "-js", "-sd"])
+            .arg(&store)
+            .args(["--cluster_name", "mlc", "--cluster", &format!("nats://127.0.0.1:{}", node.route_port)])
+            .args(["--routes", &routes])
+            .arg("-l")
+            .arg(&log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        self.nodes[i].child = Some(child);
+        let port = self.nodes[i].client_port;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "cluster node {i} did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.stop_node(i);
+        }
+    }
+}
+
 /// A unique name for streams, prefixes and databases.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}{}", uuid::Uuid::new_v4().simple())[..prefix.len() + 12].to_string()

@@ -29,8 +29,10 @@ impl Ctx {
         Ok(Ctx { cfg, store, js, topo, publisher })
     }
 
-    pub fn gusto(&self) -> anyhow::Result<Arc<GustoClient>> {
-        gusto_client(&self.cfg, self.store.clone())
+    /// The Gusto client, sharing the grants' rate windows with the services when they
+    /// run as several replicas.
+    pub async fn gusto(&self) -> anyhow::Result<Arc<GustoClient>> {
+        shared_gusto_client(&self.cfg, self.store.clone(), &self.js, &self.topo).await
     }
 
     pub fn visma(&self, tenant: &str) -> anyhow::Result<Arc<visma::VismaClient>> {
@@ -70,6 +72,29 @@ pub fn gusto_client(cfg: &Config, store: Arc<Store>) -> anyhow::Result<Arc<Gusto
     c.rate_limit.limit = cfg.gusto.rate_limit as usize;
     c.rate_limit.window = Duration::from_millis(cfg.gusto.rate_window_ms);
     Ok(Arc::new(GustoClient::new(c, Arc::new(mlc_projector::GrantStore::new(store)))?))
+}
+
+/// As [`gusto_client`]; with more than one partition (so possibly several replicas) the
+/// per-grant window is also kept in JetStream, shared by every process.
+pub async fn shared_gusto_client(
+    cfg: &Config,
+    store: Arc<Store>,
+    js: &async_nats::jetstream::Context,
+    topo: &Topology,
+) -> anyhow::Result<Arc<GustoClient>> {
+    let client = gusto_client(cfg, store)?;
+    if cfg.nats.partitions <= 1 {
+        return Ok(client);
+    }
+    let window = mlc_bus::ratelimit::SharedWindow::ensure(
+        js,
+        topo,
+        cfg.gusto.rate_limit,
+        Duration::from_millis(cfg.gusto.rate_window_ms),
+    )
+    .await?;
+    let shared = Arc::new(mlc_projector::JetStreamLimit(window));
+    Ok(Arc::new(Arc::unwrap_or_clone(client).with_shared_limit(shared)))
 }
 
 pub fn visma_clients(cfg: &Config) -> anyhow::Result<HashMap<String, Arc<visma::VismaClient>>> {

@@ -502,7 +502,8 @@ async fn story(stage: &Stage, args: &DemoArgs, started: Instant) -> anyhow::Resu
     )
     .await?;
     let sub =
-        ops::subscribe_with(&ctx.store, ctx.gusto()?.as_ref(), Some(&stage.webhook_url), None, 30).await?;
+        ops::subscribe_with(&ctx.store, ctx.gusto().await?.as_ref(), Some(&stage.webhook_url), None, 30)
+            .await?;
     step(started, format!("webhook subscription {sub} verified through the gateway's handshake"));
     if !ctx.company(&company).await?.first_connect_applied {
         step(

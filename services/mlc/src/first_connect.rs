@@ -53,7 +53,7 @@ impl People {
             .with_context(|| format!("reading mapping {}", company.mapping_path))?;
         let mapping = mlc_domain::Mapping::from_toml_str(&text, &company.mapping_path)?;
         let rule = mapping.employee_cd_rule();
-        let gusto = ctx.gusto()?;
+        let gusto = ctx.gusto().await?;
         let employees = gusto
             .list_all_employees(&GrantId(company.grant_id.clone()), company_uuid, 100)
             .await

@@ -213,7 +213,7 @@ pub async fn subscribe_with(
 /// snapshot).
 pub async fn backfill(ctx: &Ctx, company: &str, progress: bool) -> anyhow::Result<usize> {
     let c = ctx.company(company).await?;
-    let gusto = ctx.gusto()?;
+    let gusto = ctx.gusto().await?;
     let grant = GrantId(c.grant_id.clone());
     let run = uuid::Uuid::new_v4().simple().to_string();
     let mut queued = 0;
@@ -298,7 +298,7 @@ async fn replay_state(ctx: &Ctx, start: Start, args: &ReplayArgs) -> anyhow::Res
         ctx.js.clone(),
         ctx.publisher.clone(),
         ctx.store.clone(),
-        ctx.gusto()?,
+        ctx.gusto().await?,
         mlc_projector::ProjectorSettings::new(ctx.topo.clone()),
     );
     let results = projector

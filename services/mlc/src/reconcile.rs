@@ -67,7 +67,7 @@ pub async fn compare(ctx: &Ctx, company_uuid: &str) -> anyhow::Result<Report> {
     let text = std::fs::read_to_string(&company.mapping_path)
         .with_context(|| format!("reading mapping {}", company.mapping_path))?;
     let mapping = mlc_domain::Mapping::from_toml_str(&text, &company.mapping_path)?;
-    let gusto = ctx.gusto()?;
+    let gusto = ctx.gusto().await?;
     let grant = GrantId(company.grant_id.clone());
     let employees =
         gusto.list_all_employees(&grant, company_uuid, 100).await.context("listing Gusto employees")?;

@@ -56,7 +56,7 @@ pub async fn run(cfg: Config, service: Service) -> anyhow::Result<()> {
         tasks.spawn(async move { mlc_gateway::serve(listener, gw, s).await.context("gateway") });
     }
     if matches!(service, Service::Projector | Service::All) {
-        let gusto = ctx::gusto_client(&cfg, store.clone())?;
+        let gusto = ctx::shared_gusto_client(&cfg, store.clone(), &js, &topo).await?;
         let mut settings = mlc_projector::ProjectorSettings::new(topo.clone());
         settings.fetch_concurrency = cfg.projector.workers.clamp(1, 64);
         settings.burst_threshold = cfg.projector.burst_threshold;

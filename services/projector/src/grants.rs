@@ -85,3 +85,14 @@ impl TokenStore for GrantStore {
         self.store.set_grant_status(&grant.0, "needs_reauth", Some(reason)).await.map_err(err)
     }
 }
+
+/// The Gusto budget shared by replicas: [`mlc_bus::ratelimit::SharedWindow`] behind the
+/// client's [`gusto::SharedLimit`].
+pub struct JetStreamLimit(pub mlc_bus::ratelimit::SharedWindow);
+
+#[async_trait]
+impl gusto::SharedLimit for JetStreamLimit {
+    async fn acquire(&self, key: &str) -> Result<(), String> {
+        self.0.acquire(key).await.map_err(|e| e.to_string())
+    }
+}

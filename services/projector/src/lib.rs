@@ -22,7 +22,7 @@ mod grants;
 mod metrics;
 mod normalize;
 
-pub use grants::GrantStore;
+pub use grants::{GrantStore, JetStreamLimit};
 pub use metrics::ProjectorMetrics;
 pub use normalize::normalize;
 
