@@ -352,3 +352,92 @@ pub fn nordic_visma_seed() -> sim_visma::Seed {
         employees: Vec::new(),
     }
 }
+
+// ------------------------------------------------------------------------------ observability
+
+impl Stack {
+    /// Stops a service with SIGTERM, as an orchestrator does: it finishes the work in hand,
+    /// and `mlc run` flushes its spans on the way out. SIGKILL after `grace`. Returns
+    /// whether the process exited successfully on its own.
+    pub async fn stop_service(&mut self, service: &str, grace: Duration) -> bool {
+        let Some(i) = self.services.iter().position(|(s, _)| s == service) else { return false };
+        let (_, mut child) = self.services.remove(i);
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.success();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+
+    /// The `host:port` on which `service` serves `/metrics`: `gateway.listen`,
+    /// `projector.metrics_listen` or `writer.metrics_listen` of the configuration.
+    pub fn metrics_addr(&self, service: &str) -> String {
+        let key = if service == "gateway" { "listen" } else { "metrics_listen" };
+        self.config_value(service, key)
+            .unwrap_or_else(|| panic!("no {service}.{key} in {}", self.config.display()))
+    }
+
+    /// `http://ADDR/metrics` of `service`.
+    pub fn metrics_url(&self, service: &str) -> String {
+        format!("http://{}/metrics", self.metrics_addr(service))
+    }
+
+    /// A string value of `[section] key` in the configuration file.
+    pub fn config_value(&self, section: &str, key: &str) -> Option<String> {
+        let text = std::fs::read_to_string(&self.config).ok()?;
+        let mut current = String::new();
+        for line in text.lines().map(str::trim) {
+            if let Some(s) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                current = s.trim().to_string();
+            } else if current == section {
+                if let Some((k, v)) = line.split_once('=') {
+                    if k.trim() == key {
+                        return Some(v.trim().trim_matches('"').to_string());
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Sets `key = value` (`value` in TOML syntax, e.g. `"\"http://...\""`) in `[section]`
+    /// of the configuration, adding the section when missing. Services read it when
+    /// (re)started.
+    pub fn set_config(&self, section: &str, key: &str, value: &str) {
+        let text = std::fs::read_to_string(&self.config).expect("read the config");
+        let mut out = Vec::new();
+        let (mut current, mut done) = (String::new(), false);
+        for line in text.lines() {
+            let t = line.trim();
+            if let Some(s) = t.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                current = s.trim().to_string();
+                out.push(line.to_string());
+                if current == section && !done {
+                    out.push(format!("{key} = {value}"));
+                    done = true;
+                }
+                continue;
+            }
+            if current == section && t.split_once('=').is_some_and(|(k, _)| k.trim() == key) {
+                continue;
+            }
+            out.push(line.to_string());
+        }
+        if !done {
+            out.push(format!("[{section}]"));
+            out.push(format!("{key} = {value}"));
+        }
+        std::fs::write(&self.config, out.join("\n") + "\n").expect("write the config");
+    }
+
+    /// Waits until `http://ADDR/readyz` of `service` answers 2xx.
+    pub async fn wait_ready(&self, service: &str) {
+        self.wait_http(&format!("http://{}/readyz", self.metrics_addr(service))).await;
+    }
+}
