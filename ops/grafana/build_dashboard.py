@@ -19,6 +19,8 @@ _y = 0
 
 def row(title):
     global _y
+    # Close a partly filled line of panels first.
+    _y += max((p["gridPos"]["h"] for p in panels if p["gridPos"]["y"] == _y and p["type"] != "row"), default=0)
     panels.append({"type": "row", "title": title, "collapsed": False,
                    "gridPos": {"h": 1, "w": 24, "x": 0, "y": _y}, "panels": []})
     _y += 1
@@ -64,13 +66,19 @@ def q(p, metric, by="le"):
 # --- overview ---------------------------------------------------------------------------------
 row("Overview")
 panel("Webhooks accepted /s", [(f"sum(rate(mlc_gateway_webhooks_accepted_total{{duplicate=\"false\"}}[{RI}]))", "new")],
-      unit="reqps", w=6, h=4, kind="stat")
+      unit="reqps", w=4, h=4, kind="stat")
 panel("Dead letters (1h, all stages)", [(
     "sum(increase(mlc_gateway_dead_letters_total[1h])) + sum(increase(mlc_projector_dead_letters_total[1h]))"
     " + sum(increase(mlc_writer_dead_letters_total[1h]))", "dead letters")],
-    w=6, h=4, kind="stat", desc="Everything parked in DEAD_LETTERS: `mlc dlq list` (docs/RUNBOOK.md)")
-panel("Webhook → Visma p99", [(q(0.99, "mlc_writer_e2e_latency_seconds"), "p99")], unit="s", w=6, h=4, kind="stat")
-panel("Projector consumer lag", [("max(mlc_projector_consumer_pending)", "pending")], w=6, h=4, kind="stat")
+    w=4, h=4, kind="stat", desc="Everything parked in DEAD_LETTERS: `mlc dlq list` (docs/RUNBOOK.md)")
+panel("DEAD_LETTERS depth", [("max(mlc_projector_dead_letter_depth)", "messages")], w=4, h=4, kind="stat",
+      desc="Messages in the DEAD_LETTERS stream now (all stages), read by the projector every 2 s")
+panel("Webhook → Visma p99", [(q(0.99, "mlc_writer_e2e_latency_seconds"), "p99")], unit="s", w=4, h=4, kind="stat")
+panel("Consumer lag (max)", [(
+    "max(max by (consumer) (mlc_projector_consumer_pending) or max by (consumer) (mlc_writer_consumer_pending))",
+    "pending")], w=4, h=4, kind="stat", desc="Largest backlog of the hydrate, map and writer consumers")
+panel("Gusto 429s (5m)", [("sum(increase(mlc_projector_gusto_rate_limited_total[5m]))", "429s")], w=4, h=4,
+      kind="stat", desc="Our scheduler should keep this at 0 (invariant 5)")
 
 # --- gateway ----------------------------------------------------------------------------------
 row("Gateway")
@@ -97,11 +105,17 @@ panel("Snapshots /s: appended vs unchanged", [(f"sum by (result) (rate(mlc_proje
 panel("Gusto calls /s per company", [(f"sum by (company) (rate(mlc_projector_gusto_calls_total[{RI}]))",
                                       "{{company}}")], unit="reqps")
 panel("Gusto 429s per company (5m)", [(
-    "sum by (company) (increase(mlc_projector_gusto_errors_total{call=\"rate_limited\"}[5m]))", "{{company}}")],
-    desc="Our scheduler should keep this at 0 (invariant 5)")
+    "sum by (company) (increase(mlc_projector_gusto_rate_limited_total[5m]))", "{{company}}")],
+    desc="Every 429 answer, retries included. Our scheduler should keep this at 0 (invariant 5)")
 panel("Gusto rate budget left per company", [(
-    "$gusto_rate_limit - max by (company) (mlc_projector_rate_budget_used)", "{{company}}")],
-    desc="Requests left in the rolling 60 s window (limit: dashboard variable gusto_rate_limit)")
+    "min by (company) (mlc_projector_rate_budget_left)", "{{company}}")],
+    desc="Requests left in the rolling window, per replica's limiter (the lowest replica shown)")
+panel("Gusto answers /s by status", [(f"sum by (status) (rate(mlc_projector_gusto_responses_total[{RI}]))",
+                                      "{{status}}")], unit="reqps",
+      desc="Every HTTP answer, retries included; 0 = no answer (transport failure)")
+panel("Gusto token refreshes per company (1h)", [(
+    "sum by (company) (increase(mlc_projector_gusto_token_refreshes_total[1h]))", "{{company}}")],
+    desc="About one per grant per access-token lifetime; a burst means tokens are being rejected (401)")
 panel("Gusto errors /s by kind", [(f"sum by (call) (rate(mlc_projector_gusto_errors_total[{RI}]))", "{{call}}")],
       unit="ops", desc="needs_reauth: `mlc company add` again (docs/RUNBOOK.md)")
 panel("Parked events per company (1h)", [("sum by (company) (increase(mlc_projector_parked_events_total[1h]))",
@@ -123,6 +137,7 @@ panel("Dead letters by reason (1h)", [("sum by (reason) (increase(mlc_writer_dea
                                        "{{reason}}")])
 panel("Retries (naks) /s by reason", [(f"sum by (reason) (rate(mlc_writer_naks_total[{RI}]))", "{{reason}}")],
       unit="ops")
+panel("Consumer lag (pending commands)", [("max by (consumer) (mlc_writer_consumer_pending)", "{{consumer}}")])
 panel("Waiting for first connect / pacing", [
     ("sum(mlc_writer_waiting_first_connect)", "employees waiting for first-connect review"),
     (f"sum(rate(mlc_writer_pacing_waits_total[{RI}]))", "pacing waits /s (Visma window)"),
@@ -143,8 +158,6 @@ dashboard = {
     "templating": {"list": [
         {"name": "datasource", "label": "Prometheus", "type": "datasource", "query": "prometheus",
          "current": {}, "hide": 0, "refresh": 1},
-        {"name": "gusto_rate_limit", "label": "Gusto limit / 60 s", "type": "constant", "query": "200",
-         "hide": 2},
     ]},
     "annotations": {"list": []},
     "links": [],
