@@ -198,6 +198,15 @@ pub(crate) fn new_employee(
     let comp_uuid = new_uuid(st);
     let wa_uuid = new_uuid(st);
     let code = new_code(st);
+    // Namesakes happen (the name pool is small) but mailboxes are unique, as in any firm:
+    // the second Ingrid Pedersen gets ingrid.pedersen2@.
+    let local = format!("{}.{}", ascii(first), ascii(last));
+    let taken = st
+        .employees
+        .values()
+        .filter(|e| e.company_uuid == company_uuid && e.first_name == first && e.last_name == last)
+        .count();
+    let local = if taken == 0 { local } else { format!("{local}{}", taken + 1) };
     let rate = format!("{}.00", st.rng.random_range(50..120) * 1000);
     let phone = format!("47{:08}", st.rng.random_range(0..100_000_000u32));
     let e = Employee {
@@ -207,8 +216,8 @@ pub(crate) fn new_employee(
         middle_initial: None,
         last_name: last.to_owned(),
         preferred_first_name: None,
-        email: Some(format!("{}.{}@mail.example", ascii(first), ascii(last))),
-        work_email: Some(format!("{}.{}@{domain}", ascii(first), ascii(last))),
+        email: Some(format!("{local}@mail.example")),
+        work_email: Some(format!("{local}@{domain}")),
         phone: Some(phone),
         date_of_birth: None,
         employee_code: code,

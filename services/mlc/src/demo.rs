@@ -518,12 +518,13 @@ async fn story(stage: &Stage, args: &DemoArgs, started: Instant) -> anyhow::Resu
     println!();
     let proposals = first_connect::propose(ctx, &company, &review, !args.full_table).await?;
     println!();
-    let approved = first_connect::approve_links(&review)?;
+    let (approved, confirmed) = first_connect::approve_links(&review)?;
     let c = first_connect::counts(&proposals);
     step(
         started,
         format!(
-            "operator: approved the {approved} two-criteria links after review; left the {} uncertain ones unapproved",
+            "operator: approved the {approved} two-criteria links, confirmed {confirmed} of the {} review rows \
+             after a closer look (no rival), left the rest unapproved",
             c[1].1
         ),
     );
@@ -553,14 +554,18 @@ async fn story(stage: &Stage, args: &DemoArgs, started: Instant) -> anyhow::Resu
         })
         .map(|(cd, _)| cd)
         .collect();
+    if changed.is_empty() {
+        step(
+            started,
+            format!("people only in Visma: {} untouched (same record, same version)", strangers_before.len()),
+        );
+    } else {
+        step(started, format!("people only in Visma: CHANGED {changed:?}"));
+    }
     step(started, "reconciliation of the simulators' data (Gusto's employees against Visma's records):");
     println!();
+    // Ends with the line `in sync: N/M`, computed from both simulators' data.
     reconcile::print_report(&report, !args.full_table);
-    if changed.is_empty() {
-        println!("people only in Visma: {} untouched (same record, same version)", strangers_before.len());
-    } else {
-        println!("people only in Visma: CHANGED {changed:?}");
-    }
     Ok(report.in_sync() && changed.is_empty())
 }
 

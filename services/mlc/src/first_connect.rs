@@ -296,17 +296,27 @@ pub async fn run(ctx: &Ctx, args: &MatchArgs) -> anyhow::Result<()> {
 }
 
 /// What the demo's operator does after reading the table: approves every row with two
-/// criteria and no competitor, leaves the rest for a closer look. Returns how many.
-pub fn approve_links(path: &Path) -> anyhow::Result<usize> {
+/// criteria and no competitor and, after a closer look at the others, the review rows
+/// that have no rival (one criterion, but nobody else it could be). Rows with a rival stay
+/// unapproved: a person has to decide those. Returns (links, reviews) approved.
+pub fn approve_links(path: &Path) -> anyhow::Result<(usize, usize)> {
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path)?;
     let mut rows: Vec<ReviewRow> =
         matching::read_review(&shown, &text)?.into_iter().map(|(_, r)| r).collect();
-    let mut n = 0;
-    for r in rows.iter_mut().filter(|r| r.suggestion == Suggestion::Link.as_str()) {
-        r.approve = "yes".into();
-        n += 1;
+    let (mut links, mut reviews) = (0, 0);
+    for r in rows.iter_mut() {
+        if r.suggestion == Suggestion::Link.as_str() {
+            r.approve = "yes".into();
+            links += 1;
+        } else if r.suggestion == Suggestion::Review.as_str()
+            && !r.reason.contains("ambiguous")
+            && !r.reason.contains("as close")
+        {
+            r.approve = "yes".into();
+            reviews += 1;
+        }
     }
     matching::write_review(path, &rows)?;
-    Ok(n)
+    Ok((links, reviews))
 }
