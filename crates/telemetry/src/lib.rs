@@ -103,13 +103,15 @@ pub fn init(settings: &TelemetrySettings) -> Result<TelemetryGuard, TelemetryErr
                 .build();
             let tracer = provider.tracer(settings.service_name.clone());
             opentelemetry::global::set_tracer_provider(provider.clone());
-            (Some(tracing_opentelemetry::layer().with_tracer(tracer)), Some(provider))
+            // Spans are filtered on their own: a quieter log filter (`warn`) must not cut
+            // the traces short.
+            let spans = tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO);
+            (Some(tracing_opentelemetry::layer().with_tracer(tracer).with_filter(spans)), Some(provider))
         }
     };
 
     tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt_layer)
+        .with(fmt_layer.with_filter(filter))
         .with(otel_layer)
         .try_init()
         .map_err(|_| TelemetryError::AlreadyInstalled)?;
