@@ -51,10 +51,18 @@ async fn limiter_keeps_1000_requests_under_the_compressed_window() {
     let span = *arrivals.last().expect("arrivals") - arrivals[0];
     println!("arrival span {span:?}, wall clock {elapsed:?}, theoretical {theoretical:?}");
     assert!(span >= theoretical, "{span:?} < {theoretical:?}");
-    assert!(span.as_secs_f64() <= theoretical.as_secs_f64() * 1.05, "{span:?} too slow vs {theoretical:?}");
+    // The 5% bound is a performance figure: it holds on a quiet machine
+    // (`MLC_FULL=1`, as `ops/test.sh` runs the long suites), while CI runs this beside
+    // every other test on two cores and only guards against a gross regression.
+    let (span_bound, wall_bound) =
+        if std::env::var("MLC_FULL").is_ok_and(|v| v == "1") { (1.05, 1.10) } else { (1.25, 1.35) };
+    assert!(
+        span.as_secs_f64() <= theoretical.as_secs_f64() * span_bound,
+        "{span:?} too slow vs {theoretical:?}"
+    );
     // Wall clock additionally includes serving the last batch of 200.
     assert!(
-        elapsed.as_secs_f64() <= theoretical.as_secs_f64() * 1.10,
+        elapsed.as_secs_f64() <= theoretical.as_secs_f64() * wall_bound,
         "{elapsed:?} too slow vs {theoretical:?}"
     );
 }

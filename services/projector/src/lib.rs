@@ -50,6 +50,9 @@ pub enum ProjectorError {
     Store(#[from] mlc_store::StoreError),
 }
 
+/// Snapshots read ahead and mapped concurrently during a replay.
+const REPLAY_CHUNK: usize = 1024;
+
 /// How the projector runs; built from `projector.*` of the configuration.
 #[derive(Debug, Clone)]
 pub struct ProjectorSettings {
@@ -106,6 +109,7 @@ pub struct Projector {
     mappings: Mutex<HashMap<PathBuf, (SystemTime, Arc<Mapping>)>>,
     /// Grant id -> company uuid, for the per-company Gusto series.
     grant_companies: metrics::GrantCompanies,
+    companies: Mutex<HashMap<String, (std::time::Instant, Company)>>,
 }
 
 /// One employee to hydrate and the events that asked for it.
@@ -151,6 +155,7 @@ impl Projector {
             metrics,
             locations: Mutex::new(HashMap::new()),
             mappings: Mutex::new(HashMap::new()),
+            companies: Mutex::new(HashMap::new()),
             grant_companies,
         })
     }
@@ -726,7 +731,7 @@ impl Projector {
             ProjectorMetrics::inc(&self.metrics.commands, "superseded");
             return Ok(MapOutcome::Superseded);
         }
-        let company = match self.store.company(&snapshot.company_uuid).await {
+        let company = match self.company_cached(&snapshot.company_uuid).await {
             Ok(Some(c)) => c,
             Ok(None) => {
                 return Err(MapError::Dead {
@@ -811,11 +816,61 @@ impl Projector {
         let mut replay =
             mlc_bus::replay::Replay::open(&self.js, &topo.stream(StreamKind::EmployeeState), &filter, start)
                 .await?;
-        while let Some(m) = replay.next().await {
-            let m = m?;
-            results.push((m.sequence, self.map_snapshot(&m.subject, m.sequence, &m.payload, dry_run).await));
+        // Mapping is a few round trips per snapshot; chunks of snapshots are mapped
+        // concurrently, one employee's snapshots still one after the other and in order.
+        let mut chunk = Vec::with_capacity(REPLAY_CHUNK);
+        loop {
+            let next = replay.next().await.transpose()?;
+            let done = next.is_none();
+            if let Some(m) = next {
+                chunk.push(m);
+            }
+            if chunk.len() >= REPLAY_CHUNK || (done && !chunk.is_empty()) {
+                let mut by_subject: BTreeMap<String, Vec<mlc_bus::replay::Replayed>> = BTreeMap::new();
+                for m in chunk.drain(..) {
+                    by_subject.entry(m.subject.clone()).or_default().push(m);
+                }
+                let sem = Semaphore::new(64);
+                let done_chunk = join_all(by_subject.into_values().map(|msgs| async {
+                    let _permit = sem.acquire().await;
+                    let mut out = Vec::with_capacity(msgs.len());
+                    for m in msgs {
+                        out.push((
+                            m.sequence,
+                            self.map_snapshot(&m.subject, m.sequence, &m.payload, dry_run).await,
+                        ));
+                    }
+                    out
+                }))
+                .await;
+                results.extend(done_chunk.into_iter().flatten());
+            }
+            if done {
+                break;
+            }
         }
+        results.sort_by_key(|(seq, _)| *seq);
         Ok(results)
+    }
+
+    /// The company record, read from the store at most every two seconds: mapping runs
+    /// per snapshot, and a replay maps thousands a second. Pausing or re-mapping a company
+    /// therefore takes effect within two seconds.
+    async fn company_cached(&self, uuid: &str) -> Result<Option<Company>, mlc_store::StoreError> {
+        let now = std::time::Instant::now();
+        if let Some((at, c)) = self.companies.lock().unwrap_or_else(|p| p.into_inner()).get(uuid) {
+            if now.duration_since(*at) < Duration::from_secs(2) {
+                return Ok(Some(c.clone()));
+            }
+        }
+        let found = self.store.company(uuid).await?;
+        if let Some(c) = &found {
+            self.companies
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(uuid.to_string(), (now, c.clone()));
+        }
+        Ok(found)
     }
 
     /// The company's mapping, re-read when its file changes.
