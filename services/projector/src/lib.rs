@@ -834,7 +834,15 @@ impl Projector {
                 let done_chunk = join_all(by_subject.into_values().map(|msgs| async {
                     let _permit = sem.acquire().await;
                     let mut out = Vec::with_capacity(msgs.len());
-                    for m in msgs {
+                    let last = msgs.len() - 1;
+                    for (i, m) in msgs.into_iter().enumerate() {
+                        // A later snapshot of this employee is in the same chunk: this one
+                        // is superseded without asking the stream.
+                        if i < last {
+                            ProjectorMetrics::inc(&self.metrics.commands, "superseded");
+                            out.push((m.sequence, Ok(MapOutcome::Superseded)));
+                            continue;
+                        }
                         out.push((
                             m.sequence,
                             self.map_snapshot(&m.subject, m.sequence, &m.payload, dry_run).await,
