@@ -43,6 +43,14 @@ pub struct Stack {
     services: Vec<(String, Child)>,
     pub js: async_nats::jetstream::Context,
     pub topo: Topology,
+    /// Every company of a [`Stack::start_fleet`] installation (empty for [`Stack::start`]).
+    pub companies: Vec<FleetCompany>,
+    /// Counting proxies in front of the simulators' APIs ([`Stack::start_fleet`] only).
+    pub gusto_proxy: Option<CountingProxy>,
+    pub visma_proxy: Option<CountingProxy>,
+    /// The store's URL and encryption key (base64), to read the audit log from a test.
+    pub store_url: String,
+    pub store_key: String,
 }
 
 /// What to start.
@@ -81,6 +89,8 @@ impl Stack {
         let gateway = free_addr();
         let gcfg = gusto.sim().config().clone();
         let config = dir.path().join("mlc.toml");
+        let store_key = mlc_store::EncryptionKey::generate_base64();
+        let store_url = format!("sqlite://{}", dir.path().join("mlc.db").display());
         std::fs::write(
             &config,
             format!(
@@ -88,7 +98,7 @@ impl Stack {
 url = "{nats}"
 stream_prefix = "{prefix}"
 [store]
-url = "sqlite://{db}"
+url = "{db}"
 encryption_key = "{key}"
 [gateway]
 listen = "{gateway}"
@@ -112,8 +122,8 @@ metrics_listen = "{wm}"
 log_filter = "info"
 "#,
                 nats = nats.url(),
-                db = dir.path().join("mlc.db").display(),
-                key = mlc_store::EncryptionKey::generate_base64(),
+                db = store_url,
+                key = store_key,
                 gusto = gusto.base_url(),
                 gid = gcfg.client_id,
                 gsecret = gcfg.client_secret,
@@ -142,6 +152,11 @@ log_filter = "info"
             services: Vec::new(),
             js,
             topo,
+            companies: Vec::new(),
+            gusto_proxy: None,
+            visma_proxy: None,
+            store_url,
+            store_key,
         };
         let code =
             stack.gusto.sim().issue_code(&stack.company.company_uuid, "http://127.0.0.1/cb").expect("code");
@@ -351,6 +366,312 @@ pub fn nordic_visma_seed() -> sim_visma::Seed {
         segments: Vec::new(),
         employees: Vec::new(),
     }
+}
+
+// ------------------------------------------------------------------------------ fleets
+
+/// One company of a fleet: its Gusto data and its own Visma tenant.
+#[derive(Debug, Clone)]
+pub struct FleetCompany {
+    pub info: sim_gusto::CompanyInfo,
+    /// The key under `visma.tenants` in the configuration (`Company.visma_tenant`).
+    pub tenant_key: String,
+    /// The simulator's tenant id.
+    pub tenant_id: String,
+}
+
+/// What [`Stack::start_fleet`] starts: `companies` Gusto companies with their own grants,
+/// each synced to its own Visma tenant (employee numbers are only unique per company),
+/// one webhook subscription for all of them.
+pub struct FleetOptions {
+    pub companies: usize,
+    pub employees_per_company: usize,
+    pub gusto: sim_gusto::SimConfig,
+    pub visma: sim_visma::SimConfig,
+    /// `projector.catch_up_secs` (0 turns catch-up off).
+    pub catch_up_secs: u64,
+}
+
+impl Default for FleetOptions {
+    fn default() -> Self {
+        Self {
+            companies: 4,
+            employees_per_company: 20,
+            gusto: sim_gusto::SimConfig {
+                webhooks: sim_gusto::WebhookConfig {
+                    retry_base: Duration::from_millis(200),
+                    retry_max: Duration::from_secs(5),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            visma: sim_visma::SimConfig::default(),
+            catch_up_secs: 300,
+        }
+    }
+}
+
+impl Stack {
+    /// Starts an installation serving several companies. The services reach both
+    /// simulators through [`CountingProxy`]s, so a test can count every answer by status.
+    pub async fn start_fleet(opts: FleetOptions) -> Stack {
+        let nats = NatsServer::start();
+        let gusto = sim_gusto::start(opts.gusto).await.expect("start sim-gusto");
+        let visma = sim_visma::start(opts.visma).await.expect("start sim-visma");
+        let gusto_proxy = CountingProxy::start(&gusto.base_url()).await;
+        let visma_proxy = CountingProxy::start(visma.base_url()).await;
+        let mut companies = Vec::new();
+        for i in 0..opts.companies.max(1) {
+            let info = gusto
+                .sim()
+                .seed_named_company(&format!("Fleet Company {i:02} AS"), opts.employees_per_company);
+            let tenant_id = uuid::Uuid::new_v4().to_string();
+            visma.add_tenant(sim_visma::TenantConfig::company(tenant_id.clone(), 1000 + i as i64));
+            visma.seed(&tenant_id, &nordic_visma_seed()).expect("seed sim-visma tenant");
+            companies.push(FleetCompany { info, tenant_key: format!("t{i:02}"), tenant_id });
+        }
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("mapping.toml"), MAPPING).expect("mapping");
+        let prefix = mlc_testkit::unique("f");
+        let gateway = free_addr();
+        let gcfg = gusto.sim().config().clone();
+        let config = dir.path().join("mlc.toml");
+        let store_key = mlc_store::EncryptionKey::generate_base64();
+        let store_url = format!("sqlite://{}", dir.path().join("mlc.db").display());
+        let mut tenants = String::new();
+        for c in &companies {
+            tenants.push_str(&format!(
+                "[visma.tenants.{}]\nclient_id = \"{}\"\nclient_secret = \"{}\"\ntenant_id = \"{}\"\n",
+                c.tenant_key,
+                sim_visma::DEFAULT_CLIENT_ID,
+                sim_visma::DEFAULT_CLIENT_SECRET,
+                c.tenant_id
+            ));
+        }
+        std::fs::write(
+            &config,
+            format!(
+                r#"[nats]
+url = "{nats}"
+stream_prefix = "{prefix}"
+[store]
+url = "{store_url}"
+encryption_key = "{store_key}"
+[gateway]
+listen = "{gateway}"
+[gusto]
+base_url = "{gusto}"
+client_id = "{gid}"
+client_secret = "{gsecret}"
+redirect_uri = "http://127.0.0.1/cb"
+[visma]
+base_url = "{visma}"
+token_url = "{visma}/connect/token"
+{tenants}[projector]
+metrics_listen = "{pm}"
+catch_up_secs = {catch_up}
+[writer]
+metrics_listen = "{wm}"
+[telemetry]
+log_filter = "info"
+"#,
+                nats = nats.url(),
+                gusto = gusto_proxy.url,
+                gid = gcfg.client_id,
+                gsecret = gcfg.client_secret,
+                visma = visma_proxy.url,
+                pm = free_addr(),
+                wm = free_addr(),
+                catch_up = opts.catch_up_secs,
+            ),
+        )
+        .expect("config");
+        let client = mlc_bus::connect(&nats.url(), "e2e").await.expect("nats");
+        let js = async_nats::jetstream::new(client);
+        let topo = Topology::new(&prefix, 1).expect("topology");
+        let mut stack = Stack {
+            nats,
+            company: companies[0].info.clone(),
+            gusto,
+            visma,
+            dir,
+            config,
+            prefix,
+            gateway,
+            services: Vec::new(),
+            js,
+            topo,
+            companies,
+            gusto_proxy: Some(gusto_proxy),
+            visma_proxy: Some(visma_proxy),
+            store_url,
+            store_key,
+        };
+        let mapping = stack.mapping_path();
+        for c in stack.companies.clone() {
+            let code =
+                stack.gusto.sim().issue_code(&c.info.company_uuid, "http://127.0.0.1/cb").expect("code");
+            stack
+                .mlc_ok(&[
+                    "company",
+                    "add",
+                    "--company",
+                    &c.info.company_uuid,
+                    "--name",
+                    &format!("Fleet {}", c.tenant_key),
+                    // `=`: a code may start with '-'.
+                    &format!("--code={code}"),
+                    "--visma-tenant",
+                    &c.tenant_key,
+                    "--mapping",
+                    mapping.to_str().unwrap(),
+                    "--skip-review",
+                ])
+                .await;
+        }
+        for s in ["gateway", "projector", "writer"] {
+            stack.start_service(s);
+        }
+        stack.wait_http(&format!("http://{}/readyz", stack.gateway)).await;
+        let url = format!("http://{}/webhooks/gusto", stack.gateway);
+        stack.mlc_ok(&["subscribe", "--url", &url]).await;
+        stack
+    }
+
+    /// Opens the installation's store (to read the audit log).
+    pub async fn store(&self) -> mlc_store::Store {
+        let key = mlc_store::EncryptionKey::from_base64(&self.store_key).expect("store key");
+        mlc_store::Store::connect(&self.store_url, Some(key)).await.expect("open the store")
+    }
+
+    /// Whether a service process is running (started and not killed).
+    pub fn service_running(&self, service: &str) -> bool {
+        self.services.iter().any(|(s, _)| s == service)
+    }
+
+    /// Every message of a stream, in order (through an ephemeral ordered consumer).
+    pub async fn stream_messages(&self, kind: StreamKind) -> Vec<mlc_bus::replay::Replayed> {
+        let mut replay = mlc_bus::replay::Replay::open(
+            &self.js,
+            &self.topo.stream(kind),
+            &self.topo.wildcard(kind),
+            mlc_bus::replay::Start::Sequence(1),
+        )
+        .await
+        .expect("open replay");
+        let mut out = Vec::new();
+        while let Some(m) = replay.next().await {
+            out.push(m.expect("replayed message"));
+        }
+        out
+    }
+}
+
+/// An HTTP proxy in front of a simulator that counts the upstream's answers by status
+/// (0: the upstream could not be reached or cut the answer short).
+pub struct CountingProxy {
+    /// `http://127.0.0.1:PORT`, without a trailing slash.
+    pub url: String,
+    counts: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<u16, u64>>>,
+    auth: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+struct ProxyState {
+    upstream: String,
+    client: reqwest::Client,
+    counts: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<u16, u64>>>,
+    auth: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl CountingProxy {
+    pub async fn start(upstream: &str) -> CountingProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let url = format!("http://{}", listener.local_addr().expect("proxy address"));
+        let counts = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::new()));
+        let auth = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let state = std::sync::Arc::new(ProxyState {
+            upstream: upstream.trim_end_matches('/').to_string(),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("proxy client"),
+            counts: counts.clone(),
+            auth: auth.clone(),
+        });
+        let app = axum::Router::new().fallback(forward).with_state(state);
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        CountingProxy { url, counts, auth }
+    }
+
+    /// Requests to a token endpoint (`/oauth/...`, `/connect/token`), counted in
+    /// [`CountingProxy::counts`] too.
+    pub fn auth_requests(&self) -> u64 {
+        self.auth.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Answers so far, by status.
+    pub fn counts(&self) -> std::collections::BTreeMap<u16, u64> {
+        self.counts.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Answers so far whose status satisfies `pred`.
+    pub fn count(&self, pred: impl Fn(u16) -> bool) -> u64 {
+        self.counts().into_iter().filter(|(s, _)| pred(*s)).map(|(_, n)| n).sum()
+    }
+}
+
+async fn forward(
+    axum::extract::State(p): axum::extract::State<std::sync::Arc<ProxyState>>,
+    req: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let (parts, body) = req.into_parts();
+    let count = |status: u16| {
+        *p.counts.lock().unwrap_or_else(|e| e.into_inner()).entry(status).or_default() += 1;
+    };
+    let Ok(body) = axum::body::to_bytes(body, 64 << 20).await else {
+        count(0);
+        return axum::http::StatusCode::BAD_REQUEST.into_response();
+    };
+    let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    if path.starts_with("/oauth/") || path.starts_with("/connect/") {
+        p.auth.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    let mut headers = parts.headers.clone();
+    headers.remove(axum::http::header::HOST);
+    let sent = p
+        .client
+        .request(parts.method.clone(), format!("{}{path}", p.upstream))
+        .headers(headers)
+        .body(body)
+        .send();
+    let answer = match sent.await {
+        Ok(r) => r,
+        Err(_) => {
+            count(0);
+            return axum::http::StatusCode::BAD_GATEWAY.into_response();
+        }
+    };
+    let status = answer.status();
+    let mut headers = answer.headers().clone();
+    let bytes = match answer.bytes().await {
+        Ok(b) => b,
+        Err(_) => {
+            count(0);
+            return axum::http::StatusCode::BAD_GATEWAY.into_response();
+        }
+    };
+    count(status.as_u16());
+    headers.remove(axum::http::header::TRANSFER_ENCODING);
+    headers.remove(axum::http::header::CONTENT_LENGTH);
+    headers.remove(axum::http::header::CONNECTION);
+    let mut resp = axum::response::Response::new(axum::body::Body::from(bytes));
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    resp
 }
 
 // ------------------------------------------------------------------------------ observability
