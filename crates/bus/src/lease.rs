@@ -94,7 +94,7 @@ pub async fn start(js: &jetstream::Context, topo: &Topology, cfg: LeaseConfig) -
     let bucket = bucket_name(topo);
     // The KV bucket's stream is created by hand: async-nats' `create_key_value` first
     // queries the account, whose answer on nats-server 2.9 it cannot parse.
-    js.create_or_update_stream(async_nats::jetstream::stream::Config {
+    let config = async_nats::jetstream::stream::Config {
         name: format!("KV_{bucket}"),
         subjects: vec![format!("$KV.{bucket}.>")],
         max_messages_per_subject: 1,
@@ -106,9 +106,22 @@ pub async fn start(js: &jetstream::Context, topo: &Topology, cfg: LeaseConfig) -
         discard: async_nats::jetstream::stream::DiscardPolicy::New,
         num_replicas: topo.stream_config(crate::StreamKind::DeadLetters).num_replicas,
         ..Default::default()
-    })
-    .await
-    .map_err(|e| err(e.to_string()))?;
+    };
+    // A cluster may be busy electing a stream leader: retry before giving up.
+    let mut last = None;
+    for attempt in 0..10u32 {
+        match js.create_or_update_stream(config.clone()).await {
+            Ok(_) => {
+                last = None;
+                break;
+            }
+            Err(e) => last = Some(e.to_string()),
+        }
+        tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt + 1))).await;
+    }
+    if let Some(e) = last {
+        return Err(err(e));
+    }
     let store = js.get_key_value(&bucket).await.map_err(|e| err(e.to_string()))?;
     let mut state =
         State { store, cfg, partitions: topo.partitions(), held: BTreeMap::new(), last_ok: Instant::now() };

@@ -31,7 +31,7 @@ impl SharedWindow {
             format!("{}_RATELIMIT", topo.prefix().to_ascii_uppercase().replace('-', "_"))
         };
         let root = if topo.prefix().is_empty() { "rl".to_string() } else { format!("{}.rl", topo.prefix()) };
-        js.create_or_update_stream(stream::Config {
+        let config = stream::Config {
             name: stream.clone(),
             subjects: vec![format!("{root}.>")],
             storage: stream::StorageType::File,
@@ -43,10 +43,17 @@ impl SharedWindow {
             num_replicas: topo.stream_config(crate::StreamKind::DeadLetters).num_replicas,
             duplicate_window: Duration::from_millis(window.as_millis().min(120_000) as u64),
             ..Default::default()
-        })
-        .await
-        .map_err(|e| BusError::Topology(format!("rate-limit stream {stream}: {e}")))?;
-        Ok(SharedWindow { js: js.clone(), stream, root, window })
+        };
+        // A cluster may be busy electing a leader: retry a little before giving up.
+        let mut last = String::new();
+        for attempt in 0..10 {
+            match js.create_or_update_stream(config.clone()).await {
+                Ok(_) => return Ok(SharedWindow { js: js.clone(), stream, root, window }),
+                Err(e) => last = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
+        }
+        Err(BusError::Topology(format!("rate-limit stream {stream}: {last}")))
     }
 
     /// Waits until a slot of `key`'s window is free and takes it.

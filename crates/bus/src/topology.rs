@@ -337,7 +337,8 @@ pub async fn ensure_topology(js: &jetstream::Context, topo: &Topology) -> Result
     for kind in StreamKind::ALL {
         let config = topo.stream_config(kind);
         let mut last_err = None;
-        for _ in 0..5 {
+        // Concurrent start-ups and a cluster electing leaders time out now and then.
+        for attempt in 0..10u64 {
             match js.create_or_update_stream(config.clone()).await {
                 Ok(_) => {
                     last_err = None;
@@ -345,7 +346,7 @@ pub async fn ensure_topology(js: &jetstream::Context, topo: &Topology) -> Result
                 }
                 Err(e) => {
                     last_err = Some(e.to_string());
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(50 + 200 * attempt)).await;
                 }
             }
         }
@@ -363,7 +364,7 @@ pub async fn ensure_topology(js: &jetstream::Context, topo: &Topology) -> Result
         for partition in 0..n {
             let config = topo.consumer_config(&spec, partition);
             let mut last_err = None;
-            for _ in 0..5 {
+            for attempt in 0..10u64 {
                 match stream.create_consumer(config.clone()).await {
                     Ok(_) => {
                         last_err = None;
@@ -371,7 +372,7 @@ pub async fn ensure_topology(js: &jetstream::Context, topo: &Topology) -> Result
                     }
                     Err(e) => {
                         last_err = Some(e.to_string());
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        tokio::time::sleep(Duration::from_millis(50 + 200 * attempt)).await;
                     }
                 }
             }
