@@ -297,7 +297,7 @@ async fn two_replicas_per_service_on_a_three_node_cluster_survive_kills() {
         let c = &s.companies[i % s.companies.len()].info;
         let e = &c.employee_uuids[(i / s.companies.len()) % c.employee_uuids.len()];
         match i % 5 {
-            0 | 1 | 2 => sim.change_title(e, titles[i % titles.len()]).unwrap(),
+            0..=2 => sim.change_title(e, titles[i % titles.len()]).unwrap(),
             3 => sim.transfer(e, &c.location_uuids[i % c.location_uuids.len()], None).unwrap(),
             _ => sim
                 .update_employee(
