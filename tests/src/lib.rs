@@ -282,18 +282,7 @@ log_filter = "info"
 
     /// Messages pending or in flight on the three consumers.
     pub async fn in_flight(&self) -> u64 {
-        let mut n = 0;
-        for spec in mlc_bus::ConsumerSpec::ALL {
-            let Ok(stream) = self.js.get_stream(self.topo.stream(spec.stream)).await else { return u64::MAX };
-            let Ok(mut c) =
-                stream.get_consumer::<async_nats::jetstream::consumer::pull::Config>(spec.durable).await
-            else {
-                return u64::MAX;
-            };
-            let Ok(info) = c.info().await else { return u64::MAX };
-            n += info.num_pending + info.num_ack_pending as u64;
-        }
-        n
+        mlc_bus::backlog(&self.js, &self.topo).await.unwrap_or(u64::MAX)
     }
 
     /// Waits until nothing is pending anywhere for a moment (webhooks still in the
