@@ -63,7 +63,7 @@ pub struct StackOptions {
 
 impl Default for StackOptions {
     fn default() -> Self {
-        Self { employees: 20, visma_seed: nordic_visma_seed(), subscribe: true }
+        Self { employees: 20, visma_seed: sim_visma::nordic_seed(), subscribe: true }
     }
 }
 
@@ -324,39 +324,6 @@ impl Drop for Stack {
     }
 }
 
-/// The Visma company the example mapping expects.
-pub fn nordic_visma_seed() -> sim_visma::Seed {
-    use sim_visma::{SeedBranch, SeedClass, SeedDepartment};
-    let deps = [
-        ("CONS", "Consulting"),
-        ("ENG", "Engineering"),
-        ("FIN", "Finance"),
-        ("SALES", "Sales"),
-        ("HR", "People"),
-        ("OPS", "Operations"),
-        ("ADMIN", "Administration"),
-    ];
-    let branches =
-        [("1", "Oslo"), ("2", "Stockholm"), ("3", "Copenhagen"), ("4", "Helsinki"), ("5", "Reykjavik")];
-    sim_visma::Seed {
-        departments: deps
-            .iter()
-            .map(|(id, d)| SeedDepartment { id: (*id).into(), description: Some((*d).into()) })
-            .collect(),
-        branches: branches
-            .iter()
-            .map(|(n, name)| SeedBranch { number: (*n).into(), name: (*name).into() })
-            .collect(),
-        employee_classes: ["EMPSTD", "EMPPART", "EMPCONS", "EMPTEMP"]
-            .iter()
-            .map(|id| SeedClass { id: (*id).into(), description: (*id).into() })
-            .collect(),
-        calendars: vec!["MAIN".into()],
-        segments: Vec::new(),
-        employees: Vec::new(),
-    }
-}
-
 // ------------------------------------------------------------------------------ fleets
 
 /// One company of a fleet: its Gusto data and its own Visma tenant.
@@ -416,7 +383,7 @@ impl Stack {
                 .seed_named_company(&format!("Fleet Company {i:02} AS"), opts.employees_per_company);
             let tenant_id = uuid::Uuid::new_v4().to_string();
             visma.add_tenant(sim_visma::TenantConfig::company(tenant_id.clone(), 1000 + i as i64));
-            visma.seed(&tenant_id, &nordic_visma_seed()).expect("seed sim-visma tenant");
+            visma.seed(&tenant_id, &sim_visma::nordic_seed()).expect("seed sim-visma tenant");
             companies.push(FleetCompany { info, tenant_key: format!("t{i:02}"), tenant_id });
         }
 

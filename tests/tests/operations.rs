@@ -65,7 +65,7 @@ async fn a_missed_webhook_is_found_by_reconcile_and_repaired() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_after_a_mapping_change_with_and_without_dry_run() {
-    let mut seed = mlc_e2e::nordic_visma_seed();
+    let mut seed = sim_visma::nordic_seed();
     seed.departments
         .push(sim_visma::SeedDepartment { id: "TECH".into(), description: Some("Technology".into()) });
     let stack = Stack::start(StackOptions { employees: 30, visma_seed: seed, subscribe: false }).await;
@@ -111,7 +111,7 @@ async fn replay_after_a_mapping_change_with_and_without_dry_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_letter_is_retried_after_the_fix() {
     // Visma lacks the HR department the mapping sends People to.
-    let mut seed = mlc_e2e::nordic_visma_seed();
+    let mut seed = sim_visma::nordic_seed();
     seed.departments.retain(|d| d.id != "HR");
     let stack = Stack::start(StackOptions { employees: 40, visma_seed: seed, subscribe: false }).await;
     let company = stack.company_uuid().to_string();

@@ -9,7 +9,7 @@
 //! rolling 60 s window, as the Gusto simulator measured it.
 
 use mlc_bus::{StreamKind, Topology};
-use mlc_e2e::{mlc_bin, nordic_visma_seed, FleetCompany, MAPPING};
+use mlc_e2e::{mlc_bin, FleetCompany, MAPPING};
 use mlc_proto::v1::EmployeeSnapshot;
 use mlc_testkit::NatsCluster;
 use std::collections::BTreeMap;
@@ -55,7 +55,7 @@ impl Scale {
             let info = gusto.sim().seed_named_company(&format!("Scale Company {i:02} AS"), employees);
             let tenant_id = uuid::Uuid::new_v4().to_string();
             visma.add_tenant(sim_visma::TenantConfig::company(tenant_id.clone(), 2000 + i as i64));
-            visma.seed(&tenant_id, &nordic_visma_seed()).unwrap();
+            visma.seed(&tenant_id, &sim_visma::nordic_seed()).unwrap();
             fleet.push(FleetCompany { info, tenant_key: format!("t{i:02}"), tenant_id });
         }
         let dir = tempfile::tempdir().unwrap();

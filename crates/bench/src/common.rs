@@ -297,48 +297,6 @@ pub async fn post_signed(http: &reqwest::Client, url: &str, body: String) -> any
     Ok(status)
 }
 
-/// The Visma company the example mapping expects (departments, branches, classes, calendar).
-pub fn visma_seed() -> sim_visma::Seed {
-    use sim_visma::{SeedBranch, SeedClass, SeedDepartment, SeedSegment, SeedSegmentValue};
-    let deps = [
-        ("CONS", "Consulting"),
-        ("ENG", "Engineering"),
-        ("FIN", "Finance"),
-        ("SALES", "Sales"),
-        ("HR", "People"),
-        ("OPS", "Operations"),
-        ("ADMIN", "Administration"),
-    ];
-    let branches =
-        [("1", "Oslo"), ("2", "Stockholm"), ("3", "Copenhagen"), ("4", "Helsinki"), ("5", "Reykjavik")];
-    sim_visma::Seed {
-        departments: deps
-            .iter()
-            .map(|(id, d)| SeedDepartment { id: (*id).into(), description: Some((*d).into()) })
-            .collect(),
-        branches: branches
-            .iter()
-            .map(|(n, name)| SeedBranch { number: (*n).into(), name: (*name).into() })
-            .collect(),
-        employee_classes: ["EMPSTD", "EMPPART", "EMPCONS", "EMPTEMP"]
-            .iter()
-            .map(|id| SeedClass { id: (*id).into(), description: (*id).into() })
-            .collect(),
-        calendars: vec!["MAIN".into()],
-        segments: vec![SeedSegment {
-            dimension: "SUBACCOUNT".into(),
-            segment_id: 2,
-            description: "Office".into(),
-            length: 3,
-            values: ["OSL", "STO", "CPH", "HEL", "REK"]
-                .iter()
-                .map(|v| SeedSegmentValue { value: (*v).into(), description: None })
-                .collect(),
-        }],
-        employees: Vec::new(),
-    }
-}
-
 /// A value shared between tasks.
 pub type Shared<T> = Arc<std::sync::Mutex<T>>;
 

@@ -87,7 +87,7 @@ async fn run_async(a: FootprintArgs) -> anyhow::Result<Report> {
         sim_gusto::start(sim_gusto::SimConfig { rate_window: window, ..Default::default() }).await?;
     let visma_sim =
         sim_visma::start(sim_visma::SimConfig { hourly_limit: 100_000_000, ..Default::default() }).await?;
-    visma_sim.seed(sim_visma::DEFAULT_TENANT, &common::visma_seed()).map_err(anyhow::Error::msg)?;
+    visma_sim.seed(sim_visma::DEFAULT_TENANT, &sim_visma::nordic_seed()).map_err(anyhow::Error::msg)?;
     let company = gusto_sim.seed_company(a.employees);
 
     let dir = tempfile::tempdir()?;

@@ -73,7 +73,7 @@ impl Pipeline {
             ..Default::default()
         })
         .await?;
-        visma_sim.seed(sim_visma::DEFAULT_TENANT, &common::visma_seed()).map_err(anyhow::Error::msg)?;
+        visma_sim.seed(sim_visma::DEFAULT_TENANT, &sim_visma::nordic_seed()).map_err(anyhow::Error::msg)?;
         let db = TestDb::sqlite();
         let store = Arc::new(db.store().await);
         let cfg = gusto_sim.config().clone();

@@ -378,9 +378,19 @@ pub mod feed {
             Feed { rx, held, task }
         }
 
-        /// The next batch and its partition; `None` when the feed ended.
+        /// The next batch of a partition this replica still holds, and the partition;
+        /// `None` when the feed ended. A batch whose partition moved to another replica
+        /// while it waited is handed back (NAK) for its new holder.
         pub async fn next_batch(&mut self) -> Option<(u32, Vec<Message>)> {
-            self.rx.recv().await
+            loop {
+                let (partition, batch) = self.rx.recv().await?;
+                if self.holds(partition) {
+                    return Some((partition, batch));
+                }
+                for m in &batch {
+                    let _ = m.ack_with(async_nats::jetstream::AckKind::Nak(None)).await;
+                }
+            }
         }
 
         /// Whether this replica still holds `partition` (check before working a message

@@ -274,3 +274,46 @@ pub fn demo_seed() -> Seed {
         employees: vec![],
     }
 }
+
+/// The Visma company `schemas/examples/mapping.example.toml` expects (the demo, the
+/// end-to-end tests and the benchmarks use it): departments, branches (one per office),
+/// employee classes, the calendar and the office segment values.
+pub fn nordic_seed() -> Seed {
+    let deps = [
+        ("CONS", "Consulting"),
+        ("ENG", "Engineering"),
+        ("FIN", "Finance"),
+        ("SALES", "Sales"),
+        ("HR", "People"),
+        ("OPS", "Operations"),
+        ("ADMIN", "Administration"),
+    ];
+    let branches =
+        [("1", "Oslo"), ("2", "Stockholm"), ("3", "Copenhagen"), ("4", "Helsinki"), ("5", "Reykjavik")];
+    Seed {
+        departments: deps
+            .iter()
+            .map(|(id, d)| SeedDepartment { id: (*id).into(), description: Some((*d).into()) })
+            .collect(),
+        branches: branches
+            .iter()
+            .map(|(n, name)| SeedBranch { number: (*n).into(), name: (*name).into() })
+            .collect(),
+        employee_classes: ["EMPSTD", "EMPPART", "EMPCONS", "EMPTEMP"]
+            .iter()
+            .map(|id| SeedClass { id: (*id).into(), description: (*id).into() })
+            .collect(),
+        calendars: vec!["MAIN".into()],
+        segments: vec![SeedSegment {
+            dimension: "SUBACCOUNT".into(),
+            segment_id: 2,
+            description: "Office".into(),
+            length: 3,
+            values: ["OSL", "STO", "CPH", "HEL", "REK"]
+                .iter()
+                .map(|v| SeedSegmentValue { value: (*v).into(), description: None })
+                .collect(),
+        }],
+        employees: Vec::new(),
+    }
+}

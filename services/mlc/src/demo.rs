@@ -23,7 +23,7 @@ use crate::ctx::Ctx;
 use crate::{first_connect, ops, reconcile};
 use anyhow::{bail, Context as _};
 use clap::Args;
-use mlc::scenario::{self, nordic_visma_seed, ScenarioSpec, SeedIds};
+use mlc::scenario::{self, ScenarioSpec, SeedIds};
 use mlc_bus::StreamKind;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -463,7 +463,7 @@ async fn story(stage: &Stage, args: &DemoArgs, started: Instant) -> anyhow::Resu
     let spec = spec_for(people.len());
     let ids = SeedIds { department: "ADMIN", employee_class: "EMPSTD", branch: "1", calendar: "MAIN" };
     let story = scenario::pre_existing(&people, &spec, &ids);
-    let mut seed = nordic_visma_seed();
+    let mut seed = sim_visma::nordic_seed();
     seed.employees = story.visma_employees.clone();
     stage.visma_seed(&seed).await?;
     let before = stage.visma_records().await?;

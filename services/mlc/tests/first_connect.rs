@@ -123,7 +123,7 @@ async fn first_connect_links_what_visma_has_and_creates_only_the_new() {
         ScenarioSpec { existing: 137, changed_email: 10, changed_surname: 5, changed_both: 0, strangers: 3 };
     let ids = SeedIds { department: "ADMIN", employee_class: "EMPSTD", branch: "1", calendar: "MAIN" };
     let story = scenario::pre_existing(&people, &spec, &ids);
-    let mut seed = scenario::nordic_visma_seed();
+    let mut seed = sim_visma::nordic_seed();
     seed.employees = story.visma_employees.clone();
     visma.seed(tenant, &seed).expect("seed visma");
     assert_eq!(visma.employees(tenant).len(), 140);

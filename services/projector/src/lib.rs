@@ -50,6 +50,9 @@ pub enum ProjectorError {
     Store(#[from] mlc_store::StoreError),
 }
 
+/// The partitions this replica works, as the leases (or a fixed set) say.
+type Held = tokio::sync::watch::Receiver<std::collections::BTreeSet<u32>>;
+
 /// Snapshots read ahead and mapped concurrently during a replay.
 const REPLAY_CHUNK: usize = 1024;
 
@@ -237,32 +240,30 @@ impl Projector {
 
     // ------------------------------------------------------------------ hydrate
 
-    async fn hydrate_loop(
-        self: Arc<Self>,
-        mut stop: tokio::sync::watch::Receiver<bool>,
-        held: tokio::sync::watch::Receiver<std::collections::BTreeSet<u32>>,
-    ) -> Result<(), ProjectorError> {
-        let mut feed = mlc_bus::feed::Feed::start(
+    /// Batches from the partitions of `spec` this replica holds.
+    fn feed(&self, spec: ConsumerSpec, held: Held) -> mlc_bus::feed::Feed {
+        mlc_bus::feed::Feed::start(
             self.js.clone(),
             self.settings.topology.clone(),
-            ConsumerSpec::HYDRATOR,
+            spec,
             held,
             500,
             self.settings.linger,
-        );
+        )
+    }
+
+    async fn hydrate_loop(
+        self: Arc<Self>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+        held: Held,
+    ) -> Result<(), ProjectorError> {
+        let mut feed = self.feed(ConsumerSpec::HYDRATOR, held);
         loop {
             let next = tokio::select! {
                 _ = stop.changed() => return Ok(()),
                 b = feed.next_batch() => b,
             };
-            let Some((partition, batch)) = next else { return Ok(()) };
-            if !feed.holds(partition) {
-                // Taken over while the batch waited: its new holder will get it.
-                for m in &batch {
-                    let _ = m.ack_with(AckKind::Nak(None)).await;
-                }
-                continue;
-            }
+            let Some((_, batch)) = next else { return Ok(()) };
             self.hydrate_batch(&batch).await;
         }
     }
@@ -649,28 +650,15 @@ impl Projector {
     async fn map_loop(
         self: Arc<Self>,
         mut stop: tokio::sync::watch::Receiver<bool>,
-        held: tokio::sync::watch::Receiver<std::collections::BTreeSet<u32>>,
+        held: Held,
     ) -> Result<(), ProjectorError> {
-        let mut feed = mlc_bus::feed::Feed::start(
-            self.js.clone(),
-            self.settings.topology.clone(),
-            ConsumerSpec::MAPPER,
-            held,
-            500,
-            self.settings.linger,
-        );
+        let mut feed = self.feed(ConsumerSpec::MAPPER, held);
         loop {
             let next = tokio::select! {
                 _ = stop.changed() => return Ok(()),
                 b = feed.next_batch() => b,
             };
-            let Some((partition, batch)) = next else { return Ok(()) };
-            if !feed.holds(partition) {
-                for m in &batch {
-                    let _ = m.ack_with(AckKind::Nak(None)).await;
-                }
-                continue;
-            }
+            let Some((_, batch)) = next else { return Ok(()) };
             // Employees are independent; one employee's snapshots stay in order because
             // only its newest snapshot is ever mapped.
             let mut by_subject: BTreeMap<&str, Vec<&Message>> = BTreeMap::new();

@@ -283,14 +283,7 @@ pub async fn run(
             () = &mut shutdown => break Ok(()),
             Some(ended) = pool.join_next() => break Err(worker_ended(ended)),
             next = messages.next_batch() => {
-                let Some((partition, batch)) = next else { break Err(WriterError::ConsumerClosed) };
-                if !messages.holds(partition) {
-                    // Taken over while the batch waited: its new holder will get it.
-                    for msg in &batch {
-                        hand_back(msg).await;
-                    }
-                    continue;
-                }
+                let Some((_, batch)) = next else { break Err(WriterError::ConsumerClosed) };
                 let mut lost_worker = false;
                 for msg in batch {
                     let shard = shard_of(&writer.topology, msg.subject.as_str(), workers);
