@@ -26,6 +26,36 @@ pub fn mlc_bin() -> PathBuf {
     bin
 }
 
+/// Runs the `mlc` CLI with `config` (asynchronously: the in-process simulators answer it
+/// from the caller's runtime).
+pub async fn run_mlc(config: &Path, args: &[&str]) -> Output {
+    tokio::process::Command::new(mlc_bin())
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("MLC_CONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("run mlc")
+}
+
+/// The `[visma.tenants.*]` tables of a fleet, one per company, on the simulator's client.
+pub fn tenants_toml(companies: &[FleetCompany]) -> String {
+    companies
+        .iter()
+        .map(|c| {
+            format!(
+                "[visma.tenants.{}]\nclient_id = \"{}\"\nclient_secret = \"{}\"\ntenant_id = \"{}\"\n",
+                c.tenant_key,
+                sim_visma::DEFAULT_CLIENT_ID,
+                sim_visma::DEFAULT_CLIENT_SECRET,
+                c.tenant_id
+            )
+        })
+        .collect()
+}
+
 fn free_addr() -> String {
     format!("127.0.0.1:{}", mlc_testkit::free_port())
 }
@@ -229,15 +259,7 @@ log_filter = "info"
     /// Runs the `mlc` CLI against this installation (asynchronously: the simulators
     /// answer it from this very runtime).
     pub async fn mlc(&self, args: &[&str]) -> Output {
-        tokio::process::Command::new(mlc_bin())
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .env_remove("MLC_CONFIG")
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .expect("run mlc")
+        run_mlc(&self.config, args).await
     }
 
     /// Runs the CLI and asserts success; returns stdout.
@@ -395,16 +417,7 @@ impl Stack {
         let config = dir.path().join("mlc.toml");
         let store_key = mlc_store::EncryptionKey::generate_base64();
         let store_url = format!("sqlite://{}", dir.path().join("mlc.db").display());
-        let mut tenants = String::new();
-        for c in &companies {
-            tenants.push_str(&format!(
-                "[visma.tenants.{}]\nclient_id = \"{}\"\nclient_secret = \"{}\"\ntenant_id = \"{}\"\n",
-                c.tenant_key,
-                sim_visma::DEFAULT_CLIENT_ID,
-                sim_visma::DEFAULT_CLIENT_SECRET,
-                c.tenant_id
-            ));
-        }
+        let tenants = tenants_toml(&companies);
         std::fs::write(
             &config,
             format!(

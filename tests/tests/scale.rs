@@ -14,7 +14,7 @@ use mlc_proto::v1::EmployeeSnapshot;
 use mlc_testkit::NatsCluster;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 const PARTITIONS: u32 = 4;
@@ -62,16 +62,7 @@ impl Scale {
         std::fs::write(dir.path().join("mapping.toml"), MAPPING).unwrap();
         let prefix = mlc_testkit::unique("s");
         let gcfg = gusto.sim().config().clone();
-        let mut tenants = String::new();
-        for c in &fleet {
-            tenants.push_str(&format!(
-                "[visma.tenants.{}]\nclient_id = \"{}\"\nclient_secret = \"{}\"\ntenant_id = \"{}\"\n",
-                c.tenant_key,
-                sim_visma::DEFAULT_CLIENT_ID,
-                sim_visma::DEFAULT_CLIENT_SECRET,
-                c.tenant_id
-            ));
-        }
+        let tenants = mlc_e2e::tenants_toml(&fleet);
         // PostgreSQL would be the production store for several processes; SQLite in WAL
         // mode serves this loopback test.
         let config = dir.path().join("mlc.toml");
@@ -195,15 +186,7 @@ log_filter = "info"
     }
 
     async fn mlc(&self, args: &[&str]) -> std::process::Output {
-        tokio::process::Command::new(mlc_bin())
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .env_remove("MLC_CONFIG")
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .unwrap()
+        mlc_e2e::run_mlc(&self.config, args).await
     }
 
     async fn mlc_ok(&self, args: &[&str]) -> String {
