@@ -70,7 +70,7 @@ pub struct Stack {
     pub prefix: String,
     pub gateway: String,
     pub company: sim_gusto::CompanyInfo,
-    services: Vec<(String, Child)>,
+    services: Vec<(String, mlc_testkit::Tethered)>,
     pub js: async_nats::jetstream::Context,
     pub topo: Topology,
     /// Every company of a [`Stack::start_fleet`] installation (empty for [`Stack::start`]).
@@ -244,7 +244,7 @@ log_filter = "info"
             .stderr(log)
             .spawn()
             .expect("spawn mlc run");
-        self.services.push((service.to_string(), child));
+        self.services.push((service.to_string(), mlc_testkit::Tethered::new(child)));
     }
 
     /// Kills a service with SIGKILL: the process dies wherever it is.

@@ -34,7 +34,7 @@ pub fn free_port() -> u16 {
 pub struct NatsServer {
     port: u16,
     dir: tempfile::TempDir,
-    child: Option<Child>,
+    child: Option<Tethered>,
 }
 
 impl NatsServer {
@@ -56,6 +56,11 @@ impl NatsServer {
 
     pub fn is_running(&self) -> bool {
         self.child.is_some()
+    }
+
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
     }
 
     /// Kills the server (SIGKILL: the harshest way a broker can go).
@@ -81,6 +86,7 @@ impl NatsServer {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
+            .map(Tethered::new)
             .unwrap_or_else(|e| {
                 panic!("cannot start {}: {e}; install it with `apt-get install nats-server`", bin.display())
             });
@@ -115,7 +121,7 @@ struct ClusterNode {
     name: String,
     client_port: u16,
     route_port: u16,
-    child: Option<Child>,
+    child: Option<Tethered>,
 }
 
 impl NatsCluster {
@@ -180,6 +186,7 @@ impl NatsCluster {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
+            .map(Tethered::new)
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
         self.nodes[i].child = Some(child);
         let port = self.nodes[i].client_port;
@@ -196,6 +203,65 @@ impl Drop for NatsCluster {
         for i in 0..self.nodes.len() {
             self.stop_node(i);
         }
+    }
+}
+
+/// A child process that dies with this test process.
+///
+/// `Drop` cannot stop a child for a test that is itself killed (nextest's timeout,
+/// SIGKILL), and an orphaned nats-server or service keeps its port and its CPU for the
+/// rest of the run. So a small watchdog process SIGKILLs the child once this process is
+/// gone. Linux's `PR_SET_PDEATHSIG` would need `unsafe` in `pre_exec` (forbidden in
+/// this workspace) and fires when the spawning *thread* ends, which for a Tokio blocking
+/// thread comes too early. Dereferences to the [`Child`]; dropping it kills the child.
+pub struct Tethered {
+    child: Child,
+    watchdog: Option<Child>,
+}
+
+impl Tethered {
+    pub fn new(child: Child) -> Tethered {
+        let parent = std::process::id();
+        // A zombie parent still answers `kill -0`, so read its state instead.
+        let script = format!(
+            "while [ -e /proc/{parent} ] && ! grep -qs '^State:[[:space:]]*Z' /proc/{parent}/status; \
+             do sleep 0.5; done; kill -9 {child} 2>/dev/null",
+            child = child.id()
+        );
+        let watchdog = Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok();
+        Tethered { child, watchdog }
+    }
+}
+
+impl std::ops::Deref for Tethered {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.child
+    }
+}
+
+impl std::ops::DerefMut for Tethered {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.child
+    }
+}
+
+impl Drop for Tethered {
+    fn drop(&mut self) {
+        // The watchdog goes first, so it never signals a process id that the system
+        // may hand out again once the child is reaped.
+        if let Some(mut w) = self.watchdog.take() {
+            let _ = w.kill();
+            let _ = w.wait();
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
