@@ -113,10 +113,7 @@ pub(crate) fn router(sim: Shared) -> Router {
             get(request_verification_token),
         )
         .route_layer(middleware::from_fn_with_state(sim.clone(), gate));
-    let oauth = Router::new()
-        .route("/oauth/authorize", get(authorize))
-        .route("/oauth/token", post(token))
-        .route("/oauth/revoke", post(revoke));
+    let oauth = Router::new().route("/oauth/token", post(token)).route("/oauth/revoke", post(revoke));
     let admin = Router::new()
         .route("/admin/state", get(admin_state))
         .route("/admin/companies", post(admin_seed))
@@ -136,7 +133,7 @@ pub(crate) fn router(sim: Shared) -> Router {
         .route("/admin/clock/advance", post(admin_advance_clock))
         .route("/admin/faults", put(admin_set_faults).delete(admin_clear_faults))
         .route("/admin/stats/{grant_id}", get(admin_stats));
-    v1.merge(oauth).merge(admin).with_state(sim)
+    v1.merge(oauth).merge(crate::consent::router()).merge(admin).with_state(sim)
 }
 
 // ---------------------------------------------------------------- gate
@@ -967,46 +964,6 @@ async fn request_verification_token(
 }
 
 // ---------------------------------------------------------------- OAuth
-
-async fn authorize(AxState(sim): AxState<Shared>, Query(q): Query<HashMap<String, String>>) -> Response {
-    if q.get("client_id") != Some(&sim.cfg.client_id) {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_client", INVALID_CLIENT);
-    }
-    if q.get("response_type").map(String::as_str) != Some("code") {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "unsupported_response_type",
-            "The authorization server does not support this response type.",
-        );
-    }
-    let Some(redirect) = q.get("redirect_uri").and_then(|r| url::Url::parse(r).ok()) else {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_redirect_uri",
-            "The requested redirect uri is malformed or doesn't match client redirect URI.",
-        );
-    };
-    // No login page: `company_uuid` chooses the company; default is the first one.
-    let company =
-        q.get("company_uuid").cloned().or_else(|| sim.state().companies.first().map(|c| c.uuid.clone()));
-    let Some(company) = company else {
-        return not_found();
-    };
-    let code = match sim.issue_code(&company, redirect.as_str()) {
-        Ok(c) => c,
-        Err(_) => return not_found(),
-    };
-    let mut location = redirect;
-    location.query_pairs_mut().append_pair("code", &code);
-    if let Some(state) = q.get("state") {
-        location.query_pairs_mut().append_pair("state", state);
-    }
-    let mut r = StatusCode::FOUND.into_response();
-    if let Ok(v) = HeaderValue::from_str(location.as_str()) {
-        r.headers_mut().insert("Location", v);
-    }
-    r
-}
 
 #[derive(Deserialize, Default)]
 #[serde(default)]

@@ -14,6 +14,7 @@
 //! # }
 //! ```
 
+mod consent;
 mod http;
 pub mod model;
 mod ops;

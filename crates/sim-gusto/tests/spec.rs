@@ -110,18 +110,20 @@ async fn ctx(cfg: SimConfig) -> Ctx {
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("http");
     let base = sim.base_url();
     // The authorize redirect carries the code and our state.
-    let r = http
-        .get(format!("{base}/oauth/authorize"))
-        .query(&[
-            ("client_id", "sim-client-id"),
-            ("redirect_uri", REDIRECT),
-            ("response_type", "code"),
-            ("state", "xyz"),
-            ("company_uuid", &company.company_uuid),
-        ])
-        .send()
-        .await
-        .expect("authorize");
+    let params = [
+        ("client_id", "sim-client-id"),
+        ("redirect_uri", REDIRECT),
+        ("response_type", "code"),
+        ("state", "xyz"),
+        ("company_uuid", &company.company_uuid),
+    ];
+    // The consent page, then the admin's "Allow".
+    let page = http.get(format!("{base}/oauth/authorize")).query(&params).send().await.expect("page");
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(page.text().await.expect("html").contains("value=\"allow\""));
+    let mut form = params.to_vec();
+    form.push(("decision", "allow"));
+    let r = http.post(format!("{base}/oauth/authorize")).form(&form).send().await.expect("authorize");
     assert_eq!(r.status().as_u16(), 302);
     let location = url::Url::parse(r.headers()["location"].to_str().expect("loc")).expect("url");
     let q: std::collections::HashMap<_, _> = location.query_pairs().into_owned().collect();

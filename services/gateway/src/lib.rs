@@ -10,6 +10,7 @@
 //!    and only then answer 200. No ack (NATS down, timeout): 503, and Gusto retries.
 
 mod metrics;
+pub mod oauth;
 
 pub use metrics::GatewayMetrics;
 
@@ -109,6 +110,7 @@ impl Gateway {
 pub fn router(gw: Arc<Gateway>) -> Router {
     Router::new()
         .route("/webhooks/gusto", post(receive))
+        .route("/oauth/callback", get(oauth::callback))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))

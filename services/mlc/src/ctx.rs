@@ -65,13 +65,21 @@ pub async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
 }
 
 pub fn gusto_client(cfg: &Config, store: Arc<Store>) -> anyhow::Result<Arc<GustoClient>> {
+    gusto_client_with(cfg, Arc::new(mlc_projector::GrantStore::new(store)))
+}
+
+/// As [`gusto_client`] over any token store (e.g. an in-memory one for a probe).
+pub fn gusto_client_with(
+    cfg: &Config,
+    tokens: Arc<dyn gusto::TokenStore>,
+) -> anyhow::Result<Arc<GustoClient>> {
     let secret = cfg.gusto.client_secret.as_ref().map(|s| s.expose().to_string()).unwrap_or_default();
     let mut c =
         ClientConfig::new(&cfg.gusto.base_url, cfg.gusto.client_id.clone(), gusto::Secret::new(secret))?;
     c.api_version = cfg.gusto.api_version.clone();
     c.rate_limit.limit = cfg.gusto.rate_limit as usize;
     c.rate_limit.window = Duration::from_millis(cfg.gusto.rate_window_ms);
-    Ok(Arc::new(GustoClient::new(c, Arc::new(mlc_projector::GrantStore::new(store)))?))
+    Ok(Arc::new(GustoClient::new(c, tokens)?))
 }
 
 /// As [`gusto_client`]; with more than one partition (so possibly several replicas) the

@@ -408,13 +408,16 @@ impl Stage {
     /// An authorisation code, as Gusto's consent screen would redirect with it.
     async fn authorize(&self, company: &str) -> anyhow::Result<String> {
         let cfg = &self.ctx.cfg.gusto;
-        let mut url = url_with(&format!("{}/oauth/authorize", self.gusto))?;
-        url.query_pairs_mut()
-            .append_pair("client_id", &cfg.client_id)
-            .append_pair("response_type", "code")
-            .append_pair("redirect_uri", &cfg.redirect_uri)
-            .append_pair("company_uuid", company);
-        let resp = self.http.get(url.clone()).send().await.context("GET /oauth/authorize")?;
+        // The admin presses Allow on the consent page, which posts this form.
+        let form = [
+            ("client_id", cfg.client_id.as_str()),
+            ("response_type", "code"),
+            ("redirect_uri", cfg.redirect_uri.as_str()),
+            ("company_uuid", company),
+            ("decision", "allow"),
+        ];
+        let url = format!("{}/oauth/authorize", self.gusto);
+        let resp = self.http.post(url).form(&form).send().await.context("POST /oauth/authorize")?;
         let location = resp
             .headers()
             .get(reqwest::header::LOCATION)

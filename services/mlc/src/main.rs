@@ -1,6 +1,7 @@
 //! `mlc`: the one binary of ml-connector. Runs the services, drives the demo, and gives
 //! the operator replay, backfill, reconcile, dead-letter and status commands.
 
+mod cmd;
 mod ctx;
 mod demo;
 mod first_connect;

@@ -9,7 +9,6 @@ use mlc_bus::replay::{Replay, Start};
 use mlc_bus::StreamKind;
 use mlc_config::Config;
 use mlc_proto::v1::{DeadLetter, EmployeeSnapshot, EventSource, GustoEvent, SyncOutcome, VismaCommand};
-use mlc_store::Company;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,6 +18,9 @@ use std::sync::Arc;
 
 #[derive(Subcommand)]
 pub enum CompanyCommand {
+    /// Connects a company through Gusto's consent page: checks every precondition, prints
+    /// the authorize URL, waits for the gateway's /oauth/callback, stores the grant.
+    Connect(crate::cmd::connect::ConnectArgs),
     /// Adds (or re-authorises) a company: exchanges its Gusto authorisation code, stores
     /// the grant encrypted, and links its Visma tenant and mapping file.
     Add {
@@ -59,41 +61,22 @@ pub async fn company(cfg: Config, cmd: CompanyCommand) -> anyhow::Result<()> {
     let store = Arc::new(ctx::open_store(&cfg).await?);
     match cmd {
         CompanyCommand::Add { company, name, code, redirect_uri, visma_tenant, mapping, skip_review } => {
-            let text = std::fs::read_to_string(&mapping)
-                .with_context(|| format!("reading mapping file {}", mapping.display()))?;
-            let parsed = mlc_domain::Mapping::from_toml_str(&text, &mapping.display().to_string())?;
-            if !cfg.visma.tenants.contains_key(&visma_tenant) {
-                bail!("no Visma tenant {visma_tenant:?} under visma.tenants in the configuration");
-            }
-            let grant = GrantId(format!("grant-{company}"));
-            let gusto = ctx::gusto_client(&cfg, store.clone())?;
-            let redirect = redirect_uri.unwrap_or_else(|| cfg.gusto.redirect_uri.clone());
-            let tokens =
-                gusto.exchange_code_raw(&code, &redirect).await.context("exchanging the Gusto code")?;
-            // The grant row belongs to this company.
-            let grants = mlc_projector::GrantStore::for_company(store.clone(), &company);
-            let tm = gusto::TokenManager::new(
-                Arc::new(grants),
-                gusto.tokens().oauth().clone(),
-                gusto::TokenManagerConfig::default(),
-            );
-            tm.install(&grant, &tokens).await?;
-            let existing = store.company(&company).await?;
-            store
-                .put_company(&Company {
-                    company_uuid: company.clone(),
-                    name,
-                    grant_id: grant.0.clone(),
-                    visma_tenant,
-                    mapping_path: std::fs::canonicalize(&mapping)?.display().to_string(),
-                    paused: existing.as_ref().is_some_and(|c| c.paused),
-                    first_connect_applied: skip_review
-                        || existing.as_ref().is_some_and(|c| c.first_connect_applied),
-                    last_event_uuid: existing.and_then(|c| c.last_event_uuid),
-                    created_at: mlc_store::now_ms(),
-                })
-                .await?;
-            println!("company {company} added (mapping revision {})", parsed.revision());
+            drop(store);
+            crate::cmd::connect::add_with_code(
+                &cfg,
+                &company,
+                &name,
+                &code,
+                redirect_uri,
+                &visma_tenant,
+                &mapping,
+                skip_review,
+            )
+            .await?;
+        }
+        CompanyCommand::Connect(args) => {
+            drop(store);
+            crate::cmd::connect::connect(cfg, args).await?;
         }
         CompanyCommand::List { json } => {
             let companies = store.companies().await?;

@@ -1,0 +1,3 @@
+//! Commands with a module of their own (the older ones still live in `ops`).
+
+pub mod connect;

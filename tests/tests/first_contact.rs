@@ -1,0 +1,162 @@
+//! First contact: a company connected through Gusto's consent page and the gateway's
+//! `/oauth/callback`, with the state checked (replayed and forged states refused), and
+//! a missing encryption key refused before Gusto's code is used.
+
+use mlc_e2e::{mlc_bin, Stack, StackOptions, TENANT};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// `mlc company connect` as a child: returns it and the authorize URL it printed.
+async fn start_connect(stack: &Stack, name: &str) -> (tokio::process::Child, String) {
+    let redirect = format!("http://{}/oauth/callback", stack.gateway);
+    let mut child = tokio::process::Command::new(mlc_bin())
+        .arg("--config")
+        .arg(&stack.config)
+        .args(["company", "connect", "--name", name, "--visma-tenant", TENANT, "--skip-review"])
+        .arg("--mapping")
+        .arg(stack.mapping_path())
+        .args(["--redirect-uri", &redirect, "--timeout-secs", "60"])
+        .env_remove("MLC_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn mlc company connect");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let url = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.expect("read") {
+            if line.starts_with("http") {
+                return line;
+            }
+        }
+        panic!("connect printed no authorize URL");
+    })
+    .await
+    .expect("authorize URL in time");
+    // Keep draining stdout so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, url)
+}
+
+/// What the admin's "Allow" on the consent page redirects the browser to.
+async fn approve(stack: &Stack, authorize_url: &str, company: &str) -> String {
+    let r: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/admin/oauth/approve", stack.gusto.base_url()))
+        .json(&serde_json::json!({"authorize_url": authorize_url, "company_uuid": company}))
+        .send()
+        .await
+        .expect("approve")
+        .json()
+        .await
+        .expect("json");
+    r["location"].as_str().expect("location").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_company_connects_through_the_consent_page_and_the_callback() {
+    let stack = Stack::start(StackOptions { employees: 3, subscribe: false, ..Default::default() }).await;
+    let acme = stack.gusto.sim().seed_named_company("Acme AS", 4);
+    let (mut child, url) = start_connect(&stack, "Acme AS").await;
+    assert!(url.contains("state=") && url.contains("/oauth/authorize"), "{url}");
+
+    // The consent page the admin sees has an Allow button.
+    let page = reqwest::get(&url).await.expect("consent page").text().await.expect("html");
+    assert!(page.contains("Allow") && page.contains("Acme AS"), "{page}");
+
+    let callback = approve(&stack, &url, &acme.company_uuid).await;
+    assert!(callback.starts_with(&format!("http://{}/oauth/callback?code=", stack.gateway)), "{callback}");
+    let r = reqwest::get(&callback).await.expect("callback");
+    assert_eq!(r.status().as_u16(), 200);
+    let body = r.text().await.expect("page");
+    assert!(body.contains(&format!("connected: Acme AS ({})", acme.company_uuid)), "{body}");
+    let status =
+        tokio::time::timeout(Duration::from_secs(30), child.wait()).await.expect("exit").expect("wait");
+    assert!(status.success());
+
+    // The company and its grant are stored; the grant works.
+    let list = stack.mlc_ok(&["company", "list", "--json"]).await;
+    assert!(list.contains(&acme.company_uuid) && list.contains("Acme AS"), "{list}");
+    let check = stack.mlc_ok(&["check", "--company", &acme.company_uuid]).await;
+    assert!(check.contains("Gusto grant of Acme AS works"), "{check}");
+
+    // Replayed: the same callback again finds nobody waiting.
+    let r = reqwest::get(&callback).await.expect("replay");
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(r.text().await.unwrap().contains("already used"));
+    // Forged: a well-formed state nobody issued; and a malformed one.
+    let forged =
+        format!("http://{}/oauth/callback?code=x&state=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", stack.gateway);
+    assert_eq!(reqwest::get(&forged).await.unwrap().status().as_u16(), 400);
+    let bad = format!("http://{}/oauth/callback?code=x&state=a.b.%3E", stack.gateway);
+    assert_eq!(reqwest::get(&bad).await.unwrap().status().as_u16(), 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_consent_ends_the_connect_with_the_reason() {
+    let stack = Stack::start(StackOptions { employees: 2, subscribe: false, ..Default::default() }).await;
+    let (mut child, url) = start_connect(&stack, "Acme AS").await;
+    let r: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/admin/oauth/approve", stack.gusto.base_url()))
+        .json(&serde_json::json!({"authorize_url": url, "deny": true}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r = reqwest::get(r["location"].as_str().unwrap()).await.unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(r.text().await.unwrap().contains("access_denied"));
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await.unwrap().unwrap();
+    assert!(!status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_encryption_key_is_refused_before_the_code_is_used() {
+    let stack = Stack::start(StackOptions { employees: 2, subscribe: false, ..Default::default() }).await;
+    let text = std::fs::read_to_string(&stack.config).unwrap();
+    let keyless: String =
+        text.lines().filter(|l| !l.starts_with("encryption_key")).map(|l| format!("{l}\n")).collect();
+    let keyless_cfg = stack.dir.path().join("keyless.toml");
+    std::fs::write(&keyless_cfg, keyless).unwrap();
+    let acme = stack.gusto.sim().seed_named_company("Acme AS", 2);
+    let mapping = stack.mapping_path();
+    let mapping = mapping.to_str().unwrap();
+
+    // connect: refused before any URL is printed.
+    let out = mlc_e2e::run_mlc(
+        &keyless_cfg,
+        &["company", "connect", "--name", "Acme AS", "--visma-tenant", TENANT, "--mapping", mapping],
+    )
+    .await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("store.encryption_key"));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("/oauth/authorize"));
+
+    // add --code: refused, and the code is still unredeemed in Gusto.
+    let code = stack.gusto.sim().issue_code(&acme.company_uuid, "http://127.0.0.1/cb").unwrap();
+    let outstanding = stack.gusto.sim().outstanding_codes();
+    let args = [
+        "company",
+        "add",
+        "--company",
+        &acme.company_uuid,
+        "--name",
+        "Acme AS",
+        "--code",
+        &code,
+        "--visma-tenant",
+        TENANT,
+        "--mapping",
+        mapping,
+    ];
+    let out = mlc_e2e::run_mlc(&keyless_cfg, &args).await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("store.encryption_key"));
+    assert_eq!(stack.gusto.sim().outstanding_codes(), outstanding, "the code was not redeemed");
+    // With the key the same code still works.
+    stack.mlc_ok(&args).await;
+    assert_eq!(stack.gusto.sim().outstanding_codes(), outstanding - 1);
+}
