@@ -7,7 +7,7 @@
 use mlc_bus::{StreamKind, Topology};
 use mlc_testkit::NatsServer;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub const TENANT: &str = "nordic";

@@ -79,7 +79,7 @@ async fn a_company_connects_through_the_consent_page_and_the_callback() {
     let list = stack.mlc_ok(&["company", "list", "--json"]).await;
     assert!(list.contains(&acme.company_uuid) && list.contains("Acme AS"), "{list}");
     let check = stack.mlc_ok(&["check", "--company", &acme.company_uuid]).await;
-    assert!(check.contains("Gusto grant of Acme AS works"), "{check}");
+    assert!(check.contains("[ ok ] Gusto grant of Acme AS: works"), "{check}");
 
     // Replayed: the same callback again finds nobody waiting.
     let r = reqwest::get(&callback).await.expect("replay");
@@ -159,4 +159,67 @@ async fn a_missing_encryption_key_is_refused_before_the_code_is_used() {
     // With the key the same code still works.
     stack.mlc_ok(&args).await;
     assert_eq!(stack.gusto.sim().outstanding_codes(), outstanding - 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_fails_for_each_missing_mapping_target_and_passes_once_it_exists() {
+    // Visma lacks a department, a branch and an office segment value the mapping names.
+    let mut seed = sim_visma::nordic_seed();
+    seed.departments.retain(|d| d.id != "HR");
+    seed.branches.retain(|b| b.number != "5");
+    seed.segments[0].values.retain(|v| v.value != "REK");
+    let stack = Stack::start(StackOptions { employees: 3, visma_seed: seed, subscribe: false }).await;
+    let mapping = stack.mapping_path();
+    let pre = ["check", "--mapping", mapping.to_str().unwrap(), "--visma-tenant", TENANT];
+
+    let mut missing = vec!["department HR", "branch 5", "segment value SUBACCOUNT/2 REK"];
+    let fixes: Vec<sim_visma::Seed> = vec![
+        sim_visma::Seed {
+            departments: vec![sim_visma::SeedDepartment {
+                id: "HR".into(),
+                description: Some("People".into()),
+            }],
+            ..Default::default()
+        },
+        sim_visma::Seed {
+            branches: vec![sim_visma::SeedBranch { number: "5".into(), name: "Reykjavik".into() }],
+            ..Default::default()
+        },
+        sim_visma::Seed {
+            segments: vec![sim_visma::SeedSegment {
+                dimension: "SUBACCOUNT".into(),
+                segment_id: 2,
+                description: "Office".into(),
+                length: 3,
+                values: vec![sim_visma::SeedSegmentValue { value: "REK".into(), description: None }],
+            }],
+            ..Default::default()
+        },
+    ];
+    for fix in fixes {
+        let out = stack.mlc(&pre).await;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        for m in &missing {
+            assert!(text.lines().any(|l| l.starts_with("[FAIL]") && l.contains(m)), "{m} must fail:\n{text}");
+        }
+        assert!(!text.contains("Some("), "no Debug output: {text}");
+        stack.visma.seed(sim_visma::DEFAULT_TENANT, &fix).unwrap();
+        missing.remove(0);
+    }
+    let out = stack.mlc(&pre).await;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("[ ok ] department HR") && text.contains("[ ok ] Gusto application"), "{text}");
+
+    // JSON: one object per check.
+    let json = stack.mlc_ok(&["check", "--json", "--company", stack.company_uuid()]).await;
+    let lines: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    assert!(lines.iter().any(|l| l["check"].as_str().unwrap().starts_with("Gusto grant of")), "{json}");
+    assert!(lines.iter().all(|l| l["status"] != "fail"), "{json}");
+
+    // An unknown company is an error.
+    let out = stack.mlc(&["check", "--company", "no-such-company"]).await;
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown company"));
 }

@@ -73,11 +73,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Pings Gusto and Visma with the configured credentials.
-    Check {
-        #[arg(long)]
-        company: Option<String>,
-    },
+    /// Preflight: NATS, store, the Gusto application, every Visma tenant, and (with
+    /// --company, or --mapping and --visma-tenant) every Visma target the mapping names.
+    /// One line per check; exit 1 when any fails.
+    Check(cmd::check::CheckArgs),
     /// Runs a bundled simulator.
     Sim {
         #[arg(value_enum)]
@@ -170,7 +169,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Dlq { command } => ops::dlq(load()?, command).await?,
         Command::Status { json } => ops::status(load()?, json).await?,
         Command::Explain { employee, json } => ops::explain(load()?, &employee, json).await?,
-        Command::Check { company } => return ops::check(load()?, company).await,
+        Command::Check(args) => return cmd::check::check(load()?, args).await,
         Command::Sim { which, listen } => run::sim(which, listen).await?,
     }
     Ok(ExitCode::SUCCESS)

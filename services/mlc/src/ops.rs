@@ -1,5 +1,5 @@
 //! Operator commands: companies, subscription, backfill, replay, dead letters, status,
-//! explain, check.
+//! explain.
 
 use crate::ctx::{self, Ctx};
 use anyhow::{bail, Context as _};
@@ -11,7 +11,6 @@ use mlc_config::Config;
 use mlc_proto::v1::{DeadLetter, EmployeeSnapshot, EventSource, GustoEvent, SyncOutcome, VismaCommand};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::sync::Arc;
 
 // ---------------------------------------------------------------------- companies
@@ -661,72 +660,4 @@ pub async fn explain(cfg: Config, employee: &str, json: bool) -> anyhow::Result<
         }
     }
     Ok(())
-}
-
-// ---------------------------------------------------------------------- check
-
-/// Tries the configured credentials against both systems and the mapping targets.
-pub async fn check(cfg: Config, only: Option<String>) -> anyhow::Result<ExitCode> {
-    let store = Arc::new(ctx::open_store(&cfg).await?);
-    let gusto = ctx::gusto_client(&cfg, store.clone())?;
-    let vismas = ctx::visma_clients(&cfg)?;
-    let mut ok = true;
-    let mut line = |good: bool, what: String| {
-        ok &= good;
-        println!("[{}] {what}", if good { " ok " } else { "FAIL" });
-    };
-    match mlc_bus::connect_now(&cfg.nats.url, "mlc-check").await {
-        Ok(_) => line(true, format!("NATS at {}", cfg.nats.url)),
-        Err(e) => line(false, format!("NATS: {e}")),
-    }
-    for c in store.companies().await? {
-        if only.as_deref().is_some_and(|o| o != c.company_uuid) {
-            continue;
-        }
-        let grant = GrantId(c.grant_id.clone());
-        match gusto.token_info(&grant).await {
-            Ok(info) => line(true, format!("Gusto grant of {} works (scope: {})", c.name, info.scope)),
-            Err(e) => line(false, format!("Gusto grant of {}: {e}", c.name)),
-        }
-        let used = gusto.limiter().used(&grant.0);
-        println!("       Gusto rate budget: {used} of {} used in the current window", cfg.gusto.rate_limit);
-        let Some(v) = vismas.get(&c.visma_tenant) else {
-            line(false, format!("Visma tenant {} of {} is not configured", c.visma_tenant, c.name));
-            continue;
-        };
-        let mapping = std::fs::read_to_string(&c.mapping_path)
-            .map_err(anyhow::Error::from)
-            .and_then(|t| Ok(mlc_domain::Mapping::from_toml_str(&t, &c.mapping_path)?));
-        let mapping = match mapping {
-            Ok(m) => m,
-            Err(e) => {
-                line(false, format!("mapping of {}: {e}", c.name));
-                continue;
-            }
-        };
-        match (v.list_departments().await, v.list_branches().await) {
-            (Ok(deps), Ok(branches)) => {
-                line(true, format!("Visma tenant {} answers (token and read scope)", c.visma_tenant));
-                let dep_ids: Vec<&str> = deps.iter().filter_map(|d| d.department_id.as_deref()).collect();
-                for (from, to) in mapping.departments() {
-                    line(
-                        dep_ids.contains(&to.as_str()),
-                        format!("mapping department {from} -> {to} exists in Visma"),
-                    );
-                }
-                let branch_ids: Vec<String> = branches.iter().filter_map(|b| b.number.clone()).collect();
-                for (from, to) in mapping.locations() {
-                    line(
-                        branch_ids.contains(&to.branch),
-                        format!("mapping location {from} -> branch {} exists in Visma", to.branch),
-                    );
-                }
-                if let Some(rl) = v.rate_limit() {
-                    println!("       Visma rate budget: {:?} of {:?} left", rl.remaining, rl.limit);
-                }
-            }
-            (Err(e), _) | (_, Err(e)) => line(false, format!("Visma tenant {}: {e}", c.visma_tenant)),
-        }
-    }
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

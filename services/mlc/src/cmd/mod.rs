@@ -1,3 +1,4 @@
 //! Commands with a module of their own (the older ones still live in `ops`).
 
+pub mod check;
 pub mod connect;
