@@ -223,3 +223,71 @@ async fn check_fails_for_each_missing_mapping_target_and_passes_once_it_exists()
     assert_ne!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown company"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mapping_check_is_offline_and_preview_shows_the_diff_and_writes_nothing() {
+    let stack = Stack::start(StackOptions { employees: 8, subscribe: false, ..Default::default() }).await;
+    let company = stack.company_uuid().to_string();
+    let mapping = stack.mapping_path();
+
+    // check: the good file, and a typo with its line and column; no services needed.
+    let out = stack.mlc_ok(&["mapping", "check", mapping.to_str().unwrap()]).await;
+    assert!(out.contains(": ok (revision"), "{out}");
+    let bad = stack.dir.path().join("bad.toml");
+    let text = std::fs::read_to_string(&mapping).unwrap();
+    std::fs::write(&bad, text.replace("[departments]", "[departmnets]")).unwrap();
+    let out = stack.mlc(&["mapping", "check", bad.to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml:") && err.contains("departmnets"), "{err}");
+
+    // preview before the first sync: one employee would be created.
+    let e = stack.company.employee_uuids[0].clone();
+    let writes = stack.visma.write_counts();
+    let out = stack.mlc_ok(&["mapping", "preview", "--company", &company, "--employee", &e]).await;
+    assert!(out.contains("would create Visma employee") && out.contains("+ last_name:"), "{out}");
+    assert!(out.contains("preview of 1 employee(s)"), "{out}");
+    assert_eq!(stack.visma.write_counts(), writes, "a preview writes nothing to Visma");
+
+    // After the sync, a changed mapping file previews as field diffs.
+    stack.mlc_ok(&["backfill", "--company", &company]).await;
+    stack.settle().await;
+    let changed = stack.dir.path().join("changed.toml");
+    let moved: String = text
+        .lines()
+        .map(|l| {
+            if [
+                "\"Consulting\"",
+                "\"Engineering\"",
+                "\"Finance\"",
+                "\"Sales\"",
+                "\"People\"",
+                "\"Operations\"",
+            ]
+            .iter()
+            .any(|d| l.starts_with(d))
+            {
+                format!("{} = \"ADMIN\"\n", l.split(" = ").next().unwrap())
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(&changed, moved).unwrap();
+    let writes = stack.visma.write_counts();
+    let out = stack
+        .mlc_ok(&[
+            "mapping",
+            "preview",
+            "--company",
+            &company,
+            "--all",
+            "--mapping",
+            changed.to_str().unwrap(),
+        ])
+        .await;
+    assert!(out.contains("would update") && out.contains("+ department_id: ADMIN"), "{out}");
+    assert!(out.contains("preview of 8 employee(s)"), "{out}");
+    stack.settle().await;
+    assert_eq!(stack.visma.write_counts(), writes, "a preview writes nothing to Visma");
+}

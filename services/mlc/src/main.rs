@@ -77,6 +77,11 @@ enum Command {
     /// --company, or --mapping and --visma-tenant) every Visma target the mapping names.
     /// One line per check; exit 1 when any fails.
     Check(cmd::check::CheckArgs),
+    /// Mapping files: check one offline, or preview what it would do to Visma.
+    Mapping {
+        #[command(subcommand)]
+        command: cmd::mapping::MappingCommand,
+    },
     /// Runs a bundled simulator.
     Sim {
         #[arg(value_enum)]
@@ -170,6 +175,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Status { json } => ops::status(load()?, json).await?,
         Command::Explain { employee, json } => ops::explain(load()?, &employee, json).await?,
         Command::Check(args) => return cmd::check::check(load()?, args).await,
+        Command::Mapping { command } => {
+            // `check` is offline: it must work without any configuration.
+            let cfg = match &command {
+                cmd::mapping::MappingCommand::Check { .. } => None,
+                _ => Some(load()?),
+            };
+            return cmd::mapping::run(cfg, command).await;
+        }
         Command::Sim { which, listen } => run::sim(which, listen).await?,
     }
     Ok(ExitCode::SUCCESS)

@@ -63,10 +63,21 @@ impl Report {
 
 /// Compares without printing.
 pub async fn compare(ctx: &Ctx, company_uuid: &str) -> anyhow::Result<Report> {
+    compare_with(ctx, company_uuid, None, None).await
+}
+
+/// As [`compare`], under another mapping file (`mlc mapping preview --mapping`) and for one
+/// employee only when `only` is given. Reads both systems, writes nothing.
+pub async fn compare_with(
+    ctx: &Ctx,
+    company_uuid: &str,
+    mapping_file: Option<&std::path::Path>,
+    only: Option<&str>,
+) -> anyhow::Result<Report> {
     let company = ctx.company(company_uuid).await?;
-    let text = std::fs::read_to_string(&company.mapping_path)
-        .with_context(|| format!("reading mapping {}", company.mapping_path))?;
-    let mapping = mlc_domain::Mapping::from_toml_str(&text, &company.mapping_path)?;
+    let path = mapping_file.map(|p| p.display().to_string()).unwrap_or_else(|| company.mapping_path.clone());
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading mapping {path}"))?;
+    let mapping = mlc_domain::Mapping::from_toml_str(&text, &path)?;
     let gusto = ctx.gusto().await?;
     let grant = GrantId(company.grant_id.clone());
     let employees =
@@ -89,8 +100,13 @@ pub async fn compare(ctx: &Ctx, company_uuid: &str) -> anyhow::Result<Report> {
     let links: HashMap<String, String> =
         ctx.store.links(company_uuid).await?.into_iter().map(|l| (l.employee_uuid, l.employee_cd)).collect();
 
+    if let Some(id) = only {
+        if !employees.iter().any(|e| e.uuid == id) {
+            anyhow::bail!("no employee {id} in Gusto company {company_uuid}");
+        }
+    }
     let mut rows = Vec::new();
-    for e in &employees {
+    for e in employees.iter().filter(|e| only.is_none_or(|id| e.uuid == id)) {
         let content = mlc_projector::normalize(e, &locations);
         let name = format!("{} {}", content.first_name, content.last_name);
         let office = content

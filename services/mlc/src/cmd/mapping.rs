@@ -1,0 +1,125 @@
+//! `mlc mapping check F` (offline: the file alone) and `mlc mapping preview` (what Visma's
+//! records would become under a mapping file, as a field diff against what Visma holds now;
+//! reads Gusto and Visma, writes nothing).
+
+use crate::ctx::Ctx;
+use crate::reconcile;
+use clap::Subcommand;
+use mlc_config::Config;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Subcommand)]
+pub enum MappingCommand {
+    /// Validates a mapping file offline: TOML syntax, schema, duplicate keys, the employee
+    /// number rule's length; errors as file:line:column. (`mlc check --mapping F
+    /// --visma-tenant T` then checks its targets exist in Visma.)
+    Check { file: PathBuf },
+    /// Shows what each Visma employee record would become under the mapping, as a field
+    /// diff against Visma's current record. Writes nothing.
+    Preview {
+        #[arg(long)]
+        company: String,
+        /// One Gusto employee uuid.
+        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        employee: Option<String>,
+        /// Every employee of the company.
+        #[arg(long)]
+        all: bool,
+        /// Another mapping file than the company's (to try a change before making it).
+        #[arg(long)]
+        mapping: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn run(cfg: Option<Config>, cmd: MappingCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        MappingCommand::Check { file } => Ok(check(&file)),
+        MappingCommand::Preview { company, employee, all: _, mapping, json } => {
+            let cfg = cfg.ok_or_else(|| anyhow::anyhow!("no configuration"))?;
+            let ctx = Ctx::connect(cfg, "mlc-mapping-preview").await?;
+            preview(&ctx, &company, employee.as_deref(), mapping.as_deref(), json).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn check(file: &std::path::Path) -> ExitCode {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: reading mapping file {}: {e}", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    match mlc_domain::Mapping::from_toml_str(&text, &file.display().to_string()) {
+        Ok(m) => {
+            println!(
+                "{}: ok (revision {}): {} departments, {} locations, {} job titles, employee number {:?}",
+                file.display(),
+                m.revision(),
+                m.departments().len(),
+                m.locations().len(),
+                m.job_titles().classes.len(),
+                m.employee_cd_rule().strategy(),
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn preview(
+    ctx: &Ctx,
+    company: &str,
+    employee: Option<&str>,
+    mapping: Option<&std::path::Path>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let report = reconcile::compare_with(ctx, company, mapping, employee).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report.rows)?);
+        return Ok(());
+    }
+    let (mut create, mut update, mut same, mut park) = (0, 0, 0, 0);
+    for r in &report.rows {
+        let who = format!("{} ({}, {})", r.name, r.employee_uuid, r.office);
+        match r.state {
+            "missing" => {
+                create += 1;
+                println!("{who}: would create Visma employee {}", r.employee_cd);
+                if let Some(f) = &r.expected {
+                    let empty = mlc_proto::v1::VismaEmployeeFields::default();
+                    for ch in mlc_domain::diff_fields(&empty, f) {
+                        println!("  + {}: {}", ch.field, ch.to);
+                    }
+                }
+            }
+            "drift" => {
+                update += 1;
+                println!("{who}: would update Visma employee {}", r.employee_cd);
+                for (field, from, to) in &r.changes {
+                    println!("  - {field}: {from}\n  + {field}: {to}");
+                }
+            }
+            "parked" => {
+                park += 1;
+                println!("{who}: would park: {}", r.detail);
+            }
+            _ => {
+                same += 1;
+                println!("{who}: Visma employee {} unchanged", r.employee_cd);
+            }
+        }
+    }
+    println!(
+        "preview of {} employee(s): {create} would be created, {update} updated, {same} unchanged, {park} parked; nothing was written",
+        report.rows.len()
+    );
+    Ok(())
+}
