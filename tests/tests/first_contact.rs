@@ -291,3 +291,46 @@ async fn mapping_check_is_offline_and_preview_shows_the_diff_and_writes_nothing(
     stack.settle().await;
     assert_eq!(stack.visma.write_counts(), writes, "a preview writes nothing to Visma");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mapping_parked_employee_is_applied_by_dlq_retry_after_the_mapping_fix() {
+    let stack = Stack::start(StackOptions { employees: 12, subscribe: false, ..Default::default() }).await;
+    let company = stack.company_uuid().to_string();
+    // The mapping forgets the department of the first employee: they are parked.
+    let e = stack.company.employee_uuids[0].clone();
+    let title = {
+        let sim = stack.gusto.sim();
+        let st = sim.state();
+        let d = st.employees[&e].department_uuid.clone().expect("a department");
+        st.departments[&d].title.clone()
+    };
+    let good = std::fs::read_to_string(stack.mapping_path()).unwrap();
+    let line = good.lines().find(|l| l.starts_with(&format!("\"{title}\" ="))).expect("mapped").to_string();
+    std::fs::write(stack.mapping_path(), good.replace(&format!("{line}\n"), "")).unwrap();
+    stack.mlc_ok(&["backfill", "--company", &company]).await;
+    stack.settle().await;
+    let letters: Vec<serde_json::Value> =
+        serde_json::from_str(&stack.mlc_ok(&["dlq", "list", "--json"]).await).unwrap();
+    assert!(!letters.is_empty());
+    assert!(letters.iter().all(|l| l["reason"].as_str().unwrap().contains(&title)), "{letters:?}");
+    let parked = letters.len();
+    let in_visma = stack.visma_employees().len();
+    assert_eq!(in_visma, 12 - parked);
+
+    // Retrying before the fix keeps the letter and says why.
+    let seq = letters[0]["seq"].to_string();
+    let out = stack.mlc(&["dlq", "retry", &seq]).await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("still parked"));
+
+    // The fix, then a retry of each letter: the commands are re-derived, not re-sent.
+    std::fs::write(stack.mapping_path(), &good).unwrap();
+    for l in &letters {
+        let out = stack.mlc_ok(&["dlq", "retry", &l["seq"].to_string()]).await;
+        assert!(out.contains("re-derived"), "{out}");
+    }
+    stack.settle().await;
+    assert_eq!(stack.visma_employees().len(), 12);
+    assert!(stack.mlc_ok(&["dlq", "list"]).await.contains("0 dead letter(s)"));
+    assert!(stack.mlc_ok(&["reconcile", "--company", &company, "--quiet"]).await.contains("in sync: 12/12"));
+}

@@ -417,7 +417,8 @@ pub enum DlqCommand {
     Show {
         seq: u64,
     },
-    /// Puts the original message back on its stream and removes the letter.
+    /// Retries and removes the letter: writer and mapper letters are re-derived from the
+    /// employee's newest snapshot under the current mapping; others are re-delivered.
     Retry {
         seq: u64,
     },
@@ -488,19 +489,9 @@ pub async fn dlq(cfg: Config, cmd: DlqCommand) -> anyhow::Result<()> {
         }
         DlqCommand::Retry { seq } => {
             let l = letter(seq).await?;
-            if l.original_subject.is_empty() {
-                bail!("letter {seq} has no original subject (a gateway letter of an unparseable body); inspect it with `mlc dlq show`");
-            }
-            ctx.publisher
-                .publish_raw(
-                    &l.original_subject,
-                    &format!("retry-{seq}-{}", uuid::Uuid::new_v4().simple()),
-                    l.original_payload.into(),
-                    async_nats::HeaderMap::new(),
-                )
-                .await?;
+            let done = crate::cmd::retry::retry(&ctx, seq, &l).await?;
             ctx.js.get_stream(&stream_name).await?.delete_message(seq).await?;
-            println!("letter {seq} re-delivered to {}", l.original_subject);
+            println!("{done}");
         }
         DlqCommand::Drop { seq } => {
             letter(seq).await?;

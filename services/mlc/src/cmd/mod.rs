@@ -3,3 +3,4 @@
 pub mod check;
 pub mod connect;
 pub mod mapping;
+pub mod retry;
