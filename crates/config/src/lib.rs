@@ -1,11 +1,28 @@
-//! Configuration of every ml-connector process, in three layers: built-in defaults, then
-//! a TOML file (`--config` or `MLC_CONFIG`), then `MLC_`-prefixed environment variables.
+//! Configuration of every ml-connector process, in three layers: built-in defaults (the
+//! commented `defaults.toml`, which `mlc config init` writes out: one source for the
+//! template, the docs and the defaults), then a TOML file (`--config` or `MLC_CONFIG`), then
+//! `MLC_`-prefixed environment variables (every key has one; an unknown `MLC_*` variable is
+//! an error naming the closest known one).
 //! The result is typed and validated once at start-up; every error names the key (the
 //! TOML path and its environment variable) so an operator knows what to fix.
 
 mod secret;
 
 pub use secret::Secret;
+
+/// The built-in defaults, commented: every key with its default value and its variable.
+pub const DEFAULTS_TOML: &str = include_str!("../defaults.toml");
+
+/// Where each effective value came from: `default`, `file`, or `env NAME`, by dotted key.
+pub type Origins = BTreeMap<String, String>;
+
+/// `MLC_*` variables that are not configuration: the CLI's own and the test and ops tools'.
+const TOOL_ENV: &[&str] =
+    &["MLC_CONFIG", "MLC_BIN", "MLC_FULL", "MLC_IMAGE", "MLC_NATS_SERVER_BIN", "MLC_APT_UPDATED"];
+const TOOL_ENV_PREFIXES: &[&str] = &["MLC_TEST", "MLC_FAULT_"];
+/// `MLC_VISMA_TENANTS__NAME__FIELD` sets `visma.tenants.name.field`.
+const TENANT_ENV_PREFIX: &str = "MLC_VISMA_TENANTS__";
+const TENANT_FIELDS: &[&str] = &["client_id", "client_secret", "tenant_id", "ipp_company_id"];
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -210,6 +227,8 @@ pub enum ConfigError {
     Syntax { path: String, reason: String },
     #[error("config key `{key}`{env}: {reason}")]
     Invalid { key: String, env: String, reason: String },
+    #[error("unknown environment variable {name}{hint}; `mlc config env` lists the known ones")]
+    UnknownEnv { name: String, hint: String },
 }
 
 impl ConfigError {
@@ -257,6 +276,7 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("MLC_VISMA_LEGACY", "visma.legacy", Kind::Bool),
     ("MLC_PROJECTOR_METRICS_LISTEN", "projector.metrics_listen", Kind::Str),
     ("MLC_PROJECTOR_WORKERS", "projector.workers", Kind::Int),
+    ("MLC_PROJECTOR_BURST_THRESHOLD", "projector.burst_threshold", Kind::Int),
     ("MLC_PROJECTOR_MAPPINGS_DIR", "projector.mappings_dir", Kind::Str),
     ("MLC_PROJECTOR_CATCH_UP_SECS", "projector.catch_up_secs", Kind::Int),
     ("MLC_WRITER_METRICS_LISTEN", "writer.metrics_listen", Kind::Str),
@@ -275,14 +295,27 @@ impl Config {
 
     /// As [`Config::load`] with an explicit environment (for tests and `mlc config print`).
     pub fn load_from(file: Option<&Path>, env: &[(String, String)]) -> Result<Config, ConfigError> {
-        let mut value = toml::Value::Table(toml::Table::new());
+        Self::load_with_origins(file, env).map(|(c, _)| c)
+    }
+
+    /// As [`Config::load_from`], also telling where each value came from.
+    pub fn load_with_origins(
+        file: Option<&Path>,
+        env: &[(String, String)],
+    ) -> Result<(Config, Origins), ConfigError> {
+        let mut origins = Origins::new();
+        let mut value: toml::Value = toml::from_str(DEFAULTS_TOML)
+            .map_err(|e| ConfigError::Syntax { path: "(built-in defaults)".into(), reason: e.to_string() })?;
+        record_leaves(&value, "", "default", &mut origins);
         if let Some(path) = file {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| ConfigError::File { path: path.display().to_string(), reason: e.to_string() })?;
-            value = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
+            let layer: toml::Value = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
                 path: path.display().to_string(),
                 reason: e.to_string(),
             })?;
+            record_leaves(&layer, "", "file", &mut origins);
+            merge(&mut value, layer);
         }
         for (name, key, kind) in ENV_KEYS {
             let Some((_, raw)) = env.iter().find(|(n, _)| n == name) else {
@@ -309,6 +342,21 @@ impl Config {
                 ),
             };
             set_path(&mut value, key, v);
+            origins.insert(key.to_string(), format!("env {name}"));
+        }
+        for (name, raw) in env {
+            if !name.starts_with("MLC_") || ENV_KEYS.iter().any(|(n, _, _)| n == name) {
+                continue;
+            }
+            if let Some(key) = tenant_env_key(name) {
+                set_tenant(&mut value, &key, toml::Value::String(raw.clone()));
+                origins.insert(key, format!("env {name}"));
+                continue;
+            }
+            if TOOL_ENV.contains(&name.as_str()) || TOOL_ENV_PREFIXES.iter().any(|p| name.starts_with(p)) {
+                continue;
+            }
+            return Err(unknown_env(name));
         }
         let de = toml::Value::try_into::<serde_json::Value>(value)
             .map_err(|e| ConfigError::invalid("(root)", e.to_string()))?;
@@ -317,7 +365,7 @@ impl Config {
             ConfigError::invalid(&key, e.into_inner().to_string())
         })?;
         config.validate()?;
-        Ok(config)
+        Ok((config, origins))
     }
 
     /// Checks what types cannot: URLs, addresses, ranges, keys.
@@ -436,10 +484,115 @@ impl Config {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}"))
     }
 
+    /// The effective configuration as TOML, secrets redacted, each value followed by where
+    /// it came from (`# default`, `# file`, `# env NAME`); unset optional keys as comments.
+    pub fn to_redacted_toml_with_origins(&self, origins: &Origins) -> String {
+        let value = toml::Value::try_from(self).unwrap_or(toml::Value::Table(toml::Table::new()));
+        let mut out = String::new();
+        let toml::Value::Table(root) = value else { return out };
+        for (section, body) in &root {
+            out.push_str(&format!("[{section}]\n"));
+            if let toml::Value::Table(t) = body {
+                print_table(&mut out, section, t, origins);
+            }
+            out.push('\n');
+        }
+        for optional in ["store.encryption_key", "gusto.client_secret", "telemetry.otlp_endpoint"] {
+            if !origins.contains_key(optional) {
+                out.push_str(&format!("# {optional} = <unset>\n"));
+            }
+        }
+        out
+    }
+
     /// The environment variables this program reads, with the keys they set.
     pub fn env_keys() -> impl Iterator<Item = (&'static str, &'static str)> {
         ENV_KEYS.iter().map(|(e, k, _)| (*e, *k))
     }
+}
+
+fn print_table(out: &mut String, prefix: &str, t: &toml::Table, origins: &Origins) {
+    // Plain keys first: in TOML they belong to the table above the next header.
+    for (k, v) in t.iter().filter(|(_, v)| !v.is_table()) {
+        let key = format!("{prefix}.{k}");
+        let origin = origins.get(&key).map(String::as_str).unwrap_or("default");
+        out.push_str(&format!("{k} = {v}  # {origin}\n"));
+    }
+    for (k, v) in t {
+        if let toml::Value::Table(inner) = v {
+            let key = format!("{prefix}.{k}");
+            if inner.values().any(|v| !v.is_table()) || inner.is_empty() {
+                out.push_str(&format!("[{key}]\n"));
+            }
+            print_table(out, &key, inner, origins);
+        }
+    }
+}
+
+/// Records every leaf of `v` (arrays are leaves) as coming from `origin`.
+fn record_leaves(v: &toml::Value, prefix: &str, origin: &str, out: &mut Origins) {
+    match v {
+        toml::Value::Table(t) => {
+            for (k, inner) in t {
+                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                record_leaves(inner, &key, origin, out);
+            }
+        }
+        _ => {
+            out.insert(prefix.to_string(), origin.to_string());
+        }
+    }
+}
+
+/// Lays `layer` over `base`, table by table.
+fn merge(base: &mut toml::Value, layer: toml::Value) {
+    match (base, layer) {
+        (toml::Value::Table(b), toml::Value::Table(l)) => {
+            for (k, v) in l {
+                match b.get_mut(&k) {
+                    Some(existing) if existing.is_table() && v.is_table() => merge(existing, v),
+                    _ => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, l) => *b = l,
+    }
+}
+
+/// `MLC_VISMA_TENANTS__ACME__CLIENT_ID` -> `visma.tenants.acme.client_id`.
+fn tenant_env_key(name: &str) -> Option<String> {
+    let rest = name.strip_prefix(TENANT_ENV_PREFIX)?;
+    let (tenant, field) = rest.split_once("__")?;
+    let field = field.to_ascii_lowercase();
+    if tenant.is_empty() || !TENANT_FIELDS.contains(&field.as_str()) {
+        return None;
+    }
+    Some(format!("visma.tenants.{}.{field}", tenant.to_ascii_lowercase()))
+}
+
+fn set_tenant(root: &mut toml::Value, key: &str, v: toml::Value) {
+    // Tenant names may hold dots only through TOML quoting; the env form has none.
+    set_path(root, key, v);
+}
+
+fn unknown_env(name: &str) -> ConfigError {
+    let mut candidates: Vec<(String, String)> =
+        ENV_KEYS.iter().map(|(n, k, _)| (n.to_string(), k.to_string())).collect();
+    for f in TENANT_FIELDS {
+        candidates.push((
+            format!("{TENANT_ENV_PREFIX}NAME__{}", f.to_ascii_uppercase()),
+            format!("visma.tenants.NAME.{f}"),
+        ));
+    }
+    let best =
+        candidates.into_iter().map(|(n, k)| (strsim::levenshtein(name, &n), n, k)).min_by_key(|(d, _, _)| *d);
+    let hint = match best {
+        Some((d, n, k)) if d <= name.len() / 2 => format!(" (did you mean {n}, key `{k}`?)"),
+        _ => String::new(),
+    };
+    ConfigError::UnknownEnv { name: name.to_string(), hint }
 }
 
 fn set_path(root: &mut toml::Value, dotted: &str, v: toml::Value) {
@@ -551,6 +704,122 @@ mod tests {
         .unwrap();
         let e = Config::load_from(Some(&f), &[]).unwrap_err();
         assert!(e.to_string().contains("visma.tenants.acme.tenant_id"), "{e}");
+    }
+
+    /// The defaults file with its optional keys and the tenant example uncommented.
+    fn defaults_uncommented() -> String {
+        DEFAULTS_TOML
+            .lines()
+            .map(|l| {
+                let body = l.strip_prefix("# ").unwrap_or("");
+                let first = body.split(' ').next().unwrap_or("");
+                let is_key = !first.is_empty()
+                    && first.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                    && body[first.len()..].starts_with(" = ");
+                let is_header = body.starts_with('[') && body.ends_with(']');
+                if is_key || is_header {
+                    format!("{body}\n")
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect()
+    }
+
+    fn leaves(v: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) if !m.is_empty() => {
+                for (k, inner) in m {
+                    let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    leaves(inner, &key, out);
+                }
+            }
+            _ => out.push(prefix.to_string()),
+        }
+    }
+
+    #[test]
+    fn the_defaults_file_is_config_default() {
+        let parsed: Config = toml::from_str(DEFAULTS_TOML).unwrap();
+        let a = serde_json::to_value(&parsed).unwrap();
+        let b = serde_json::to_value(Config::default()).unwrap();
+        assert_eq!(a, b, "defaults.toml and the Default impls disagree");
+        assert_eq!(parsed.store.url.expose(), Config::default().store.url.expose());
+    }
+
+    #[test]
+    fn every_key_is_in_the_defaults_file_and_has_a_variable() {
+        let mut want = Vec::new();
+        let mut full = serde_json::to_value(Config::default()).unwrap();
+        // The map of tenants is empty by default; one example entry stands for its keys.
+        full["visma"]["tenants"] = serde_json::json!({"NAME": {
+            "client_id": "", "client_secret": "", "tenant_id": "", "ipp_company_id": null}});
+        leaves(&full, "", &mut want);
+        let file: toml::Value = toml::from_str(&defaults_uncommented()).unwrap();
+        let mut have = Vec::new();
+        leaves(&serde_json::to_value(file).unwrap(), "", &mut have);
+        for key in &want {
+            assert!(have.contains(key), "config key `{key}` is missing from crates/config/defaults.toml");
+            if !key.starts_with("visma.tenants.") {
+                assert!(
+                    ENV_KEYS.iter().any(|(_, k, _)| k == key),
+                    "config key `{key}` has no environment variable in ENV_KEYS"
+                );
+                let (env, _, _) = ENV_KEYS.iter().find(|(_, k, _)| k == key).unwrap();
+                assert!(DEFAULTS_TOML.contains(env), "defaults.toml does not name {env}");
+            }
+        }
+        for key in &have {
+            assert!(want.contains(key), "defaults.toml names `{key}`, which Config does not have");
+        }
+    }
+
+    #[test]
+    fn an_unknown_variable_names_the_closest_key() {
+        let e = Config::load_from(None, &env(&[("MLC_GATEWAY_LISTNE", "1")])).unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("MLC_GATEWAY_LISTNE") && text.contains("MLC_GATEWAY_LISTEN"), "{text}");
+        assert!(text.contains("gateway.listen"), "{text}");
+        // The CLI's and the tools' own variables are not configuration.
+        Config::load_from(None, &env(&[("MLC_CONFIG", "x"), ("MLC_FULL", "1"), ("MLC_BIN", "b")])).unwrap();
+    }
+
+    #[test]
+    fn visma_tenants_come_from_the_environment_too() {
+        let c = Config::load_from(
+            None,
+            &env(&[
+                ("MLC_VISMA_TENANTS__NORDIC__CLIENT_ID", "isv"),
+                ("MLC_VISMA_TENANTS__NORDIC__CLIENT_SECRET", "S3CRET"),
+                ("MLC_VISMA_TENANTS__NORDIC__TENANT_ID", "t-1"),
+            ]),
+        )
+        .unwrap();
+        let t = &c.visma.tenants["nordic"];
+        assert_eq!(
+            (t.client_id.as_str(), t.client_secret.expose(), t.tenant_id.as_str()),
+            ("isv", "S3CRET", "t-1")
+        );
+    }
+
+    #[test]
+    fn print_shows_where_each_value_came_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "[nats]\nurl = \"nats://file:4222\"\n").unwrap();
+        let (c, origins) = Config::load_with_origins(
+            Some(&f),
+            &env(&[("MLC_STREAM_PREFIX", "p"), ("MLC_GUSTO_CLIENT_SECRET", "cs-SECRET")]),
+        )
+        .unwrap();
+        assert_eq!(origins["nats.url"], "file");
+        assert_eq!(origins["nats.stream_prefix"], "env MLC_STREAM_PREFIX");
+        assert_eq!(origins["writer.workers"], "default");
+        let text = c.to_redacted_toml_with_origins(&origins);
+        assert!(text.contains("url = \"nats://file:4222\"  # file"), "{text}");
+        assert!(text.contains("stream_prefix = \"p\"  # env MLC_STREAM_PREFIX"), "{text}");
+        assert!(text.contains("# store.encryption_key = <unset>"), "{text}");
+        assert!(!text.contains("cs-SECRET"), "{text}");
     }
 
     #[test]

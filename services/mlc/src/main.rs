@@ -82,13 +82,8 @@ enum Command {
         #[command(subcommand)]
         command: cmd::mapping::MappingCommand,
     },
-    /// Runs a bundled simulator.
-    Sim {
-        #[arg(value_enum)]
-        which: Simulator,
-        #[arg(long, default_value = "127.0.0.1:0")]
-        listen: std::net::SocketAddr,
-    },
+    /// Runs a bundled simulator and prints its credentials as a config section.
+    Sim(cmd::sim::SimArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -99,15 +94,19 @@ enum Service {
     All,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum Simulator {
-    Gusto,
-    Visma,
-}
-
 #[derive(Subcommand)]
 enum ConfigCommand {
-    /// Prints the effective configuration, secrets redacted.
+    /// Writes a commented configuration with every key, its default and its variable.
+    Init {
+        /// Where to write it; `-` for standard output.
+        #[arg(default_value = "mlc.toml")]
+        path: PathBuf,
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Prints the effective configuration, secrets redacted, each value with its origin
+    /// (default, file, env).
     Print,
     /// Prints a new random store encryption key (base64 of 32 bytes).
     GenKey,
@@ -143,12 +142,33 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Demo(args) => return demo::demo(args, cli.config.as_deref()).await,
         Command::Config { command } => match command {
-            ConfigCommand::Print => print!("{}", load()?.to_redacted_toml()),
+            ConfigCommand::Init { path, force } => {
+                if path.as_os_str() == "-" {
+                    print!("{}", mlc_config::DEFAULTS_TOML);
+                } else if path.exists() && !force {
+                    anyhow::bail!("{} exists; --force overwrites it", path.display());
+                } else {
+                    std::fs::write(&path, mlc_config::DEFAULTS_TOML)?;
+                    println!(
+                        "wrote {}: every key with its default; edit it, then `mlc check`",
+                        path.display()
+                    );
+                }
+            }
+            ConfigCommand::Print => {
+                let env: Vec<(String, String)> = std::env::vars().collect();
+                let (cfg, origins) = mlc_config::Config::load_with_origins(cli.config.as_deref(), &env)?;
+                if cli.config.is_none() {
+                    println!("# no config file (--config / MLC_CONFIG): built-in defaults and environment");
+                }
+                print!("{}", cfg.to_redacted_toml_with_origins(&origins));
+            }
             ConfigCommand::GenKey => println!("{}", mlc_store::EncryptionKey::generate_base64()),
             ConfigCommand::Env => {
                 for (env, key) in mlc_config::Config::env_keys() {
                     println!("{env:<32} {key}");
                 }
+                println!("{:<32} visma.tenants.NAME.FIELD (FIELD: CLIENT_ID, CLIENT_SECRET, TENANT_ID, IPP_COMPANY_ID)", "MLC_VISMA_TENANTS__NAME__FIELD");
             }
         },
         Command::Company { command } => ops::company(load()?, command).await?,
@@ -183,7 +203,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             };
             return cmd::mapping::run(cfg, command).await;
         }
-        Command::Sim { which, listen } => run::sim(which, listen).await?,
+        Command::Sim(args) => cmd::sim::run(args).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

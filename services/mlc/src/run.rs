@@ -1,7 +1,7 @@
 //! `mlc run gateway|projector|writer|all` and `mlc sim`.
 
 use crate::ctx::{self, shutdown_signal};
-use crate::{Service, Simulator};
+use crate::Service;
 use anyhow::Context as _;
 use mlc_bus::Publisher;
 use mlc_config::Config;
@@ -118,24 +118,5 @@ pub async fn run(cfg: Config, service: Service) -> anyhow::Result<()> {
     }
     store.close().await;
     tracing::info!("stopped");
-    Ok(())
-}
-
-pub async fn sim(which: Simulator, listen: std::net::SocketAddr) -> anyhow::Result<()> {
-    match which {
-        Simulator::Gusto => {
-            let handle =
-                sim_gusto::start(sim_gusto::SimConfig { listen: Some(listen), ..Default::default() }).await?;
-            println!("sim-gusto listening on {}", handle.base_url());
-            shutdown_signal().await;
-            handle.shutdown().await;
-        }
-        Simulator::Visma => {
-            let handle =
-                sim_visma::start(sim_visma::SimConfig { listen: Some(listen), ..Default::default() }).await?;
-            println!("sim-visma listening on {}", handle.base_url());
-            shutdown_signal().await;
-        }
-    }
     Ok(())
 }

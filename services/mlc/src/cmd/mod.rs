@@ -4,3 +4,4 @@ pub mod check;
 pub mod connect;
 pub mod mapping;
 pub mod retry;
+pub mod sim;
