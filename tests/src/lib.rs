@@ -81,6 +81,9 @@ pub struct Stack {
     /// The store's URL and encryption key (base64), to read the audit log from a test.
     pub store_url: String,
     pub store_key: String,
+    /// With [`StackOptions::nats_users`]: the users of `ops/nats/auth.conf` and their
+    /// passwords; each service runs as its own user, the CLI as `admin`.
+    pub nats_users: Option<NatsUsers>,
 }
 
 /// What to start.
@@ -89,17 +92,72 @@ pub struct StackOptions {
     pub visma_seed: sim_visma::Seed,
     /// Create the webhook subscription (else changes reach the connector only by backfill).
     pub subscribe: bool,
+    /// Run NATS with the shipped `ops/nats/auth.conf` (one user per service, each with
+    /// only its subjects; the default empty stream prefix, which that file is written for).
+    pub nats_users: bool,
 }
 
 impl Default for StackOptions {
     fn default() -> Self {
-        Self { employees: 20, visma_seed: sim_visma::nordic_seed(), subscribe: true }
+        Self { employees: 20, visma_seed: sim_visma::nordic_seed(), subscribe: true, nats_users: false }
+    }
+}
+
+/// The users of the shipped `ops/nats/auth.conf`, with passwords made for one test.
+#[derive(Clone)]
+pub struct NatsUsers {
+    passwords: Vec<(&'static str, String)>,
+}
+
+impl Default for NatsUsers {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl NatsUsers {
+    pub const SHIPPED: &'static str = include_str!("../../ops/nats/auth.conf");
+
+    pub fn new() -> NatsUsers {
+        let passwords = ["admin", "gateway", "projector", "writer"]
+            .into_iter()
+            .map(|u| (u, mlc_testkit::unique(&format!("pw-{u}-"))))
+            .collect();
+        NatsUsers { passwords }
+    }
+
+    pub fn password(&self, user: &str) -> &str {
+        &self.passwords.iter().find(|(u, _)| *u == user).expect("a user of auth.conf").1
+    }
+
+    /// A nats-server running the shipped file as it is, its password variables defined.
+    pub fn start_server(&self) -> NatsServer {
+        let vars: String = self
+            .passwords
+            .iter()
+            .map(|(u, pw)| format!("NATS_{}_PASSWORD: \"{pw}\"\n", u.to_ascii_uppercase()))
+            .collect();
+        NatsServer::start_with(&format!("{vars}{}", Self::SHIPPED), self.config("admin", ""))
+    }
+
+    /// How `user` connects to `server`.
+    pub fn config(&self, user: &str, url: &str) -> mlc_bus::NatsConfig {
+        let mut c = mlc_bus::NatsConfig::at(url);
+        c.user = Some(user.to_string());
+        c.password = Some(mlc_config::Secret::new(self.password(user)));
+        c
+    }
+
+    /// The environment that makes a process `user`.
+    pub fn env(&self, user: &str) -> [(&'static str, String); 2] {
+        [("MLC_NATS_USER", user.to_string()), ("MLC_NATS_PASSWORD", self.password(user).to_string())]
     }
 }
 
 impl Stack {
     pub async fn start(opts: StackOptions) -> Stack {
-        let nats = NatsServer::start();
+        let nats_users = opts.nats_users.then(NatsUsers::new);
+        let nats = nats_users.as_ref().map_or_else(NatsServer::start, NatsUsers::start_server);
         let gusto = sim_gusto::start(sim_gusto::SimConfig {
             webhooks: sim_gusto::WebhookConfig {
                 retry_base: Duration::from_millis(200),
@@ -115,7 +173,10 @@ impl Stack {
 
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("mapping.toml"), MAPPING).expect("mapping");
-        let prefix = mlc_testkit::unique("e");
+        let prefix = if nats_users.is_some() { String::new() } else { mlc_testkit::unique("e") };
+        let nats_login = nats_users
+            .as_ref()
+            .map_or(String::new(), |u| format!("user = \"admin\"\npassword = \"{}\"\n", u.password("admin")));
         let gateway = free_addr();
         let gcfg = gusto.sim().config().clone();
         let config = dir.path().join("mlc.toml");
@@ -127,7 +188,7 @@ impl Stack {
                 r#"[nats]
 url = "{nats}"
 stream_prefix = "{prefix}"
-[store]
+{nats_login}[store]
 url = "{db}"
 encryption_key = "{key}"
 [gateway]
@@ -167,10 +228,11 @@ log_filter = "info"
             ),
         )
         .expect("config");
-        let client = mlc_bus::connect(&nats.url(), "e2e").await.expect("nats");
+        let client = mlc_bus::connect(&nats.config(), "e2e").await.expect("nats");
         let js = async_nats::jetstream::new(client);
         let topo = Topology::new(&prefix, 1).expect("topology");
         let mut stack = Stack {
+            nats_users,
             nats,
             gusto,
             visma,
@@ -209,6 +271,10 @@ log_filter = "info"
                 "--skip-review",
             ])
             .await;
+        if stack.nats_users.is_some() {
+            // The services' users may not create streams: the admin does, as in a deployment.
+            stack.mlc_ok(&["status"]).await;
+        }
         for s in ["gateway", "projector", "writer"] {
             stack.start_service(s);
         }
@@ -235,7 +301,11 @@ log_filter = "info"
             .append(true)
             .open(self.dir.path().join(format!("{service}.log")))
             .expect("log file");
-        let child = Command::new(mlc_bin())
+        let mut cmd = Command::new(mlc_bin());
+        if let Some(users) = &self.nats_users {
+            cmd.envs(users.env(service));
+        }
+        let child = cmd
             .arg("--config")
             .arg(&self.config)
             .args(["run", service])
@@ -456,7 +526,7 @@ log_filter = "info"
             ),
         )
         .expect("config");
-        let client = mlc_bus::connect(&nats.url(), "e2e").await.expect("nats");
+        let client = mlc_bus::connect(&nats.config(), "e2e").await.expect("nats");
         let js = async_nats::jetstream::new(client);
         let topo = Topology::new(&prefix, 1).expect("topology");
         let mut stack = Stack {
@@ -476,6 +546,7 @@ log_filter = "info"
             visma_proxy: Some(visma_proxy),
             store_url,
             store_key,
+            nats_users: None,
         };
         let mapping = stack.mapping_path();
         for c in stack.companies.clone() {

@@ -68,7 +68,13 @@ async fn replay_after_a_mapping_change_with_and_without_dry_run() {
     let mut seed = sim_visma::nordic_seed();
     seed.departments
         .push(sim_visma::SeedDepartment { id: "TECH".into(), description: Some("Technology".into()) });
-    let stack = Stack::start(StackOptions { employees: 30, visma_seed: seed, subscribe: false }).await;
+    let stack = Stack::start(StackOptions {
+        employees: 30,
+        visma_seed: seed,
+        subscribe: false,
+        ..Default::default()
+    })
+    .await;
     let company = stack.company_uuid().to_string();
     stack.mlc_ok(&["backfill", "--company", &company]).await;
     stack.settle().await;
@@ -113,7 +119,13 @@ async fn a_dead_letter_is_retried_after_the_fix() {
     // Visma lacks the HR department the mapping sends People to.
     let mut seed = sim_visma::nordic_seed();
     seed.departments.retain(|d| d.id != "HR");
-    let stack = Stack::start(StackOptions { employees: 40, visma_seed: seed, subscribe: false }).await;
+    let stack = Stack::start(StackOptions {
+        employees: 40,
+        visma_seed: seed,
+        subscribe: false,
+        ..Default::default()
+    })
+    .await;
     let company = stack.company_uuid().to_string();
     stack.mlc_ok(&["backfill", "--company", &company]).await;
     stack.settle().await;

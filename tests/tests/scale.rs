@@ -101,7 +101,7 @@ log_filter = "info"
             ),
         )
         .unwrap();
-        let client = mlc_bus::connect(&cluster.url(), "scale").await.unwrap();
+        let client = mlc_bus::connect(&cluster.config(), "scale").await.unwrap();
         let js = async_nats::jetstream::new(client);
         let topo = Topology::new(&prefix, 3).unwrap().with_partitions(PARTITIONS).unwrap();
         // The cluster elects its JetStream leader before anything can be created.

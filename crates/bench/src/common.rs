@@ -235,7 +235,8 @@ impl GatewayHandle {
         let thread = std::thread::spawn(move || {
             rt.block_on(async move {
                 let setup = async {
-                    let client = mlc_bus::connect(&nats_url, "bench-gateway").await?;
+                    let client =
+                        mlc_bus::connect(&mlc_bus::NatsConfig::at(nats_url), "bench-gateway").await?;
                     let publisher = mlc_bus::Publisher::new(client, Duration::from_secs(5));
                     let gw = mlc_gateway::Gateway::new(
                         publisher,

@@ -212,7 +212,7 @@ log_format = "json"
     let nats_idle = nats_pid.and_then(common::rss_mib).map_or(f64::NAN, |r| r.0);
 
     // Peak: every employee changes, and Gusto delivers several webhooks for each.
-    let client = mlc_bus::connect(&nats.url(), "bench-footprint").await?;
+    let client = mlc_bus::connect(&nats.config(), "bench-footprint").await?;
     let topo = Topology::new(&prefix, 1)?;
     let applied: Arc<Mutex<HashSet<String>>> = Arc::default();
     let mut sub = client.subscribe(topo.wildcard(StreamKind::SyncOutcomes)).await?;

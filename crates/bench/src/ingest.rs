@@ -315,7 +315,7 @@ pub fn run(args: &IngestArgs) -> anyhow::Result<Report> {
     let topo_gw = Topology::new(&mlc_testkit::unique("ig"), 1)?;
     let topo_raw = Topology::new(&mlc_testkit::unique("ir"), 1)?;
     let js = load.block_on(async {
-        let client = mlc_bus::connect(&nats.url(), "bench-raw").await?;
+        let client = mlc_bus::connect(&nats.config(), "bench-raw").await?;
         let js = jetstream::new(client);
         mlc_bus::ensure_topology(&js, &topo_gw).await?;
         mlc_bus::ensure_topology(&js, &topo_raw).await?;

@@ -58,7 +58,7 @@ pub struct Pipeline {
 impl Pipeline {
     pub async fn start(opts: &PipelineOptions) -> anyhow::Result<Pipeline> {
         let nats = NatsServer::start();
-        let client = mlc_bus::connect(&nats.url(), "bench-pipeline").await?;
+        let client = mlc_bus::connect(&nats.config(), "bench-pipeline").await?;
         let topo = Topology::new(&mlc_testkit::unique("f"), 1)?;
         let js = async_nats::jetstream::new(client.clone());
         mlc_bus::ensure_topology(&js, &topo).await?;

@@ -70,7 +70,7 @@ async fn run_async(a: ReplayArgs) -> anyhow::Result<Report> {
     let per = a.per_employee.max(1);
     let employees = a.snapshots.div_ceil(per);
     let nats = mlc_testkit::NatsServer::start();
-    let client = mlc_bus::connect(&nats.url(), "bench-replay").await?;
+    let client = mlc_bus::connect(&nats.config(), "bench-replay").await?;
     let topo = Topology::new(&mlc_testkit::unique("r"), 1)?;
     let js = async_nats::jetstream::new(client.clone());
     mlc_bus::ensure_topology(&js, &topo).await?;

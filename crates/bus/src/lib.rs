@@ -5,13 +5,16 @@
 //! Every name passes through [`Topology`], whose prefix lets tests and tenants share one
 //! server without touching each other's streams.
 
+mod connection;
 mod headers;
 pub mod lease;
 pub mod ratelimit;
 mod topology;
 
+pub use connection::{connect, connect_now, connect_options, redact_url};
 pub use headers::{extract_trace_context, inject_trace_context, HEADER_MSG_TYPE, HEADER_TRACEPARENT};
-pub use topology::{ensure_topology, ConsumerSpec, StreamKind, Topology};
+pub use mlc_config::NatsConfig;
+pub use topology::{apply_topology, ensure_topology, ConsumerSpec, StreamKind, Topology};
 
 use async_nats::jetstream::{self, message::PublishMessage};
 use async_nats::HeaderMap;
@@ -41,53 +44,6 @@ impl BusError {
     /// Decode errors are the message's fault; everything else is the broker's and may pass.
     pub fn is_transient(&self) -> bool {
         !matches!(self, BusError::Decode { .. })
-    }
-}
-
-/// Connects with the options every service wants: a name for the server's connection
-/// list, retries on the first connect (pods may start before NATS) and unlimited
-/// reconnects.
-pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, BusError> {
-    async_nats::ConnectOptions::new()
-        .name(name)
-        .retry_on_initial_connect()
-        .connection_timeout(Duration::from_secs(3))
-        .event_callback(|event| async move {
-            tracing::info!(%event, "nats connection event");
-        })
-        .connect(servers(url)?)
-        .await
-        .map_err(|e| BusError::Connect { url: redact_url(url), reason: e.to_string() })
-}
-
-/// `url` may list a cluster's servers, comma-separated.
-fn servers(url: &str) -> Result<Vec<async_nats::ServerAddr>, BusError> {
-    url.split(',')
-        .map(|u| {
-            u.trim()
-                .parse::<async_nats::ServerAddr>()
-                .map_err(|e| BusError::Connect { url: redact_url(u), reason: e.to_string() })
-        })
-        .collect()
-}
-
-/// Connects once, failing fast: for CLI commands and readiness checks.
-pub async fn connect_now(url: &str, name: &str) -> Result<async_nats::Client, BusError> {
-    async_nats::ConnectOptions::new()
-        .name(name)
-        .connection_timeout(Duration::from_secs(3))
-        .connect(servers(url)?)
-        .await
-        .map_err(|e| BusError::Connect { url: redact_url(url), reason: e.to_string() })
-}
-
-/// URLs may carry `user:password@`; keep them out of errors.
-fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
-        }
-        _ => url.to_string(),
     }
 }
 
@@ -253,17 +209,6 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or_default()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_lose_their_credentials() {
-        assert_eq!(redact_url("nats://user:pw@host:4222"), "nats://***@host:4222");
-        assert_eq!(redact_url("nats://host:4222"), "nats://host:4222");
-    }
 }
 
 /// Pull consumers, batched for coalescing.

@@ -329,11 +329,48 @@ fn token(s: &str) -> String {
     }
 }
 
-/// Creates every stream and durable consumer, or updates them to the current
-/// configuration. Safe to run from every service at start-up, concurrently: the server
-/// treats a create with an identical configuration as a no-op, and a lost create race
-/// is retried as an update.
+/// What every service runs at start-up: creates the topology when any stream or durable
+/// consumer is missing, and otherwise leaves it as it is. A service's NATS user may read
+/// the topology (`$JS.API.STREAM.INFO`, `CONSUMER.INFO`) but not change it (a gateway that
+/// could edit `VISMA_COMMANDS`' subjects could feed the writer): changes of configuration
+/// are applied by the admin, whose `mlc` commands run [`apply_topology`].
 pub async fn ensure_topology(js: &jetstream::Context, topo: &Topology) -> Result<(), BusError> {
+    if topology_in_place(js, topo).await {
+        return Ok(());
+    }
+    apply_topology(js, topo).await.map_err(|e| match e {
+        BusError::Topology(m) => BusError::Topology(format!(
+            "{m} (if this service's NATS user may not create streams, as in ops/nats/auth.conf, \
+             let the admin create them first: any `mlc` command, e.g. `mlc status`)"
+        )),
+        e => e,
+    })
+}
+
+/// Whether every stream and durable consumer exists (whatever its configuration).
+async fn topology_in_place(js: &jetstream::Context, topo: &Topology) -> bool {
+    for kind in StreamKind::ALL {
+        if js.get_stream(topo.stream(kind)).await.is_err() {
+            return false;
+        }
+    }
+    for spec in ConsumerSpec::ALL {
+        let Ok(stream) = js.get_stream(topo.stream(spec.stream)).await else {
+            return false;
+        };
+        for durable in topo.durables(&spec) {
+            if stream.consumer_info(&durable).await.is_err() {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// Creates every stream and durable consumer, or updates them to the current
+/// configuration. Safe to run concurrently: the server treats a create with an identical
+/// configuration as a no-op, and a lost create race is retried as an update.
+pub async fn apply_topology(js: &jetstream::Context, topo: &Topology) -> Result<(), BusError> {
     for kind in StreamKind::ALL {
         let config = topo.stream_config(kind);
         let mut last_err = None;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 async fn setup() -> (NatsServer, async_nats::Client, Topology) {
     let server = NatsServer::start();
-    let client = mlc_bus::connect_now(&server.url(), "test").await.unwrap();
+    let client = mlc_bus::connect_now(&server.config(), "test").await.unwrap();
     let topo = Topology::new(&mlc_testkit::unique("t"), 1).unwrap();
     (server, client, topo)
 }

@@ -28,7 +28,7 @@ async fn settle(rxs: &[tokio::sync::watch::Receiver<BTreeSet<u32>>], want: usize
 #[tokio::test]
 async fn replicas_share_partitions_without_overlap_and_take_over_from_the_dead() {
     let server = NatsServer::start();
-    let client = mlc_bus::connect_now(&server.url(), "t").await.unwrap();
+    let client = mlc_bus::connect_now(&server.config(), "t").await.unwrap();
     let js = async_nats::jetstream::new(client);
     let topo = Topology::new(&mlc_testkit::unique("l"), 1).unwrap().with_partitions(8).unwrap();
     let a = lease::start(&js, &topo, cfg("a")).await.unwrap();
@@ -55,7 +55,7 @@ async fn replicas_share_partitions_without_overlap_and_take_over_from_the_dead()
 #[tokio::test]
 async fn the_shared_window_never_admits_more_than_its_limit() {
     let server = NatsServer::start();
-    let client = mlc_bus::connect_now(&server.url(), "t").await.unwrap();
+    let client = mlc_bus::connect_now(&server.config(), "t").await.unwrap();
     let js = async_nats::jetstream::new(client);
     let topo = Topology::new(&mlc_testkit::unique("r"), 1).unwrap();
     let window = Duration::from_millis(600);
@@ -98,7 +98,7 @@ async fn r3_streams_on_a_three_node_cluster_survive_a_node() {
     use mlc_bus::{ensure_topology, Publisher, StreamKind};
     use mlc_proto::v1::GustoEvent;
     let mut cluster = mlc_testkit::NatsCluster::start(3);
-    let client = mlc_bus::connect(&cluster.url(), "t").await.unwrap();
+    let client = mlc_bus::connect(&cluster.config(), "t").await.unwrap();
     let js = async_nats::jetstream::new(client.clone());
     let topo = Topology::new(&mlc_testkit::unique("c"), 3).unwrap().with_partitions(4).unwrap();
     // The cluster elects its JetStream leader first.

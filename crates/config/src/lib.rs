@@ -45,7 +45,30 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NatsConfig {
+    /// Server URLs, comma-separated for a cluster. Never with credentials in them: those
+    /// go in the keys below (refused at validation, so they cannot leak with the URL).
     pub url: String,
+    /// Password authentication: both or neither. At most one of password, token, NKey
+    /// and creds file may be set.
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+    /// Token authentication.
+    pub token: Option<Secret>,
+    /// NKey authentication: the user seed (`SU...`) itself, or a file holding it.
+    pub nkey_seed: Option<Secret>,
+    pub nkey_seed_file: Option<PathBuf>,
+    /// A `.creds` file (user JWT and seed), for servers in operator (decentralised) mode.
+    pub creds_file: Option<PathBuf>,
+    /// PEM CA certificate(s) the server's certificate must chain to; turns TLS on.
+    pub tls_ca_file: Option<PathBuf>,
+    /// Client certificate and key (PEM), for servers that verify clients: both or neither.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    /// Insist on TLS even without a CA file (the system roots then verify the server).
+    pub tls_required: bool,
+    /// Allow plain-text NATS to a server that is not on this machine. Only for a private
+    /// network (e.g. the compose network): credentials and messages cross it in clear.
+    pub allow_plaintext: bool,
     /// Prefix of every stream name and subject, so tenants and tests can share a server.
     pub stream_prefix: String,
     /// Stream replicas: 1 locally, 3 on a production cluster.
@@ -147,6 +170,17 @@ impl Default for NatsConfig {
     fn default() -> Self {
         Self {
             url: "nats://127.0.0.1:4222".into(),
+            user: None,
+            password: None,
+            token: None,
+            nkey_seed: None,
+            nkey_seed_file: None,
+            creds_file: None,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_required: false,
+            allow_plaintext: false,
             stream_prefix: String::new(),
             replicas: 1,
             publish_timeout_ms: 5000,
@@ -245,6 +279,8 @@ impl ConfigError {
 #[derive(Clone, Copy)]
 enum Kind {
     Str,
+    /// A string whose empty value means "not set" (`MLC_NATS_PASSWORD=` unsets it).
+    OptStr,
     Int,
     Bool,
     List,
@@ -253,6 +289,17 @@ enum Kind {
 /// Every environment variable and the key it sets.
 const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("MLC_NATS_URL", "nats.url", Kind::Str),
+    ("MLC_NATS_USER", "nats.user", Kind::OptStr),
+    ("MLC_NATS_PASSWORD", "nats.password", Kind::OptStr),
+    ("MLC_NATS_TOKEN", "nats.token", Kind::OptStr),
+    ("MLC_NATS_NKEY_SEED", "nats.nkey_seed", Kind::OptStr),
+    ("MLC_NATS_NKEY_SEED_FILE", "nats.nkey_seed_file", Kind::OptStr),
+    ("MLC_NATS_CREDS_FILE", "nats.creds_file", Kind::OptStr),
+    ("MLC_NATS_TLS_CA_FILE", "nats.tls_ca_file", Kind::OptStr),
+    ("MLC_NATS_TLS_CERT_FILE", "nats.tls_cert_file", Kind::OptStr),
+    ("MLC_NATS_TLS_KEY_FILE", "nats.tls_key_file", Kind::OptStr),
+    ("MLC_NATS_TLS_REQUIRED", "nats.tls_required", Kind::Bool),
+    ("MLC_NATS_ALLOW_PLAINTEXT", "nats.allow_plaintext", Kind::Bool),
     ("MLC_STREAM_PREFIX", "nats.stream_prefix", Kind::Str),
     ("MLC_NATS_REPLICAS", "nats.replicas", Kind::Int),
     ("MLC_NATS_PUBLISH_TIMEOUT_MS", "nats.publish_timeout_ms", Kind::Int),
@@ -323,6 +370,8 @@ impl Config {
             };
             let v = match kind {
                 Kind::Str => toml::Value::String(raw.clone()),
+                Kind::OptStr if raw.trim().is_empty() => continue,
+                Kind::OptStr => toml::Value::String(raw.clone()),
                 Kind::Int => toml::Value::Integer(
                     raw.trim()
                         .parse()
@@ -362,7 +411,7 @@ impl Config {
             .map_err(|e| ConfigError::invalid("(root)", e.to_string()))?;
         let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
             let key = e.path().to_string();
-            ConfigError::invalid(&key, e.into_inner().to_string())
+            ConfigError::invalid(&key, without_value(&e.into_inner().to_string()))
         })?;
         config.validate()?;
         Ok((config, origins))
@@ -370,10 +419,7 @@ impl Config {
 
     /// Checks what types cannot: URLs, addresses, ranges, keys.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        // A cluster is given as a comma-separated list of server URLs.
-        for url in self.nats.url.split(',') {
-            check_url("nats.url", url.trim(), &["nats", "tls", "ws", "wss"])?;
-        }
+        self.nats.validate()?;
         if !self.nats.stream_prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
             return Err(ConfigError::invalid(
                 "nats.stream_prefix",
@@ -595,6 +641,135 @@ fn unknown_env(name: &str) -> ConfigError {
     ConfigError::UnknownEnv { name: name.to_string(), hint }
 }
 
+impl NatsConfig {
+    /// The defaults with another server URL: what tests and tools start from.
+    pub fn at(url: impl Into<String>) -> Self {
+        Self { url: url.into(), ..Self::default() }
+    }
+
+    /// Whether the connection must be TLS: a `tls://`/`wss://` URL, a CA file or
+    /// `tls_required`.
+    pub fn tls(&self) -> bool {
+        self.tls_required
+            || self.tls_ca_file.is_some()
+            || self.url.split(',').any(|u| {
+                let u = u.trim();
+                u.starts_with("tls://") || u.starts_with("wss://")
+            })
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        // A cluster is given as a comma-separated list of server URLs.
+        for url in self.url.split(',') {
+            let u = check_url("nats.url", url.trim(), &["nats", "tls", "ws", "wss"])?;
+            if !u.username().is_empty() || u.password().is_some() {
+                return Err(ConfigError::invalid(
+                    "nats.url",
+                    "must not carry credentials (they would be shown wherever the URL is); \
+                     set nats.user and nats.password (MLC_NATS_USER, MLC_NATS_PASSWORD) or \
+                     nats.token instead",
+                ));
+            }
+            // nats:// is no special scheme to the url crate: its host stays a string.
+            let host = u.host_str().unwrap_or_default();
+            let loopback = host.eq_ignore_ascii_case("localhost")
+                || host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|a| a.is_loopback());
+            if !loopback && !self.tls() && !self.allow_plaintext {
+                return Err(ConfigError::invalid(
+                    "nats.url",
+                    format!(
+                        "{host} is not on this machine, and plain-text NATS would send the \
+                         credentials and every message across the network in clear; use TLS \
+                         (a tls:// URL, nats.tls_ca_file or nats.tls_required = true), or set \
+                         nats.allow_plaintext = true (MLC_NATS_ALLOW_PLAINTEXT) on a private network"
+                    ),
+                ));
+            }
+        }
+        let empty = |s: &str| s.trim().is_empty();
+        match (&self.user, &self.password) {
+            (Some(u), _) if empty(u) => return Err(ConfigError::invalid("nats.user", "must not be empty")),
+            (_, Some(p)) if empty(p.expose()) => {
+                return Err(ConfigError::invalid("nats.password", "must not be empty"))
+            }
+            (Some(_), None) => {
+                return Err(ConfigError::invalid("nats.password", "is required with nats.user"))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::invalid("nats.user", "is required with nats.password"))
+            }
+            _ => {}
+        }
+        if self.token.as_ref().is_some_and(|t| empty(t.expose())) {
+            return Err(ConfigError::invalid("nats.token", "must not be empty"));
+        }
+        if self.nkey_seed.is_some() && self.nkey_seed_file.is_some() {
+            return Err(ConfigError::invalid(
+                "nats.nkey_seed",
+                "set nats.nkey_seed or nats.nkey_seed_file, not both",
+            ));
+        }
+        if let Some(seed) = &self.nkey_seed {
+            if !is_user_seed(seed.expose()) {
+                return Err(ConfigError::invalid(
+                    "nats.nkey_seed",
+                    "is not an NKey user seed (58 characters starting with SU, as `nk -gen user` prints)",
+                ));
+            }
+        }
+        let methods = [
+            ("nats.user", self.user.is_some()),
+            ("nats.token", self.token.is_some()),
+            ("nats.nkey_seed", self.nkey_seed.is_some() || self.nkey_seed_file.is_some()),
+            ("nats.creds_file", self.creds_file.is_some()),
+        ];
+        let set: Vec<&str> = methods.iter().filter(|(_, on)| *on).map(|(k, _)| *k).collect();
+        if set.len() > 1 {
+            return Err(ConfigError::invalid(
+                set[1],
+                format!("only one NATS authentication method may be set, and {} is too", set[0]),
+            ));
+        }
+        if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
+            let missing =
+                if self.tls_cert_file.is_some() { "nats.tls_key_file" } else { "nats.tls_cert_file" };
+            return Err(ConfigError::invalid(missing, "the client certificate and its key go together"));
+        }
+        if self.allow_plaintext && self.tls() {
+            return Err(ConfigError::invalid("nats.allow_plaintext", "contradicts the TLS settings"));
+        }
+        Ok(())
+    }
+}
+
+/// An NKey user seed: `SU` and 56 more base32 characters.
+fn is_user_seed(s: &str) -> bool {
+    let s = s.trim();
+    s.len() == 58
+        && s.starts_with("SU")
+        && s.bytes().all(|c| c.is_ascii_uppercase() || (b'2'..=b'7').contains(&c))
+}
+
+/// serde's type errors quote the value (`invalid type: string "s3cr3t", expected a
+/// sequence`); the value may be a secret, so only the types are kept.
+fn without_value(message: &str) -> String {
+    if let Some(rest) = message.strip_prefix("invalid type: ") {
+        let (found, expected) = rest.split_once(", expected").unwrap_or((rest, ""));
+        let found = found.split_whitespace().next().unwrap_or("value");
+        return format!("invalid type: {found}, expected{expected}");
+    }
+    if let Some((head, expected)) = message.split_once(", expected") {
+        if head.starts_with("invalid value") || head.starts_with("invalid length") {
+            return format!("invalid value, expected{expected}");
+        }
+    }
+    message.to_string()
+}
+
 fn set_path(root: &mut toml::Value, dotted: &str, v: toml::Value) {
     let mut cur = root;
     let parts: Vec<&str> = dotted.split('.').collect();
@@ -610,12 +785,21 @@ fn set_path(root: &mut toml::Value, dotted: &str, v: toml::Value) {
     }
 }
 
-fn check_url(key: &str, s: &str, schemes: &[&str]) -> Result<(), ConfigError> {
-    let u = url::Url::parse(s).map_err(|e| ConfigError::invalid(key, format!("{s:?} is not a URL ({e})")))?;
+fn check_url(key: &str, s: &str, schemes: &[&str]) -> Result<url::Url, ConfigError> {
+    let u = url::Url::parse(s)
+        .map_err(|e| ConfigError::invalid(key, format!("{:?} is not a URL ({e})", without_userinfo(s))))?;
     if !schemes.contains(&u.scheme()) {
         return Err(ConfigError::invalid(key, format!("scheme must be one of {}", schemes.join(", "))));
     }
-    Ok(())
+    Ok(u)
+}
+
+/// `scheme://user:pass@host` as `scheme://***@host`, also for text that is no valid URL.
+fn without_userinfo(s: &str) -> String {
+    match (s.find("://"), s.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}://***@{}", &s[..scheme], &s[at + 1..]),
+        _ => s.to_string(),
+    }
 }
 
 fn check_addr(key: &str, s: &str) -> Result<(), ConfigError> {
@@ -664,13 +848,14 @@ mod tests {
     fn environment_overrides_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("c.toml");
-        std::fs::write(&f, "[nats]\nurl = \"nats://file:4222\"\nstream_prefix = \"fromfile\"\n").unwrap();
+        std::fs::write(&f, "[nats]\nurl = \"nats://127.0.0.9:4222\"\nstream_prefix = \"fromfile\"\n")
+            .unwrap();
         let c = Config::load_from(
             Some(&f),
             &env(&[("MLC_STREAM_PREFIX", "fromenv"), ("MLC_GUSTO_WEBHOOK_TOKENS", "a, b")]),
         )
         .unwrap();
-        assert_eq!(c.nats.url, "nats://file:4222");
+        assert_eq!(c.nats.url, "nats://127.0.0.9:4222");
         assert_eq!(c.nats.stream_prefix, "fromenv");
         assert_eq!(c.gateway.webhook_tokens.len(), 2);
         assert_eq!(c.gateway.webhook_tokens[1].expose(), "b");
@@ -832,5 +1017,72 @@ mod tests {
         let text = c.to_redacted_toml();
         assert!(!text.contains("SECRET"), "{text}");
         assert!(!format!("{c:?}").contains("SECRET"));
+    }
+
+    #[test]
+    fn type_errors_name_the_key_not_the_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "[gateway]\nwebhook_tokens = \"tok-SECRET-1\"\n").unwrap();
+        let e = Config::load_from(Some(&f), &[]).unwrap_err().to_string();
+        assert!(e.contains("gateway.webhook_tokens") && e.contains("expected a sequence"), "{e}");
+        assert!(!e.contains("SECRET"), "{e}");
+        std::fs::write(&f, "[nats]\npassword = [\"pw-SECRET-2\"]\nuser = \"u\"\n").unwrap();
+        let e = Config::load_from(Some(&f), &[]).unwrap_err().to_string();
+        assert!(e.contains("nats.password") && !e.contains("SECRET"), "{e}");
+    }
+
+    #[test]
+    fn credentials_in_the_nats_url_are_refused_without_echo() {
+        for url in [
+            "nats://u:pw-SECRET@127.0.0.1:4222",
+            "nats://tok-SECRET@127.0.0.1:4222",
+            "nats://u:pw-SECRET@h:x",
+        ] {
+            let e = Config::load_from(None, &env(&[("MLC_NATS_URL", url)])).unwrap_err().to_string();
+            assert!(e.contains("`nats.url` (env MLC_NATS_URL)"), "{e}");
+            assert!(!e.contains("SECRET"), "{e}");
+        }
+        let e = Config::load_from(None, &env(&[("MLC_NATS_URL", "nats://u:pw-SECRET@127.0.0.1:4222")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nats.user") && e.contains("nats.password"), "{e}");
+    }
+
+    #[test]
+    fn nats_authentication_keys() {
+        let seed = format!("SU{}", "A".repeat(56));
+        let c = Config::load_from(
+            None,
+            &env(&[("MLC_NATS_USER", "gateway"), ("MLC_NATS_PASSWORD", "pw-SECRET"), ("MLC_NATS_TOKEN", "")]),
+        )
+        .unwrap();
+        assert_eq!(c.nats.user.as_deref(), Some("gateway"));
+        assert_eq!(c.nats.password.as_ref().map(Secret::expose), Some("pw-SECRET"));
+        assert!(c.nats.token.is_none(), "an empty variable unsets the key");
+        assert!(!c.to_redacted_toml().contains("SECRET"));
+        let e = Config::load_from(None, &env(&[("MLC_NATS_USER", "gateway")])).unwrap_err();
+        assert!(e.to_string().contains("nats.password"), "{e}");
+        let e = Config::load_from(None, &env(&[("MLC_NATS_TOKEN", "t"), ("MLC_NATS_NKEY_SEED", &seed)]))
+            .unwrap_err();
+        assert!(e.to_string().contains("only one NATS authentication method"), "{e}");
+        let e = Config::load_from(None, &env(&[("MLC_NATS_NKEY_SEED", "SUshort-SECRET")])).unwrap_err();
+        assert!(e.to_string().contains("nats.nkey_seed") && !e.to_string().contains("SECRET"), "{e}");
+        Config::load_from(None, &env(&[("MLC_NATS_NKEY_SEED", &seed)])).unwrap();
+        let e = Config::load_from(None, &env(&[("MLC_NATS_TLS_CERT_FILE", "/c.pem")])).unwrap_err();
+        assert!(e.to_string().contains("nats.tls_key_file"), "{e}");
+    }
+
+    #[test]
+    fn plain_text_nats_off_this_machine_needs_tls_or_consent() {
+        let remote = ("MLC_NATS_URL", "nats://nats.nats:4222");
+        let e = Config::load_from(None, &env(&[remote])).unwrap_err().to_string();
+        assert!(e.contains("nats.url") && e.contains("nats.allow_plaintext"), "{e}");
+        Config::load_from(None, &env(&[remote, ("MLC_NATS_ALLOW_PLAINTEXT", "true")])).unwrap();
+        Config::load_from(None, &env(&[remote, ("MLC_NATS_TLS_CA_FILE", "/ca.pem")])).unwrap();
+        Config::load_from(None, &env(&[("MLC_NATS_URL", "tls://nats.nats:4222")])).unwrap();
+        for local in ["nats://127.0.0.1:4222", "nats://localhost:4222", "nats://[::1]:4222"] {
+            Config::load_from(None, &env(&[("MLC_NATS_URL", local)])).unwrap();
+        }
     }
 }

@@ -4,6 +4,9 @@
 //! Modelled on the `nats-server` helper crate of nats.rs: start in the test, kill and
 //! clean up in `Drop`, so a failing test leaves nothing behind.
 
+pub mod auth;
+
+use mlc_config::NatsConfig;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -35,19 +38,63 @@ pub struct NatsServer {
     port: u16,
     dir: tempfile::TempDir,
     child: Option<Tethered>,
+    /// The configuration file, for servers started from one ([`NatsServer::start_with`]).
+    conf: Option<PathBuf>,
+    /// How [`NatsServer::config`] connects: the URL plus any credentials.
+    client: NatsConfig,
 }
 
 impl NatsServer {
     /// Starts a server on a free port and waits until it accepts connections.
     pub fn start() -> NatsServer {
         let dir = tempfile::tempdir().expect("temp dir for nats-server");
-        let mut server = NatsServer { port: free_port(), dir, child: None };
+        let port = free_port();
+        let client = NatsConfig::at(format!("nats://127.0.0.1:{port}"));
+        let mut server = NatsServer { port, dir, child: None, conf: None, client };
+        server.start_again();
+        server
+    }
+
+    /// Starts a server from a configuration file holding `conf` (users and permissions,
+    /// an operator, `tls { }`...), on a free loopback port with JetStream (given as flags,
+    /// which win over the file). `client` says how [`NatsServer::config`] authenticates (its `url` is
+    /// replaced); `conf` may name files made with [`NatsServer::dir`].
+    pub fn start_with(conf: &str, client: NatsConfig) -> NatsServer {
+        let dir = tempfile::tempdir().expect("temp dir for nats-server");
+        Self::start_in(dir, conf, client)
+    }
+
+    /// As [`NatsServer::start_with`], in a directory the caller already filled (CA
+    /// files, creds).
+    pub fn start_in(dir: tempfile::TempDir, conf: &str, client: NatsConfig) -> NatsServer {
+        let port = free_port();
+        let path = dir.path().join("nats.conf");
+        // Address, port and JetStream come from the command line, which wins over the
+        // file: a shipped configuration can be used as it is.
+        std::fs::write(&path, conf).expect("write nats.conf");
+        let client = NatsConfig { url: format!("nats://127.0.0.1:{port}"), ..client };
+        let mut server = NatsServer { port, dir, child: None, conf: Some(path), client };
         server.start_again();
         server
     }
 
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// How to connect to this server: its URL and the credentials it was started with.
+    pub fn config(&self) -> NatsConfig {
+        self.client.clone()
+    }
+
+    /// The server's own directory (configuration, store, log).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// What the server logged so far (authentication and permission errors among it).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("nats.log")).unwrap_or_default()
     }
 
     pub fn port(&self) -> u16 {
@@ -77,9 +124,12 @@ impl NatsServer {
         let store = self.dir.path().join("store");
         let log = self.dir.path().join("nats.log");
         let bin = nats_server_bin();
-        let child = Command::new(&bin)
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
-            .arg(&store)
+        let mut cmd = Command::new(&bin);
+        if let Some(conf) = &self.conf {
+            cmd.arg("-c").arg(conf);
+        }
+        cmd.args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"]).arg(&store);
+        let child = cmd
             .arg("-l")
             .arg(&log)
             .stdin(Stdio::null())
@@ -100,7 +150,13 @@ impl NatsServer {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("nats-server did not listen on port {} within 10 s (log: {})", self.port, log.display());
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect();
+        panic!(
+            "nats-server did not listen on port {} within 10 s; its log ends:\n{}",
+            self.port,
+            tail.join("\n")
+        );
     }
 }
 
@@ -145,6 +201,11 @@ impl NatsCluster {
     /// All client URLs, comma-separated, as clients and `nats.url` take them.
     pub fn url(&self) -> String {
         self.nodes.iter().map(|n| format!("nats://127.0.0.1:{}", n.client_port)).collect::<Vec<_>>().join(",")
+    }
+
+    /// How to connect to the cluster.
+    pub fn config(&self) -> NatsConfig {
+        NatsConfig::at(self.url())
     }
 
     pub fn len(&self) -> usize {

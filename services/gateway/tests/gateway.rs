@@ -22,7 +22,7 @@ struct App {
 
 async fn start() -> App {
     let nats = NatsServer::start();
-    let client = mlc_bus::connect(&nats.url(), "gateway-test").await.unwrap();
+    let client = mlc_bus::connect(&nats.config(), "gateway-test").await.unwrap();
     let topo = Topology::new(&mlc_testkit::unique("g"), 1).unwrap();
     let js = async_nats::jetstream::new(client.clone());
     ensure_topology(&js, &topo).await.unwrap();

@@ -21,10 +21,11 @@ pub struct Ctx {
 impl Ctx {
     pub async fn connect(cfg: Config, name: &str) -> anyhow::Result<Ctx> {
         let store = Arc::new(open_store(&cfg).await?);
-        let client = mlc_bus::connect_now(&cfg.nats.url, name).await?;
+        let client = mlc_bus::connect_now(&cfg.nats, name).await?;
         let topo = topology(&cfg)?;
         let js = async_nats::jetstream::new(client.clone());
-        mlc_bus::ensure_topology(&js, &topo).await.context("creating the JetStream topology")?;
+        // The CLI is the admin: it brings the topology to the current configuration.
+        mlc_bus::apply_topology(&js, &topo).await.context("creating the JetStream topology")?;
         let publisher = Publisher::new(client.clone(), Duration::from_millis(cfg.nats.publish_timeout_ms));
         Ok(Ctx { cfg, store, js, topo, publisher })
     }

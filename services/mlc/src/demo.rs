@@ -113,7 +113,10 @@ async fn local(args: DemoArgs) -> anyhow::Result<ExitCode> {
     // NATS: the local server when one answers, else a private one.
     let mut _nats_child = None;
     let default_url = std::env::var("MLC_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
-    let nats_url = if mlc_bus::connect_now(&default_url, "mlc-demo-probe").await.is_ok() {
+    let nats_url = if mlc_bus::connect_now(&mlc_bus::NatsConfig::at(&default_url), "mlc-demo-probe")
+        .await
+        .is_ok()
+    {
         step(started, format!("using the NATS server at {default_url}"));
         default_url
     } else {
@@ -133,7 +136,7 @@ async fn local(args: DemoArgs) -> anyhow::Result<ExitCode> {
         _nats_child = Some(Child { name: "nats-server", child });
         let url = format!("nats://127.0.0.1:{port}");
         for _ in 0..100 {
-            if mlc_bus::connect_now(&url, "mlc-demo-probe").await.is_ok() {
+            if mlc_bus::connect_now(&mlc_bus::NatsConfig::at(&url), "mlc-demo-probe").await.is_ok() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -22,11 +22,11 @@ pub async fn run(cfg: Config, service: Service) -> anyhow::Result<()> {
         otlp_endpoint: cfg.telemetry.otlp_endpoint.clone(),
     })?;
     let store = Arc::new(ctx::open_store(&cfg).await?);
-    let client = mlc_bus::connect(&cfg.nats.url, &format!("mlc-{name}")).await?;
+    let client = mlc_bus::connect(&cfg.nats, &format!("mlc-{name}")).await?;
     let topo = ctx::topology(&cfg)?;
     let js = async_nats::jetstream::new(client.clone());
     mlc_bus::ensure_topology(&js, &topo).await.context("creating the JetStream topology")?;
-    tracing::info!(service = name, nats = %cfg.nats.url, prefix = %cfg.nats.stream_prefix, "starting");
+    tracing::info!(service = name, nats = %mlc_bus::redact_url(&cfg.nats.url), prefix = %cfg.nats.stream_prefix, "starting");
 
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let stop = |tx: &tokio::sync::broadcast::Sender<()>| {

@@ -33,7 +33,7 @@ struct Harness {
 impl Harness {
     async fn new(sim_cfg: sim_gusto::SimConfig) -> Harness {
         let nats = NatsServer::start();
-        let client = mlc_bus::connect(&nats.url(), "projector-test").await.unwrap();
+        let client = mlc_bus::connect(&nats.config(), "projector-test").await.unwrap();
         let topo = Topology::new(&mlc_testkit::unique("p"), 1).unwrap().with_ack_wait(Duration::from_secs(2));
         let js = async_nats::jetstream::new(client.clone());
         ensure_topology(&js, &topo).await.unwrap();

@@ -48,7 +48,7 @@ async fn the_webhook_trace_continues_through_the_writer() {
         .unwrap();
 
     let nats = NatsServer::start();
-    let client = mlc_bus::connect(&nats.url(), "trace-test").await.unwrap();
+    let client = mlc_bus::connect(&nats.config(), "trace-test").await.unwrap();
     let topo = Topology::new(&mlc_testkit::unique("t"), 1).unwrap();
     let js = async_nats::jetstream::new(client.clone());
     mlc_bus::ensure_topology(&js, &topo).await.unwrap();

@@ -38,7 +38,7 @@ struct Harness {
 
 async fn start(db: TestDb, first_connect_applied: bool) -> Harness {
     let nats = NatsServer::start();
-    let client = mlc_bus::connect(&nats.url(), "writer-test").await.unwrap();
+    let client = mlc_bus::connect(&nats.config(), "writer-test").await.unwrap();
     let topo = Topology::new(&mlc_testkit::unique("w"), 1).unwrap();
     let js = async_nats::jetstream::new(client.clone());
     mlc_bus::ensure_topology(&js, &topo).await.unwrap();
