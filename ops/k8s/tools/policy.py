@@ -91,7 +91,7 @@ def check_k8s(overlay: str, rendered: Path, config_rs: Path) -> list[str]:
                         errs.append(f"{overlay}: {svc}: secretKeyRef to unknown Secret {ref['name']}")
                     elif secret and ref["key"] not in secret_keys:
                         errs.append(f"{overlay}: {svc}: Secret key {ref['key']} not in the placeholder Secret")
-                elif "value" in e and re.search(r"SECRET|TOKEN|KEY|STORE_URL", e["name"]):
+                elif "value" in e and re.search(r"SECRET|TOKEN|KEY|STORE_URL|PASSWORD|SEED", e["name"]):
                     errs.append(f"{overlay}: {svc}: {e['name']} looks secret but is not a secretKeyRef")
             for src in c.get("envFrom", []):
                 name = src.get("configMapRef", {}).get("name")
@@ -118,6 +118,33 @@ def check_k8s(overlay: str, rendered: Path, config_rs: Path) -> list[str]:
             for ep in d["spec"].get("endpoints", []):
                 if ep.get("port") not in ports:
                     errs.append(f"{overlay}: ServiceMonitor endpoint port {ep.get('port')} on no Service")
+    # Security review 2026-12-01, findings 2 and 7: every pod under a default deny, a policy of
+    # its own, and its own NATS user.
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    def selects(pol, labels):
+        ml = pol["spec"].get("podSelector", {}).get("matchLabels", {})
+        return all(labels.get(k) == v for k, v in ml.items())
+    for svc in SERVICES:
+        dep = by.get(("Deployment", svc))
+        if not dep:
+            continue
+        labels = dep["spec"]["template"]["metadata"].get("labels", {})
+        mine = [p for p in policies if selects(p, labels)]
+        if not any(set(p["spec"].get("policyTypes", [])) == {"Ingress", "Egress"}
+                   and not p["spec"].get("ingress") and not p["spec"].get("egress") for p in mine):
+            errs.append(f"{overlay}: {svc}: no default-deny NetworkPolicy selects it")
+        if not any(p["metadata"]["name"] == svc for p in mine):
+            errs.append(f"{overlay}: {svc}: NetworkPolicy {svc} missing")
+        users = [e.get("value") for c in dep["spec"]["template"]["spec"]["containers"]
+                 for e in c.get("env", []) if e["name"] == "MLC_NATS_USER"]
+        if users != [svc]:
+            errs.append(f"{overlay}: {svc}: must log in to NATS as its own user (MLC_NATS_USER={svc})")
+    gw = by.get(("NetworkPolicy", "gateway"))
+    if gw:
+        for rule in gw["spec"].get("ingress", []):
+            for peer in rule.get("from", []):
+                if "ipBlock" in peer or not peer.get("namespaceSelector", {}).get("matchLabels"):
+                    errs.append(f"{overlay}: gateway NetworkPolicy admits more than named namespaces")
     hpa = by.get(("HorizontalPodAutoscaler", "gateway"))
     if not hpa or hpa["apiVersion"] != "autoscaling/v2" or hpa["spec"]["scaleTargetRef"]["name"] != "gateway":
         errs.append(f"{overlay}: autoscaling/v2 HPA for the gateway missing")
@@ -146,7 +173,8 @@ def check_compose(compose: Path, dockerfile: Path, config_rs: Path) -> list[str]
             for k in env:
                 if k.startswith(("MLC_", "OTEL_")) and k not in envs:
                     errs.append(f"compose: {name}: {k} is not read by crates/config")
-        if name != "seed" and "healthcheck" not in s:
+        one_shot = s.get("restart") == "no"
+        if not one_shot and "healthcheck" not in s:
             errs.append(f"compose: {name}: no healthcheck")
         if name in ("sim-gusto", "sim-visma", "seed") and s.get("profiles") != ["sandbox"]:
             errs.append(f"compose: {name}: must be in the sandbox profile only")
@@ -166,6 +194,25 @@ def check_compose(compose: Path, dockerfile: Path, config_rs: Path) -> list[str]
                 errs.append(f"compose: {name}: depends_on {d} must be service_healthy")
     if services.get("jaeger", {}).get("environment", {}).get("COLLECTOR_OTLP_ENABLED") != "true":
         errs.append("compose: jaeger: COLLECTOR_OTLP_ENABLED must be true")
+    # Security review 2026-12-01, findings 6, 7, 14: no published secret defaults, every port on
+    # loopback unless asked, NATS with users and not as root.
+    text = compose.read_text()
+    for var in re.findall(r"\$\{([A-Z0-9_]*(?:PASSWORD|SECRET|TOKENS|ENCRYPTION_KEY|STORE_URL)):?-", text):
+        errs.append(f"compose: ${{{var}}} has a default; secrets must be required (${{{var}:?...}})")
+    for name, s in services.items():
+        for port in s.get("ports", []):
+            p = str(port)
+            if not (p.startswith("127.0.0.1:") or re.match(r"^\$\{[A-Z0-9_]+:-127\.0\.0\.1:", p)):
+                errs.append(f"compose: {name}: port {p} must be bound to 127.0.0.1 (or a variable defaulting to it)")
+    nats = services.get("nats", {})
+    if str(nats.get("user", "0")).split(":")[0] in ("0", "root"):
+        errs.append("compose: nats must not run as root (user: \"1000:1000\")")
+    if "/etc/nats/auth.conf" not in nats.get("command", []):
+        errs.append("compose: nats must run with ops/nats/auth.conf (one user per service)")
+    for name in SERVICES:
+        env = services.get(name, {}).get("environment", {})
+        if not isinstance(env, dict) or env.get("MLC_NATS_USER") != name:
+            errs.append(f"compose: {name} must log in to NATS as its own user {name}")
     return errs
 
 
