@@ -46,7 +46,10 @@ async fn shipped_permissions_let_each_service_do_its_job_and_no_more() {
     }
     let log = stack.nats.log();
     assert!(log.contains("Publish Violation - User \"gateway\", Subject \"visma.commands.c1.e1\""), "{log}");
-    assert!(log.contains("Publish Violation - User \"writer\", Subject \"gusto.events.c1.Employee\""), "{log}");
+    assert!(
+        log.contains("Publish Violation - User \"writer\", Subject \"gusto.events.c1.Employee\""),
+        "{log}"
+    );
     assert_eq!(stack.stream_len(StreamKind::VismaCommands).await, commands);
     assert_eq!(stack.stream_len(StreamKind::GustoEvents).await, events);
 

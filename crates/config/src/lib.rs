@@ -991,7 +991,7 @@ mod tests {
     fn print_shows_where_each_value_came_from() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("c.toml");
-        std::fs::write(&f, "[nats]\nurl = \"nats://file:4222\"\n").unwrap();
+        std::fs::write(&f, "[nats]\nurl = \"nats://127.0.0.9:4222\"\n").unwrap();
         let (c, origins) = Config::load_with_origins(
             Some(&f),
             &env(&[("MLC_STREAM_PREFIX", "p"), ("MLC_GUSTO_CLIENT_SECRET", "cs-SECRET")]),
@@ -1001,7 +1001,7 @@ mod tests {
         assert_eq!(origins["nats.stream_prefix"], "env MLC_STREAM_PREFIX");
         assert_eq!(origins["writer.workers"], "default");
         let text = c.to_redacted_toml_with_origins(&origins);
-        assert!(text.contains("url = \"nats://file:4222\"  # file"), "{text}");
+        assert!(text.contains("url = \"nats://127.0.0.9:4222\"  # file"), "{text}");
         assert!(text.contains("stream_prefix = \"p\"  # env MLC_STREAM_PREFIX"), "{text}");
         assert!(text.contains("# store.encryption_key = <unset>"), "{text}");
         assert!(!text.contains("cs-SECRET"), "{text}");
