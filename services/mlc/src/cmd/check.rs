@@ -124,9 +124,11 @@ pub async fn check(cfg: Config, args: CheckArgs) -> anyhow::Result<ExitCode> {
         r.fail("store.encryption_key", "not set (MLC_STORE_ENCRYPTION_KEY); `mlc config gen-key` makes one");
     }
 
-    match mlc_bus::connect_now(&cfg.nats.url, "mlc-check").await {
-        Ok(_) => r.ok("NATS", cfg.nats.url.clone()),
-        Err(e) => r.fail("NATS", format!("{e} (nats.url)")),
+    match mlc_bus::connect_now(&cfg.nats, "mlc-check").await {
+        Ok(_) => r.ok("NATS", mlc_bus::redact_url(&cfg.nats.url)),
+        Err(e) => {
+            r.fail("NATS", format!("{e} (nats.url, nats.user/password, token, nkey_seed, creds_file, tls_*)"))
+        }
     }
 
     gusto_application(&cfg, store.clone(), &mut r).await;

@@ -170,7 +170,7 @@ pub async fn connect(cfg: Config, args: ConnectArgs) -> anyhow::Result<()> {
     let state = new_state();
     let authorize = gusto.tokens().oauth().authorize_url(&redirect, &state)?;
 
-    let client = mlc_bus::connect_now(&cfg.nats.url, "mlc-connect").await?;
+    let client = mlc_bus::connect_now(&cfg.nats, "mlc-connect").await?;
     let topo = ctx::topology(&cfg)?;
     let mut sub = client.subscribe(callback_subject(&topo, &state)).await?;
     client.flush().await.context("subscribing for the OAuth callback")?;
