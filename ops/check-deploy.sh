@@ -63,8 +63,9 @@ if command -v docker-compose >/dev/null 2>&1; then
   # Finding 6 of the 2026-12-01 review: without an env file, start-up stops and names a secret.
   no_env() {
     local out
+    : >"$WORK/empty.env"
     if out="$(env -u MLC_STORE_URL -u MLC_STORE_ENCRYPTION_KEY -u MLC_GUSTO_WEBHOOK_TOKENS \
-      docker-compose -f docker-compose.yml --env-file /dev/null config -q 2>&1)"; then
+      docker-compose -f docker-compose.yml --env-file "$WORK/empty.env" config -q 2>&1)"; then
       echo "docker-compose accepted the file with no secrets set"; return 1
     fi
     [[ "$out" == *"set "* ]] || { echo "$out"; return 1; }
