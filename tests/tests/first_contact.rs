@@ -168,7 +168,9 @@ async fn check_fails_for_each_missing_mapping_target_and_passes_once_it_exists()
     seed.departments.retain(|d| d.id != "HR");
     seed.branches.retain(|b| b.number != "5");
     seed.segments[0].values.retain(|v| v.value != "REK");
-    let stack = Stack::start(StackOptions { employees: 3, visma_seed: seed, subscribe: false, ..Default::default() }).await;
+    let stack =
+        Stack::start(StackOptions { employees: 3, visma_seed: seed, subscribe: false, ..Default::default() })
+            .await;
     let mapping = stack.mapping_path();
     let pre = ["check", "--mapping", mapping.to_str().unwrap(), "--visma-tenant", TENANT];
 
