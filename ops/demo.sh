@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 
 ensure_rust
 ensure_nats_server
-log "building (first time: a few minutes)"
-cargo build --release --locked -p mlc -q
+log "building (first time: several minutes; cargo shows its progress)"
+build_started=$(date +%s)
+cargo build --release --locked -p mlc
+log "built in $(( $(date +%s) - build_started )) s"
 exec ./target/release/mlc demo "$@"

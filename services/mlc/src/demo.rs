@@ -183,7 +183,7 @@ listen = "{gateway_listen}"
 base_url = "{gusto}"
 client_id = "{gid}"
 client_secret = "{gsecret}"
-redirect_uri = "http://127.0.0.1/oauth/callback"
+redirect_uri = "http://{gateway_listen}/oauth/callback"
 
 [visma]
 base_url = "{visma}"
@@ -332,6 +332,8 @@ struct Stage {
     tenant_id: String,
     mapping: PathBuf,
     webhook_url: String,
+    /// The gateway's /oauth/callback as the admin's browser reaches it.
+    callback_url: String,
     dir: PathBuf,
 }
 
@@ -362,6 +364,7 @@ impl Stage {
             tenant: tenant.to_string(),
             tenant_id,
             mapping,
+            callback_url: webhook_url.replace("/webhooks/gusto", "/oauth/callback"),
             webhook_url,
             dir,
         })
@@ -408,30 +411,79 @@ impl Stage {
         Ok(self.call(reqwest::Method::GET, url, None).await?.as_array().cloned().unwrap_or_default())
     }
 
-    /// An authorisation code, as Gusto's consent screen would redirect with it.
-    async fn authorize(&self, company: &str) -> anyhow::Result<String> {
-        let cfg = &self.ctx.cfg.gusto;
-        // The admin presses Allow on the consent page, which posts this form.
-        let form = [
-            ("client_id", cfg.client_id.as_str()),
-            ("response_type", "code"),
-            ("redirect_uri", cfg.redirect_uri.as_str()),
-            ("company_uuid", company),
-            ("decision", "allow"),
-        ];
+    /// What a Gusto admin does in the browser: open the authorize URL (the consent page),
+    /// press Allow for `company`, follow the redirect to the gateway's callback. Returns the
+    /// callback page's text.
+    async fn consent(&self, authorize_url: &str, company: &str) -> anyhow::Result<String> {
+        let page = self.http.get(authorize_url).send().await.context("GET the consent page")?;
+        if !page.status().is_success() || !page.text().await?.contains("Allow") {
+            bail!("the consent page at {authorize_url} shows no Allow button");
+        }
+        let mut form: Vec<(String, String)> = url_with(authorize_url)?.query_pairs().into_owned().collect();
+        form.push(("company_uuid".into(), company.into()));
+        form.push(("decision".into(), "allow".into()));
         let url = format!("{}/oauth/authorize", self.gusto);
-        let resp = self.http.post(url).form(&form).send().await.context("POST /oauth/authorize")?;
+        let resp = self.http.post(url).form(&form).send().await.context("POST /oauth/authorize (Allow)")?;
         let location = resp
             .headers()
             .get(reqwest::header::LOCATION)
             .and_then(|l| l.to_str().ok())
-            .with_context(|| format!("/oauth/authorize answered {} without a Location", resp.status()))?;
-        url_with(location)?
-            .query_pairs()
-            .find(|(k, _)| k == "code")
-            .map(|(_, v)| v.into_owned())
-            .context("the authorize redirect carries no code")
+            .with_context(|| format!("Allow answered {} without a Location", resp.status()))?
+            .to_string();
+        let cb = self.http.get(&location).send().await.with_context(|| format!("GET {location}"))?;
+        let ok = cb.status().is_success();
+        let html = cb.text().await?;
+        // The page's one paragraph.
+        let text = html.split("<p>").nth(1).and_then(|p| p.split("</p>").next()).unwrap_or(&html).to_string();
+        if !ok {
+            bail!("the callback page says: {text}");
+        }
+        Ok(text.replace("&amp;", "&"))
     }
+}
+
+/// The scripted operator settles the review rows the matcher could not (namesakes): HR
+/// knows which person a Visma record is, which no field in the data says. The operator
+/// approves the row when its link is the true one; else rejects it and writes the record's
+/// number into the row of the person HR named, so no second record is created for them.
+/// Returns (approved as proposed, re-pointed).
+fn resolve_with_hr(review: &Path, truth: &[scenario::Known]) -> anyhow::Result<(usize, usize)> {
+    use mlc::matching::{read_review, write_review, ReviewRow, Suggestion};
+    let shown = review.display().to_string();
+    let text = std::fs::read_to_string(review)?;
+    let mut rows: Vec<ReviewRow> = read_review(&shown, &text)?.into_iter().map(|(_, r)| r).collect();
+    let open: Vec<usize> = (0..rows.len())
+        .filter(|&i| {
+            let r = &rows[i];
+            r.approve != "yes" && !r.visma_cd.is_empty() && r.suggestion == Suggestion::Review.as_str()
+        })
+        .collect();
+    let (mut yes, mut moved) = (0, 0);
+    for i in open {
+        let cd = rows[i].visma_cd.clone();
+        let Some(owner) = truth.iter().find(|k| k.visma_cd == cd).map(|k| k.gusto_uuid.clone()) else {
+            rows[i].approve = "no".into();
+            continue;
+        };
+        if owner == rows[i].gusto_uuid {
+            rows[i].approve = "yes".into();
+            yes += 1;
+            continue;
+        }
+        rows[i].approve = "no".into();
+        if let Some(j) = rows.iter().position(|r| r.gusto_uuid == owner && r.approve != "yes") {
+            let (name, email) = (rows[i].visma_name.clone(), rows[i].visma_email.clone());
+            let r = &mut rows[j];
+            r.visma_cd = cd;
+            r.visma_name = name;
+            r.visma_email = email;
+            r.approve = "yes".into();
+            r.reason = "operator: HR confirmed this is the person of the Visma record".into();
+            moved += 1;
+        }
+    }
+    write_review(review, &rows)?;
+    Ok((yes, moved))
 }
 
 fn url_with(s: &str) -> anyhow::Result<reqwest::Url> {
@@ -492,21 +544,55 @@ async fn story(stage: &Stage, args: &DemoArgs, started: Instant) -> anyhow::Resu
         ),
     );
 
-    // Connect the company: the OAuth code a Gusto admin's consent gives; no review skipped.
-    let code = stage.authorize(&company).await?;
-    ops::company(
+    // The preflight, before anything is connected: the mapping's targets against Visma.
+    let preflight = crate::cmd::check::collect(
+        &ctx.cfg,
+        &crate::cmd::check::CheckArgs {
+            company: None,
+            mapping: Some(stage.mapping.clone()),
+            visma_tenant: Some(stage.tenant.clone()),
+            json: true,
+        },
+    )
+    .await?;
+    step(
+        started,
+        format!(
+            "mlc check --mapping {MAPPING_FILE} --visma-tenant {}: {}",
+            stage.tenant,
+            preflight.summary()
+        ),
+    );
+    for l in preflight.lines.iter().filter(|l| l.status != crate::cmd::check::Status::Ok) {
+        let tag = if l.status == crate::cmd::check::Status::Fail { "FAIL" } else { "warn" };
+        println!("         [{tag}] {}", l.check);
+    }
+    if preflight.failed() {
+        bail!("the preflight failed; see `mlc check`");
+    }
+
+    // Connect the company through Gusto's consent page and the gateway's callback.
+    let pending = crate::cmd::connect::begin(
         ctx.cfg.clone(),
-        ops::CompanyCommand::Add {
-            company: company.clone(),
+        crate::cmd::connect::ConnectArgs {
             name: FIRM.into(),
-            code,
-            redirect_uri: None,
             visma_tenant: stage.tenant.clone(),
             mapping: stage.mapping.clone(),
+            redirect_uri: Some(stage.callback_url.clone()),
+            timeout_secs: 60,
             skip_review: false,
         },
     )
     .await?;
+    let authorize_url = pending.authorize_url.clone();
+    step(started, format!("mlc company connect: open {authorize_url}"));
+    let waiting = tokio::spawn(pending.wait());
+    let page = stage.consent(&authorize_url, &company).await?;
+    let connected = waiting.await.context("the connect task")??;
+    step(started, format!("Gusto admin pressed Allow; the gateway's callback page says \"{page}\""));
+    if !connected.contains(&company) {
+        bail!("connected the wrong company: {connected}");
+    }
     let sub =
         ops::subscribe_with(&ctx.store, ctx.gusto().await?.as_ref(), Some(&stage.webhook_url), None, 30)
             .await?;
@@ -530,14 +616,39 @@ async fn story(stage: &Stage, args: &DemoArgs, started: Instant) -> anyhow::Resu
         started,
         format!(
             "operator: approved the {approved} two-criteria links, confirmed {confirmed} of the {} review rows \
-             after a closer look (no rival), left the rest unapproved",
+             after a closer look (no rival)",
             c[1].1
         ),
     );
+    let (as_proposed, repointed) = resolve_with_hr(&review, &story.truth)?;
+    if as_proposed + repointed > 0 {
+        step(
+            started,
+            format!(
+                "operator: asked HR about the namesakes the data cannot tell apart: {as_proposed} link(s) \
+                 approved as proposed, {repointed} moved to the other person of the same name (no duplicate)"
+            ),
+        );
+    }
     let applied = first_connect::apply(ctx, &review).await?;
     println!();
     first_connect::print_applied(&applied);
     println!();
+
+    // What the first sync will do to one linked person, before anything is written.
+    let preview = reconcile::compare_with(ctx, &company, None, None).await?;
+    if let Some(r) = preview.rows.iter().find(|r| r.state == "drift") {
+        step(
+            started,
+            format!(
+                "mlc mapping preview --company {company} --employee {}: {} (Visma {}) would be updated:",
+                r.employee_uuid, r.name, r.employee_cd
+            ),
+        );
+        for (field, from, to) in &r.changes {
+            println!("         - {field}: {from}\n         + {field}: {to}");
+        }
+    }
 
     // The initial sync: links update the people Visma has, the rest are created.
     let queued = ops::backfill(ctx, &company, false).await?;
@@ -552,7 +663,14 @@ async fn story(stage: &Stage, args: &DemoArgs, started: Instant) -> anyhow::Resu
     let report = converge(stage, &company, started, args.timeout_secs, "day of changes").await?;
 
     let records = stage.visma_records().await?;
-    print_visma_summary(&records);
+    let branches: BTreeMap<String, String> = ctx
+        .visma(&stage.tenant)?
+        .list_branches()
+        .await?
+        .into_iter()
+        .filter_map(|b| Some((b.number?, b.name.unwrap_or_default())))
+        .collect();
+    print_visma_summary(&records, &branches);
     let changed: Vec<&String> = strangers_before
         .iter()
         .filter(|(cd, was)| {
@@ -572,7 +690,17 @@ async fn story(stage: &Stage, args: &DemoArgs, started: Instant) -> anyhow::Resu
     println!();
     // Ends with the line `in sync: N/M`, computed from both simulators' data.
     reconcile::print_report(&report, !args.full_table);
-    Ok(report.in_sync() && changed.is_empty())
+    // Every Visma record no Gusto employee maps to must be one of the strangers; anything
+    // else is a person Visma now holds twice.
+    let extra: Vec<&String> = report
+        .visma_only
+        .iter()
+        .filter(|v| !story.strangers.iter().any(|s| v.starts_with(s.as_str())))
+        .collect();
+    if !extra.is_empty() {
+        step(started, format!("possible duplicates in Visma (records no Gusto employee maps to): {extra:?}"));
+    }
+    Ok(report.in_sync() && changed.is_empty() && extra.is_empty())
 }
 
 /// Waits until the pipeline is idle, then compares both systems; repeats until they
@@ -664,10 +792,13 @@ async fn play_day(stage: &Stage, firm: &sim_gusto::CompanyInfo) -> anyhow::Resul
     Ok(log)
 }
 
-fn print_visma_summary(records: &[Value]) {
+fn print_visma_summary(records: &[Value], branch_names: &BTreeMap<String, String>) {
     let mut by_branch: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     for e in records {
-        let entry = by_branch.entry(e["branch"].as_str().unwrap_or("-").to_string()).or_default();
+        let number = e["branch"].as_str().unwrap_or("-");
+        let office =
+            branch_names.get(number).filter(|n| !n.is_empty()).cloned().unwrap_or_else(|| number.into());
+        let entry = by_branch.entry(office).or_default();
         if e["status"].as_str() == Some("Active") {
             entry.0 += 1;
         } else {
@@ -675,5 +806,5 @@ fn print_visma_summary(records: &[Value]) {
         }
     }
     let line = by_branch.iter().map(|(b, (a, i))| format!("{b}: {a}+{i}")).collect::<Vec<_>>().join(", ");
-    println!("         Visma employees by branch (active+inactive): {line}");
+    println!("         Visma employees by office (active+inactive): {line}");
 }

@@ -82,12 +82,30 @@ impl Report {
     fn warn(&mut self, check: impl Into<String>, detail: impl Into<String>) {
         self.push(Status::Warn, check, detail)
     }
-    fn failed(&self) -> bool {
+    pub fn failed(&self) -> bool {
         self.lines.iter().any(|l| l.status == Status::Fail)
+    }
+    /// "N checks: F failed, W warnings".
+    pub fn summary(&self) -> String {
+        let fails = self.lines.iter().filter(|l| l.status == Status::Fail).count();
+        let warns = self.lines.iter().filter(|l| l.status == Status::Warn).count();
+        format!("{} checks: {fails} failed, {warns} warnings", self.lines.len())
     }
 }
 
 pub async fn check(cfg: Config, args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let r = collect(&cfg, &args).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&r.lines)?);
+    } else {
+        println!("{}", r.summary());
+    }
+    Ok(if r.failed() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// Runs every check; prints each line as it is decided unless `args.json`.
+pub async fn collect(cfg: &Config, args: &CheckArgs) -> anyhow::Result<Report> {
+    let cfg = cfg.clone();
     let mut r = Report { json: args.json, ..Default::default() };
 
     // Which company, and so which tenant and mapping; an unknown company is an error.
@@ -210,14 +228,7 @@ pub async fn check(cfg: Config, args: CheckArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&r.lines)?);
-    } else {
-        let fails = r.lines.iter().filter(|l| l.status == Status::Fail).count();
-        let warns = r.lines.iter().filter(|l| l.status == Status::Warn).count();
-        println!("{} checks: {fails} failed, {warns} warnings", r.lines.len());
-    }
-    Ok(if r.failed() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(r)
 }
 
 /// The application's client id and secret, proven by a system-token call; and the

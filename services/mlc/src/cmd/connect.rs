@@ -162,46 +162,73 @@ fn new_state() -> String {
     format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
 }
 
-/// `mlc company connect`.
-pub async fn connect(cfg: Config, args: ConnectArgs) -> anyhow::Result<()> {
+/// A connect waiting for the admin's consent: the authorize URL is ready to open.
+pub struct Pending {
+    cfg: Config,
+    ready: Ready,
+    args: ConnectArgs,
+    redirect: String,
+    client: async_nats::Client,
+    sub: async_nats::Subscriber,
+    pub authorize_url: String,
+}
+
+/// Checks every precondition, creates the state and listens for its callback.
+pub async fn begin(cfg: Config, args: ConnectArgs) -> anyhow::Result<Pending> {
     let ready = preconditions(&cfg, &args.visma_tenant, &args.mapping).await?;
     let redirect = args.redirect_uri.clone().unwrap_or_else(|| cfg.gusto.redirect_uri.clone());
     let gusto = ctx::gusto_client(&cfg, ready.store.clone())?;
     let state = new_state();
-    let authorize = gusto.tokens().oauth().authorize_url(&redirect, &state)?;
-
+    let authorize_url = gusto.tokens().oauth().authorize_url(&redirect, &state)?.to_string();
     let client = mlc_bus::connect_now(&cfg.nats, "mlc-connect").await?;
     let topo = ctx::topology(&cfg)?;
-    let mut sub = client.subscribe(callback_subject(&topo, &state)).await?;
+    let sub = client.subscribe(callback_subject(&topo, &state)).await?;
     client.flush().await.context("subscribing for the OAuth callback")?;
+    Ok(Pending { cfg, ready, args, redirect, client, sub, authorize_url })
+}
 
-    println!("Open this URL as the company's Gusto admin and press Allow:");
-    println!("{authorize}");
-    eprintln!(
-        "waiting up to {} s for Gusto to redirect to {redirect} (the gateway must serve it) ...",
-        args.timeout_secs
-    );
-    let msg = match tokio::time::timeout(Duration::from_secs(args.timeout_secs), sub.next()).await {
-        Ok(Some(m)) => m,
-        Ok(None) => bail!("the NATS subscription ended before the callback arrived"),
-        Err(_) => {
-            bail!("no callback within {} s; the link is now void, run connect again", args.timeout_secs)
+impl Pending {
+    /// Takes the first callback (single use), finishes the connect and answers the page.
+    /// Returns "connected: NAME (uuid)".
+    pub async fn wait(mut self) -> anyhow::Result<String> {
+        let secs = self.args.timeout_secs;
+        let msg = match tokio::time::timeout(Duration::from_secs(secs), self.sub.next()).await {
+            Ok(Some(m)) => m,
+            Ok(None) => bail!("the NATS subscription ended before the callback arrived"),
+            Err(_) => bail!("no callback within {secs} s; the link is now void, run connect again"),
+        };
+        // Single use: nobody else can answer for this state from here on.
+        let _ = self.sub.unsubscribe().await;
+        let outcome = finish(&self.cfg, &self.ready, &self.args, &self.redirect, &msg.payload).await;
+        let reply = match &outcome {
+            Ok(msg) => CallbackReply { ok: true, message: msg.clone() },
+            Err(e) => CallbackReply { ok: false, message: mlc_telemetry::redact(&format!("{e:#}")) },
+        };
+        if let Some(to) = msg.reply {
+            self.client.publish(to, serde_json::to_vec(&reply)?.into()).await?;
+            self.client.flush().await?;
         }
-    };
-    // Single use: nobody else can answer for this state from here on.
-    let _ = sub.unsubscribe().await;
-
-    let outcome = finish(&cfg, &ready, &args, &redirect, &msg.payload).await;
-    let reply = match &outcome {
-        Ok(msg) => CallbackReply { ok: true, message: msg.clone() },
-        Err(e) => CallbackReply { ok: false, message: mlc_telemetry::redact(&format!("{e:#}")) },
-    };
-    if let Some(to) = msg.reply {
-        client.publish(to, serde_json::to_vec(&reply)?.into()).await?;
-        client.flush().await?;
+        outcome
     }
-    let message = outcome?;
-    println!("{message} (mapping revision {})", ready.revision);
+
+    pub fn revision(&self) -> &str {
+        &self.ready.revision
+    }
+}
+
+/// `mlc company connect`.
+pub async fn connect(cfg: Config, args: ConnectArgs) -> anyhow::Result<()> {
+    let timeout = args.timeout_secs;
+    let pending = begin(cfg, args).await?;
+    println!("Open this URL as the company's Gusto admin and press Allow:");
+    println!("{}", pending.authorize_url);
+    eprintln!(
+        "waiting up to {timeout} s for Gusto to redirect to {} (the gateway must serve it) ...",
+        pending.redirect
+    );
+    let revision = pending.revision().to_string();
+    let message = pending.wait().await?;
+    println!("{message} (mapping revision {revision})");
     Ok(())
 }
 

@@ -43,13 +43,14 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
                 let c = handle.sim().seed_named_company("Acme AS", args.employees);
                 println!("company Acme AS ({}) with {} employees", c.company_uuid, args.employees);
             }
+            let (url, id, secret) = (handle.base_url(), cfg.client_id, cfg.client_secret);
             println!(
-                "\n# paste into mlc.toml:\n[gusto]\nbase_url = \"{}\"\nclient_id = \"{}\"\nclient_secret = \"{}\"\n\
+                "\n# in mlc.toml, in place of its [gusto] section:\n[gusto]\nbase_url = \"{url}\"\n\
+                 client_id = \"{id}\"\nclient_secret = \"{secret}\"\n\
                  # the gateway's callback (gateway.listen); the simulator accepts any redirect URI\n\
-                 redirect_uri = \"http://127.0.0.1:8080/oauth/callback\"\n",
-                handle.base_url(),
-                cfg.client_id,
-                cfg.client_secret
+                 redirect_uri = \"http://127.0.0.1:8080/oauth/callback\"\n\
+                 \n# or in the shell that runs mlc:\nexport MLC_GUSTO_BASE_URL={url} MLC_GUSTO_CLIENT_ID={id} \
+                 MLC_GUSTO_CLIENT_SECRET={secret}\n"
             );
             shutdown_signal().await;
             handle.shutdown().await;
@@ -67,14 +68,16 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
                     "tenant seeded with the example mapping's departments, branches, classes and segments"
                 );
             }
+            let (url, token) = (handle.base_url(), handle.token_url());
+            let (id, secret, tenant) =
+                (sim_visma::DEFAULT_CLIENT_ID, sim_visma::DEFAULT_CLIENT_SECRET, sim_visma::DEFAULT_TENANT);
             println!(
-                "\n# paste into mlc.toml:\n[visma]\nbase_url = \"{}\"\ntoken_url = \"{}\"\n\n[visma.tenants.nordic]\n\
-                 client_id = \"{}\"\nclient_secret = \"{}\"\ntenant_id = \"{}\"\n",
-                handle.base_url(),
-                handle.token_url(),
-                sim_visma::DEFAULT_CLIENT_ID,
-                sim_visma::DEFAULT_CLIENT_SECRET,
-                sim_visma::DEFAULT_TENANT
+                "\n# in mlc.toml, in place of its [visma] section:\n[visma]\nbase_url = \"{url}\"\n\
+                 token_url = \"{token}\"\n\n[visma.tenants.nordic]\nclient_id = \"{id}\"\n\
+                 client_secret = \"{secret}\"\ntenant_id = \"{tenant}\"\n\
+                 \n# or in the shell that runs mlc:\nexport MLC_VISMA_BASE_URL={url} MLC_VISMA_TOKEN_URL={token} \
+                 MLC_VISMA_TENANTS__NORDIC__CLIENT_ID={id} MLC_VISMA_TENANTS__NORDIC__CLIENT_SECRET={secret} \
+                 MLC_VISMA_TENANTS__NORDIC__TENANT_ID={tenant}\n"
             );
             shutdown_signal().await;
         }
