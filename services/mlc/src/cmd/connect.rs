@@ -67,7 +67,20 @@ pub async fn preconditions(cfg: &Config, visma_tenant: &str, mapping: &Path) -> 
         bail!("config key `gusto.client_secret` (env MLC_GUSTO_CLIENT_SECRET) is not set");
     }
     let store = Arc::new(ctx::open_store(cfg).await?);
-    store.companies().await.context("reading the store (store.url)")?;
+    let companies = store.companies().await.context("reading the store (store.url)")?;
+    // Two companies on one Visma tenant share its employee numbers and records.
+    let sharing: Vec<String> = companies
+        .iter()
+        .filter(|c| c.visma_tenant == visma_tenant)
+        .map(|c| format!("{} ({})", c.name, c.company_uuid))
+        .collect();
+    if !sharing.is_empty() {
+        eprintln!(
+            "note: Visma tenant {visma_tenant:?} is already linked to {}: fine when re-authorising that \
+             company; two different companies on one Visma tenant share its employee records",
+            sharing.join(", ")
+        );
+    }
     if !cfg.visma.tenants.contains_key(visma_tenant) {
         let known: Vec<&str> = cfg.visma.tenants.keys().map(String::as_str).collect();
         bail!(
