@@ -4,10 +4,12 @@
 //!   `telemetry.log_filter`, and passed through [`redact`] on the way out so a token that
 //!   slips into a message is masked.
 //! - Traces: OTLP/HTTP export when an endpoint is configured, W3C trace context as the
-//!   global propagator (the bus carries it in NATS headers).
+//!   global propagator (the bus carries it in NATS headers); spans pass through the same
+//!   [`redact`] on the way out (`span_redaction`).
 //! - Metrics: a Prometheus registry per process, encoded by [`encode_metrics`].
 
 mod redact;
+mod span_redaction;
 
 pub use redact::redact;
 
@@ -94,7 +96,7 @@ pub fn init(settings: &TelemetrySettings) -> Result<TelemetryGuard, TelemetryErr
                 .build()
                 .map_err(|e| TelemetryError::Otlp(e.to_string()))?;
             let provider = SdkTracerProvider::builder()
-                .with_batch_exporter(exporter)
+                .with_batch_exporter(span_redaction::Redacting(exporter))
                 .with_resource(
                     opentelemetry_sdk::Resource::builder()
                         .with_service_name(settings.service_name.clone())
