@@ -17,8 +17,16 @@ pub const DEFAULTS_TOML: &str = include_str!("../defaults.toml");
 pub type Origins = BTreeMap<String, String>;
 
 /// `MLC_*` variables that are not configuration: the CLI's own and the test and ops tools'.
-const TOOL_ENV: &[&str] =
-    &["MLC_CONFIG", "MLC_BIN", "MLC_FULL", "MLC_IMAGE", "MLC_NATS_SERVER_BIN", "MLC_APT_UPDATED"];
+/// (MLC_GATEWAY_PUBLISH is docker-compose's host port of the gateway.)
+const TOOL_ENV: &[&str] = &[
+    "MLC_CONFIG",
+    "MLC_BIN",
+    "MLC_FULL",
+    "MLC_IMAGE",
+    "MLC_NATS_SERVER_BIN",
+    "MLC_APT_UPDATED",
+    "MLC_GATEWAY_PUBLISH",
+];
 const TOOL_ENV_PREFIXES: &[&str] = &["MLC_TEST", "MLC_FAULT_"];
 /// `MLC_VISMA_TENANTS__NAME__FIELD` sets `visma.tenants.name.field`.
 const TENANT_ENV_PREFIX: &str = "MLC_VISMA_TENANTS__";

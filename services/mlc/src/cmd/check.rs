@@ -150,6 +150,7 @@ pub async fn collect(cfg: &Config, args: &CheckArgs) -> anyhow::Result<Report> {
     }
 
     gusto_application(&cfg, store.clone(), &mut r).await;
+    // (Issue 15's Gusto API version line, confirmed / deprecated / refused, belongs here.)
     endpoints(&cfg, &mut r).await;
 
     // The Visma tenants: the company's, the one named, or all configured.
