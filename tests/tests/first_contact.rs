@@ -336,3 +336,27 @@ async fn a_mapping_parked_employee_is_applied_by_dlq_retry_after_the_mapping_fix
     assert!(stack.mlc_ok(&["dlq", "list"]).await.contains("0 dead letter(s)"));
     assert!(stack.mlc_ok(&["reconcile", "--company", &company, "--quiet"]).await.contains("in sync: 12/12"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_connects_through_the_consent_page_and_ends_in_sync() {
+    let nats = mlc_testkit::NatsServer::start();
+    let out = tokio::process::Command::new(mlc_bin())
+        .args(["demo", "--employees", "40", "--timeout-secs", "120"])
+        .env("MLC_NATS_URL", nats.url())
+        .env_remove("MLC_CONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("run mlc demo");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("checks: 0 failed"), "{text}");
+    assert!(
+        text.contains("the gateway's callback page says \"connected: Fjord & Fjell Consulting AS ("),
+        "{text}"
+    );
+    assert!(text.contains("mlc mapping preview --company"), "{text}");
+    assert!(text.contains("Visma employees by office (active+inactive): Copenhagen:"), "{text}");
+    assert!(!text.contains("possible duplicates"), "{text}");
+    assert!(text.contains("in sync: 40/40"), "{text}");
+}
