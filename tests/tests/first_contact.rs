@@ -220,6 +220,28 @@ async fn check_fails_for_each_missing_mapping_target_and_passes_once_it_exists()
     assert!(lines.iter().any(|l| l["check"].as_str().unwrap().starts_with("Gusto grant of")), "{json}");
     assert!(lines.iter().all(|l| l["status"] != "fail"), "{json}");
 
+    // A Visma client without the write scopes fails its tenant line, naming the keys.
+    stack.visma.add_client(sim_visma::ClientConfig {
+        client_id: "read-only".into(),
+        client_secret: "ro-secret".into(),
+        allowed_scopes: vec!["vismanet_erp_service_api:read".into()],
+    });
+    let cfg = std::fs::read_to_string(&stack.config).unwrap()
+        + &format!(
+            "[visma.tenants.readonly]\nclient_id = \"read-only\"\nclient_secret = \"ro-secret\"\ntenant_id = \"{}\"\n",
+            sim_visma::DEFAULT_TENANT
+        );
+    let ro_cfg = stack.dir.path().join("readonly.toml");
+    std::fs::write(&ro_cfg, cfg).unwrap();
+    let out = mlc_e2e::run_mlc(&ro_cfg, &["check", "--visma-tenant", "readonly"]).await;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("[FAIL] Visma tenant readonly")
+            && l.contains("visma.tenants.readonly.client_id")),
+        "{text}"
+    );
+
     // An unknown company is an error.
     let out = stack.mlc(&["check", "--company", "no-such-company"]).await;
     assert_ne!(out.status.code(), Some(0));

@@ -177,7 +177,11 @@ pub async fn collect(cfg: &Config, args: &CheckArgs) -> anyhow::Result<Report> {
                     .unwrap_or_default();
                 r.ok(
                     format!("Visma tenant {t}"),
-                    format!("token and read access ({} departments){budget}", deps.len()),
+                    format!(
+                        "token granted for the scopes the writer needs ({}) and read access ({} departments){budget}",
+                        v.config().scopes.join(" "),
+                        deps.len()
+                    ),
                 );
                 reachable.insert(t.clone(), v.clone());
             }
