@@ -9,6 +9,10 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// `mlc company connect` as a child: returns it and the authorize URL it printed.
 async fn start_connect(stack: &Stack, name: &str) -> (tokio::process::Child, String) {
+    start_connect_for(stack, name, 60).await
+}
+
+async fn start_connect_for(stack: &Stack, name: &str, timeout_secs: u64) -> (tokio::process::Child, String) {
     let redirect = format!("http://{}/oauth/callback", stack.gateway);
     let mut child = tokio::process::Command::new(mlc_bin())
         .arg("--config")
@@ -16,7 +20,7 @@ async fn start_connect(stack: &Stack, name: &str) -> (tokio::process::Child, Str
         .args(["company", "connect", "--name", name, "--visma-tenant", TENANT, "--skip-review"])
         .arg("--mapping")
         .arg(stack.mapping_path())
-        .args(["--redirect-uri", &redirect, "--timeout-secs", "60"])
+        .args(["--redirect-uri", &redirect, "--timeout-secs", &timeout_secs.to_string()])
         .env_remove("MLC_CONFIG")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -381,4 +385,20 @@ async fn the_demo_connects_through_the_consent_page_and_ends_in_sync() {
     assert!(text.contains("Visma employees by office (active+inactive): Copenhagen:"), "{text}");
     assert!(!text.contains("possible duplicates"), "{text}");
     assert!(text.contains("in sync: 40/40"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_state_is_refused_and_its_code_never_exchanged() {
+    let stack = Stack::start(StackOptions { employees: 2, subscribe: false, ..Default::default() }).await;
+    let acme = stack.gusto.sim().seed_named_company("Acme AS", 2);
+    let (mut child, url) = start_connect_for(&stack, "Acme AS", 1).await;
+    let callback = approve(&stack, &url, &acme.company_uuid).await;
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await.unwrap().unwrap();
+    assert!(!status.success(), "the connect gives up after its timeout");
+    let outstanding = stack.gusto.sim().outstanding_codes();
+    let r = reqwest::get(&callback).await.unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(r.text().await.unwrap().contains("expired"));
+    assert_eq!(stack.gusto.sim().outstanding_codes(), outstanding, "the code was not exchanged");
+    assert!(!stack.mlc_ok(&["company", "list", "--json"]).await.contains(&acme.company_uuid));
 }
