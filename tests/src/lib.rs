@@ -145,12 +145,26 @@ impl NatsUsers {
         let mut c = mlc_bus::NatsConfig::at(url);
         c.user = Some(user.to_string());
         c.password = Some(mlc_config::Secret::new(self.password(user)));
+        c.inbox_prefix = self.inbox_prefix(user);
         c
     }
 
+    /// Each service user may subscribe only its own inboxes (`_INBOX.<user>.>`).
+    pub fn inbox_prefix(&self, user: &str) -> String {
+        if user == "admin" {
+            "_INBOX".to_string()
+        } else {
+            format!("_INBOX.{user}")
+        }
+    }
+
     /// The environment that makes a process `user`.
-    pub fn env(&self, user: &str) -> [(&'static str, String); 2] {
-        [("MLC_NATS_USER", user.to_string()), ("MLC_NATS_PASSWORD", self.password(user).to_string())]
+    pub fn env(&self, user: &str) -> [(&'static str, String); 3] {
+        [
+            ("MLC_NATS_USER", user.to_string()),
+            ("MLC_NATS_PASSWORD", self.password(user).to_string()),
+            ("MLC_NATS_INBOX_PREFIX", self.inbox_prefix(user)),
+        ]
     }
 }
 

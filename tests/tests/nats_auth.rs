@@ -44,7 +44,14 @@ async fn shipped_permissions_let_each_service_do_its_job_and_no_more() {
         .await;
         assert!(!matches!(acked, Ok(Ok(_))), "{user} could publish to {subject}");
     }
+    // Nor can one service read the replies meant for another (its inbox prefix is its own).
+    let gateway =
+        mlc_bus::connect_now(&users.config("gateway", &stack.nats.url()), "intruder").await.unwrap();
+    let _sub = gateway.subscribe("_INBOX.writer.>").await.unwrap();
+    gateway.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let log = stack.nats.log();
+    assert!(log.contains("Subscription Violation - User \"gateway\", Subject \"_INBOX.writer.>\""), "{log}");
     assert!(log.contains("Publish Violation - User \"gateway\", Subject \"visma.commands.c1.e1\""), "{log}");
     assert!(
         log.contains("Publish Violation - User \"writer\", Subject \"gusto.events.c1.Employee\""),

@@ -23,6 +23,7 @@ pub async fn connect_options(
     let mut opts = ConnectOptions::new()
         .name(name)
         .connection_timeout(Duration::from_secs(3))
+        .custom_inbox_prefix(&cfg.inbox_prefix)
         .event_callback(move |event| log_event(user.clone(), event));
     if let (Some(user), Some(password)) = (&cfg.user, &cfg.password) {
         opts = opts.user_and_password(user.clone(), password.expose().to_string());

@@ -74,6 +74,10 @@ pub struct NatsConfig {
     pub tls_key_file: Option<PathBuf>,
     /// Insist on TLS even without a CA file (the system roots then verify the server).
     pub tls_required: bool,
+    /// Subject prefix of this process's reply inboxes. Give each service user its own
+    /// (`_INBOX.gateway`) and allow it only that to subscribe, so no service can read
+    /// replies (publish acks, pulled messages) meant for another.
+    pub inbox_prefix: String,
     /// Allow plain-text NATS to a server that is not on this machine. Only for a private
     /// network (e.g. the compose network): credentials and messages cross it in clear.
     pub allow_plaintext: bool,
@@ -188,6 +192,7 @@ impl Default for NatsConfig {
             tls_cert_file: None,
             tls_key_file: None,
             tls_required: false,
+            inbox_prefix: "_INBOX".into(),
             allow_plaintext: false,
             stream_prefix: String::new(),
             replicas: 1,
@@ -307,6 +312,7 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("MLC_NATS_TLS_CERT_FILE", "nats.tls_cert_file", Kind::OptStr),
     ("MLC_NATS_TLS_KEY_FILE", "nats.tls_key_file", Kind::OptStr),
     ("MLC_NATS_TLS_REQUIRED", "nats.tls_required", Kind::Bool),
+    ("MLC_NATS_INBOX_PREFIX", "nats.inbox_prefix", Kind::Str),
     ("MLC_NATS_ALLOW_PLAINTEXT", "nats.allow_plaintext", Kind::Bool),
     ("MLC_STREAM_PREFIX", "nats.stream_prefix", Kind::Str),
     ("MLC_NATS_REPLICAS", "nats.replicas", Kind::Int),
@@ -746,6 +752,18 @@ impl NatsConfig {
             let missing =
                 if self.tls_cert_file.is_some() { "nats.tls_key_file" } else { "nats.tls_cert_file" };
             return Err(ConfigError::invalid(missing, "the client certificate and its key go together"));
+        }
+        let p = &self.inbox_prefix;
+        if p.is_empty()
+            || p.starts_with('.')
+            || p.ends_with('.')
+            || p.contains("..")
+            || !p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        {
+            return Err(ConfigError::invalid(
+                "nats.inbox_prefix",
+                "must be subject tokens of letters, digits, '_' and '-', joined by '.' (e.g. _INBOX.gateway)",
+            ));
         }
         if self.allow_plaintext && self.tls() {
             return Err(ConfigError::invalid("nats.allow_plaintext", "contradicts the TLS settings"));
