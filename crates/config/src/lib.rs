@@ -547,7 +547,11 @@ impl Config {
     /// The effective configuration as TOML, secrets redacted, each value followed by where
     /// it came from (`# default`, `# file`, `# env NAME`); unset optional keys as comments.
     pub fn to_redacted_toml_with_origins(&self, origins: &Origins) -> String {
-        let value = toml::Value::try_from(self).unwrap_or(toml::Value::Table(toml::Table::new()));
+        let mut value = toml::Value::try_from(self).unwrap_or(toml::Value::Table(toml::Table::new()));
+        // A SQLite path holds no secret; a PostgreSQL URL may hold a password.
+        if self.store.url.expose().starts_with("sqlite:") {
+            set_path(&mut value, "store.url", toml::Value::String(self.store.url.expose().to_string()));
+        }
         let mut out = String::new();
         let toml::Value::Table(root) = value else { return out };
         for (section, body) in &root {
@@ -1030,6 +1034,10 @@ mod tests {
         assert!(text.contains("url = \"nats://127.0.0.9:4222\"  # file"), "{text}");
         assert!(text.contains("stream_prefix = \"p\"  # env MLC_STREAM_PREFIX"), "{text}");
         assert!(text.contains("# store.encryption_key = <unset>"), "{text}");
+        assert!(
+            text.contains("url = \"sqlite://.mlc/mlc.db\"  # default"),
+            "a SQLite path is no secret: {text}"
+        );
         assert!(!text.contains("cs-SECRET"), "{text}");
     }
 
