@@ -402,3 +402,20 @@ async fn an_expired_state_is_refused_and_its_code_never_exchanged() {
     assert_eq!(stack.gusto.sim().outstanding_codes(), outstanding, "the code was not exchanged");
     assert!(!stack.mlc_ok(&["company", "list", "--json"]).await.contains(&acme.company_uuid));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_callback_works_under_the_shipped_nats_permissions() {
+    // The gateway's NATS user may only request `oauth.callback.*`; the CLI is the admin.
+    let stack =
+        Stack::start(StackOptions { employees: 2, subscribe: false, nats_users: true, ..Default::default() })
+            .await;
+    let acme = stack.gusto.sim().seed_named_company("Acme AS", 2);
+    let (mut child, url) = start_connect(&stack, "Acme AS").await;
+    let callback = approve(&stack, &url, &acme.company_uuid).await;
+    let r = reqwest::get(&callback).await.expect("callback");
+    let status = r.status().as_u16();
+    let body = r.text().await.unwrap();
+    assert_eq!(status, 200, "{body}{}", stack.logs());
+    assert!(body.contains(&format!("connected: Acme AS ({})", acme.company_uuid)), "{body}");
+    assert!(tokio::time::timeout(Duration::from_secs(30), child.wait()).await.unwrap().unwrap().success());
+}
