@@ -246,6 +246,20 @@ async fn check_fails_for_each_missing_mapping_target_and_passes_once_it_exists()
         "{text}"
     );
 
+    // A wrong Gusto client secret fails the application line at once (no grant needed).
+    let wrong =
+        std::fs::read_to_string(&stack.config).unwrap().replace("sim-client-secret", "not-the-secret");
+    let wrong_cfg = stack.dir.path().join("wrong-secret.toml");
+    std::fs::write(&wrong_cfg, wrong).unwrap();
+    let out = mlc_e2e::run_mlc(&wrong_cfg, &["check"]).await;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("[FAIL] Gusto application") && l.contains("gusto.client_secret")),
+        "{text}"
+    );
+    assert!(!text.contains("not-the-secret"), "{text}");
+
     // An unknown company is an error.
     let out = stack.mlc(&["check", "--company", "no-such-company"]).await;
     assert_ne!(out.status.code(), Some(0));
