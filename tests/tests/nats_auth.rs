@@ -103,3 +103,77 @@ fn the_shipped_file_refuses_to_start_without_its_passwords() {
         .unwrap();
     assert!(!out.status.success(), "nats-server accepted auth.conf without passwords");
 }
+
+/// Runs `mlc run writer` against `nats` with the login in `env`, and waits until its
+/// `/readyz` says it is connected and consuming. Returns its log on failure.
+async fn writer_becomes_ready(nats: &mlc_testkit::NatsServer, env: &[(&str, String)]) -> Result<(), String> {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = format!("127.0.0.1:{}", mlc_testkit::free_port());
+    let config = dir.path().join("mlc.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[nats]\nurl = \"{}\"\n[store]\nurl = \"sqlite://{}\"\n[writer]\nmetrics_listen = \"{metrics}\"\n",
+            nats.url(),
+            dir.path().join("mlc.db").display()
+        ),
+    )
+    .unwrap();
+    let log_path = dir.path().join("writer.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = std::process::Command::new(mlc_bin())
+        .arg("--config")
+        .arg(&config)
+        .args(["run", "writer"])
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env_remove("MLC_CONFIG")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let ready = loop {
+        let ok =
+            reqwest::get(format!("http://{metrics}/readyz")).await.is_ok_and(|r| r.status().is_success());
+        let refused = std::fs::read_to_string(&log_path).unwrap_or_default().contains("NATS refused");
+        if ok || refused || Instant::now() > deadline {
+            break ok;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    if ready {
+        Ok(())
+    } else {
+        Err(std::fs::read_to_string(&log_path).unwrap_or_default())
+    }
+}
+
+/// The services themselves (not only `mlc_bus`) log in with an NKey over TLS with a
+/// test CA, and with a creds file in operator mode; a wrong seed gets no readiness.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_logs_in_with_an_nkey_over_tls_and_with_a_creds_file() {
+    use mlc_testkit::auth::{nkey_user, Operator, TestCa};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path());
+    let (seed, public) = nkey_user();
+    let nats = mlc_testkit::NatsServer::start_in(
+        dir,
+        &format!("{}authorization {{\n  users = [ {{ nkey: {public} }} ]\n}}\n", ca.server_conf()),
+        mlc_bus::NatsConfig::default(),
+    );
+    let tls = ("MLC_NATS_TLS_CA_FILE", ca.ca_file.display().to_string());
+    writer_becomes_ready(&nats, &[("MLC_NATS_NKEY_SEED", seed.clone()), tls.clone()]).await.unwrap();
+    let (stranger, _) = nkey_user();
+    let log =
+        writer_becomes_ready(&nats, &[("MLC_NATS_NKEY_SEED", stranger.clone()), tls]).await.unwrap_err();
+    assert!(log.contains("NATS refused to authenticate this process"), "{log}");
+    assert!(!log.contains(&stranger) && !log.contains(&seed), "a seed was logged");
+
+    let op = Operator::new();
+    let creds_dir = tempfile::tempdir().unwrap();
+    let creds = op.creds(creds_dir.path(), "writer", &[], &[]);
+    let nats = mlc_testkit::NatsServer::start_with(&op.server_conf(), mlc_bus::NatsConfig::default());
+    writer_becomes_ready(&nats, &[("MLC_NATS_CREDS_FILE", creds.display().to_string())]).await.unwrap();
+}

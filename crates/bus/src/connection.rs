@@ -7,7 +7,7 @@
 //! shown through [`redact_url`] all the same.
 
 use crate::BusError;
-use async_nats::{ConnectOptions, Event, ServerAddr, ServerError};
+use async_nats::{ClientError, ConnectOptions, Event, ServerAddr, ServerError};
 use mlc_config::{NatsConfig, Secret};
 use std::time::Duration;
 
@@ -90,8 +90,16 @@ pub async fn connect_now(cfg: &NatsConfig, name: &str) -> Result<async_nats::Cli
 /// act on, so it says which NATS user was refused and where the permissions live.
 async fn log_event(user: String, event: Event) {
     let user = if user.is_empty() { "(this connection's credentials)".to_string() } else { user };
+    // A refused login arrives as a server error once connected, as a client error while connecting.
+    let refused_login = match &event {
+        Event::ServerError(ServerError::AuthorizationViolation) => true,
+        Event::ClientError(ClientError::Other(e)) => {
+            e.to_ascii_lowercase().contains("authorization violation")
+        }
+        _ => false,
+    };
     match &event {
-        Event::ServerError(ServerError::AuthorizationViolation) => tracing::error!(
+        _ if refused_login => tracing::error!(
             nats_user = %user,
             "NATS refused to authenticate this process: check nats.user/nats.password, nats.token, \
              nats.nkey_seed or nats.creds_file against the server's configuration"

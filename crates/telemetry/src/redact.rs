@@ -85,11 +85,12 @@ fn value_span(s: &str, mut i: usize) -> Option<(usize, usize)> {
             i += 1;
         }
     }
+    // A separator needs `:` or `=`: "authorization violation" is prose, not a value.
     let sep_start = i;
     while i < b.len() && matches!(b[i], b':' | b'=' | b' ') {
         i += 1;
     }
-    if i == sep_start {
+    if !s[sep_start..i].contains([':', '=']) {
         return None;
     }
     while i < b.len() && (b[i] == b'"' || b[i] == b'\\') {
@@ -202,7 +203,7 @@ mod tests {
         let r = redact(&format!("read seed {seed} from file"));
         assert!(!r.contains(&seed), "{r}");
         assert_eq!(redact(r#"{"pass":"pw-SECRET","token":"t-SECRET"}"#), r#"{"pass":"***","token":"***"}"#);
-        let prose = "the token expired; pass the next one; http://host/x@y";
+        let prose = "the token expired; pass the next one; http://host/x@y; nats: authorization violation";
         assert_eq!(redact(prose), prose);
     }
 
