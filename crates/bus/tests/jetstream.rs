@@ -121,3 +121,31 @@ async fn publishing_while_the_broker_is_down_fails_and_recovers() {
     }
     assert!(ok.is_some(), "publish did not recover after the broker came back");
 }
+
+/// A service's start-up (`ensure_topology`) creates what is missing and changes nothing
+/// that exists (its NATS user may not, ops/nats/auth.conf); the admin's
+/// `apply_topology` brings an existing stream back to the configuration.
+#[tokio::test]
+async fn services_create_a_missing_topology_but_only_the_admin_changes_one() {
+    let (_server, client, topo) = setup().await;
+    let js = async_nats::jetstream::new(client);
+    ensure_topology(&js, &topo).await.unwrap();
+    let name = topo.stream(StreamKind::SyncOutcomes);
+    let mut changed = topo.stream_config(StreamKind::SyncOutcomes);
+    changed.max_age = Duration::from_secs(3600);
+    js.update_stream(changed).await.unwrap();
+    let max_age = |js: async_nats::jetstream::Context| {
+        let name = name.clone();
+        async move { js.get_stream(name).await.unwrap().info().await.unwrap().config.max_age }
+    };
+    ensure_topology(&js, &topo).await.unwrap();
+    assert_eq!(max_age(js.clone()).await, Duration::from_secs(3600), "a service start changed a stream");
+    mlc_bus::apply_topology(&js, &topo).await.unwrap();
+    assert_eq!(max_age(js.clone()).await, topo.stream_config(StreamKind::SyncOutcomes).max_age);
+
+    // A deleted consumer counts as missing: the next start recreates it.
+    let stream = js.get_stream(topo.stream(StreamKind::VismaCommands)).await.unwrap();
+    stream.delete_consumer(ConsumerSpec::WRITER.durable).await.unwrap();
+    ensure_topology(&js, &topo).await.unwrap();
+    assert!(stream.consumer_info(ConsumerSpec::WRITER.durable).await.is_ok());
+}
