@@ -381,7 +381,8 @@ async fn a_mapping_parked_employee_is_applied_by_dlq_retry_after_the_mapping_fix
 async fn the_demo_connects_through_the_consent_page_and_ends_in_sync() {
     let nats = mlc_testkit::NatsServer::start();
     let out = tokio::process::Command::new(mlc_bin())
-        .args(["demo", "--employees", "40", "--timeout-secs", "120"])
+        // The default firm (150): two Gusto people share a name while Visma has one of them.
+        .args(["demo", "--timeout-secs", "120"])
         .env("MLC_NATS_URL", nats.url())
         .env_remove("MLC_CONFIG")
         .stdin(Stdio::null())
@@ -397,8 +398,9 @@ async fn the_demo_connects_through_the_consent_page_and_ends_in_sync() {
     );
     assert!(text.contains("mlc mapping preview --company"), "{text}");
     assert!(text.contains("Visma employees by office (active+inactive): Copenhagen:"), "{text}");
+    assert!(text.contains("1 moved to the other person of the same name"), "{text}");
     assert!(!text.contains("possible duplicates"), "{text}");
-    assert!(text.contains("in sync: 40/40"), "{text}");
+    assert!(text.contains("in sync: 150/150"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
