@@ -110,3 +110,20 @@ async fn tls_with_a_test_ca_and_a_password() {
     .await
     .is_err());
 }
+
+#[tokio::test]
+async fn tls_with_a_client_certificate_the_server_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path());
+    let (cert, key) = ca.client_cert(dir.path(), "writer");
+    let server = NatsServer::start_in(dir, &ca.server_conf_verifying_clients(), NatsConfig::default());
+    round_trip(&with(&server.url(), |c| {
+        c.tls_ca_file = Some(ca.ca_file.clone());
+        c.tls_cert_file = Some(cert.clone());
+        c.tls_key_file = Some(key.clone());
+    }))
+    .await;
+    // Without a client certificate the server refuses the connection.
+    let without = with(&server.url(), |c| c.tls_ca_file = Some(ca.ca_file.clone()));
+    assert!(mlc_bus::connect_now(&without, "t").await.is_err());
+}

@@ -125,6 +125,8 @@ pub struct TestCa {
     pub ca_file: PathBuf,
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
+    ca: rcgen::Certificate,
+    ca_key: rcgen::KeyPair,
 }
 
 impl TestCa {
@@ -145,7 +147,30 @@ impl TestCa {
         std::fs::write(&ca_file, ca.pem()).expect("write CA");
         std::fs::write(&cert_file, cert.pem()).expect("write certificate");
         std::fs::write(&key_file, key.serialize_pem()).expect("write key");
-        TestCa { ca_file, cert_file, key_file }
+        TestCa { ca_file, cert_file, key_file, ca, ca_key }
+    }
+
+    /// A client certificate this CA signed, as `(cert, key)` PEM files in `dir`.
+    pub fn client_cert(&self, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+        let key = rcgen::KeyPair::generate().expect("client key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("client params");
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &self.ca, &self.ca_key).expect("client certificate");
+        let (cert_file, key_file) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}-key.pem")));
+        std::fs::write(&cert_file, cert.pem()).expect("write client certificate");
+        std::fs::write(&key_file, key.serialize_pem()).expect("write client key");
+        (cert_file, key_file)
+    }
+
+    /// The server's `tls { }` block requiring client certificates of this CA.
+    pub fn server_conf_verifying_clients(&self) -> String {
+        format!(
+            "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n  ca_file: \"{}\"\n  verify: true\n  timeout: 2\n}}\n",
+            self.cert_file.display(),
+            self.key_file.display(),
+            self.ca_file.display()
+        )
     }
 
     /// The server's `tls { }` block.
