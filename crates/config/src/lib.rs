@@ -220,7 +220,7 @@ impl Default for GustoConfig {
     fn default() -> Self {
         Self {
             base_url: "https://api.gusto.com".into(),
-            api_version: "2025-06-15".into(),
+            api_version: "2026-06-15".into(),
             client_id: String::new(),
             client_secret: None,
             redirect_uri: "http://127.0.0.1:8080/oauth/callback".into(),
@@ -482,7 +482,7 @@ impl Config {
         if !is_api_version(&self.gusto.api_version) {
             return Err(ConfigError::invalid(
                 "gusto.api_version",
-                "must be a date YYYY-MM-DD, e.g. 2025-06-15",
+                "must be a date YYYY-MM-DD, e.g. 2026-06-15",
             ));
         }
         if self.gusto.rate_limit == 0 {

@@ -27,8 +27,8 @@ use crate::token::{GrantId, OAuthClient, TokenManager, TokenManagerConfig, Token
 
 pub const PRODUCTION_BASE_URL: &str = "https://api.gusto.com";
 pub const DEMO_BASE_URL: &str = "https://api.gusto-demo.com";
-/// The oldest App Integrations version still supported; pinned on every call.
-pub const DEFAULT_API_VERSION: &str = "2025-06-15";
+pub use crate::version::DEFAULT_API_VERSION;
+use crate::version::{ApiVersionStatus, VersionTracker};
 
 /// Bounds of the retry loops.
 #[derive(Debug, Clone)]
@@ -43,6 +43,9 @@ pub struct RetryPolicy {
     pub default_retry_after: Duration,
     /// Re-apply attempts after 409 in the update helpers.
     pub max_conflict_retries: u32,
+    /// After a 406 `invalid_api_version`, calls fail at once (without asking Gusto) for
+    /// this long: a wrong version is a configuration error, not worth a retry storm.
+    pub version_refusal_hold: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -54,6 +57,7 @@ impl Default for RetryPolicy {
             max_rate_limit_waits: 4,
             default_retry_after: Duration::from_secs(5),
             max_conflict_retries: 3,
+            version_refusal_hold: Duration::from_secs(60),
         }
     }
 }
@@ -143,6 +147,8 @@ pub trait ClientObserver: Send + Sync {
     fn response(&self, _grant: &str, _status: u16) {}
     /// This process refreshed (rotated) the access token of `grant`.
     fn token_refreshed(&self, _grant: &str) {}
+    /// What Gusto says about the API version changed (echo, deprecation, refusal).
+    fn api_version(&self, _status: &ApiVersionStatus) {}
 }
 
 /// Where the [`ClientObserver`] of a client and its token manager lives; settable after
@@ -179,6 +185,9 @@ pub struct GustoClient {
     limiter: RateLimiter,
     observer: ObserverSlot,
     shared: Option<Arc<dyn SharedLimit>>,
+    version: VersionTracker,
+    /// Set by a 406 `invalid_api_version`: until then calls fail without a request.
+    refused_until: Arc<std::sync::Mutex<Option<(tokio::time::Instant, String)>>>,
 }
 
 impl std::fmt::Debug for GustoClient {
@@ -201,12 +210,52 @@ impl GustoClient {
             cfg.base_url.clone(),
             cfg.client_id.clone(),
             cfg.client_secret.clone(),
-        );
+        )
+        .with_api_version(&cfg.api_version);
         let observer = ObserverSlot::default();
         let mut tokens = TokenManager::new(store, oauth, cfg.tokens.clone());
         tokens.observer = observer.clone();
         let limiter = RateLimiter::new(cfg.rate_limit.clone());
-        Ok(Self { http, cfg: Arc::new(cfg), tokens: Arc::new(tokens), limiter, observer, shared: None })
+        let version = VersionTracker::new(&cfg.api_version);
+        Ok(Self {
+            http,
+            cfg: Arc::new(cfg),
+            tokens: Arc::new(tokens),
+            limiter,
+            observer,
+            shared: None,
+            version,
+            refused_until: Default::default(),
+        })
+    }
+
+    /// The version this client sends and what Gusto's answers said about it so far
+    /// (for `mlc check` and the `gusto_api_version_deprecated` gauge).
+    pub fn api_version_status(&self) -> ApiVersionStatus {
+        self.version.get()
+    }
+
+    /// The refusal still in force, if a 406 came less than `version_refusal_hold` ago.
+    fn refusal_in_force(&self) -> Option<GustoError> {
+        let guard = self.refused_until.lock().unwrap_or_else(|p| p.into_inner());
+        let (until, message) = guard.as_ref()?;
+        (tokio::time::Instant::now() < *until).then(|| GustoError::InvalidApiVersion {
+            version: self.cfg.api_version.clone(),
+            message: message.clone(),
+        })
+    }
+
+    fn note_refusal(&self, message: &str) -> GustoError {
+        let until = tokio::time::Instant::now() + self.cfg.retry.version_refusal_hold;
+        *self.refused_until.lock().unwrap_or_else(|p| p.into_inner()) = Some((until, message.to_owned()));
+        let status = self.version.refused(message);
+        self.observer.notify(|o| o.api_version(&status));
+        tracing::error!(
+            api_version = %self.cfg.api_version,
+            message,
+            "Gusto refused the API version (406); set gusto.api_version to a supported version"
+        );
+        GustoError::InvalidApiVersion { version: self.cfg.api_version.clone(), message: message.to_owned() }
     }
 
     /// Makes every request also take a slot of a window shared across processes, so
@@ -290,6 +339,9 @@ impl GustoClient {
         let (mut retries, mut waits, mut refreshed) = (0u32, 0u32, false);
         let mut attempt = 0u32;
         loop {
+            if let Some(refused) = self.refusal_in_force() {
+                return Err(refused);
+            }
             if attempt > 0 {
                 tracing::Span::current().record("http.request.resend_count", attempt);
             }
@@ -355,10 +407,14 @@ impl GustoClient {
                     return Err(GustoError::Transport(e.without_url()));
                 }
             };
+            if let Some(changed) = self.version.observe(&headers, status.is_success()) {
+                self.observer.notify(|o| o.api_version(&changed));
+            }
             if status.is_success() {
                 return Ok((headers, bytes));
             }
             match status.as_u16() {
+                406 => return Err(self.note_refusal(&crate::version::refusal_message(&bytes))),
                 401 if !refreshed => {
                     refreshed = true;
                     match auth {

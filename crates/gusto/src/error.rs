@@ -72,6 +72,14 @@ pub enum GustoError {
     /// Refresh did not converge (another holder kept the lease); bounded, never spins.
     #[error("refresh of grant {grant} did not converge")]
     RefreshContention { grant: GrantId },
+    /// 406 `invalid_api_version`: Gusto refuses the configured `X-Gusto-API-Version`
+    /// (retired, in the future or malformed). A configuration error, never retried.
+    #[error(
+        "Gusto refused API version {version} (406 invalid_api_version: {message}); set `gusto.api_version` \
+         (MLC_GUSTO_API_VERSION) to a supported version, e.g. {}",
+        crate::version::DEFAULT_API_VERSION
+    )]
+    InvalidApiVersion { version: String, message: String },
     /// Invalid configuration (e.g. unparsable base URL).
     #[error("configuration: {0}")]
     Config(String),
@@ -113,6 +121,7 @@ impl GustoError {
             | GustoError::NotFound { .. }
             | GustoError::Api { .. }
             | GustoError::OAuth { .. }
+            | GustoError::InvalidApiVersion { .. }
             | GustoError::Config(_) => false,
         }
     }

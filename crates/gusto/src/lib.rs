@@ -11,16 +11,18 @@ pub mod limiter;
 pub mod models;
 pub mod secret;
 pub mod token;
+pub mod version;
 pub mod webhook;
 
 pub use client::{
-    ClientConfig, ClientObserver, GustoClient, Page, RetryPolicy, SharedLimit, DEFAULT_API_VERSION,
-    DEMO_BASE_URL, PRODUCTION_BASE_URL,
+    ClientConfig, ClientObserver, GustoClient, Page, RetryPolicy, SharedLimit, DEMO_BASE_URL,
+    PRODUCTION_BASE_URL,
 };
 pub use error::{ApiErrorDetail, GustoError, MalformedKind};
 pub use limiter::{RateLimitConfig, RateLimiter};
 pub use models::*;
 pub use secret::Secret;
+pub use version::{ApiVersionStatus, DEFAULT_API_VERSION};
 pub use token::{
     GrantId, GrantStatus, MemoryTokenStore, OAuthClient, StoreError, StoredGrant, TokenManager,
     TokenManagerConfig, TokenResponse, TokenStore,

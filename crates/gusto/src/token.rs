@@ -206,6 +206,8 @@ pub struct OAuthClient {
     base_url: url::Url,
     client_id: String,
     client_secret: Secret,
+    /// `X-Gusto-API-Version` of token and revoke calls.
+    api_version: String,
 }
 
 impl fmt::Debug for OAuthClient {
@@ -220,7 +222,14 @@ impl fmt::Debug for OAuthClient {
 
 impl OAuthClient {
     pub fn new(http: reqwest::Client, base_url: url::Url, client_id: String, client_secret: Secret) -> Self {
-        Self { http, base_url, client_id, client_secret }
+        let api_version = crate::version::DEFAULT_API_VERSION.to_owned();
+        Self { http, base_url, client_id, client_secret, api_version }
+    }
+
+    /// Sends `version` as `X-Gusto-API-Version` on token and revoke calls.
+    pub fn with_api_version(mut self, version: &str) -> Self {
+        self.api_version = version.to_owned();
+        self
     }
 
     /// The URL a company admin opens to authorise the app.
@@ -243,6 +252,7 @@ impl OAuthClient {
         let resp = self
             .http
             .post(url)
+            .header("X-Gusto-API-Version", &self.api_version)
             .json(&body)
             .send()
             .await
@@ -256,6 +266,12 @@ impl OAuthClient {
         }
         if status.is_server_error() {
             return Err(OAuthFailure::Other(GustoError::Server { status: status.as_u16() }));
+        }
+        if status.as_u16() == 406 {
+            return Err(OAuthFailure::Other(GustoError::InvalidApiVersion {
+                version: self.api_version.clone(),
+                message: crate::version::refusal_message(&bytes),
+            }));
         }
         match serde_json::from_slice::<DoorkeeperError>(&bytes) {
             Ok(e) if e.error == "invalid_grant" => Err(OAuthFailure::InvalidGrant),
@@ -313,6 +329,7 @@ impl OAuthClient {
         let resp = self
             .http
             .post(url)
+            .header("X-Gusto-API-Version", &self.api_version)
             .json(&serde_json::json!({
                 "client_id": self.client_id,
                 "client_secret": self.client_secret.expose(),

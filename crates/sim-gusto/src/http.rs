@@ -138,13 +138,6 @@ pub(crate) fn router(sim: Shared) -> Router {
 
 // ---------------------------------------------------------------- gate
 
-fn parse_version(v: &str) -> Option<NaiveDate> {
-    if v.len() != 10 {
-        return None;
-    }
-    NaiveDate::parse_from_str(v, "%Y-%m-%d").ok()
-}
-
 fn glob_match(pattern: &str, text: &str) -> bool {
     let parts: Vec<&str> = pattern.split('*').collect();
     if parts.len() == 1 {
@@ -184,31 +177,9 @@ async fn gate(AxState(sim): AxState<Shared>, mut req: Request, next: Next) -> Re
     let method = req.method().clone();
 
     // 1. X-Gusto-API-Version.
-    let version = match req.headers().get("x-gusto-api-version") {
-        None => sim.cfg.min_api_version.clone(),
-        Some(v) => {
-            let raw = v.to_str().unwrap_or("").to_owned();
-            let Some(date) = parse_version(&raw) else {
-                return errors(
-                    StatusCode::NOT_ACCEPTABLE,
-                    "request",
-                    "invalid_api_version",
-                    &format!("Invalid API Version `{raw}`. Expected format: YYYY-MM-DD"),
-                );
-            };
-            let min = parse_version(&sim.cfg.min_api_version).unwrap_or(date);
-            if date < min || date > sim.state().today() {
-                return (
-                    StatusCode::NOT_ACCEPTABLE,
-                    Json(json!({
-                        "name": "Invalid X-Gusto-API-Version Header",
-                        "message": format!("Invalid API Version `{raw}`. Version must be >= your application's minimum API version `{}` and not in the future.", sim.cfg.min_api_version),
-                    })),
-                )
-                    .into_response();
-            }
-            raw
-        }
+    let served = match crate::versions::check(&sim, req.headers()) {
+        Ok(s) => s,
+        Err(refused) => return refused,
     };
 
     // 2. Bearer token.
@@ -289,9 +260,7 @@ async fn gate(AxState(sim): AxState<Shared>, mut req: Request, next: Next) -> Re
     if let Ok(v) = HeaderValue::from_str(&reset_at.format("%Y-%m-%d %H:%M:%S %z").to_string()) {
         rl_headers.insert("X-RateLimit-Reset", v);
     }
-    if let Ok(v) = HeaderValue::from_str(&version) {
-        rl_headers.insert("X-Gusto-API-Version", v);
-    }
+    served.decorate(&mut rl_headers);
 
     let mut resp = if limited {
         let secs = reset_after.as_secs_f64().ceil().max(1.0) as u64;
@@ -300,6 +269,8 @@ async fn gate(AxState(sim): AxState<Shared>, mut req: Request, next: Next) -> Re
                 .to_string(),
         ));
         *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        // Gusto's reason phrase (§4), not the canonical "Too Many Requests".
+        r.extensions_mut().insert(hyper::ext::ReasonPhrase::from_static(b"Rate Limit Exceeded"));
         r.headers_mut().insert("Content-Type", HeaderValue::from_static("application/json"));
         r.headers_mut().insert("Retry-After", HeaderValue::from(secs));
         r
@@ -1031,7 +1002,21 @@ fn issue(
     body
 }
 
-async fn token(AxState(sim): AxState<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+async fn token(
+    AxState(sim): AxState<Shared>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let served = tri!(crate::versions::check(&sim, &headers));
+    // "The client_secret cannot be passed via API request URLs … will result in a 400" (§3).
+    if query.contains_key("client_secret") {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "The client_secret cannot be passed via API request URLs.",
+        );
+    }
     let Some(req) = parse_token_request(&headers, &body) else {
         return oauth_error(
             StatusCode::BAD_REQUEST,
@@ -1058,8 +1043,10 @@ async fn token(AxState(sim): AxState<Shared>, headers: HeaderMap, body: Bytes) -
             let grant_id = format!("grant-{:06}-{}", st.grants.len() + 1, &new_uuid(&mut st)[..8]);
             st.grants.insert(
                 grant_id.clone(),
-                Grant { id: grant_id.clone(), company_uuid: Some(code.company_uuid), revoked: false },
+                Grant { id: grant_id.clone(), company_uuid: Some(code.company_uuid.clone()), revoked: false },
             );
+            // The OAuth connection is established: `company.provisioned` (§1.4).
+            st.emit(&code.company_uuid, "company.provisioned", "Company", &code.company_uuid);
             issue(&mut st, &grant_id, ttl, true, None)
         }
         "refresh_token" => {
@@ -1096,10 +1083,13 @@ async fn token(AxState(sim): AxState<Shared>, headers: HeaderMap, body: Bytes) -
             )
         }
     };
-    Json(body).into_response()
+    let mut r = Json(body).into_response();
+    served.decorate(r.headers_mut());
+    r
 }
 
 async fn revoke(AxState(sim): AxState<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let served = tri!(crate::versions::check(&sim, &headers));
     let Some(req) = parse_token_request(&headers, &body) else {
         return oauth_error(
             StatusCode::BAD_REQUEST,
@@ -1127,7 +1117,9 @@ async fn revoke(AxState(sim): AxState<Shared>, headers: HeaderMap, body: Bytes) 
         }
     }
     // RFC 7009: 200 even for unknown tokens.
-    Json(json!({})).into_response()
+    let mut r = Json(json!({})).into_response();
+    served.decorate(r.headers_mut());
+    r
 }
 
 // ---------------------------------------------------------------- /admin

@@ -19,6 +19,7 @@ mod http;
 pub mod model;
 mod ops;
 mod seed;
+mod versions;
 mod webhooks;
 
 use std::collections::{HashMap, VecDeque};
@@ -34,6 +35,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 pub use ops::{CompanyInfo, EmployeePatch, HireRequest, LocationPatch};
+pub use versions::{default_versions, ApiVersionInfo};
 
 use model::*;
 
@@ -107,10 +109,17 @@ pub struct SimConfig {
     pub rate_window: Duration,
     /// Access token lifetime (Gusto: 7200 s).
     pub access_token_ttl: Duration,
-    /// Oldest accepted `X-Gusto-API-Version`.
+    /// Oldest accepted `X-Gusto-API-Version` (the app's minimum; also used when a request
+    /// has no header). Default `2025-11-15`, the oldest version Gusto still serves on
+    /// 2026-12-01: `2025-06-15` is refused with 406.
     pub min_api_version: String,
+    /// Released versions and their deprecation dates (deprecation headers).
+    pub api_versions: Vec<ApiVersionInfo>,
     pub webhooks: WebhookConfig,
     pub faults: Vec<FaultRule>,
+    /// Emit the Embedded product's `employee.termination_effective` instead of the App
+    /// Integrations spelling `employee.terminated_effective` (reference §1.5: both exist).
+    pub embedded_event_spelling: bool,
 }
 
 impl Default for SimConfig {
@@ -123,9 +132,11 @@ impl Default for SimConfig {
             rate_limit: 200,
             rate_window: Duration::from_secs(60),
             access_token_ttl: Duration::from_secs(7200),
-            min_api_version: "2025-06-15".into(),
+            min_api_version: "2025-11-15".into(),
+            api_versions: default_versions(),
             webhooks: WebhookConfig::default(),
             faults: Vec::new(),
+            embedded_event_spelling: false,
         }
     }
 }
@@ -159,6 +170,9 @@ pub struct State {
     pub(crate) events_tx: mpsc::UnboundedSender<Event>,
     /// (date, employee, is_termination) waiting for the date to be reached.
     pub(crate) pending_effective: Vec<(chrono::NaiveDate, String, bool)>,
+    /// Requests (API and OAuth) that came without `X-Gusto-API-Version`.
+    pub unversioned_requests: u64,
+    pub(crate) embedded_spelling: bool,
 }
 
 /// The shared simulator. [`SimHandle`] derefs to it, so tests call the admin
@@ -237,6 +251,11 @@ impl Sim {
     /// The grant id of an access token (to look up stats for a client's token).
     pub fn grant_of_token(&self, access_token: &str) -> Option<String> {
         self.state().access_tokens.get(access_token).map(|t| t.grant_id.clone())
+    }
+
+    /// Requests (API and OAuth) that came without `X-Gusto-API-Version`.
+    pub fn unversioned_requests(&self) -> u64 {
+        self.state().unversioned_requests
     }
 
     /// Every webhook POST attempt so far.
@@ -323,6 +342,8 @@ pub async fn start(cfg: SimConfig) -> std::io::Result<SimHandle> {
         webhook_cfg: cfg.webhooks.clone(),
         events_tx,
         pending_effective: Vec::new(),
+        unversioned_requests: 0,
+        embedded_spelling: cfg.embedded_event_spelling,
     };
     let sim = Arc::new(Sim { cfg, state: Mutex::new(state), http });
     tokio::spawn(webhooks::dispatcher(Arc::downgrade(&sim), events_rx));

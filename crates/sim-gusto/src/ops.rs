@@ -80,6 +80,11 @@ impl State {
         self.now().date_naive()
     }
 
+    /// The calendar day in US Pacific time (Gusto's clock for effective dates, §1.5).
+    pub fn pacific_today(&self) -> NaiveDate {
+        pacific_date(self.now())
+    }
+
     /// Records an event (for `/v1/events`) and queues it for webhook delivery.
     pub(crate) fn emit(&mut self, company: &str, event_type: &str, entity_type: &str, entity_uuid: &str) {
         let event = Event {
@@ -116,9 +121,10 @@ impl State {
                "version": version_of(&[&d.title]), "employees": members, "contractors": []})
     }
 
-    /// Applies terminations and rehires whose date has come.
+    /// Applies terminations and rehires whose day has come (Pacific time). Entries hold
+    /// the day they take effect: a termination's is the day after the last day.
     pub(crate) fn process_effective_dates(&mut self) {
-        let today = self.today();
+        let today = self.pacific_today();
         let due: Vec<(NaiveDate, String, bool)> =
             self.pending_effective.iter().filter(|(d, _, _)| *d <= today).cloned().collect();
         self.pending_effective.retain(|(d, _, _)| *d > today);
@@ -137,7 +143,12 @@ impl State {
                 t.active = true;
             }
             e.terminated = true;
-            self.emit(&company, "employee.termination_effective", "Employee", id);
+            let spelling = if self.embedded_spelling {
+                "employee.termination_effective"
+            } else {
+                "employee.terminated_effective"
+            };
+            self.emit(&company, spelling, "Employee", id);
         } else {
             if let Some(r) = e.rehire.as_mut() {
                 r.active = true;
@@ -320,12 +331,15 @@ impl Sim {
         Ok(())
     }
 
-    /// Termination: `employee.terminated` now; `employee.termination_effective` now
-    /// when the date is today or past, else when the simulated clock reaches it.
+    /// Termination with `effective_date` = the last day of work (§2.5):
+    /// `employee.terminated` now; `employee.terminated_effective` (the App Integrations
+    /// spelling, §1.5) at 12:00 AM Pacific the day after the last day, at once when that
+    /// moment has passed. Without a date the last day is yesterday (Pacific), so the
+    /// termination is effective at once.
     pub fn terminate(&self, id: &str, effective_date: Option<NaiveDate>) -> Result<(), SimError> {
         let mut st = self.state();
-        let today = st.today();
-        let date = effective_date.unwrap_or(today);
+        let today = st.pacific_today();
+        let date = effective_date.unwrap_or(today - chrono::Duration::days(1));
         let t_uuid = new_uuid(&mut st);
         let e = st.employee_mut(id)?;
         if e.terminated {
@@ -340,10 +354,11 @@ impl Sim {
         e.rehire = None;
         let company = e.company_uuid.clone();
         st.emit(&company, "employee.terminated", "Employee", id);
-        if date <= today {
+        let effective_on = date + chrono::Duration::days(1);
+        if effective_on <= today {
             st.make_effective(id, true);
         } else {
-            st.pending_effective.push((date, id.to_owned(), true));
+            st.pending_effective.push((effective_on, id.to_owned(), true));
         }
         Ok(())
     }
@@ -351,7 +366,7 @@ impl Sim {
     /// Rehire: `employee.rehired`; `employee.rehire_effective` when the date comes.
     pub fn rehire(&self, id: &str, effective_date: Option<NaiveDate>) -> Result<(), SimError> {
         let mut st = self.state();
-        let today = st.today();
+        let today = st.pacific_today();
         let date = effective_date.unwrap_or(today);
         let e = st.employee_mut(id)?;
         if !e.terminated {
@@ -510,5 +525,42 @@ pub(crate) async fn effective_date_ticker(sim: Weak<Sim>) {
         tick.tick().await;
         let Some(sim) = sim.upgrade() else { return };
         sim.state().process_effective_dates();
+    }
+}
+
+/// The US Pacific calendar day of `t`: PDT (UTC-7) from the second Sunday of March,
+/// 2:00 local, to the first Sunday of November, 2:00 local; PST (UTC-8) otherwise.
+pub(crate) fn pacific_date(t: DateTime<Utc>) -> NaiveDate {
+    use chrono::{Datelike, NaiveTime, Weekday};
+    let year = t.year();
+    let nth_sunday = |month: u32, n: u8| {
+        NaiveDate::from_weekday_of_month_opt(year, month, Weekday::Sun, n).unwrap_or_default()
+    };
+    let at = |d: NaiveDate, utc_hour: u32| {
+        d.and_time(NaiveTime::from_hms_opt(utc_hour, 0, 0).unwrap_or_default()).and_utc()
+    };
+    // 2:00 PST = 10:00 UTC; 2:00 PDT = 09:00 UTC.
+    let dst = t >= at(nth_sunday(3, 2), 10) && t < at(nth_sunday(11, 1), 9);
+    let offset = if dst { 7 } else { 8 };
+    (t - chrono::Duration::hours(offset)).date_naive()
+}
+
+#[cfg(test)]
+mod pacific_tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn pacific_day_boundaries() {
+        // Winter: 07:59 UTC is still the previous day (PST).
+        let t = Utc.with_ymd_and_hms(2026, 12, 2, 7, 59, 0).unwrap();
+        assert_eq!(pacific_date(t), NaiveDate::from_ymd_opt(2026, 12, 1).unwrap());
+        let t = Utc.with_ymd_and_hms(2026, 12, 2, 8, 0, 0).unwrap();
+        assert_eq!(pacific_date(t), NaiveDate::from_ymd_opt(2026, 12, 2).unwrap());
+        // Summer: midnight PDT is 07:00 UTC.
+        let t = Utc.with_ymd_and_hms(2026, 7, 2, 6, 59, 0).unwrap();
+        assert_eq!(pacific_date(t), NaiveDate::from_ymd_opt(2026, 7, 1).unwrap());
+        let t = Utc.with_ymd_and_hms(2026, 7, 2, 7, 0, 0).unwrap();
+        assert_eq!(pacific_date(t), NaiveDate::from_ymd_opt(2026, 7, 2).unwrap());
     }
 }

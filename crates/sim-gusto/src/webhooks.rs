@@ -30,7 +30,12 @@ pub(crate) async fn dispatcher(sim: Weak<Sim>, mut rx: mpsc::UnboundedReceiver<E
             let targets: Vec<(String, String, String)> = st
                 .subscriptions
                 .iter()
-                .filter(|s| s.status == "verified" && s.wants(&event.entity_type))
+                .filter(|s| {
+                    s.status == "verified"
+                        // "always fired, regardless of whether your application has a
+                        // subscription to the Company entity type" (§1.4).
+                        && (s.wants(&event.entity_type) || event.event_type == "company.provisioned")
+                })
                 .map(|s| (s.uuid.clone(), s.url.clone(), s.verification_token.clone()))
                 .collect();
             if targets.is_empty() {

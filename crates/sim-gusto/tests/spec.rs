@@ -1,5 +1,6 @@
 //! Walks every simulator route and validates the answers against the response
-//! schemas of the vendored Gusto spec; also checks the behaviours the notes document
+//! schemas of the vendored Gusto specs (each route against the newest spec that covers
+//! it: `schemas/upstream/README.md`); also checks the behaviours the notes document
 //! (versions, pagination headers, filters, token rotation, 409 / 429 bodies).
 
 use std::time::Duration;
@@ -7,10 +8,14 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use sim_gusto::{SimConfig, SimHandle};
 
-const SPEC: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../schemas/upstream/gusto-app-integrations-2025-06-15.openapi.yaml"
-);
+/// Newest first: a route is validated against the first spec that has its response.
+const SPECS: &[&str] = &[
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas/upstream/gusto-embedded-2026-02-01.openapi.yaml"),
+    concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../schemas/upstream/gusto-app-integrations-2025-06-15.openapi.yaml"
+    ),
+];
 const REDIRECT: &str = "http://localhost/cb";
 
 fn yaml_to_json(v: serde_yaml::Value) -> Value {
@@ -43,17 +48,11 @@ fn yaml_to_json(v: serde_yaml::Value) -> Value {
     }
 }
 
-struct Spec {
+struct OneSpec {
     doc: Value,
 }
 
-impl Spec {
-    fn load() -> Self {
-        let text = std::fs::read_to_string(SPEC).expect("vendored spec");
-        let doc = yaml_to_json(serde_yaml::from_str(&text).expect("yaml"));
-        Self { doc }
-    }
-
+impl OneSpec {
     fn resolve<'a>(&'a self, v: &'a Value) -> &'a Value {
         match v.get("$ref").and_then(Value::as_str) {
             Some(r) => self.doc.pointer(r.trim_start_matches('#')).expect("ref target"),
@@ -61,28 +60,73 @@ impl Spec {
         }
     }
 
-    /// The JSON schema of `paths[path][method].responses[status]`.
-    fn response_schema(&self, path: &str, method: &str, status: u16) -> Value {
+    fn response_schema(&self, path: &str, method: &str, status: u16) -> Option<Value> {
         let op = &self.doc["paths"][path][method];
-        assert!(op.is_object(), "spec has no {method} {path}");
+        if !op.is_object() {
+            return None;
+        }
         let resp = self.resolve(&op["responses"][status.to_string()]);
         let schema = resp["content"]["application/json"]["schema"].clone();
-        assert!(schema.is_object(), "spec has no JSON schema for {method} {path} {status}");
-        schema
+        schema.is_object().then_some(schema)
+    }
+}
+
+/// The vendored specs; a schema is always resolved within the document it came from.
+struct Spec {
+    docs: Vec<OneSpec>,
+}
+
+/// A schema and the index of the spec it belongs to.
+type Schema = (usize, Value);
+
+impl Spec {
+    fn load() -> Self {
+        let docs = SPECS
+            .iter()
+            .map(|path| {
+                let text = std::fs::read_to_string(path).expect("vendored spec");
+                OneSpec { doc: yaml_to_json(serde_yaml::from_str(&text).expect("yaml")) }
+            })
+            .collect();
+        Self { docs }
     }
 
-    fn named(&self, name: &str) -> Value {
-        json!({"$ref": format!("#/components/schemas/{name}")})
+    /// The JSON schema of `paths[path][method].responses[status]` in the newest spec
+    /// that declares it.
+    fn response_schema(&self, path: &str, method: &str, status: u16) -> Schema {
+        self.docs
+            .iter()
+            .enumerate()
+            .find_map(|(i, d)| d.response_schema(path, method, status).map(|s| (i, s)))
+            .unwrap_or_else(|| panic!("no vendored spec has a JSON schema for {method} {path} {status}"))
     }
 
-    fn is_valid(&self, schema: Value, instance: &Value) -> bool {
-        let root = json!({"allOf": [schema], "components": self.doc["components"].clone()});
-        jsonschema::draft202012::new(&root).expect("schema compiles").is_valid(instance)
+    /// Which spec file validates `method path status`.
+    fn source(&self, path: &str, method: &str, status: u16) -> &'static str {
+        SPECS[self.response_schema(path, method, status).0].rsplit('/').next().unwrap_or("")
     }
 
-    fn check(&self, what: &str, schema: Value, instance: &Value) {
-        let root = json!({"allOf": [schema], "components": self.doc["components"].clone()});
-        let validator = jsonschema::draft202012::new(&root).expect("schema compiles");
+    /// A component schema of the newest spec that has it.
+    fn named(&self, name: &str) -> Schema {
+        let i = self
+            .docs
+            .iter()
+            .position(|d| d.doc["components"]["schemas"][name].is_object())
+            .unwrap_or_else(|| panic!("no vendored spec has schema {name}"));
+        (i, json!({"$ref": format!("#/components/schemas/{name}")}))
+    }
+
+    fn validator(&self, (i, schema): Schema) -> jsonschema::Validator {
+        let root = json!({"allOf": [schema], "components": self.docs[i].doc["components"].clone()});
+        jsonschema::draft202012::new(&root).expect("schema compiles")
+    }
+
+    fn is_valid(&self, schema: Schema, instance: &Value) -> bool {
+        self.validator(schema).is_valid(instance)
+    }
+
+    fn check(&self, what: &str, schema: Schema, instance: &Value) {
+        let validator = self.validator(schema);
         let errors: Vec<String> =
             validator.iter_errors(instance).map(|e| format!("{} at {}", e, e.instance_path)).collect();
         assert!(errors.is_empty(), "{what}: {errors:#?}\n{instance:#}");
@@ -164,7 +208,7 @@ impl Ctx {
             .http
             .request(method, format!("{}{path}", self.sim.base_url()))
             .bearer_auth(token)
-            .header("X-Gusto-API-Version", "2025-06-15");
+            .header("X-Gusto-API-Version", "2026-06-15");
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -296,6 +340,13 @@ async fn every_route_answers_per_the_spec() {
         spec.check(&format!("{method} {url}"), spec.response_schema(template, &m, status), &value);
     }
 
+    // Each route is validated against the newest vendored spec that covers it.
+    assert_eq!(
+        spec.source("/v1/employees/{employee_id}", "get", 200),
+        "gusto-embedded-2026-02-01.openapi.yaml"
+    );
+    assert_eq!(spec.source("/v1/events", "get", 200), "gusto-embedded-2026-02-01.openapi.yaml");
+
     // Writes with the current version, and the subscription routes.
     let (_, _, e) = c.call(Method::GET, &format!("/v1/employees/{emp}"), &c.token, None).await;
     let (s, _, e2) = c
@@ -423,7 +474,7 @@ async fn refresh_rotation_follows_doorkeeper() {
 
 #[tokio::test]
 async fn versions_pagination_filters_and_rate_limit_headers() {
-    let c = ctx(SimConfig { rate_limit: 6, rate_window: Duration::from_secs(2), ..Default::default() }).await;
+    let c = ctx(SimConfig { rate_limit: 6, rate_window: Duration::from_secs(5), ..Default::default() }).await;
     let base = c.sim.base_url();
     let co = &c.company.company_uuid;
     let get = |path: String, version: Option<&'static str>| {
@@ -437,17 +488,43 @@ async fn versions_pagination_filters_and_rate_limit_headers() {
     assert_eq!(r.status().as_u16(), 406);
     let body: Value = r.json().await.expect("json");
     assert_eq!(body["errors"][0]["category"], "invalid_api_version");
-    let r = get("/v1/token_info".into(), Some("2024-04-01")).await.expect("send");
+    // Retired (2025-06-15 after 2026-11-15), older, or in the future: 406, Gusto's shape.
+    for v in ["2024-04-01", "2025-06-15", "2099-01-01"] {
+        let r = get("/v1/token_info".into(), Some(v)).await.expect("send");
+        assert_eq!(r.status().as_u16(), 406, "{v}");
+        let body: Value = r.json().await.expect("json");
+        assert_eq!(body["errors"][0]["error_key"], "request", "{v}");
+        assert_eq!(body["errors"][0]["category"], "invalid_api_version", "{v}");
+        let msg = body["errors"][0]["message"].as_str().expect("message");
+        assert!(msg.contains(v) && msg.contains("2025-11-15"), "{msg}");
+    }
+    // Deprecated but supported: answered, echoed, with Deprecation and Sunset [inferred names].
+    let r = get("/v1/token_info".into(), Some("2026-02-01")).await.expect("send");
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["x-gusto-api-version"], "2026-02-01");
+    assert!(r.headers()["deprecation"].to_str().expect("dep").starts_with('@'));
+    assert_eq!(r.headers()["sunset"], "Tue, 15 Jun 2027 00:00:00 GMT");
+    let r = get("/v1/token_info".into(), Some("2026-06-15")).await.expect("send");
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["x-gusto-api-version"], "2026-06-15");
+    assert!(r.headers().get("deprecation").is_none(), "the current version is not deprecated");
+    // The OAuth token endpoint checks it too.
+    let r = c
+        .http
+        .post(format!("{base}/oauth/token"))
+        .header("X-Gusto-API-Version", "2025-06-15")
+        .json(&json!({"client_id":"sim-client-id","client_secret":"sim-client-secret","grant_type":"system_access"}))
+        .send()
+        .await
+        .expect("token");
     assert_eq!(r.status().as_u16(), 406);
-    let body: Value = r.json().await.expect("json");
-    assert_eq!(body["name"], "Invalid X-Gusto-API-Version Header");
 
     c.sim.terminate(&c.company.employee_uuids[3], None).expect("terminate");
     let r =
-        get(format!("/v1/companies/{co}/employees?page=2&per=7"), Some("2025-06-15")).await.expect("send");
+        get(format!("/v1/companies/{co}/employees?page=2&per=7"), Some("2026-06-15")).await.expect("send");
     assert_eq!(r.status().as_u16(), 200);
     let h = r.headers().clone();
-    assert_eq!(h["x-gusto-api-version"], "2025-06-15");
+    assert_eq!(h["x-gusto-api-version"], "2026-06-15");
     assert_eq!(h["x-page"], "2");
     assert_eq!(h["x-per-page"], "7");
     assert_eq!(h["x-total-count"], "30");
@@ -475,15 +552,17 @@ async fn versions_pagination_filters_and_rate_limit_headers() {
         .expect("json");
     assert_eq!(active.len(), 29);
 
-    // 7th request inside the window (the two 406s were refused before counting).
+    // The 406s were refused before counting; the two version probes counted: this is
+    // the 6th request of the window.
     let r = get("/v1/token_info".into(), None).await.expect("send");
     assert_eq!(r.status().as_u16(), 200);
-    assert_eq!(r.headers()["x-ratelimit-remaining"], "2");
-    get("/v1/token_info".into(), None).await.expect("send");
-    get("/v1/token_info".into(), None).await.expect("send");
+    assert_eq!(r.headers()["x-ratelimit-remaining"], "0");
     let r = get("/v1/token_info".into(), None).await.expect("send");
     assert_eq!(r.status().as_u16(), 429);
     assert!(r.headers()["retry-after"].to_str().expect("ra").parse::<u64>().expect("secs") >= 1);
+    // Gusto's reason phrase (§4), carried by hyper as a non-canonical reason.
+    let reason = r.extensions().get::<hyper::ext::ReasonPhrase>().map(|p| p.as_bytes().to_vec());
+    assert_eq!(reason.as_deref(), Some(&b"Rate Limit Exceeded"[..]));
     let grant = c.sim.grant_of_token(&c.token).expect("grant");
     assert_eq!(c.sim.rate_limited_count(&grant), 1);
     assert_eq!(c.sim.max_requests_in_any_window(&grant), 7, "arrivals include the refused one");
@@ -502,7 +581,7 @@ async fn admin_operations_emit_the_documented_events() {
     s.change_title(&e, "Partner").expect("title");
     s.change_department(&e, &c.company.department_uuids[2]).expect("dept");
     s.transfer(&e, &c.company.location_uuids[4], None).expect("transfer");
-    let future = s.state().today() + chrono::Duration::days(3);
+    let future = s.state().pacific_today() + chrono::Duration::days(3);
     s.terminate(&e, Some(future)).expect("terminate");
     s.edit_location(
         &c.company.location_uuids[0],
@@ -527,11 +606,12 @@ async fn admin_operations_emit_the_documented_events() {
         ]
     );
     assert!(!s.state().employees[&e].terminated, "future-dated termination not yet effective");
-    s.advance_clock(Duration::from_secs(4 * 24 * 3600));
+    // Effective at 12:00 AM Pacific the day after the last day: 4 days on is enough.
+    s.advance_clock(Duration::from_secs(4 * 24 * 3600 + 3600));
     assert!(s.state().employees[&e].terminated);
     s.rehire(&e, None).expect("rehire");
     let tail: Vec<String> = s.events().iter().rev().take(3).map(|e| e.event_type.clone()).collect();
-    assert_eq!(tail, ["employee.rehire_effective", "employee.rehired", "employee.termination_effective"]);
+    assert_eq!(tail, ["employee.rehire_effective", "employee.rehired", "employee.terminated_effective"]);
     assert!(!s.state().employees[&e].terminated);
     let state = s.state_json();
     assert_eq!(state["employees"].as_array().map(Vec::len), Some(31));
@@ -556,4 +636,52 @@ async fn admin_operations_emit_the_documented_events() {
     assert_eq!(emp["jobs"][0]["location_uuid"], json!(c.company.location_uuids[4]));
     let r = c.http.get(format!("{}/admin/state", s.base_url())).send().await.expect("state");
     assert_eq!(r.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn oauth_connect_and_terminations_follow_the_reference() {
+    let c = ctx(SimConfig::default()).await;
+    let s = &c.sim;
+    let co = c.company.company_uuid.clone();
+    // §1.4: the code exchange established the connection: `company.provisioned`.
+    let provisioned: Vec<_> =
+        s.events().into_iter().filter(|e| e.event_type == "company.provisioned").collect();
+    assert_eq!(provisioned.len(), 1);
+    assert_eq!(provisioned[0].resource_uuid, co);
+    assert_eq!(provisioned[0].entity_type, "Company");
+
+    // §3: a client secret in the token URL is a 400, whatever the body says.
+    let r = c
+        .http
+        .post(format!("{}/oauth/token?client_secret=sim-client-secret", s.base_url()))
+        .json(&json!({"client_id":"sim-client-id","client_secret":"sim-client-secret","grant_type":"system_access"}))
+        .send()
+        .await
+        .expect("token");
+    assert_eq!(r.status().as_u16(), 400);
+
+    // §1.5/§2.5: a termination whose last day is today (Pacific) is not effective yet...
+    let e = c.company.employee_uuids[0].clone();
+    let today = s.state().pacific_today();
+    s.terminate(&e, Some(today)).expect("terminate");
+    assert!(!s.state().employees[&e].terminated, "still working on the last day");
+    let types = |s: &SimHandle| s.events().iter().map(|e| e.event_type.clone()).collect::<Vec<_>>();
+    assert!(types(s).contains(&"employee.terminated".to_string()));
+    assert!(!types(s).iter().any(|t| t.ends_with("_effective")));
+    // ...and is at 12:00 AM Pacific the next day.
+    s.advance_clock(Duration::from_secs(24 * 3600));
+    assert!(s.state().employees[&e].terminated);
+    assert_eq!(types(s).last().map(String::as_str), Some("employee.terminated_effective"));
+    // Without a date the last day was yesterday: effective at once.
+    let e2 = c.company.employee_uuids[1].clone();
+    s.terminate(&e2, None).expect("terminate");
+    assert!(s.state().employees[&e2].terminated);
+
+    // The Embedded spelling on request.
+    let emb = sim_gusto::start(SimConfig { embedded_event_spelling: true, ..Default::default() })
+        .await
+        .expect("sim");
+    let info = emb.seed_company(2);
+    emb.terminate(&info.employee_uuids[0], None).expect("terminate");
+    assert_eq!(types(&emb).last().map(String::as_str), Some("employee.termination_effective"));
 }
