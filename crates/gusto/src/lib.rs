@@ -22,8 +22,8 @@ pub use error::{ApiErrorDetail, GustoError, MalformedKind};
 pub use limiter::{RateLimitConfig, RateLimiter};
 pub use models::*;
 pub use secret::Secret;
-pub use version::{ApiVersionStatus, DEFAULT_API_VERSION};
 pub use token::{
     GrantId, GrantStatus, MemoryTokenStore, OAuthClient, StoreError, StoredGrant, TokenManager,
     TokenManagerConfig, TokenResponse, TokenStore,
 };
+pub use version::{ApiVersionStatus, DEFAULT_API_VERSION};

@@ -132,6 +132,12 @@ pub struct Job {
     pub payment_unit: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
     pub rate: Option<String>,
+    /// Only with scope `compensations:read`.
+    #[serde(default, deserialize_with = "opt_string")]
+    pub current_compensation_uuid: Option<String>,
+    /// Only with scope `compensations:read`; just the ids are kept.
+    #[serde(default, deserialize_with = "vec_or_empty")]
+    pub compensations: Vec<UuidRef>,
 }
 
 /// `GET /v1/employees/{id}/terminations` item and `Employee.terminations`.
@@ -354,5 +360,43 @@ mod tests {
             serde_json::from_str(r#"{"uuid":"t","effective_date":"2024-01-15","active":true}"#)
                 .expect("decode");
         assert_eq!(t.effective_date, NaiveDate::from_ymd_opt(2024, 1, 15));
+    }
+
+    /// Reference V.2/V.5: what Gusto added after 2025-06-15 decodes without a change.
+    #[test]
+    fn decodes_the_2026_shapes() {
+        // Employee with the Aug 2026 `warnings` and the 2025-11-15 home-address shape
+        // (no `id`, `effective_from`, `effective_to`; history entries carry `effective_date`).
+        let e: Employee = serde_json::from_str(
+            r#"{"uuid":"u","first_name":"A","last_name":"B",
+                "warnings":[{"key":"geocode_error","message":"Address could not be verified"}],
+                "current_home_address":{"uuid":"h","street_1":"Storgata 1","street_2":null,
+                    "city":"Oslo","state":"NO","zip":"0155","country":"NOR","active":true},
+                "all_home_addresses":[{"uuid":"h","street_1":"Storgata 1","city":"Oslo",
+                    "state":"NO","zip":"0155","country":"NOR","active":true,"effective_date":"2026-01-01"}]}"#,
+        )
+        .expect("employee");
+        assert_eq!(e.first_name, "A");
+        let l: Location = serde_json::from_str(
+            r#"{"uuid":"l","street_1":"x","city":"Oslo","active":true,"warnings":[{"message":"zip?"}]}"#,
+        )
+        .expect("location");
+        assert!(l.active);
+        // New subscription types in answers (PayrollSync in 2026-02-01, TimeSheetsBatch Oct 2026).
+        let s: WebhookSubscription = serde_json::from_str(
+            r#"{"uuid":"s","url":"https://x","status":"verified",
+                "subscription_types":["Employee","PayrollSync","TimeSheetsBatch"]}"#,
+        )
+        .expect("subscription");
+        assert_eq!(s.subscription_types.len(), 3);
+        // New event types are plain strings.
+        for t in ["company.suspended_effective", "payroll.deleted", "time_sheets_batch.completed"] {
+            let body = format!(
+                r#"{{"uuid":"e","event_type":"{t}","resource_type":"Company","resource_uuid":"c",
+                    "entity_type":"Payroll","entity_uuid":"p","timestamp":1780000000}}"#
+            );
+            let ev: Event = serde_json::from_str(&body).expect("event");
+            assert_eq!(ev.event_type, t);
+        }
     }
 }

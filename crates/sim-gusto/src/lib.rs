@@ -172,6 +172,8 @@ pub struct State {
     pub(crate) pending_effective: Vec<(chrono::NaiveDate, String, bool)>,
     /// Requests (API and OAuth) that came without `X-Gusto-API-Version`.
     pub unversioned_requests: u64,
+    /// Requests answered 406 `invalid_api_version`.
+    pub version_refusals: u64,
     pub(crate) embedded_spelling: bool,
 }
 
@@ -256,6 +258,11 @@ impl Sim {
     /// Requests (API and OAuth) that came without `X-Gusto-API-Version`.
     pub fn unversioned_requests(&self) -> u64 {
         self.state().unversioned_requests
+    }
+
+    /// Requests answered 406 `invalid_api_version`.
+    pub fn version_refusals(&self) -> u64 {
+        self.state().version_refusals
     }
 
     /// Every webhook POST attempt so far.
@@ -343,6 +350,7 @@ pub async fn start(cfg: SimConfig) -> std::io::Result<SimHandle> {
         events_tx,
         pending_effective: Vec::new(),
         unversioned_requests: 0,
+        version_refusals: 0,
         embedded_spelling: cfg.embedded_event_spelling,
     };
     let sim = Arc::new(Sim { cfg, state: Mutex::new(state), http });

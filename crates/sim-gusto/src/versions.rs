@@ -100,6 +100,14 @@ fn parse(v: &str) -> Option<NaiveDate> {
 
 /// Checks a request's `X-Gusto-API-Version`; `Err` is the 406 to send.
 pub(crate) fn check(sim: &Sim, headers: &HeaderMap) -> Result<Served, Response> {
+    let served = check_inner(sim, headers);
+    if served.is_err() {
+        sim.state().version_refusals += 1;
+    }
+    served
+}
+
+fn check_inner(sim: &Sim, headers: &HeaderMap) -> Result<Served, Response> {
     let min = &sim.cfg.min_api_version;
     let raw = match headers.get("x-gusto-api-version") {
         None => {

@@ -307,6 +307,31 @@ impl Store {
             .collect()
     }
 
+    /// The newest audit row of `kind` for `company` (for `mlc status`).
+    pub async fn last_audit(&self, company: &str, kind: &str) -> Result<Option<AuditRow>, StoreError> {
+        const SQL: &str =
+            "SELECT position, event_id, kind, company, employee, detail, trace_id, recorded_at \
+             FROM audit_log WHERE company = $1 AND kind = $2 ORDER BY position DESC LIMIT 1";
+        let row: Option<AuditTuple> = with_pool!(self, SQL, |p, s| sqlx::query_as(s)
+            .bind(company)
+            .bind(kind)
+            .fetch_optional(p)
+            .await?);
+        row.map(|(position, event_id, kind, company, employee, detail, trace_id, recorded_at)| {
+            Ok(AuditRow {
+                position,
+                event_id,
+                kind,
+                company,
+                employee,
+                detail: serde_json::from_str(&detail)?,
+                trace_id,
+                recorded_at,
+            })
+        })
+        .transpose()
+    }
+
     /// Counts audit rows of one kind (for status and tests).
     pub async fn count_audit(&self, kind: &str) -> Result<i64, StoreError> {
         const SQL: &str = "SELECT COUNT(*) FROM audit_log WHERE kind = $1";

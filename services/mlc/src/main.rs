@@ -5,6 +5,7 @@ mod cmd;
 mod ctx;
 mod demo;
 mod first_connect;
+mod gusto_version;
 mod ops;
 mod reconcile;
 mod run;

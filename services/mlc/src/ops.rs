@@ -524,8 +524,9 @@ pub async fn status(cfg: Config, json: bool) -> anyhow::Result<()> {
     let mut companies = Vec::new();
     for c in ctx.store.companies().await? {
         let grant = ctx.store.grant(&c.grant_id).await?;
+        let parked = crate::gusto_version::parked_reason(&ctx.store, &c.company_uuid).await?;
         companies.push(serde_json::json!({
-            "company": c.company_uuid, "name": c.name, "paused": c.paused,
+            "company": c.company_uuid, "name": c.name, "paused": c.paused, "parked": parked,
             "grant": grant.as_ref().map(|g| g.status.clone()).unwrap_or_else(|| "missing".into()),
             "grant_reason": grant.and_then(|g| g.status_reason),
             "first_connect": if c.first_connect_applied { "applied" } else { "awaiting review: writes wait" },
@@ -583,6 +584,9 @@ pub async fn status(cfg: Config, json: bool) -> anyhow::Result<()> {
             c["paused"],
             c["first_connect"].as_str().unwrap_or("")
         );
+        if let Some(reason) = c["parked"].as_str() {
+            println!("    events parked: {reason}");
+        }
     }
     println!("outcomes  {}", outcomes.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "));
     println!("dead letters  {} (mlc dlq list)", letters.len());

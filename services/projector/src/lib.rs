@@ -19,6 +19,7 @@
 
 pub mod catch_up;
 mod grants;
+mod jobs;
 mod metrics;
 mod normalize;
 
@@ -113,7 +114,20 @@ pub struct Projector {
     /// Grant id -> company uuid, for the per-company Gusto series.
     grant_companies: metrics::GrantCompanies,
     companies: Mutex<HashMap<String, (std::time::Instant, Company)>>,
+    /// Job and compensation uuid -> employee uuid, per company, learnt from every
+    /// employee read: a job event then costs one employee read, not a list read.
+    jobs: jobs::JobIndex,
+    /// The last full list read per company (when, what): a later batch whose events were
+    /// all received before that read is served from it (a backfill or a burst arriving
+    /// in several batches costs one list read, not one per batch).
+    recent_lists: Mutex<HashMap<String, (i64, Arc<HashMap<String, gusto::Employee>>)>>,
 }
+
+/// How long a list read serves later batches, and the clock margin an event's receipt
+/// must precede it by (Gusto sends a webhook after the change is committed; the
+/// gateway's clock may differ a little from this process's).
+const RECENT_LIST_TTL_MS: i64 = 30_000;
+const RECENT_LIST_MARGIN_MS: i64 = 2_000;
 
 /// One employee to hydrate and the events that asked for it.
 struct Wanted<'a> {
@@ -148,6 +162,8 @@ impl Projector {
             responses: metrics.gusto_responses.clone(),
             rate_limited: metrics.gusto_rate_limited.clone(),
             refreshes: metrics.token_refreshes.clone(),
+            version_deprecated: metrics.gusto_api_version_deprecated.clone(),
+            version_refused: metrics.gusto_api_version_refused.clone(),
         }));
         Arc::new(Self {
             js,
@@ -160,6 +176,8 @@ impl Projector {
             mappings: Mutex::new(HashMap::new()),
             companies: Mutex::new(HashMap::new()),
             grant_companies,
+            jobs: Default::default(),
+            recent_lists: Mutex::new(HashMap::new()),
         })
     }
 
@@ -282,6 +300,10 @@ impl Projector {
             let work = companies.entry(event.company_uuid.clone()).or_default();
             match classify(&event) {
                 Target::Employee(id) => work.employees.entry(id).or_default().push((msg, event)),
+                Target::Job(job) => match self.jobs.employee_of(&event.company_uuid, &job) {
+                    Some(id) => work.employees.entry(id).or_default().push((msg, event)),
+                    None => work.refresh.push((msg, event)),
+                },
                 Target::Company { locations_changed } => {
                     work.invalidate_locations |= locations_changed;
                     work.refresh.push((msg, event));
@@ -342,8 +364,11 @@ impl Projector {
 
         // Read the list when the whole company must be refreshed or the batch is a burst.
         let use_list = !work.refresh.is_empty() || work.employees.len() > self.settings.burst_threshold;
-        let mut listed: Option<HashMap<String, gusto::Employee>> = None;
-        if use_list {
+        let mut listed: Option<Arc<HashMap<String, gusto::Employee>>> = None;
+        let newest_receipt = all.iter().map(|(_, e)| e.received_at_ms).max().unwrap_or(0);
+        if let Some(recent) = self.recent_list(&company_uuid, newest_receipt) {
+            listed = Some(recent);
+        } else if use_list {
             let _permit = sem.acquire().await;
             match self.gusto.list_all_employees(&grant, &company_uuid, self.settings.list_page_size).await {
                 Ok(list) => {
@@ -351,7 +376,13 @@ impl Projector {
                     for _ in 0..pages {
                         self.metrics.call(&company_uuid, "list_employees");
                     }
-                    listed = Some(list.into_iter().map(|e| (e.uuid.clone(), e)).collect());
+                    let map: Arc<HashMap<_, _>> =
+                        Arc::new(list.into_iter().map(|e| (e.uuid.clone(), e)).collect());
+                    self.recent_lists
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(company_uuid.clone(), (mlc_bus::now_ms(), map.clone()));
+                    listed = Some(map);
                 }
                 Err(e) => {
                     self.gusto_failed(&company, &all, &e).await;
@@ -469,6 +500,9 @@ impl Projector {
                     }
                 }
             };
+            if let Some(e) = &employee {
+                self.jobs.learn(&company.company_uuid, e);
+            }
             let causing: Vec<&GustoEvent> =
                 w.messages.iter().map(|(_, e)| e).chain(refresh_msgs.iter().map(|(_, e)| e)).collect();
             self.append_snapshot(company, &w.employee, employee.as_ref(), locations, &causing)
@@ -559,6 +593,20 @@ impl Projector {
         Ok(())
     }
 
+    /// The company's last list read, if it is recent and was made after every event of
+    /// the batch was received (so it already reflects them).
+    fn recent_list(
+        &self,
+        company: &str,
+        newest_receipt_ms: i64,
+    ) -> Option<Arc<HashMap<String, gusto::Employee>>> {
+        let lists = self.recent_lists.lock().unwrap_or_else(|p| p.into_inner());
+        let (at, list) = lists.get(company)?;
+        let fresh = mlc_bus::now_ms().saturating_sub(*at) < RECENT_LIST_TTL_MS;
+        (fresh && newest_receipt_ms > 0 && newest_receipt_ms + RECENT_LIST_MARGIN_MS < *at)
+            .then(|| list.clone())
+    }
+
     async fn locations_of(
         &self,
         company: &str,
@@ -581,6 +629,12 @@ impl Projector {
         match e {
             GustoError::NeedsReauth { .. } | GustoError::UnknownGrant(_) => {
                 self.metrics.error(&company.company_uuid, "needs_reauth");
+                self.park(company, msgs, &e.to_string()).await;
+            }
+            // A configuration error: park (the reason names the version and the key);
+            // the client holds further calls off, so there is no retry storm.
+            GustoError::InvalidApiVersion { .. } => {
+                self.metrics.error(&company.company_uuid, "invalid_api_version");
                 self.park(company, msgs, &e.to_string()).await;
             }
             e if e.is_transient() => {
@@ -1025,7 +1079,12 @@ pub enum MapOutcome {
 #[derive(Debug, PartialEq, Eq)]
 enum Target {
     Employee(String),
-    Company { locations_changed: bool },
+    /// A job or compensation event that does not name its employee: resolved through
+    /// the job index, else the company is re-read.
+    Job(String),
+    Company {
+        locations_changed: bool,
+    },
     Nothing,
 }
 
@@ -1039,16 +1098,18 @@ fn classify(ev: &GustoEvent) -> Target {
     match ev.entity_type.as_str() {
         "Employee" if !ev.entity_uuid.is_empty() => Target::Employee(ev.entity_uuid.clone()),
         "Location" => Target::Company { locations_changed: true },
-        "EmployeeJobCompensation"
-        | "Job"
-        | "Compensation"
-        | "WorkAddress"
-        | "HomeAddress"
-        | "Termination"
-        | "Rehire" => match referenced() {
+        "EmployeeJobCompensation" | "Job" | "Compensation" => match referenced() {
+            Some(id) => Target::Employee(id),
+            None if !ev.entity_uuid.is_empty() => Target::Job(ev.entity_uuid.clone()),
+            None => Target::Company { locations_changed: false },
+        },
+        "WorkAddress" | "HomeAddress" | "Termination" | "Rehire" => match referenced() {
             Some(id) => Target::Employee(id),
             None => Target::Company { locations_changed: false },
         },
+        // Employee sub-resources the sync does not map (bank accounts, forms, benefits,
+        // payment methods): nothing to re-read.
+        "BankAccount" | "Form" | "EmployeeBenefit" | "Garnishment" | "PaymentMethod" => Target::Nothing,
         _ if ev.event_type.starts_with("employee.") => match referenced() {
             Some(id) => Target::Employee(id),
             None if !ev.entity_uuid.is_empty() && ev.entity_type.is_empty() => {
@@ -1102,12 +1163,38 @@ mod tests {
             classify(&ev("WorkAddress", "w1", r#"{"references":{"employee_uuid":"e2"}}"#)),
             Target::Employee("e2".into())
         );
+        assert_eq!(classify(&ev("EmployeeJobCompensation", "j1", "{}")), Target::Job("j1".into()));
         assert_eq!(
-            classify(&ev("EmployeeJobCompensation", "j1", "{}")),
+            classify(&ev("EmployeeJobCompensation", "", "{}")),
             Target::Company { locations_changed: false }
         );
         let mut company = ev("Company", "c1", "{}");
         company.event_type = "company.updated".into();
         assert_eq!(classify(&company), Target::Nothing);
+    }
+
+    /// Reference V.2/V.4: both spellings of the effective termination re-read the
+    /// employee; event families added after 2025-06-15 are ignored (audited and counted
+    /// as `ignored` by `hydrate_company`), never dead-lettered.
+    #[test]
+    fn new_and_unknown_event_types_are_handled() {
+        for t in ["employee.terminated_effective", "employee.termination_effective"] {
+            let mut e = ev("Employee", "e1", "{}");
+            e.event_type = t.into();
+            assert_eq!(classify(&e), Target::Employee("e1".into()), "{t}");
+        }
+        for (t, entity) in [
+            ("company.provisioned", "Company"),
+            ("company.suspended_effective", "Company"),
+            ("payroll.deleted", "Payroll"),
+            ("payroll_sync.completed", "PayrollSync"),
+            ("time_sheets_batch.completed", "TimeSheetsBatch"),
+            ("employee.bank_account.created", "BankAccount"),
+            ("something.never_seen", "NeverSeen"),
+        ] {
+            let mut e = ev(entity, "x1", "{}");
+            e.event_type = t.into();
+            assert_eq!(classify(&e), Target::Nothing, "{t}");
+        }
     }
 }

@@ -49,6 +49,10 @@ pub struct ProjectorMetrics {
     pub consumer_pending: Family<Consumer, Gauge>,
     pub dead_letters: Counter,
     pub dead_letter_depth: Gauge,
+    /// 1 while Gusto marks the configured API version deprecated.
+    pub gusto_api_version_deprecated: Gauge,
+    /// 1 while Gusto refuses the configured API version (406).
+    pub gusto_api_version_refused: Gauge,
 }
 
 impl Default for ProjectorMetrics {
@@ -75,6 +79,8 @@ impl ProjectorMetrics {
             consumer_pending: Default::default(),
             dead_letters: Default::default(),
             dead_letter_depth: Default::default(),
+            gusto_api_version_deprecated: Default::default(),
+            gusto_api_version_refused: Default::default(),
             registry: Registry::default(),
         };
         registry.register("events", "Gusto events consumed, by result", m.events.clone());
@@ -127,6 +133,16 @@ impl ProjectorMetrics {
             "Messages in the DEAD_LETTERS stream (all stages), waiting for `mlc dlq`",
             m.dead_letter_depth.clone(),
         );
+        registry.register(
+            "gusto_api_version_deprecated",
+            "1 while Gusto marks the configured gusto.api_version deprecated (Deprecation header)",
+            m.gusto_api_version_deprecated.clone(),
+        );
+        registry.register(
+            "gusto_api_version_refused",
+            "1 while Gusto refuses the configured gusto.api_version (406 invalid_api_version)",
+            m.gusto_api_version_refused.clone(),
+        );
         Self { registry, ..m }
     }
 
@@ -157,6 +173,8 @@ pub(crate) struct GustoObserver {
     pub responses: Family<CompanyStatus, Counter>,
     pub rate_limited: Family<Company, Counter>,
     pub refreshes: Family<Company, Counter>,
+    pub version_deprecated: Gauge,
+    pub version_refused: Gauge,
 }
 
 impl GustoObserver {
@@ -184,5 +202,10 @@ impl gusto::ClientObserver for GustoObserver {
 
     fn token_refreshed(&self, grant: &str) {
         self.refreshes.get_or_create(&Company { company: self.company(grant) }).inc();
+    }
+
+    fn api_version(&self, status: &gusto::ApiVersionStatus) {
+        self.version_deprecated.set(i64::from(status.deprecated));
+        self.version_refused.set(i64::from(status.refused.is_some()));
     }
 }

@@ -150,7 +150,6 @@ pub async fn collect(cfg: &Config, args: &CheckArgs) -> anyhow::Result<Report> {
     }
 
     gusto_application(&cfg, store.clone(), &mut r).await;
-    // (Issue 15's Gusto API version line, confirmed / deprecated / refused, belongs here.)
     endpoints(&cfg, &mut r).await;
 
     // The Visma tenants: the company's, the one named, or all configured.
@@ -279,10 +278,18 @@ async fn gusto_application(cfg: &Config, store: Option<Arc<mlc_store::Store>>, r
                 }
             }
         }
+        // A refused version is the version line's one clear error (below).
+        Err(gusto::GustoError::InvalidApiVersion { .. }) => {}
         Err(e) => r.fail(
             "Gusto application",
             format!("{e} (gusto.client_id / gusto.client_secret / gusto.base_url)"),
         ),
+    }
+    // Issue 15: which version Gusto confirmed, deprecated (warning) or refused (406).
+    match crate::gusto_version::version_line(&client) {
+        (crate::gusto_version::Level::Ok, t) => r.ok("Gusto API version", t),
+        (crate::gusto_version::Level::Warn, t) => r.warn("Gusto API version", t),
+        (crate::gusto_version::Level::Fail, t) => r.fail("Gusto API version", t),
     }
 }
 
