@@ -14,6 +14,9 @@
 //! The same check runs on `/v1` and on `/oauth/token` and `/oauth/revoke` (whether Gusto
 //! checks the version on its OAuth endpoints is not documented: **[inferred]**).
 
+// Handlers return `Response` early on error, as in `http.rs`.
+#![allow(clippy::result_large_err)]
+
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use chrono::NaiveDate;

@@ -120,12 +120,15 @@ pub struct Projector {
     /// The last full list read per company (when, what): a later batch whose events were
     /// all received before that read is served from it (a backfill or a burst arriving
     /// in several batches costs one list read, not one per batch).
-    recent_lists: Mutex<HashMap<String, (i64, Arc<HashMap<String, gusto::Employee>>)>>,
+    recent_lists: Mutex<HashMap<String, (i64, Listed)>>,
 }
 
 /// How long a list read serves later batches, and the clock margin an event's receipt
 /// must precede it by (Gusto sends a webhook after the change is committed; the
 /// gateway's clock may differ a little from this process's).
+/// A company's employees by uuid, from one list read.
+type Listed = Arc<HashMap<String, gusto::Employee>>;
+
 const RECENT_LIST_TTL_MS: i64 = 30_000;
 const RECENT_LIST_MARGIN_MS: i64 = 2_000;
 
@@ -364,7 +367,7 @@ impl Projector {
 
         // Read the list when the whole company must be refreshed or the batch is a burst.
         let use_list = !work.refresh.is_empty() || work.employees.len() > self.settings.burst_threshold;
-        let mut listed: Option<Arc<HashMap<String, gusto::Employee>>> = None;
+        let mut listed: Option<Listed> = None;
         let newest_receipt = all.iter().map(|(_, e)| e.received_at_ms).max().unwrap_or(0);
         if let Some(recent) = self.recent_list(&company_uuid, newest_receipt) {
             listed = Some(recent);
