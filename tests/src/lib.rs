@@ -207,6 +207,7 @@ url = "{db}"
 encryption_key = "{key}"
 [gateway]
 listen = "{gateway}"
+ops_listen = "{gateway_ops}"
 [gusto]
 base_url = "{gusto}"
 client_id = "{gid}"
@@ -239,6 +240,7 @@ log_filter = "info"
                 vtenant = sim_visma::DEFAULT_TENANT,
                 pm = free_addr(),
                 wm = free_addr(),
+                gateway_ops = free_addr(),
             ),
         )
         .expect("config");
@@ -292,7 +294,7 @@ log_filter = "info"
         for s in ["gateway", "projector", "writer"] {
             stack.start_service(s);
         }
-        stack.wait_http(&format!("http://{}/readyz", stack.gateway)).await;
+        stack.wait_ready("gateway").await;
         if opts.subscribe {
             let url = format!("http://{}/webhooks/gusto", stack.gateway);
             stack.mlc_ok(&["subscribe", "--url", &url]).await;
@@ -513,6 +515,7 @@ url = "{store_url}"
 encryption_key = "{store_key}"
 [gateway]
 listen = "{gateway}"
+ops_listen = "{gateway_ops}"
 [gusto]
 base_url = "{gusto}"
 client_id = "{gid}"
@@ -536,6 +539,7 @@ log_filter = "info"
                 visma = visma_proxy.url,
                 pm = free_addr(),
                 wm = free_addr(),
+                gateway_ops = free_addr(),
                 catch_up = opts.catch_up_secs,
             ),
         )
@@ -587,7 +591,7 @@ log_filter = "info"
         for s in ["gateway", "projector", "writer"] {
             stack.start_service(s);
         }
-        stack.wait_http(&format!("http://{}/readyz", stack.gateway)).await;
+        stack.wait_ready("gateway").await;
         let url = format!("http://{}/webhooks/gusto", stack.gateway);
         stack.mlc_ok(&["subscribe", "--url", &url]).await;
         stack
@@ -750,10 +754,10 @@ impl Stack {
         false
     }
 
-    /// The `host:port` on which `service` serves `/metrics`: `gateway.listen`,
+    /// The `host:port` on which `service` serves `/metrics`: `gateway.ops_listen`,
     /// `projector.metrics_listen` or `writer.metrics_listen` of the configuration.
     pub fn metrics_addr(&self, service: &str) -> String {
-        let key = if service == "gateway" { "listen" } else { "metrics_listen" };
+        let key = if service == "gateway" { "ops_listen" } else { "metrics_listen" };
         self.config_value(service, key)
             .unwrap_or_else(|| panic!("no {service}.{key} in {}", self.config.display()))
     }

@@ -26,6 +26,8 @@ struct Scale {
     dir: tempfile::TempDir,
     config: PathBuf,
     gateways: Vec<String>,
+    /// Each gateway's ops listener (health, metrics).
+    gateway_ops: Vec<String>,
     companies: Vec<FleetCompany>,
     services: BTreeMap<String, Child>,
     js: async_nats::jetstream::Context,
@@ -117,6 +119,7 @@ log_filter = "info"
             dir,
             config,
             gateways: vec![free_addr(), free_addr()],
+            gateway_ops: vec![free_addr(), free_addr()],
             companies: fleet,
             services: BTreeMap::new(),
             js,
@@ -146,8 +149,8 @@ log_filter = "info"
                 s.start_service(service, replica);
             }
         }
-        for g in s.gateways.clone() {
-            wait_http(&format!("http://{g}/readyz")).await;
+        for (g, ops) in s.gateways.clone().into_iter().zip(s.gateway_ops.clone()) {
+            wait_http(&format!("http://{ops}/readyz")).await;
             // One subscription per gateway: Gusto delivers every event to both, and the
             // event uuid makes the second copy a duplicate JetStream drops.
             s.mlc_ok(&["subscribe", "--url", &format!("http://{g}/webhooks/gusto")]).await;
@@ -169,6 +172,7 @@ log_filter = "info"
             .env_remove("MLC_CONFIG")
             .env("MLC_REPLICA_ID", &name)
             .env("MLC_GATEWAY_LISTEN", &self.gateways[replica])
+            .env("MLC_GATEWAY_OPS_LISTEN", &self.gateway_ops[replica])
             .env("MLC_PROJECTOR_METRICS_LISTEN", free_addr())
             .env("MLC_WRITER_METRICS_LISTEN", free_addr())
             .stdout(log.try_clone().unwrap())

@@ -238,21 +238,16 @@ impl GatewayHandle {
                     let client =
                         mlc_bus::connect(&mlc_bus::NatsConfig::at(nats_url), "bench-gateway").await?;
                     let publisher = mlc_bus::Publisher::new(client, Duration::from_secs(5));
-                    let gw = mlc_gateway::Gateway::new(
-                        publisher,
-                        topology,
-                        vec![TOKEN.as_bytes().to_vec()],
-                        64 * 1024,
-                        None,
-                    );
+                    let settings = mlc_gateway::Settings::with_tokens(vec![TOKEN.as_bytes().to_vec()]);
+                    let gw = mlc_gateway::Gateway::new(publisher, topology, &settings);
                     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
                     let url = format!("http://{}", listener.local_addr()?);
-                    anyhow::Ok((gw, listener, url))
+                    anyhow::Ok((gw, listener, url, settings.limits))
                 };
                 match setup.await {
-                    Ok((gw, listener, url)) => {
+                    Ok((gw, listener, url, limits)) => {
                         let _ = url_tx.send(Ok(url));
-                        let _ = mlc_gateway::serve(listener, gw, async {
+                        let _ = mlc_gateway::serve(listener, gw, limits, async {
                             let _ = stop_rx.await;
                         })
                         .await;

@@ -97,6 +97,7 @@ async fn run_async(a: FootprintArgs) -> anyhow::Result<Report> {
     let key = mlc_store::EncryptionKey::generate_base64();
     let db_url = format!("sqlite://{}", dir.path().join("mlc.db").display());
     let (gw_listen, pm, wm) = (free_addr()?, free_addr()?, free_addr()?);
+    let gw_ops = free_addr()?;
     let gcfg = gusto_sim.config().clone();
     let config = dir.path().join("mlc.toml");
     std::fs::write(
@@ -112,6 +113,7 @@ encryption_key = "{key}"
 
 [gateway]
 listen = "{gw_listen}"
+ops_listen = "{gw_ops}"
 webhook_tokens = ["{token}"]
 
 [gusto]
@@ -201,7 +203,7 @@ log_format = "json"
             .spawn()?;
         procs.push(Proc { name, child });
     }
-    wait_ready(&format!("http://{gw_listen}/readyz")).await?;
+    wait_ready(&format!("http://{gw_ops}/readyz")).await?;
     wait_ready(&format!("http://{pm}/readyz")).await?;
     wait_ready(&format!("http://{wm}/readyz")).await?;
     tokio::time::sleep(Duration::from_secs(3)).await;

@@ -122,6 +122,14 @@ impl Publisher {
         payload: Bytes,
         headers: HeaderMap,
     ) -> Result<Published, BusError> {
+        // async-nats asserts (panics) on a header value with CR or LF; ids come from
+        // webhooks and Gusto's event list, so refuse them here instead (finding 9).
+        if msg_id.is_empty() || msg_id.chars().any(char::is_control) {
+            return Err(BusError::Publish {
+                subject: subject.to_string(),
+                reason: "message id is empty or holds a control character".into(),
+            });
+        }
         let publish = PublishMessage::build().payload(payload).headers(headers).message_id(msg_id);
         let fut = self
             .js

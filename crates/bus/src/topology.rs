@@ -9,6 +9,11 @@
 //! | DEAD_LETTERS    | `dlq.<stage>.<company>`                  |
 //!
 //! With a prefix `p`, stream names become `P_GUSTO_EVENTS` and subjects `p.gusto.events...`.
+//!
+//! Beside the five, two small ones for the webhook handshake (issue 17): the stream
+//! `HANDSHAKES` (`gateway.handshakes`, the unsigned verification-token POSTs, bounded) and
+//! the KV bucket `WEBHOOK_KEYS` (subscription uuid -> token `mlc subscribe` verified with
+//! Gusto), which the gateway watches for its HMAC keys.
 
 use crate::BusError;
 use async_nats::jetstream::{
@@ -275,6 +280,70 @@ impl Topology {
         (!b.contains('.')).then_some((a, b))
     }
 
+    fn prefixed_name(&self, base: &str) -> String {
+        if self.prefix.is_empty() {
+            base.to_string()
+        } else {
+            format!("{}_{base}", self.prefix.to_ascii_uppercase().replace('-', "_"))
+        }
+    }
+
+    /// The stream of unsigned verification-token POSTs: candidates for `mlc subscribe`.
+    pub fn handshakes_stream(&self) -> String {
+        self.prefixed_name("HANDSHAKES")
+    }
+
+    /// The one subject of [`Topology::handshakes_stream`].
+    pub fn handshake_subject(&self) -> String {
+        if self.prefix.is_empty() {
+            "gateway.handshakes".to_string()
+        } else {
+            format!("{}.gateway.handshakes", self.prefix)
+        }
+    }
+
+    /// The KV bucket of verified webhook tokens (key: subscription uuid).
+    pub fn webhook_keys_bucket(&self) -> String {
+        self.prefixed_name("WEBHOOK_KEYS")
+    }
+
+    /// At most 100 candidates, a day old at most, 1 KiB each: a flood of junk handshakes
+    /// costs a fixed amount of disk and pushes out only other junk's place in line.
+    pub fn handshakes_config(&self) -> Config {
+        Config {
+            name: self.handshakes_stream(),
+            subjects: vec![self.handshake_subject()],
+            storage: StorageType::File,
+            retention: RetentionPolicy::Limits,
+            discard: DiscardPolicy::Old,
+            max_messages: 100,
+            max_age: Duration::from_secs(24 * 3600),
+            max_message_size: 1024,
+            duplicate_window: Duration::from_secs(120),
+            num_replicas: self.replicas,
+            allow_direct: true,
+            ..Default::default()
+        }
+    }
+
+    /// The stream behind the `WEBHOOK_KEYS` bucket, created by hand as the lease bucket's is
+    /// (async-nats' `create_key_value` cannot parse nats-server 2.9's account answer).
+    pub fn webhook_keys_config(&self) -> Config {
+        let bucket = self.webhook_keys_bucket();
+        Config {
+            name: format!("KV_{bucket}"),
+            subjects: vec![format!("$KV.{bucket}.>")],
+            max_messages_per_subject: 1,
+            storage: StorageType::File,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: DiscardPolicy::New,
+            num_replicas: self.replicas,
+            ..Default::default()
+        }
+    }
+
     pub fn stream_config(&self, kind: StreamKind) -> Config {
         let day = Duration::from_secs(24 * 3600);
         let max_age = match kind {
@@ -349,8 +418,12 @@ pub async fn ensure_topology(js: &jetstream::Context, topo: &Topology) -> Result
 
 /// Whether every stream and durable consumer exists (whatever its configuration).
 async fn topology_in_place(js: &jetstream::Context, topo: &Topology) -> bool {
-    for kind in StreamKind::ALL {
-        if js.get_stream(topo.stream(kind)).await.is_err() {
+    let names = StreamKind::ALL
+        .into_iter()
+        .map(|k| topo.stream(k))
+        .chain([topo.handshakes_stream(), format!("KV_{}", topo.webhook_keys_bucket())]);
+    for name in names {
+        if js.get_stream(name).await.is_err() {
             return false;
         }
     }
@@ -371,8 +444,11 @@ async fn topology_in_place(js: &jetstream::Context, topo: &Topology) -> bool {
 /// configuration. Safe to run concurrently: the server treats a create with an identical
 /// configuration as a no-op, and a lost create race is retried as an update.
 pub async fn apply_topology(js: &jetstream::Context, topo: &Topology) -> Result<(), BusError> {
-    for kind in StreamKind::ALL {
-        let config = topo.stream_config(kind);
+    let streams = StreamKind::ALL
+        .into_iter()
+        .map(|k| topo.stream_config(k))
+        .chain([topo.handshakes_config(), topo.webhook_keys_config()]);
+    for config in streams {
         let mut last_err = None;
         // Concurrent start-ups and a cluster electing leaders time out now and then.
         for attempt in 0..10u64 {

@@ -107,10 +107,30 @@ pub struct StoreConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GatewayConfig {
+    /// The public webhook port: `POST /webhooks/gusto` (and `GET /oauth/callback`), nothing else.
     pub listen: String,
-    /// Active webhook verification tokens; more than one during a rotation.
+    /// Health, readiness and metrics: an operator port, loopback by default, never the public one.
+    pub ops_listen: String,
+    /// Active webhook verification tokens; more than one during a rotation. Tokens that
+    /// `mlc subscribe` verified reach the gateway through NATS (the `WEBHOOK_KEYS` bucket).
     pub webhook_tokens: Vec<Secret>,
     pub max_body_bytes: usize,
+    /// Open connections at most (each a descriptor). At the cap, the connection that has
+    /// waited longest without sending a byte is closed to make room; clamped at start-up to
+    /// what the descriptor limit allows.
+    pub max_connections: usize,
+    /// How long a connection may stay open without a request in progress: before its first
+    /// byte, and between requests on a kept-alive connection.
+    pub idle_timeout_ms: u64,
+    /// From the first byte of a request to the end of its head.
+    pub header_timeout_ms: u64,
+    /// From the end of the head to the end of the body.
+    pub body_timeout_ms: u64,
+    /// Bytes of unfinished request bodies held at once, over all connections. A request that
+    /// does not fit (after stalled bodies are cut) is answered 503 with `Retry-After`.
+    pub body_budget_bytes: usize,
+    /// Unsigned verification-token POSTs passed on to `mlc subscribe` per minute, at most.
+    pub handshakes_per_minute: u32,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -212,7 +232,18 @@ impl Default for StoreConfig {
 
 impl Default for GatewayConfig {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:8080".into(), webhook_tokens: Vec::new(), max_body_bytes: 64 * 1024 }
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            ops_listen: "127.0.0.1:9100".into(),
+            webhook_tokens: Vec::new(),
+            max_body_bytes: 64 * 1024,
+            max_connections: 4096,
+            idle_timeout_ms: 5_000,
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 10_000,
+            body_budget_bytes: 16 * 1024 * 1024,
+            handshakes_per_minute: 30,
+        }
     }
 }
 
@@ -325,6 +356,13 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("MLC_GATEWAY_LISTEN", "gateway.listen", Kind::Str),
     ("MLC_GUSTO_WEBHOOK_TOKENS", "gateway.webhook_tokens", Kind::List),
     ("MLC_GATEWAY_MAX_BODY_BYTES", "gateway.max_body_bytes", Kind::Int),
+    ("MLC_GATEWAY_OPS_LISTEN", "gateway.ops_listen", Kind::Str),
+    ("MLC_GATEWAY_MAX_CONNECTIONS", "gateway.max_connections", Kind::Int),
+    ("MLC_GATEWAY_IDLE_TIMEOUT_MS", "gateway.idle_timeout_ms", Kind::Int),
+    ("MLC_GATEWAY_HEADER_TIMEOUT_MS", "gateway.header_timeout_ms", Kind::Int),
+    ("MLC_GATEWAY_BODY_TIMEOUT_MS", "gateway.body_timeout_ms", Kind::Int),
+    ("MLC_GATEWAY_BODY_BUDGET_BYTES", "gateway.body_budget_bytes", Kind::Int),
+    ("MLC_GATEWAY_HANDSHAKES_PER_MINUTE", "gateway.handshakes_per_minute", Kind::Int),
     ("MLC_GUSTO_BASE_URL", "gusto.base_url", Kind::Str),
     ("MLC_GUSTO_API_VERSION", "gusto.api_version", Kind::Str),
     ("MLC_GUSTO_CLIENT_ID", "gusto.client_id", Kind::Str),
@@ -471,6 +509,34 @@ impl Config {
         check_addr("gateway.listen", &self.gateway.listen)?;
         if self.gateway.max_body_bytes < 1024 {
             return Err(ConfigError::invalid("gateway.max_body_bytes", "must be at least 1024"));
+        }
+        check_addr("gateway.ops_listen", &self.gateway.ops_listen)?;
+        if self.gateway.ops_listen == self.gateway.listen {
+            return Err(ConfigError::invalid(
+                "gateway.ops_listen",
+                "must differ from gateway.listen: metrics stay off the public port",
+            ));
+        }
+        if !(16..=1_000_000).contains(&self.gateway.max_connections) {
+            return Err(ConfigError::invalid("gateway.max_connections", "must be between 16 and 1000000"));
+        }
+        for (key, ms) in [
+            ("gateway.idle_timeout_ms", self.gateway.idle_timeout_ms),
+            ("gateway.header_timeout_ms", self.gateway.header_timeout_ms),
+            ("gateway.body_timeout_ms", self.gateway.body_timeout_ms),
+        ] {
+            if !(100..=600_000).contains(&ms) {
+                return Err(ConfigError::invalid(key, "must be between 100 and 600000 (ms)"));
+            }
+        }
+        if self.gateway.body_budget_bytes < 4 * self.gateway.max_body_bytes {
+            return Err(ConfigError::invalid(
+                "gateway.body_budget_bytes",
+                "must hold at least 4 bodies of gateway.max_body_bytes",
+            ));
+        }
+        if self.gateway.handshakes_per_minute == 0 {
+            return Err(ConfigError::invalid("gateway.handshakes_per_minute", "must be positive"));
         }
         if self.gateway.webhook_tokens.iter().any(|t| t.expose().trim().is_empty()) {
             return Err(ConfigError::invalid(

@@ -27,6 +27,8 @@ pub struct GatewayMetrics {
     handshakes: Counter,
     publish_seconds: Histogram,
     in_flight: Gauge,
+    connections_closed: Family<Reason, Counter>,
+    shed: Family<Reason, Counter>,
 }
 
 impl Default for GatewayMetrics {
@@ -45,6 +47,19 @@ impl GatewayMetrics {
         let handshakes = Counter::default();
         let publish_seconds = Histogram::new(exponential_buckets(0.0002, 2.0, 16));
         let in_flight = Gauge::default();
+        let connections_closed = Family::<Reason, Counter>::default();
+        let shed = Family::<Reason, Counter>::default();
+        registry.register(
+            "connections_closed",
+            "Connections the gateway closed: idle_timeout, header_timeout, evicted_silent, http_error",
+            connections_closed.clone(),
+        );
+        registry.register(
+            "shed",
+            "Requests answered 503 with Retry-After to protect the gateway: body_budget (no room), \
+             stalled_body_cut (a stalled body cut to make room)",
+            shed.clone(),
+        );
         registry.register(
             "webhooks_accepted",
             "Webhooks published to GUSTO_EVENTS and acknowledged",
@@ -61,7 +76,11 @@ impl GatewayMetrics {
             "Signed bodies that were not events, kept in DEAD_LETTERS",
             dead_letters.clone(),
         );
-        registry.register("verification_handshakes", "Verification tokens received", handshakes.clone());
+        registry.register(
+            "verification_handshakes",
+            "Verification-token POSTs passed on to the HANDSHAKES stream",
+            handshakes.clone(),
+        );
         registry.register("publish_seconds", "Time from publish to JetStream ack", publish_seconds.clone());
         registry.register("in_flight", "Webhook requests being handled", in_flight.clone());
         Self {
@@ -73,6 +92,8 @@ impl GatewayMetrics {
             handshakes,
             publish_seconds,
             in_flight,
+            connections_closed,
+            shed,
         }
     }
 
@@ -81,6 +102,12 @@ impl GatewayMetrics {
     }
     pub(crate) fn refused(&self, reason: &str) {
         self.refused.get_or_create(&Reason { reason: reason.to_string() }).inc();
+    }
+    pub(crate) fn connection_closed(&self, reason: &str) {
+        self.connections_closed.get_or_create(&Reason { reason: reason.to_string() }).inc();
+    }
+    pub(crate) fn shed(&self, reason: &str) {
+        self.shed.get_or_create(&Reason { reason: reason.to_string() }).inc();
     }
     pub(crate) fn unavailable(&self) {
         self.unavailable.inc();

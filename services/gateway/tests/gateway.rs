@@ -1,8 +1,8 @@
 //! The gateway against a real nats-server, over real HTTP.
 
 use mlc_bus::{ensure_topology, Publisher, StreamKind, Topology};
-use mlc_gateway::Gateway;
-use mlc_testkit::{NatsServer, TestDb};
+use mlc_gateway::{Gateway, Settings};
+use mlc_testkit::NatsServer;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,11 +12,11 @@ const OLD_TOKEN: &str = "old-token-still-valid-during-rotation";
 struct App {
     nats: NatsServer,
     url: String,
+    /// The ops listener: health, readiness, metrics.
+    ops: String,
     js: async_nats::jetstream::Context,
     topo: Topology,
     gw: Arc<Gateway>,
-    _db: TestDb,
-    store: Arc<mlc_store::Store>,
     http: reqwest::Client,
 }
 
@@ -26,20 +26,18 @@ async fn start() -> App {
     let topo = Topology::new(&mlc_testkit::unique("g"), 1).unwrap();
     let js = async_nats::jetstream::new(client.clone());
     ensure_topology(&js, &topo).await.unwrap();
-    let db = TestDb::sqlite();
-    let store = Arc::new(db.store().await);
-    let gw = Gateway::new(
-        Publisher::new(client.clone(), Duration::from_millis(1500)),
-        topo.clone(),
-        vec![TOKEN.as_bytes().to_vec(), OLD_TOKEN.as_bytes().to_vec()],
-        64 * 1024,
-        Some(store.clone()),
-    );
+    let settings = Settings::with_tokens(vec![TOKEN.as_bytes().to_vec(), OLD_TOKEN.as_bytes().to_vec()]);
+    let gw =
+        Gateway::new(Publisher::new(client.clone(), Duration::from_millis(1500)), topo.clone(), &settings);
     tokio::spawn(gw.clone().watch_readiness(client));
+    tokio::spawn(gw.clone().watch_keys(js.clone()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(mlc_gateway::serve(listener, gw.clone(), std::future::pending()));
-    App { nats, url, js, topo, gw, _db: db, store, http: reqwest::Client::new() }
+    tokio::spawn(mlc_gateway::serve(listener, gw.clone(), settings.limits, std::future::pending()));
+    let ops_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ops = format!("http://{}", ops_listener.local_addr().unwrap());
+    tokio::spawn(mlc_gateway::serve_ops(ops_listener, gw.clone(), std::future::pending()));
+    App { nats, url, ops, js, topo, gw, http: reqwest::Client::new() }
 }
 
 fn event_body(uuid: &str) -> String {
@@ -129,16 +127,17 @@ async fn unverified_requests_never_publish() {
     assert_eq!(app.post(r#"{"verification_token":"t","uuid":"x"}"#, None).await, 401);
     assert_eq!(app.count(StreamKind::GustoEvents).await, 0);
     assert_eq!(app.count(StreamKind::DeadLetters).await, 0);
-    let metrics = reqwest::get(format!("{}/metrics", app.url)).await.unwrap().text().await.unwrap();
+    let metrics = reqwest::get(format!("{}/metrics", app.ops)).await.unwrap().text().await.unwrap();
     assert!(
         metrics.contains(r#"mlc_gateway_webhooks_refused_total{reason="wrong_signature"} 2"#),
         "{metrics}"
     );
     assert!(metrics.contains(r#"reason="too_large""#));
-    // Refusals are audited, without the body.
-    let rows = app.store.audit(&Default::default()).await.unwrap();
-    assert_eq!(rows.iter().filter(|r| r.kind == "webhook.refused").count(), 8);
-    assert!(rows.iter().all(|r| !r.detail.to_string().contains("e-bad")));
+    // Metrics and health are not on the public port (finding 11).
+    for path in ["/metrics", "/healthz", "/readyz"] {
+        let status = reqwest::get(format!("{}{path}", app.url)).await.unwrap().status().as_u16();
+        assert_eq!(status, 404, "{path} on the webhook port");
+    }
 }
 
 #[tokio::test]
@@ -153,28 +152,77 @@ async fn a_signed_body_that_is_not_an_event_is_kept_in_dead_letters() {
 }
 
 #[tokio::test]
-async fn the_verification_handshake_is_stored_for_mlc_subscribe() {
+async fn the_verification_handshake_is_passed_on_and_trusts_nothing_by_itself() {
     let app = start().await;
-    assert_eq!(
-        app.post(r#"{"verification_token": "6590f590-3dba-495e-9bea-c361e1e2efc0"}"#, None).await,
-        200
-    );
-    let (_, tok, _) = app.store.latest_verification_token().await.unwrap().unwrap();
-    assert_eq!(tok, TOKEN);
-    assert_eq!(app.count(StreamKind::GustoEvents).await, 0, "the handshake is not an event");
-
-    // A token that arrived unsigned signs nothing until Gusto confirmed it.
     let fresh = "fresh-subscription-token";
-    assert_eq!(app.post(&format!(r#"{{"verification_token":"{fresh}"}}"#), None).await, 200);
+    assert_eq!(app.post(&format!(r#"{{"verification_token": "{fresh}"}}"#), None).await, 200);
+    assert_eq!(app.count(StreamKind::GustoEvents).await, 0, "the handshake is not an event");
+    let mut hs = app.js.get_stream(app.topo.handshakes_stream()).await.unwrap();
+    assert_eq!(hs.info().await.unwrap().state.messages, 1);
+    let m = hs.get_raw_message(1).await.unwrap();
+    assert_eq!(m.payload.as_ref(), fresh.as_bytes());
+    assert_eq!(m.subject.as_str(), app.topo.handshake_subject());
+
+    // A token that arrived unsigned signs nothing until it is in WEBHOOK_KEYS.
     let body = event_body("after-handshake");
     let sig = gusto::webhook::sign(fresh.as_bytes(), body.as_bytes());
-    app.gw.refresh_tokens().await;
-    assert_eq!(app.post(&body, Some(&sig)).await, 401, "unverified token is not trusted");
-    let (id, tok, _) = app.store.latest_verification_token().await.unwrap().unwrap();
-    assert_eq!(tok, fresh);
-    app.store.mark_verification_token_verified(id).await.unwrap();
-    app.gw.refresh_tokens().await;
-    assert_eq!(app.post(&body, Some(&sig)).await, 200, "verified token signs");
+    assert_eq!(app.post(&body, Some(&sig)).await, 401, "an unverified token is not trusted");
+    let kv = app.js.get_key_value(app.topo.webhook_keys_bucket()).await.unwrap();
+    kv.put("sub-1", fresh.as_bytes().to_vec().into()).await.unwrap();
+    let mut status = 0;
+    for _ in 0..50 {
+        status = app.post(&body, Some(&sig)).await;
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 200, "a token from the bucket signs");
+    kv.delete("sub-1").await.unwrap();
+    let body2 = event_body("after-removal");
+    let sig2 = gusto::webhook::sign(fresh.as_bytes(), body2.as_bytes());
+    for _ in 0..50 {
+        status = app.post(&body2, Some(&sig2)).await;
+        if status == 401 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 401, "a token removed from the bucket no longer signs");
+}
+
+#[tokio::test]
+async fn handshakes_are_rate_bounded_and_odd_ones_refused() {
+    let app = start().await;
+    let mut codes = std::collections::BTreeMap::new();
+    for i in 0..60 {
+        let code = app.post(&format!(r#"{{"verification_token":"junk-{i}"}}"#), None).await;
+        *codes.entry(code).or_insert(0) += 1;
+    }
+    // The default bound: 30 per minute, bursts of 30.
+    assert_eq!(codes.get(&200), Some(&30), "{codes:?}");
+    assert_eq!(codes.get(&429), Some(&30), "{codes:?}");
+    let mut hs = app.js.get_stream(app.topo.handshakes_stream()).await.unwrap();
+    assert_eq!(hs.info().await.unwrap().state.messages, 30);
+    let long = "x".repeat(300);
+    assert_eq!(app.post(&format!(r#"{{"verification_token":"{long}"}}"#), None).await, 401);
+    assert_eq!(app.post(r#"{"verification_token":"with space"}"#, None).await, 401);
+}
+
+#[tokio::test]
+async fn a_signed_event_with_cr_lf_in_its_uuid_is_answered_and_dead_lettered() {
+    let app = start().await;
+    for (i, bad) in [r"evil\nNats-Expected-Stream: X", r"evil\r\nx", "a.b", "*"].iter().enumerate() {
+        let body = event_body(bad);
+        assert_eq!(app.post_signed(&body).await, 200, "case {i}: answered, not a dropped connection");
+    }
+    let body = event_body("ok-1").replace(r#""entity_type":"Employee""#, r#""entity_type":"Emp\r\nloyee""#);
+    assert_eq!(app.post_signed(&body).await, 200);
+    assert_eq!(app.count(StreamKind::GustoEvents).await, 0);
+    assert_eq!(app.count(StreamKind::DeadLetters).await, 5);
+    // The gateway still serves.
+    assert_eq!(app.post_signed(&event_body("fine-after")).await, 200);
+    assert_eq!(app.count(StreamKind::GustoEvents).await, 1);
 }
 
 #[tokio::test]
@@ -194,7 +242,7 @@ async fn with_nats_down_the_gateway_answers_503_and_loses_nothing_after() {
         assert_eq!(status, 503, "no ack, no 2xx");
         refused.push(id);
     }
-    let ready = reqwest::get(format!("{}/readyz", app.url)).await.unwrap().status().as_u16();
+    let ready = reqwest::get(format!("{}/readyz", app.ops)).await.unwrap().status().as_u16();
     assert_eq!(ready, 503);
     app.nats.start_again();
     // Gusto retries what got 503; the gateway accepts again once NATS is back.
@@ -217,10 +265,10 @@ async fn with_nats_down_the_gateway_answers_503_and_loses_nothing_after() {
 #[tokio::test]
 async fn health_and_readiness() {
     let app = start().await;
-    assert_eq!(reqwest::get(format!("{}/healthz", app.url)).await.unwrap().status().as_u16(), 200);
+    assert_eq!(reqwest::get(format!("{}/healthz", app.ops)).await.unwrap().status().as_u16(), 200);
     let mut ready = 0;
     for _ in 0..40 {
-        ready = reqwest::get(format!("{}/readyz", app.url)).await.unwrap().status().as_u16();
+        ready = reqwest::get(format!("{}/readyz", app.ops)).await.unwrap().status().as_u16();
         if ready == 200 {
             break;
         }
@@ -252,7 +300,7 @@ mod fuzz {
                 if let Ok(resp) = req.send().await {
                     let status = resp.status().as_u16();
                     prop_assert!(status != 500, "server error on fuzzed input");
-                    prop_assert!(matches!(status, 200 | 400 | 401 | 413), "status {status}");
+                    prop_assert!(matches!(status, 200 | 400 | 401 | 413 | 429), "status {status}");
                 }
                 let after = app.count(StreamKind::GustoEvents).await;
                 prop_assert_eq!(before, after);

@@ -161,6 +161,7 @@ async fn local(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let mapping_path = dir.join(MAPPING_FILE);
     std::fs::write(&mapping_path, MAPPING)?;
     let gateway_listen = free_addr()?;
+    let gateway_ops = free_addr()?;
     let prefix = format!("demo{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let config_path = dir.join("mlc.toml");
     let gcfg = gusto_sim.sim().config().clone();
@@ -178,6 +179,7 @@ encryption_key = "{key}"
 
 [gateway]
 listen = "{gateway_listen}"
+ops_listen = "{gateway_ops}"
 
 [gusto]
 base_url = "{gusto}"
@@ -241,7 +243,7 @@ log_format = "json"
         };
         children.push(Child { name, child });
     }
-    wait_ready(&format!("http://{gateway_listen}/readyz"), Duration::from_secs(30)).await?;
+    wait_ready(&format!("http://{gateway_ops}/readyz"), Duration::from_secs(30)).await?;
     step(started, format!("gateway, projector and writer running (logs in {})", dir.display()));
 
     let stage =
@@ -259,6 +261,8 @@ log_format = "json"
         for kind in StreamKind::ALL {
             let _ = stage.ctx.js.delete_stream(stage.ctx.topo.stream(kind)).await;
         }
+        let _ = stage.ctx.js.delete_stream(stage.ctx.topo.handshakes_stream()).await;
+        let _ = stage.ctx.js.delete_stream(format!("KV_{}", stage.ctx.topo.webhook_keys_bucket())).await;
     }
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
@@ -593,9 +597,16 @@ async fn story(stage: &Stage, args: &DemoArgs, started: Instant) -> anyhow::Resu
     if !connected.contains(&company) {
         bail!("connected the wrong company: {connected}");
     }
-    let sub =
-        ops::subscribe_with(&ctx.store, ctx.gusto().await?.as_ref(), Some(&stage.webhook_url), None, 30)
-            .await?;
+    let sub = ops::subscribe_with(
+        &ctx.store,
+        ctx.gusto().await?.as_ref(),
+        &ctx.js,
+        &ctx.topo,
+        Some(&stage.webhook_url),
+        None,
+        30,
+    )
+    .await?;
     step(started, format!("webhook subscription {sub} verified through the gateway's handshake"));
     if !ctx.company(&company).await?.first_connect_applied {
         step(

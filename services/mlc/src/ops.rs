@@ -136,24 +136,46 @@ pub struct SubscribeArgs {
 }
 
 pub async fn subscribe(cfg: Config, args: SubscribeArgs) -> anyhow::Result<()> {
-    let store = Arc::new(ctx::open_store(&cfg).await?);
-    let gusto = ctx::gusto_client(&cfg, store.clone())?;
-    let uuid =
-        subscribe_with(&store, &gusto, args.url.as_deref(), args.verify.as_deref(), args.wait_secs).await?;
+    let ctx = Ctx::connect(cfg, "mlc-subscribe").await?;
+    let gusto = ctx::gusto_client(&ctx.cfg, ctx.store.clone())?;
+    let uuid = subscribe_with(
+        &ctx.store,
+        &gusto,
+        &ctx.js,
+        &ctx.topo,
+        args.url.as_deref(),
+        args.verify.as_deref(),
+        args.wait_secs,
+    )
+    .await?;
     println!("webhook subscription {uuid} verified; the gateway now trusts its token");
     Ok(())
 }
 
-/// Creates a subscription (unless `existing` names one), waits for the gateway to
-/// receive its verification token, and verifies it with Gusto.
+/// Candidates one run tries at most (the `HANDSHAKES` stream keeps 100).
+const MAX_HANDSHAKE_TRIES: usize = 120;
+
+/// Creates a subscription (unless `existing` names one), then tries the verification
+/// tokens that reached the gateway, newest first, with Gusto's verify call until Gusto
+/// accepts one: junk POSTs (anyone can send that shape) cost a refused try each, and cannot
+/// hide Gusto's own token. The accepted token is kept encrypted in the store and put into
+/// the `WEBHOOK_KEYS` bucket, from which the gateway takes its keys.
 pub async fn subscribe_with(
     store: &mlc_store::Store,
     gusto: &gusto::GustoClient,
+    js: &async_nats::jetstream::Context,
+    topo: &mlc_bus::Topology,
     url: Option<&str>,
     existing: Option<&str>,
     wait_secs: u64,
 ) -> anyhow::Result<String> {
-    let started = mlc_store::now_ms();
+    let stream_name = topo.handshakes_stream();
+    let mut stream = js.get_stream(&stream_name).await.with_context(|| format!("stream {stream_name}"))?;
+    // A new subscription's token arrives after it is created: older candidates are not it.
+    let floor = match existing {
+        Some(_) => 0,
+        None => stream.info().await.context("reading the handshakes stream")?.state.last_sequence,
+    };
     let uuid = match (existing, url) {
         (Some(u), _) => u.to_string(),
         (None, Some(url)) => {
@@ -168,24 +190,73 @@ pub async fn subscribe_with(
         }
         (None, None) => bail!("give --url to create a subscription, or --verify UUID to finish one"),
     };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait_secs);
-    let (id, token) = loop {
-        if let Some((id, token, at)) = store.latest_verification_token().await? {
-            if existing.is_some() || at >= started {
-                break (id, token);
+    let started = std::time::Instant::now();
+    let deadline = started + std::time::Duration::from_secs(wait_secs);
+    // If Gusto's POST was turned away (the gateway's rate bound under a flood), ask again.
+    let resend_every = std::time::Duration::from_secs(5);
+    let mut next_resend = started + resend_every;
+    let mut tried = std::collections::HashSet::new();
+    loop {
+        let (first, last) = {
+            let info = stream.info().await.context("reading the handshakes stream")?;
+            (info.state.first_sequence, info.state.last_sequence)
+        };
+        let low = first.max(floor + 1);
+        let mut seq = last;
+        while seq >= low && seq > 0 {
+            if tried.insert(seq) {
+                // Gone meanwhile (the stream discards its oldest): not a candidate any more.
+                if let Ok(m) = stream.get_raw_message(seq).await {
+                    if tried.len() > MAX_HANDSHAKE_TRIES {
+                        bail!("tried {MAX_HANDSHAKE_TRIES} verification tokens and Gusto accepted none; is someone flooding the webhook URL? Try `mlc subscribe --verify {uuid}` later");
+                    }
+                    let token = String::from_utf8_lossy(&m.payload).into_owned();
+                    match gusto.verify_webhook_subscription(&uuid, &gusto::Secret::new(token.clone())).await {
+                        Ok(_) => {
+                            keep_webhook_key(store, js, topo, &uuid, &token).await?;
+                            return Ok(uuid);
+                        }
+                        // Not the token of this subscription.
+                        Err(gusto::GustoError::Api { status: 422, .. }) => {}
+                        Err(e) => return Err(e).context("verifying the subscription with Gusto"),
+                    }
+                }
             }
+            seq -= 1;
         }
-        if std::time::Instant::now() > deadline {
-            bail!("no verification token reached the gateway within {wait_secs} s; is it reachable at the subscription URL?");
+        let now = std::time::Instant::now();
+        if now > deadline {
+            bail!("Gusto's verification token did not reach the gateway within {wait_secs} s; is it reachable at the subscription URL?");
+        }
+        if now > next_resend {
+            if let Err(e) = gusto.request_verification_token(&uuid).await {
+                eprintln!("asking Gusto to send the verification token again failed: {e}");
+            }
+            next_resend = now + resend_every;
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    };
-    gusto
-        .verify_webhook_subscription(&uuid, &gusto::Secret::new(token))
+    }
+}
+
+/// Keeps a token Gusto accepted: sealed in the store (the record), and in the
+/// `WEBHOOK_KEYS` bucket (what the gateway reads).
+async fn keep_webhook_key(
+    store: &mlc_store::Store,
+    js: &async_nats::jetstream::Context,
+    topo: &mlc_bus::Topology,
+    subscription: &str,
+    token: &str,
+) -> anyhow::Result<()> {
+    store.put_verification_token(token).await?;
+    if let Some((id, _, _)) = store.latest_verification_token().await? {
+        store.mark_verification_token_verified(id).await?;
+    }
+    let bucket = topo.webhook_keys_bucket();
+    let kv = js.get_key_value(&bucket).await.with_context(|| format!("KV bucket {bucket}"))?;
+    kv.put(subscription, bytes::Bytes::copy_from_slice(token.as_bytes()))
         .await
-        .context("verifying the subscription with Gusto")?;
-    store.mark_verification_token_verified(id).await?;
-    Ok(uuid)
+        .with_context(|| format!("putting the webhook key into {bucket}"))?;
+    Ok(())
 }
 
 // ---------------------------------------------------------------------- backfill

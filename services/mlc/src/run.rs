@@ -21,7 +21,11 @@ pub async fn run(cfg: Config, service: Service) -> anyhow::Result<()> {
         log_filter: cfg.telemetry.log_filter.clone(),
         otlp_endpoint: cfg.telemetry.otlp_endpoint.clone(),
     })?;
-    let store = Arc::new(ctx::open_store(&cfg).await?);
+    // The gateway faces the internet: it opens no store and needs no encryption key.
+    let store = match service {
+        Service::Gateway => None,
+        _ => Some(Arc::new(ctx::open_store(&cfg).await?)),
+    };
     let client = mlc_bus::connect(&cfg.nats, &format!("mlc-{name}")).await?;
     let topo = ctx::topology(&cfg)?;
     let js = async_nats::jetstream::new(client.clone());
@@ -37,25 +41,30 @@ pub async fn run(cfg: Config, service: Service) -> anyhow::Result<()> {
     };
     let mut tasks = tokio::task::JoinSet::new();
     if matches!(service, Service::Gateway | Service::All) {
+        // A connection is a descriptor: take what the hard limit allows.
+        if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+            tracing::warn!(error = %e, "cannot raise the descriptor limit");
+        }
         let publisher = Publisher::new(client.clone(), Duration::from_millis(cfg.nats.publish_timeout_ms));
-        let tokens = cfg.gateway.webhook_tokens.iter().map(|t| t.expose().as_bytes().to_vec()).collect();
-        let gw = mlc_gateway::Gateway::new(
-            publisher,
-            topo.clone(),
-            tokens,
-            cfg.gateway.max_body_bytes,
-            Some(store.clone()),
-        );
-        gw.refresh_tokens().await;
+        let settings = mlc_gateway::Settings::from_config(&cfg.gateway);
+        let gw = mlc_gateway::Gateway::new(publisher, topo.clone(), &settings);
         tokio::spawn(gw.clone().watch_readiness(client.clone()));
-        let listener = tokio::net::TcpListener::bind(&cfg.gateway.listen)
-            .await
+        tokio::spawn(gw.clone().watch_keys(js.clone()));
+        let listener = mlc_gateway::bind(&cfg.gateway.listen)
             .with_context(|| format!("binding gateway.listen {}", cfg.gateway.listen))?;
-        tracing::info!(listen = %cfg.gateway.listen, "gateway listening");
+        let ops = tokio::net::TcpListener::bind(&cfg.gateway.ops_listen)
+            .await
+            .with_context(|| format!("binding gateway.ops_listen {}", cfg.gateway.ops_listen))?;
+        tracing::info!(listen = %cfg.gateway.listen, ops_listen = %cfg.gateway.ops_listen, "gateway listening");
         let s = stop(&stop_tx);
-        tasks.spawn(async move { mlc_gateway::serve(listener, gw, s).await.context("gateway") });
+        let g = gw.clone();
+        tasks.spawn(async move { mlc_gateway::serve_ops(ops, g, s).await.context("gateway ops listener") });
+        let s = stop(&stop_tx);
+        let limits = settings.limits;
+        tasks.spawn(async move { mlc_gateway::serve(listener, gw, limits, s).await.context("gateway") });
     }
     if matches!(service, Service::Projector | Service::All) {
+        let store = store.clone().context("the projector needs the store")?;
         let gusto = ctx::shared_gusto_client(&cfg, store.clone(), &js, &topo).await?;
         let mut settings = mlc_projector::ProjectorSettings::new(topo.clone());
         settings.fetch_concurrency = cfg.projector.workers.clamp(1, 64);
@@ -94,7 +103,8 @@ pub async fn run(cfg: Config, service: Service) -> anyhow::Result<()> {
             axum::serve(listener, router).with_graceful_shutdown(s).await.context("writer metrics")
         });
         let s = stop(&stop_tx);
-        let (client, store) = (client.clone(), store.clone());
+        let store = store.clone().context("the writer needs the store")?;
+        let client = client.clone();
         tasks.spawn(async move { mlc_writer::run(client, store, settings, s).await.context("writer") });
     }
 
@@ -116,7 +126,9 @@ pub async fn run(cfg: Config, service: Service) -> anyhow::Result<()> {
             tracing::warn!(error = %e, "stopped with an error");
         }
     }
-    store.close().await;
+    if let Some(store) = store {
+        store.close().await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

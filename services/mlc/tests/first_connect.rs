@@ -148,6 +148,7 @@ url = "sqlite://{db}"
 encryption_key = "{key}"
 [gateway]
 listen = "{gateway}"
+ops_listen = "{gateway_ops}"
 [gusto]
 base_url = "{gusto_url}"
 client_id = "{gid}"
@@ -175,6 +176,7 @@ metrics_listen = "{writer_metrics}"
             vid = sim_visma::DEFAULT_CLIENT_ID,
             vsecret = sim_visma::DEFAULT_CLIENT_SECRET,
             pm = free_addr(),
+            gateway_ops = free_addr(),
         ),
     )
     .expect("config");
