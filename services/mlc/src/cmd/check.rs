@@ -308,7 +308,8 @@ async fn endpoints(cfg: &Config, r: &mut Report) {
         ),
         Err(e) => r.fail("gusto.redirect_uri", format!("not a URL: {e}")),
     }
-    let health = format!("http://{}/healthz", cfg.gateway.listen);
+    // Health is on the ops listener: the public port serves the webhook and the callback only.
+    let health = format!("http://{}/healthz", cfg.gateway.ops_listen);
     let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(2)).build();
     match http {
         Ok(h) => match h.get(&health).send().await {
@@ -316,7 +317,7 @@ async fn endpoints(cfg: &Config, r: &mut Report) {
             Ok(resp) => r.warn("gateway", format!("{health} answered {}", resp.status())),
             Err(_) => r.warn(
                 "gateway",
-                format!("nothing answers at {health} (gateway.listen) from here; webhooks and the OAuth callback need it"),
+                format!("nothing answers at {health} (gateway.ops_listen) from here; webhooks and the OAuth callback need the gateway"),
             ),
         },
         Err(e) => r.warn("gateway", e.to_string()),
