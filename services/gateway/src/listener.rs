@@ -6,7 +6,7 @@
 //!
 //! - **Before its first byte** it holds a socket and a small task, no buffer (it waits for
 //!   its first byte (a 1-byte `peek`) before hyper allocates one), and lives at most `idle_timeout`. When the
-//!   cap is reached, the silent connection that has waited longest is closed to make room
+//!   cap is reached, the silent connection that has waited longest (at least 250 ms) is closed to make room
 //!   (nginx closes idle keep-alive connections the same way when it runs out,
 //!   `ngx_drain_connections`), so a crowd of silent sockets cannot keep Gusto out.
 //! - **Reading its head** it holds hyper's read buffer (at most [`MAX_HEAD_BYTES`]) and
@@ -141,21 +141,26 @@ impl Listener {
 
     async fn accept_loop(self: Arc<Self>) -> std::io::Result<()> {
         loop {
-            let permit = match self.limit_connections.clone().try_acquire_owned() {
-                Ok(p) => p,
-                Err(_) => {
-                    // At the cap: make room by closing the oldest silent connection, if any;
-                    // otherwise wait until a connection ends.
-                    if self.silent.evict_oldest() {
+            let permit = loop {
+                if let Ok(p) = self.limit_connections.clone().try_acquire_owned() {
+                    break p;
+                }
+                // At the cap: make room by closing the oldest silent connection, once it has
+                // been silent for MIN_SILENT (a client that is slow to write its first bytes
+                // is not evicted at once); otherwise wait until a connection ends.
+                let acquire = self.limit_connections.clone().acquire_owned();
+                match self.silent.evict_oldest() {
+                    Eviction::Done => {
                         if let Some(m) = &self.metrics {
                             m.connection_closed("evicted_silent");
                         }
+                        break acquire.await.expect("the semaphore is never closed");
                     }
-                    self.limit_connections
-                        .clone()
-                        .acquire_owned()
-                        .await
-                        .expect("the semaphore is never closed")
+                    Eviction::NotYet(wait) => tokio::select! {
+                        p = acquire => break p.expect("the semaphore is never closed"),
+                        _ = tokio::time::sleep(wait) => {}
+                    },
+                    Eviction::NoneSilent => break acquire.await.expect("the semaphore is never closed"),
                 }
             };
             let socket = self.accept().await?;
@@ -192,6 +197,8 @@ impl Listener {
         // `peek`, not `readable()`: tokio reports a fresh socket readable at once.
         let mut first = [0u8; 1];
         let first_byte = tokio::select! {
+            // Data that is there wins over an eviction that raced with it.
+            biased;
             r = tokio::time::timeout(self.limits.idle_timeout, socket.peek(&mut first)) => match r {
                 Ok(Ok(n)) if n > 0 => Ok(()),
                 Ok(_) => Err("reset"),
@@ -267,18 +274,28 @@ fn is_transient(e: &std::io::Error) -> bool {
         || matches!(e.raw_os_error(), Some(23 | 24 | 105 | 12))
 }
 
+/// How long a connection must have been silent before it may be evicted.
+pub const MIN_SILENT: Duration = Duration::from_millis(250);
+
 /// Silent connections by age; each can be told to close.
 #[derive(Default)]
 struct Silent {
     next: AtomicU64,
-    waiting: Mutex<BTreeMap<u64, Arc<Notify>>>,
+    waiting: Mutex<BTreeMap<u64, (Instant, Arc<Notify>)>>,
+}
+
+enum Eviction {
+    Done,
+    /// The oldest silent connection may be evicted after this long.
+    NotYet(Duration),
+    NoneSilent,
 }
 
 impl Silent {
     fn register(&self) -> (u64, Arc<Notify>) {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let notify = Arc::new(Notify::new());
-        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(id, notify.clone());
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(id, (Instant::now(), notify.clone()));
         (id, notify)
     }
 
@@ -286,17 +303,18 @@ impl Silent {
         self.waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
     }
 
-    /// Tells the oldest silent connection to close. `notify_one` keeps the wake-up for a
-    /// task that is not waiting yet, so none is lost.
-    fn evict_oldest(&self) -> bool {
-        let oldest = self.waiting.lock().unwrap_or_else(|p| p.into_inner()).pop_first();
-        match oldest {
-            Some((_, n)) => {
-                n.notify_one();
-                true
-            }
-            None => false,
+    /// Tells the oldest silent connection to close, if it has been silent for
+    /// [`MIN_SILENT`]. `notify_one` keeps the wake-up for a task that is not waiting yet, so
+    /// none is lost.
+    fn evict_oldest(&self) -> Eviction {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(oldest) = waiting.first_entry() else { return Eviction::NoneSilent };
+        let age = oldest.get().0.elapsed();
+        if age < MIN_SILENT {
+            return Eviction::NotYet(MIN_SILENT - age);
         }
+        oldest.remove().1.notify_one();
+        Eviction::Done
     }
 }
 
