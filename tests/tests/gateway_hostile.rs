@@ -144,32 +144,38 @@ async fn idle_and_slow_connections_cannot_take_the_gateway_down() {
             }
         })
     };
-    // A signed webhook every 100 ms, each on a fresh connection, as Gusto sends them.
+    // A signed webhook every 100 ms, each on a fresh connection, as Gusto sends them. On a
+    // thread and runtime of its own: Gusto is not starved by the attacker's CPU, and a client
+    // that connects and then stays silent for long is, to the gateway, an idle attacker.
     let prober = {
         let (url, stop) = (format!("http://{}/webhooks/gusto", gw.listen), stop.clone());
-        tokio::spawn(async move {
-            let http = reqwest::Client::builder()
-                .pool_max_idle_per_host(0)
-                .timeout(Duration::from_secs(5))
-                .build()
-                .unwrap();
-            let mut results = Vec::new();
-            let mut n = 0;
-            while !stop.load(Ordering::Relaxed) {
-                n += 1;
-                let (body, sig) = signed_event(n);
-                let t = Instant::now();
-                let status = match http.post(&url).header("X-Gusto-Signature", sig).body(body).send().await {
-                    Ok(r) => r.status().as_u16(),
-                    Err(e) => {
-                        eprintln!("probe {n} failed: {e:?}");
-                        0
-                    }
-                };
-                results.push((status, t.elapsed()));
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            results
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        std::thread::spawn(move || {
+            rt.block_on(async move {
+                let http = reqwest::Client::builder()
+                    .pool_max_idle_per_host(0)
+                    .timeout(Duration::from_secs(5))
+                    .build()
+                    .unwrap();
+                let mut results = Vec::new();
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let (body, sig) = signed_event(n);
+                    let t = Instant::now();
+                    let status =
+                        match http.post(&url).header("X-Gusto-Signature", sig).body(body).send().await {
+                            Ok(r) => r.status().as_u16(),
+                            Err(e) => {
+                                eprintln!("probe {n} failed: {e:?}");
+                                0
+                            }
+                        };
+                    results.push((status, t.elapsed()));
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                results
+            })
         })
     };
 
@@ -223,7 +229,7 @@ async fn idle_and_slow_connections_cannot_take_the_gateway_down() {
     // Probe a little longer after the attack, then stop.
     tokio::time::sleep(Duration::from_secs(1)).await;
     stop.store(true, Ordering::Relaxed);
-    let probes = prober.await.unwrap();
+    let probes = prober.join().unwrap();
     sampler.await.unwrap();
     let rss_peak = peak.load(Ordering::Relaxed);
     let rss_end = rss_kib(pid);
