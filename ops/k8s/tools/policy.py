@@ -18,7 +18,8 @@ from pathlib import Path
 import yaml
 
 EXTRA_ENV = {"MLC_CONFIG"}
-SERVICES = {"gateway": 8080, "projector": 9101, "writer": 9102}
+# Each service's health and metrics port (the gateway's ops listener, not its webhook port 8080).
+SERVICES = {"gateway": 9100, "projector": 9101, "writer": 9102}
 
 
 def known_env(config_rs: Path) -> set[str]:
