@@ -454,6 +454,13 @@ pub struct FleetOptions {
     pub visma: sim_visma::SimConfig,
     /// `projector.catch_up_secs` (0 turns catch-up off).
     pub catch_up_secs: u64,
+    /// `nats.partitions`.
+    pub partitions: u32,
+    /// `gusto.rate_window_ms` (the default 60 s when `None`); set it to the simulator's
+    /// `rate_window` when that is compressed.
+    pub gusto_rate_window_ms: Option<u64>,
+    /// `gusto.rate_limit` (200 when `None`); set it to the simulator's `rate_limit`.
+    pub gusto_rate_limit: Option<u32>,
 }
 
 impl Default for FleetOptions {
@@ -471,6 +478,9 @@ impl Default for FleetOptions {
             },
             visma: sim_visma::SimConfig::default(),
             catch_up_secs: 300,
+            partitions: 1,
+            gusto_rate_window_ms: None,
+            gusto_rate_limit: None,
         }
     }
 }
@@ -510,6 +520,7 @@ impl Stack {
                 r#"[nats]
 url = "{nats}"
 stream_prefix = "{prefix}"
+partitions = {partitions}
 [store]
 url = "{store_url}"
 encryption_key = "{store_key}"
@@ -521,6 +532,8 @@ base_url = "{gusto}"
 client_id = "{gid}"
 client_secret = "{gsecret}"
 redirect_uri = "http://127.0.0.1/cb"
+rate_window_ms = {window_ms}
+rate_limit = {rate_limit}
 [visma]
 base_url = "{visma}"
 token_url = "{visma}/connect/token"
@@ -541,12 +554,16 @@ log_filter = "info"
                 wm = free_addr(),
                 gateway_ops = free_addr(),
                 catch_up = opts.catch_up_secs,
+                partitions = opts.partitions,
+                window_ms = opts.gusto_rate_window_ms.unwrap_or(60_000),
+                rate_limit = opts.gusto_rate_limit.unwrap_or(200),
             ),
         )
         .expect("config");
         let client = mlc_bus::connect(&nats.config(), "e2e").await.expect("nats");
         let js = async_nats::jetstream::new(client);
-        let topo = Topology::new(&prefix, 1).expect("topology");
+        let topo =
+            Topology::new(&prefix, 1).and_then(|t| t.with_partitions(opts.partitions)).expect("topology");
         let mut stack = Stack {
             nats,
             company: companies[0].info.clone(),

@@ -25,12 +25,41 @@ impl SharedWindow {
         limit: u32,
         window: Duration,
     ) -> Result<SharedWindow, BusError> {
+        Self::ensure_named(js, topo, "RATELIMIT", "rl", limit, window).await
+    }
+
+    /// The CLI's own window of `limit / 2` per key (stream `<PREFIX>_RATELIMIT_CLI`): a CLI
+    /// command takes a slot here and then one of [`SharedWindow::ensure`]'s, so long
+    /// commands (`reconcile`, `backfill`, `match`) never hold more than half of the
+    /// grant's window and the sync keeps at least the other half.
+    pub async fn ensure_cli(
+        js: &jetstream::Context,
+        topo: &Topology,
+        limit: u32,
+        window: Duration,
+    ) -> Result<SharedWindow, BusError> {
+        Self::ensure_named(js, topo, "RATELIMIT_CLI", "rlcli", (limit / 2).max(1), window).await
+    }
+
+    async fn ensure_named(
+        js: &jetstream::Context,
+        topo: &Topology,
+        suffix: &str,
+        root: &str,
+        limit: u32,
+        window: Duration,
+    ) -> Result<SharedWindow, BusError> {
         let stream = if topo.prefix().is_empty() {
-            "MLC_RATELIMIT".to_string()
+            format!("MLC_{suffix}")
         } else {
-            format!("{}_RATELIMIT", topo.prefix().to_ascii_uppercase().replace('-', "_"))
+            format!("{}_{suffix}", topo.prefix().to_ascii_uppercase().replace('-', "_"))
         };
-        let root = if topo.prefix().is_empty() { "rl".to_string() } else { format!("{}.rl", topo.prefix()) };
+        let root =
+            if topo.prefix().is_empty() { root.to_string() } else { format!("{}.{root}", topo.prefix()) };
+        // A slot is taken just before the request leaves; a slow request may reach Gusto
+        // a little later than the next one. A 2 % longer life of each slot keeps the count
+        // Gusto sees within the limit.
+        let window = window + window / 50;
         let config = stream::Config {
             name: stream.clone(),
             subjects: vec![format!("{root}.>")],

@@ -30,10 +30,9 @@ impl Ctx {
         Ok(Ctx { cfg, store, js, topo, publisher })
     }
 
-    /// The Gusto client, sharing the grants' rate windows with the services when they
-    /// run as several replicas.
+    /// The Gusto client of CLI commands: the grant's shared window, at most half of it.
     pub async fn gusto(&self) -> anyhow::Result<Arc<GustoClient>> {
-        shared_gusto_client(&self.cfg, self.store.clone(), &self.js, &self.topo).await
+        cli_gusto_client(&self.cfg, self.store.clone(), &self.js, &self.topo).await
     }
 
     pub fn visma(&self, tenant: &str) -> anyhow::Result<Arc<visma::VismaClient>> {
@@ -83,8 +82,10 @@ pub fn gusto_client_with(
     Ok(Arc::new(GustoClient::new(c, tokens)?))
 }
 
-/// As [`gusto_client`]; with more than one partition (so possibly several replicas) the
-/// per-grant window is also kept in JetStream, shared by every process.
+/// As [`gusto_client`], with the grant's window also kept in JetStream: every process
+/// holding the grant (services, replicas, the CLI) takes a slot before each request, so
+/// together they stay within Gusto's 200 per rolling minute per grant, in every
+/// configuration (one partition or many).
 pub async fn shared_gusto_client(
     cfg: &Config,
     store: Arc<Store>,
@@ -92,9 +93,6 @@ pub async fn shared_gusto_client(
     topo: &Topology,
 ) -> anyhow::Result<Arc<GustoClient>> {
     let client = gusto_client(cfg, store)?;
-    if cfg.nats.partitions <= 1 {
-        return Ok(client);
-    }
     let window = mlc_bus::ratelimit::SharedWindow::ensure(
         js,
         topo,
@@ -104,6 +102,22 @@ pub async fn shared_gusto_client(
     .await?;
     let shared = Arc::new(mlc_projector::JetStreamLimit(window));
     Ok(Arc::new(Arc::unwrap_or_clone(client).with_shared_limit(shared)))
+}
+
+/// The CLI's client: as [`shared_gusto_client`], and its requests also take a slot of the
+/// CLI's half-size window, so long commands yield to the sync (which keeps at least half).
+pub async fn cli_gusto_client(
+    cfg: &Config,
+    store: Arc<Store>,
+    js: &async_nats::jetstream::Context,
+    topo: &Topology,
+) -> anyhow::Result<Arc<GustoClient>> {
+    let client = gusto_client(cfg, store)?;
+    let window = Duration::from_millis(cfg.gusto.rate_window_ms);
+    let shared = mlc_bus::ratelimit::SharedWindow::ensure(js, topo, cfg.gusto.rate_limit, window).await?;
+    let cli = mlc_bus::ratelimit::SharedWindow::ensure_cli(js, topo, cfg.gusto.rate_limit, window).await?;
+    let limit = Arc::new(mlc_projector::CliLimit { cli, shared });
+    Ok(Arc::new(Arc::unwrap_or_clone(client).with_shared_limit(limit)))
 }
 
 pub fn visma_clients(cfg: &Config) -> anyhow::Result<HashMap<String, Arc<visma::VismaClient>>> {

@@ -96,3 +96,19 @@ impl gusto::SharedLimit for JetStreamLimit {
         self.0.acquire(key).await.map_err(|e| e.to_string())
     }
 }
+
+/// The CLI's share of the budget: a slot of its own half-size window first, then one of
+/// the grant's shared window, so CLI commands together hold at most half of the window
+/// and the running sync keeps the rest.
+pub struct CliLimit {
+    pub cli: mlc_bus::ratelimit::SharedWindow,
+    pub shared: mlc_bus::ratelimit::SharedWindow,
+}
+
+#[async_trait]
+impl gusto::SharedLimit for CliLimit {
+    async fn acquire(&self, key: &str) -> Result<(), String> {
+        self.cli.acquire(key).await.map_err(|e| e.to_string())?;
+        self.shared.acquire(key).await.map_err(|e| e.to_string())
+    }
+}

@@ -23,7 +23,7 @@ mod jobs;
 mod metrics;
 mod normalize;
 
-pub use grants::{GrantStore, JetStreamLimit};
+pub use grants::{CliLimit, GrantStore, JetStreamLimit};
 pub use metrics::ProjectorMetrics;
 pub use normalize::normalize;
 
