@@ -40,6 +40,12 @@ impl Drop for Gateway {
 }
 
 async fn start_gateway(nats: &NatsServer) -> Gateway {
+    start_gateway_with(nats, None).await
+}
+
+/// `nofile`: run the gateway under `prlimit --nofile=N:N` (soft and hard), as in a container
+/// with a low descriptor limit.
+async fn start_gateway_with(nats: &NatsServer, nofile: Option<u64>) -> Gateway {
     let dir = tempfile::tempdir().unwrap();
     let (listen, ops) = (free_addr(), free_addr());
     let config = dir.path().join("mlc.toml");
@@ -66,7 +72,15 @@ log_filter = "warn"
     )
     .unwrap();
     let log = std::fs::File::create(dir.path().join("gateway.log")).unwrap();
-    let child = Command::new(mlc_bin())
+    let mut cmd = match nofile {
+        Some(n) => {
+            let mut c = Command::new("prlimit");
+            c.arg(format!("--nofile={n}:{n}")).arg(mlc_bin());
+            c
+        }
+        None => Command::new(mlc_bin()),
+    };
+    let child = cmd
         .arg("--config")
         .arg(&config)
         .args(["run", "gateway"])
@@ -265,6 +279,32 @@ async fn idle_and_slow_connections_cannot_take_the_gateway_down() {
     assert!(slow_max <= Duration::from_millis(BODY_MS) + SLACK, "a stalled body lived {slow_max:?}");
     assert!(probes.len() >= 10, "too few probes: {}", probes.len());
     assert!(bad_probes.is_empty(), "signed webhooks not answered 200: {bad_probes:?}");
+}
+
+/// Finding 1, case C03: with 256 descriptors, 300 silent sockets used to stall `accept` so a
+/// signed webhook got no answer. The cap now stays below the descriptor limit and the oldest
+/// silent connection makes room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_low_descriptor_limit_and_300_silent_sockets_do_not_lock_out_a_signed_webhook() {
+    let nats = NatsServer::start();
+    let gw = start_gateway_with(&nats, Some(256)).await;
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", gw.child.id())).unwrap();
+    let open_files = limits.lines().find(|l| l.starts_with("Max open files")).unwrap_or_default().to_string();
+    assert!(open_files.split_whitespace().any(|w| w == "256"), "{open_files}");
+    let mut silent = Vec::new();
+    for _ in 0..300 {
+        silent.push(TcpStream::connect(&gw.listen).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    for n in 0..5 {
+        let (body, sig) = signed_event(n);
+        let url = format!("http://{}/webhooks/gusto", gw.listen);
+        let status =
+            http.post(&url).header("X-Gusto-Signature", sig).body(body).send().await.unwrap().status();
+        assert_eq!(status.as_u16(), 200, "signed webhook {n} with 300 silent sockets open");
+    }
+    drop(silent);
 }
 
 /// Finding 4 and 5: a flood of unsigned handshakes does not block onboarding, and junk
