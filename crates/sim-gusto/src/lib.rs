@@ -6,6 +6,24 @@
 //! Everything lives in memory behind one mutex; the simulator favours faithfulness
 //! and inspectability over throughput.
 //!
+//! # Versions and the 2026-12-01 audit
+//!
+//! API versions as Gusto handles them on 2026-12-01 are in [`versions`] (minimum
+//! `2025-11-15`, so `2025-06-15` gets 406; echo; `Deprecation`/`Sunset` for deprecated
+//! versions, header names \[inferred\]). The Gusto items of
+//! `shared/findings/spec-audit-2026-12-01.md` §4:
+//!
+//! | # | item | state |
+//! |---|---|---|
+//! | 1 | terminations effective at once when the last day is today (UTC) | fixed: effective at 12:00 AM **Pacific** the day after the last day (§1.5, §2.5); a termination without a date has yesterday as its last day, so it is effective at once. The demo environment's 1:00 AM PT is not modelled (production timing only). |
+//! | 2 | no `company.provisioned` | fixed: emitted on every `authorization_code` exchange, delivered to every verified subscription whatever its types (§1.4) |
+//! | 9 | secret in the token URL → 401 | fixed: 400 `invalid_request` (§3) |
+//! | 10 | 429 reason phrase | fixed: `Rate Limit Exceeded` (§4) |
+//! | 11 | only the Embedded spelling `employee.termination_effective` | fixed: the App Integrations spelling `employee.terminated_effective` by default, the Embedded one with [`SimConfig::embedded_event_spelling`] |
+//! | 12 | a company token on a system endpoint → 403 `missing_permissions` | kept: the reference (§6.2) lists `missing_permissions` under 404 for *Embedded-only endpoints called by an App Integrations app*, a different case; what Gusto answers for the wrong token kind is not documented, and 403 is what a scope or strict-access refusal gets (§6.2). |
+//!
+//! The other rows of that table (3–8, 13) are about the Visma simulator.
+//!
 //! ```no_run
 //! # async fn demo() {
 //! let sim = sim_gusto::start(sim_gusto::SimConfig::default()).await.expect("start");
@@ -19,7 +37,7 @@ mod http;
 pub mod model;
 mod ops;
 mod seed;
-mod versions;
+pub mod versions;
 mod webhooks;
 
 use std::collections::{HashMap, VecDeque};

@@ -7,12 +7,12 @@
 //! * the served version is echoed in `X-Gusto-API-Version`;
 //! * a deprecated but still supported version is answered normally plus `Deprecation`
 //!   (RFC 9745, `@<epoch seconds>` of the deprecation date) and `Sunset` (RFC 8594, HTTP
-//!   date of the retirement). **[inferred]**: Gusto's versioning page has a "Deprecation
+//!   date of the retirement). **\[inferred\]**: Gusto's versioning page has a "Deprecation
 //!   headers" section whose text was not in the stored copy; these standard header names
 //!   are our pick, not a confirmed Gusto fact.
 //!
 //! The same check runs on `/v1` and on `/oauth/token` and `/oauth/revoke` (whether Gusto
-//! checks the version on its OAuth endpoints is not documented: **[inferred]**).
+//! checks the version on its OAuth endpoints is not documented: **\[inferred\]**).
 
 // Handlers return `Response` early on error, as in `http.rs`.
 #![allow(clippy::result_large_err)]
