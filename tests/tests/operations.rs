@@ -208,3 +208,34 @@ async fn webhooks_flow_through_real_processes_and_status_explains_them() {
     assert_eq!(status["companies"][0]["grant"], "active");
     assert!(status["outcomes"]["applied"].as_u64().unwrap() >= 10);
 }
+
+/// Issue 15 (c), end to end: a retired `gusto.api_version` gives one clear error in
+/// `mlc check`, parked work with the reason in `mlc status`, and no retry storm at Gusto.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retired_gusto_api_version_is_one_clear_error_and_parked_work() {
+    let mut stack = Stack::start(StackOptions { employees: 5, ..Default::default() }).await;
+    let sim = stack.gusto.sim();
+    let before = sim.version_refusals();
+    stack.set_config("gusto", "api_version", "\"2025-06-15\"");
+    stack.kill_service("projector");
+    stack.start_service("projector");
+    stack.wait_ready("projector").await;
+    sim.expire_tokens(None); // the next call needs the token endpoint, which refuses too
+    sim.change_title(&stack.company.employee_uuids[0], "Partner").unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+
+    let check = stack.mlc(&["check"]).await;
+    let out = String::from_utf8_lossy(&check.stdout).to_string();
+    assert!(!check.status.success(), "{out}");
+    let refusals: Vec<&str> = out.lines().filter(|l| l.contains("2025-06-15")).collect();
+    assert_eq!(refusals.len(), 1, "one clear line: {out}");
+    assert!(refusals[0].contains("gusto.api_version"), "{out}");
+    println!("mlc check: {}", refusals[0]);
+    let status = stack.mlc_ok(&["status"]).await;
+    assert!(status.contains("events parked: Gusto refused API version 2025-06-15"), "{status}");
+    assert!(status.contains("gusto.api_version"), "{status}");
+    let refused = sim.version_refusals() - before;
+    assert!(refused <= 3, "{refused} refused requests reached Gusto");
+    println!("refused requests at Gusto over 4 s (projector + check): {refused}");
+    assert_eq!(stack.stream_len(mlc_bus::StreamKind::DeadLetters).await, 0);
+}

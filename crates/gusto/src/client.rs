@@ -347,8 +347,14 @@ impl GustoClient {
             }
             attempt += 1;
             let token = match auth {
-                Auth::Grant(g) => self.tokens.access_token(g).await?,
-                Auth::System => self.tokens.system_token().await?,
+                Auth::Grant(g) => self.tokens.access_token(g).await,
+                Auth::System => self.tokens.system_token().await,
+            };
+            // The token endpoint refuses a retired version too: the same one clear error.
+            let token = match token {
+                Ok(t) => t,
+                Err(GustoError::InvalidApiVersion { message, .. }) => return Err(self.note_refusal(&message)),
+                Err(e) => return Err(e),
             };
             let permit = self.limiter.acquire(&key).await;
             if let Some(shared) = &self.shared {
