@@ -220,6 +220,15 @@ def check_compose(compose: Path, dockerfile: Path, config_rs: Path) -> list[str]
             errs.append(f"compose: {name} must log in to NATS as its own user {name}")
         elif env.get("MLC_NATS_INBOX_PREFIX") != f"_INBOX.{name}":
             errs.append(f"compose: {name}: MLC_NATS_INBOX_PREFIX must be _INBOX.{name}")
+    # Finding 13: the internet-facing gateway holds no store, no grant key, no Gusto
+    # application secret and no Visma tenant file, not even unread in its environment.
+    gw = services.get("gateway", {})
+    gw_env = gw.get("environment", {}) if isinstance(gw.get("environment"), dict) else {}
+    for k in ("MLC_STORE_URL", "MLC_STORE_ENCRYPTION_KEY", "MLC_GUSTO_CLIENT_SECRET", "MLC_CONFIG"):
+        if k in gw_env:
+            errs.append(f"compose: gateway must not get {k}")
+    if gw.get("volumes"):
+        errs.append("compose: gateway must not mount the config file (it holds the Visma tenants)")
     return errs
 
 
