@@ -51,7 +51,7 @@ impl NatsServer {
         let port = free_port();
         let client = NatsConfig::at(format!("nats://127.0.0.1:{port}"));
         let mut server = NatsServer { port, dir, child: None, conf: None, client };
-        server.start_again();
+        server.first_start();
         server
     }
 
@@ -74,7 +74,7 @@ impl NatsServer {
         std::fs::write(&path, conf).expect("write nats.conf");
         let client = NatsConfig { url: format!("nats://127.0.0.1:{port}"), ..client };
         let mut server = NatsServer { port, dir, child: None, conf: Some(path), client };
-        server.start_again();
+        server.first_start();
         server
     }
 
@@ -120,6 +120,29 @@ impl NatsServer {
 
     /// Starts the server again on the same port with the same store.
     pub fn start_again(&mut self) {
+        if let Err(e) = self.launch() {
+            panic!("{e}");
+        }
+    }
+
+    /// The first start, on a port from [`free_port`]: the kernel may hand that port to
+    /// another process before nats-server binds it, and then nats-server exits while the
+    /// other listener answers the readiness probe (every client of the test then sees
+    /// "IO error"). Such a start is retried on another port.
+    fn first_start(&mut self) {
+        let mut last = String::new();
+        for _ in 0..3 {
+            match self.launch() {
+                Ok(()) => return,
+                Err(e) => last = e,
+            }
+            self.port = free_port();
+            self.client.url = format!("nats://127.0.0.1:{}", self.port);
+        }
+        panic!("{last}");
+    }
+
+    fn launch(&mut self) -> Result<(), String> {
         assert!(self.child.is_none(), "nats-server already running");
         let store = self.dir.path().join("store");
         let log = self.dir.path().join("nats.log");
@@ -141,22 +164,37 @@ impl NatsServer {
                 panic!("cannot start {}: {e}; install it with `apt-get install nats-server`", bin.display())
             });
         self.child = Some(child);
+        let log_tail = || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect();
+            tail.join("\n")
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                // JetStream needs a moment after the listener opens.
+                // JetStream needs a moment after the listener opens; and a server that
+                // could not bind has exited by then.
                 std::thread::sleep(Duration::from_millis(50));
-                return;
+                let exited = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+                if let Some(status) = exited {
+                    self.child = None;
+                    return Err(format!(
+                        "nats-server exited ({status}) although port {} answered: another process holds it; \
+                         its log ends:\n{}",
+                        self.port,
+                        log_tail()
+                    ));
+                }
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect();
-        panic!(
+        self.child = None;
+        Err(format!(
             "nats-server did not listen on port {} within 10 s; its log ends:\n{}",
             self.port,
-            tail.join("\n")
-        );
+            log_tail()
+        ))
     }
 }
 
@@ -395,5 +433,25 @@ impl Drop for TestDb {
             })
             .join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The race `first_start` exists for, made certain: the port is held by a listener
+    /// that is not NATS, so nats-server cannot bind it although the port answers.
+    #[test]
+    fn a_start_on_a_port_someone_else_holds_moves_to_another_port() {
+        let squatter = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let taken = squatter.local_addr().expect("addr").port();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let client = NatsConfig::at(format!("nats://127.0.0.1:{taken}"));
+        let mut server = NatsServer { port: taken, dir, child: None, conf: None, client };
+        server.first_start();
+        assert_ne!(server.port(), taken, "nats-server cannot have bound the held port");
+        assert!(server.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none()), "running");
+        assert!(server.config().url.ends_with(&format!(":{}", server.port())), "the client follows the port");
     }
 }
