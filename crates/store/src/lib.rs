@@ -184,6 +184,22 @@ pub struct Company {
 }
 
 type AuditTuple = (i64, String, String, Option<String>, Option<String>, String, Option<String>, i64);
+
+/// An `audit_log` row as both back ends return it; `detail` is JSON text.
+fn audit_row(
+    (position, event_id, kind, company, employee, detail, trace_id, recorded_at): AuditTuple,
+) -> Result<AuditRow, StoreError> {
+    Ok(AuditRow {
+        position,
+        event_id,
+        kind,
+        company,
+        employee,
+        detail: serde_json::from_str(&detail)?,
+        trace_id,
+        recorded_at,
+    })
+}
 type LinkTuple = (String, String, String, String, String, Option<String>, Option<i64>, i64);
 type GrantTuple = (String, String, Vec<u8>, Vec<u8>, i64, i64, String, Option<String>, Option<i64>);
 type CompanyTuple = (String, String, String, String, String, bool, bool, Option<String>, i64);
@@ -291,20 +307,7 @@ impl Store {
             .bind(limit)
             .fetch_all(p)
             .await?);
-        rows.into_iter()
-            .map(|(position, event_id, kind, company, employee, detail, trace_id, recorded_at)| {
-                Ok(AuditRow {
-                    position,
-                    event_id,
-                    kind,
-                    company,
-                    employee,
-                    detail: serde_json::from_str(&detail)?,
-                    trace_id,
-                    recorded_at,
-                })
-            })
-            .collect()
+        rows.into_iter().map(audit_row).collect()
     }
 
     /// The newest audit row of `kind` for `company` (for `mlc status`).
@@ -317,19 +320,7 @@ impl Store {
             .bind(kind)
             .fetch_optional(p)
             .await?);
-        row.map(|(position, event_id, kind, company, employee, detail, trace_id, recorded_at)| {
-            Ok(AuditRow {
-                position,
-                event_id,
-                kind,
-                company,
-                employee,
-                detail: serde_json::from_str(&detail)?,
-                trace_id,
-                recorded_at,
-            })
-        })
-        .transpose()
+        row.map(audit_row).transpose()
     }
 
     /// Counts audit rows of one kind (for status and tests).

@@ -35,6 +35,18 @@ impl Ctx {
         cli_gusto_client(&self.cfg, self.store.clone(), &self.js, &self.topo).await
     }
 
+    /// The projector's mapping path, driven by the CLI (replay, dead-letter retry) with the
+    /// CLI's Gusto client.
+    pub async fn projector(&self) -> anyhow::Result<Arc<mlc_projector::Projector>> {
+        Ok(mlc_projector::Projector::new(
+            self.js.clone(),
+            self.publisher.clone(),
+            self.store.clone(),
+            self.gusto().await?,
+            mlc_projector::ProjectorSettings::new(self.topo.clone()),
+        ))
+    }
+
     pub fn visma(&self, tenant: &str) -> anyhow::Result<Arc<visma::VismaClient>> {
         visma_clients(&self.cfg)?
             .remove(tenant)

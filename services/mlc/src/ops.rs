@@ -347,13 +347,7 @@ pub async fn replay(cfg: Config, args: ReplayArgs) -> anyhow::Result<()> {
 /// EMPLOYEE_STATE through the projector's mapping path: after a mapping change this
 /// emits one command per affected employee; `--dry-run` prints them as a diff instead.
 async fn replay_state(ctx: &Ctx, start: Start, args: &ReplayArgs) -> anyhow::Result<()> {
-    let projector = mlc_projector::Projector::new(
-        ctx.js.clone(),
-        ctx.publisher.clone(),
-        ctx.store.clone(),
-        ctx.gusto().await?,
-        mlc_projector::ProjectorSettings::new(ctx.topo.clone()),
-    );
+    let projector = ctx.projector().await?;
     let results = projector
         .replay_state(start, args.company.as_deref(), args.employee.as_deref(), args.dry_run)
         .await?;

@@ -54,13 +54,7 @@ async fn rederive(ctx: &Ctx, seq: u64, company: &str, employee: &str) -> anyhow:
     else {
         bail!("no snapshot of employee {employee} in EMPLOYEE_STATE; `mlc backfill --company {company}` makes one");
     };
-    let projector = mlc_projector::Projector::new(
-        ctx.js.clone(),
-        ctx.publisher.clone(),
-        ctx.store.clone(),
-        ctx.gusto().await?,
-        mlc_projector::ProjectorSettings::new(ctx.topo.clone()),
-    );
+    let projector = ctx.projector().await?;
     let outcome = projector
         .map_snapshot(&state_subject, snapshot.sequence, &snapshot.message.encode_to_vec(), false)
         .await
