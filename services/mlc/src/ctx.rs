@@ -104,16 +104,9 @@ pub async fn shared_gusto_client(
     js: &async_nats::jetstream::Context,
     topo: &Topology,
 ) -> anyhow::Result<Arc<GustoClient>> {
-    let client = gusto_client(cfg, store)?;
-    let window = mlc_bus::ratelimit::SharedWindow::ensure(
-        js,
-        topo,
-        cfg.gusto.rate_limit,
-        Duration::from_millis(cfg.gusto.rate_window_ms),
-    )
-    .await?;
-    let shared = Arc::new(mlc_projector::JetStreamLimit(window));
-    Ok(Arc::new(Arc::unwrap_or_clone(client).with_shared_limit(shared)))
+    let shared =
+        mlc_bus::ratelimit::SharedWindow::ensure(js, topo, cfg.gusto.rate_limit, rate_window(cfg)).await?;
+    Ok(with_limit(gusto_client(cfg, store)?, Arc::new(mlc_projector::JetStreamLimit(shared))))
 }
 
 /// The CLI's client: as [`shared_gusto_client`], and its requests also take a slot of the
@@ -124,12 +117,18 @@ pub async fn cli_gusto_client(
     js: &async_nats::jetstream::Context,
     topo: &Topology,
 ) -> anyhow::Result<Arc<GustoClient>> {
-    let client = gusto_client(cfg, store)?;
-    let window = Duration::from_millis(cfg.gusto.rate_window_ms);
-    let shared = mlc_bus::ratelimit::SharedWindow::ensure(js, topo, cfg.gusto.rate_limit, window).await?;
-    let cli = mlc_bus::ratelimit::SharedWindow::ensure_cli(js, topo, cfg.gusto.rate_limit, window).await?;
-    let limit = Arc::new(mlc_projector::CliLimit { cli, shared });
-    Ok(Arc::new(Arc::unwrap_or_clone(client).with_shared_limit(limit)))
+    let (limit, window) = (cfg.gusto.rate_limit, rate_window(cfg));
+    let shared = mlc_bus::ratelimit::SharedWindow::ensure(js, topo, limit, window).await?;
+    let cli = mlc_bus::ratelimit::SharedWindow::ensure_cli(js, topo, limit, window).await?;
+    Ok(with_limit(gusto_client(cfg, store)?, Arc::new(mlc_projector::CliLimit { cli, shared })))
+}
+
+fn rate_window(cfg: &Config) -> Duration {
+    Duration::from_millis(cfg.gusto.rate_window_ms)
+}
+
+fn with_limit(client: Arc<GustoClient>, limit: Arc<dyn gusto::SharedLimit>) -> Arc<GustoClient> {
+    Arc::new(Arc::unwrap_or_clone(client).with_shared_limit(limit))
 }
 
 pub fn visma_clients(cfg: &Config) -> anyhow::Result<HashMap<String, Arc<visma::VismaClient>>> {

@@ -324,6 +324,25 @@ async fn endpoints(cfg: &Config, r: &mut Report) {
     }
 }
 
+/// One line per wanted id of `kind` (with the mapping entries that name it): ok when
+/// Visma has it, a failure listing what Visma has otherwise.
+fn exist_in_visma(
+    r: &mut Report,
+    kind: &str,
+    wanted: &BTreeMap<String, Vec<String>>,
+    have: &BTreeSet<String>,
+) {
+    for (id, users) in wanted {
+        let what = format!("{kind} {id} ({})", users.join(", "));
+        if have.contains(id) {
+            r.ok(what, "exists in Visma");
+        } else {
+            let listed = have.iter().cloned().collect::<Vec<_>>().join(", ");
+            r.fail(what, format!("missing in Visma (Visma has: {listed})"));
+        }
+    }
+}
+
 /// Every Visma id the mapping names: departments, branches, employee classes, the
 /// calendar and the segment values.
 async fn mapping_targets(m: &Mapping, v: &visma::VismaClient, r: &mut Report) {
@@ -342,14 +361,7 @@ async fn mapping_targets(m: &Mapping, v: &visma::VismaClient, r: &mut Report) {
     if let Some(d) = &m.defaults().department {
         wanted_deps.entry(d.clone()).or_default().push("defaults.department".into());
     }
-    for (id, users) in &wanted_deps {
-        let what = format!("department {id} ({})", users.join(", "));
-        if dep_ids.contains(id) {
-            r.ok(what, "exists in Visma");
-        } else {
-            r.fail(what, format!("missing in Visma (Visma has: {})", has(&dep_ids)));
-        }
-    }
+    exist_in_visma(r, "department", &wanted_deps, &dep_ids);
 
     let mut wanted_branches: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (from, to) in m.locations() {
@@ -358,14 +370,7 @@ async fn mapping_targets(m: &Mapping, v: &visma::VismaClient, r: &mut Report) {
     if let Some(b) = &m.defaults().branch {
         wanted_branches.entry(b.clone()).or_default().push("defaults.branch".into());
     }
-    for (id, users) in &wanted_branches {
-        let what = format!("branch {id} ({})", users.join(", "));
-        if branch_ids.contains(id) {
-            r.ok(what, "exists in Visma");
-        } else {
-            r.fail(what, format!("missing in Visma (Visma has: {})", has(&branch_ids)));
-        }
-    }
+    exist_in_visma(r, "branch", &wanted_branches, &branch_ids);
 
     // Segment values, one dimension read per dimension.
     let mut dims: BTreeMap<String, Vec<(String, u32, String)>> = BTreeMap::new();
