@@ -20,10 +20,10 @@
 //!   subscription at `--webhook-url`.
 
 use crate::ctx::Ctx;
+use crate::scenario::{self, ScenarioSpec, SeedIds};
 use crate::{first_connect, ops, reconcile};
 use anyhow::{bail, Context as _};
 use clap::Args;
-use mlc::scenario::{self, ScenarioSpec, SeedIds};
 use mlc_bus::StreamKind;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -452,7 +452,7 @@ impl Stage {
 /// number into the row of the person HR named, so no second record is created for them.
 /// Returns (approved as proposed, re-pointed).
 fn resolve_with_hr(review: &Path, truth: &[scenario::Known]) -> anyhow::Result<(usize, usize)> {
-    use mlc::matching::{read_review, write_review, ReviewRow, Suggestion};
+    use crate::matching::{read_review, write_review, ReviewRow, Suggestion};
     let shown = review.display().to_string();
     let text = std::fs::read_to_string(review)?;
     let mut rows: Vec<ReviewRow> = read_review(&shown, &text)?.into_iter().map(|(_, r)| r).collect();

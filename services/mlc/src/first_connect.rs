@@ -1,6 +1,6 @@
 //! `mlc match`: the first-connect review.
 //!
-//! `mlc match --company C` reads both systems, proposes links ([`mlc::matching`]), prints
+//! `mlc match --company C` reads both systems, proposes links ([`crate::matching`]), prints
 //! them and writes the review file; the operator writes `yes` in the `approve` column of
 //! the rows they checked; `mlc match --apply FILE` stores those links (origin `matched`) and
 //! marks the company's first connect applied. Until then the writer creates no Visma
@@ -11,10 +11,10 @@
 //! error can name the line the reviewer sees, and a change shows as one line in a diff.
 
 use crate::ctx::Ctx;
+use crate::matching::{self, ApplyContext, GustoPerson, Proposal, ReviewRow, Suggestion, VismaPerson};
 use anyhow::Context as _;
 use clap::Args;
 use gusto::GrantId;
-use mlc::matching::{self, ApplyContext, GustoPerson, Proposal, ReviewRow, Suggestion, VismaPerson};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 

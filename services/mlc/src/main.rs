@@ -1,16 +1,9 @@
 //! `mlc`: the one binary of ml-connector. Runs the services, drives the demo, and gives
 //! the operator replay, backfill, reconcile, dead-letter and status commands.
 
-mod cmd;
-mod ctx;
-mod demo;
-mod first_connect;
-mod gusto_version;
-mod ops;
-mod reconcile;
-mod run;
-
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
+use mlc::run::Service;
+use mlc::{cmd, ctx, demo, first_connect, ops, reconcile, run};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -85,14 +78,6 @@ enum Command {
     },
     /// Runs a bundled simulator and prints its credentials as a config section.
     Sim(cmd::sim::SimArgs),
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum Service {
-    Gateway,
-    Projector,
-    Writer,
-    All,
 }
 
 #[derive(Subcommand)]

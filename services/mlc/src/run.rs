@@ -1,12 +1,20 @@
 //! `mlc run gateway|projector|writer|all` and `mlc sim`.
 
 use crate::ctx::{self, shutdown_signal};
-use crate::Service;
 use anyhow::Context as _;
 use mlc_bus::Publisher;
 use mlc_config::Config;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The services `mlc run` starts.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Service {
+    Gateway,
+    Projector,
+    Writer,
+    All,
+}
 
 pub async fn run(cfg: Config, service: Service) -> anyhow::Result<()> {
     let name = match service {
