@@ -610,6 +610,14 @@ impl Config {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}"))
     }
 
+    /// The whole configuration as a TOML file **with the secrets in it**, for a program
+    /// that writes the configuration of processes it starts (the test installation,
+    /// `mlc demo`). Never for showing a configuration: `mlc config print` uses
+    /// [`Config::to_redacted_toml`].
+    pub fn to_toml_with_secrets(&self) -> String {
+        secret::exposed(|| toml::to_string_pretty(self)).expect("a Config always renders as TOML")
+    }
+
     /// The effective configuration as TOML, secrets redacted, each value followed by where
     /// it came from (`# default`, `# file`, `# env NAME`); unset optional keys as comments.
     pub fn to_redacted_toml_with_origins(&self, origins: &Origins) -> String {
@@ -1117,6 +1125,34 @@ mod tests {
         let text = c.to_redacted_toml();
         assert!(!text.contains("SECRET"), "{text}");
         assert!(!format!("{c:?}").contains("SECRET"));
+    }
+
+    #[test]
+    fn a_file_written_with_its_secrets_loads_back_the_same() {
+        let mut c = Config::default();
+        // 32 bytes of base64 whose text says SECRET.
+        let key = "SECRETSECRETSECRETSECRETSECRETSECRETSECRET0=";
+        c.store.encryption_key = Some(Secret::new(key));
+        c.gateway.webhook_tokens = vec![Secret::new("tok-SECRET")];
+        c.visma.tenants.insert(
+            "t".into(),
+            VismaTenant {
+                client_id: "id".into(),
+                client_secret: Secret::new("cs-SECRET"),
+                tenant_id: "tid".into(),
+                ipp_company_id: None,
+            },
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, c.to_toml_with_secrets()).unwrap();
+        let back = Config::load_from(Some(&f), &[]).unwrap();
+        assert_eq!(back.store.encryption_key.as_ref().map(Secret::expose), Some(key));
+        assert_eq!(back.gateway.webhook_tokens, vec![Secret::new("tok-SECRET")]);
+        assert_eq!(back.visma.tenants["t"].client_secret.expose(), "cs-SECRET");
+        // The exposure ends with the call: printing masks again.
+        let printed = back.to_redacted_toml();
+        assert!(!printed.contains("SECRET"), "{printed}");
     }
 
     #[test]

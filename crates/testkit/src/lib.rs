@@ -5,6 +5,9 @@
 //! clean up in `Drop`, so a failing test leaves nothing behind.
 
 pub mod auth;
+pub mod sandbox;
+
+pub use sandbox::{sandbox_config, write_config};
 
 use mlc_config::NatsConfig;
 use std::net::TcpListener;

@@ -57,7 +57,8 @@ pub struct DemoArgs {
     pub visma_tenant: Option<String>,
 }
 
-const TENANT: &str = "nordic";
+/// The sandbox configuration's one Visma tenant.
+const TENANT: &str = mlc_testkit::sandbox::TENANT;
 const FIRM: &str = "Fjord & Fjell Consulting AS";
 const MAPPING: &str = include_str!("../../../schemas/examples/mapping.example.toml");
 const MAPPING_FILE: &str = "mapping.example.toml";
@@ -157,68 +158,24 @@ async fn local(args: DemoArgs) -> anyhow::Result<ExitCode> {
         format!("Gusto simulator {}, Visma simulator {}", gusto_sim.base_url(), visma_sim.base_url()),
     );
 
-    // One configuration for this process and the three services.
+    // One configuration for this process and the three services: the sandbox one, with
+    // the OAuth redirect on the gateway and JSON logs.
     let mapping_path = dir.join(MAPPING_FILE);
     std::fs::write(&mapping_path, MAPPING)?;
-    let gateway_listen = free_addr()?;
-    let gateway_ops = free_addr()?;
     let prefix = format!("demo{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let config_path = dir.join("mlc.toml");
-    let gcfg = gusto_sim.sim().config().clone();
+    let mut sandbox = mlc_testkit::sandbox_config(&nats_url, &gusto_sim, &visma_sim, &dir);
+    sandbox.nats.stream_prefix = prefix.clone();
+    sandbox.gusto.redirect_uri = format!("http://{}/oauth/callback", sandbox.gateway.listen);
+    sandbox.telemetry.log_format = "json".into();
     std::fs::write(
         &config_path,
         format!(
-            r#"# Written by `mlc demo`: every value points at the bundled simulators.
-[nats]
-url = "{nats_url}"
-stream_prefix = "{prefix}"
-
-[store]
-url = "sqlite://{db}"
-encryption_key = "{key}"
-
-[gateway]
-listen = "{gateway_listen}"
-ops_listen = "{gateway_ops}"
-
-[gusto]
-base_url = "{gusto}"
-client_id = "{gid}"
-client_secret = "{gsecret}"
-redirect_uri = "http://{gateway_listen}/oauth/callback"
-
-[visma]
-base_url = "{visma}"
-token_url = "{visma_token}"
-
-[visma.tenants.{TENANT}]
-client_id = "{vid}"
-client_secret = "{vsecret}"
-tenant_id = "{vtenant}"
-
-[projector]
-metrics_listen = "{pm}"
-
-[writer]
-metrics_listen = "{wm}"
-
-[telemetry]
-log_format = "json"
-"#,
-            db = dir.join("mlc.db").display(),
-            key = mlc_store::EncryptionKey::generate_base64(),
-            gusto = gusto_sim.base_url(),
-            gid = gcfg.client_id,
-            gsecret = gcfg.client_secret,
-            visma = visma_sim.base_url(),
-            visma_token = visma_sim.token_url(),
-            vid = sim_visma::DEFAULT_CLIENT_ID,
-            vsecret = sim_visma::DEFAULT_CLIENT_SECRET,
-            vtenant = sim_visma::DEFAULT_TENANT,
-            pm = free_addr()?,
-            wm = free_addr()?,
+            "# Written by `mlc demo`: every value points at the bundled simulators.\n{}",
+            sandbox.to_toml_with_secrets()
         ),
     )?;
+    let (gateway_listen, gateway_ops) = (sandbox.gateway.listen.clone(), sandbox.gateway.ops_listen.clone());
     let cfg = mlc_config::Config::load_from(Some(&config_path), &[])?;
     let ctx = Ctx::connect(cfg.clone(), "mlc-demo").await?;
 
