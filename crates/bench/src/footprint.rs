@@ -4,7 +4,7 @@
 
 use crate::common::{self, Report, Row, Target, MAPPING, TENANT};
 use futures::StreamExt;
-use gusto::{ClientConfig, GrantId, GustoClient, Secret};
+use gusto::GrantId;
 use mlc_bus::{StreamKind, Topology};
 use mlc_proto::v1::{Outcome, SyncOutcome};
 use mlc_store::Company;
@@ -157,20 +157,10 @@ log_format = "json"
 
     // Connect the company in the services' store, as `mlc company add` would.
     {
-        let store = Arc::new(
-            mlc_store::Store::connect(
-                &db_url,
-                Some(mlc_store::EncryptionKey::from_base64(&key).map_err(anyhow::Error::msg)?),
-            )
-            .await?,
-        );
-        let mut ccfg = ClientConfig::new(
-            &gusto_sim.base_url(),
-            gcfg.client_id.clone(),
-            Secret::new(gcfg.client_secret.clone()),
-        )?;
-        ccfg.rate_limit.window = window;
-        let gusto = GustoClient::new(ccfg, Arc::new(mlc_projector::GrantStore::new(store.clone())))?;
+        // Built from the file the services read, the way `mlc` builds them.
+        let cfg = mlc_config::Config::load_from(Some(&config), &[])?;
+        let store = Arc::new(mlc_runtime::open_store(&cfg).await?);
+        let gusto = mlc_runtime::clients::gusto_client(&cfg, store.clone())?;
         let code = gusto_sim.issue_code(&company.company_uuid, "http://127.0.0.1/cb")?;
         let grant = GrantId(format!("grant-{}", company.company_uuid));
         gusto.exchange_code(&grant, &code, "http://127.0.0.1/cb").await?;

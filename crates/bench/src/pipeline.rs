@@ -4,9 +4,10 @@
 //! it was seen.
 
 use crate::common::{self, GatewayHandle, Shared, MAPPING, TENANT};
-use gusto::{ClientConfig, GrantId, GustoClient, Secret};
-use mlc_bus::{Publisher, StreamKind, Topology};
-use mlc_projector::{GrantStore, Projector, ProjectorSettings};
+use gusto::{GrantId, GustoClient};
+use mlc_bus::{StreamKind, Topology};
+use mlc_config::Config;
+use mlc_projector::{Projector, ProjectorSettings};
 use mlc_proto::v1::{Outcome, SyncOutcome};
 use mlc_store::{Company, Store};
 use mlc_testkit::{NatsServer, TestDb};
@@ -48,6 +49,8 @@ pub struct Pipeline {
     /// Every outcome seen, with when.
     pub outcomes: Shared<Vec<(Instant, SyncOutcome)>>,
     pub projector: Option<Arc<Projector>>,
+    /// The configuration the services are built from, as `mlc run all` builds them.
+    pub cfg: Config,
     dir: tempfile::TempDir,
     stops: Vec<tokio::sync::oneshot::Sender<()>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -58,8 +61,10 @@ pub struct Pipeline {
 impl Pipeline {
     pub async fn start(opts: &PipelineOptions) -> anyhow::Result<Pipeline> {
         let nats = NatsServer::start();
-        let client = mlc_bus::connect(&nats.config(), "bench-pipeline").await?;
-        let topo = Topology::new(&mlc_testkit::unique("f"), 1)?;
+        let mut cfg = Config { nats: nats.config(), ..Config::default() };
+        cfg.nats.stream_prefix = mlc_testkit::unique("f");
+        let client = mlc_bus::connect(&cfg.nats, "bench-pipeline").await?;
+        let topo = mlc_runtime::topology(&cfg)?;
         let js = async_nats::jetstream::new(client.clone());
         mlc_bus::ensure_topology(&js, &topo).await?;
         let gusto_sim = sim_gusto::start(sim_gusto::SimConfig {
@@ -76,15 +81,26 @@ impl Pipeline {
         visma_sim.seed(sim_visma::DEFAULT_TENANT, &sim_visma::nordic_seed()).map_err(anyhow::Error::msg)?;
         let db = TestDb::sqlite();
         let store = Arc::new(db.store().await);
-        let cfg = gusto_sim.config().clone();
-        let mut client_cfg = ClientConfig::new(
-            &gusto_sim.base_url(),
-            cfg.client_id.clone(),
-            Secret::new(cfg.client_secret.clone()),
-        )?;
-        client_cfg.rate_limit.limit = opts.gusto_limit;
-        client_cfg.rate_limit.window = opts.gusto_window;
-        let gusto = Arc::new(GustoClient::new(client_cfg, Arc::new(GrantStore::new(store.clone())))?);
+        let sim_cfg = gusto_sim.config().clone();
+        cfg.gusto.base_url = gusto_sim.base_url();
+        cfg.gusto.client_id = sim_cfg.client_id.clone();
+        cfg.gusto.client_secret = Some(mlc_config::Secret::new(sim_cfg.client_secret.clone()));
+        cfg.gusto.rate_limit = opts.gusto_limit as u32;
+        cfg.gusto.rate_window_ms = opts.gusto_window.as_millis() as u64;
+        cfg.visma.base_url = visma_sim.base_url().to_string();
+        cfg.visma.token_url = visma_sim.token_url().to_string();
+        cfg.visma.tenants.insert(
+            TENANT.into(),
+            mlc_config::VismaTenant {
+                client_id: sim_visma::DEFAULT_CLIENT_ID.into(),
+                client_secret: mlc_config::Secret::new(sim_visma::DEFAULT_CLIENT_SECRET),
+                tenant_id: sim_visma::DEFAULT_TENANT.into(),
+                ipp_company_id: None,
+            },
+        );
+        cfg.projector.workers = 16;
+        cfg.projector.burst_threshold = 20;
+        let gusto = mlc_runtime::clients::gusto_client(&cfg, store.clone())?;
         let dir = tempfile::tempdir()?;
         std::fs::write(dir.path().join("mapping.toml"), MAPPING)?;
         let gateway = GatewayHandle::start(&nats.url(), topo.clone(), opts.gateway_threads)?;
@@ -113,6 +129,7 @@ impl Pipeline {
             http: common::http_client(64)?,
             outcomes,
             projector: None,
+            cfg,
             dir,
             stops: Vec::new(),
             tasks: vec![collector],
@@ -147,15 +164,13 @@ impl Pipeline {
     /// Starts the projector and the writer (production settings of `mlc run`) on the
     /// current runtime.
     pub fn start_services(&mut self) -> anyhow::Result<()> {
-        let mut settings = ProjectorSettings::new(self.topo.clone());
-        settings.fetch_concurrency = 16;
-        settings.burst_threshold = 20;
+        let publisher = mlc_runtime::publisher(&self.cfg, &self.client);
         let p = Projector::new(
             self.js.clone(),
-            Publisher::new(self.client.clone(), Duration::from_secs(5)),
+            publisher,
             self.store.clone(),
             self.gusto.clone(),
-            settings,
+            ProjectorSettings::from_config(&self.cfg)?,
         );
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let runner = p.clone();
@@ -172,17 +187,10 @@ impl Pipeline {
         self.stops.push(tx);
         self.projector = Some(p);
 
-        let vcfg = visma::VismaConfig::new(
-            sim_visma::DEFAULT_TENANT,
-            sim_visma::DEFAULT_CLIENT_ID,
-            sim_visma::DEFAULT_CLIENT_SECRET,
-        )
-        .with_endpoints(self.visma_sim.base_url(), self.visma_sim.token_url());
-        let vclient = Arc::new(visma::VismaClient::new(vcfg)?);
-        let wsettings = mlc_writer::WriterSettings::new(
-            self.topo.clone(),
-            HashMap::from([(TENANT.to_string(), vclient)]),
-        );
+        let wsettings = mlc_writer::WriterSettings::from_config(
+            &self.cfg,
+            mlc_runtime::clients::visma_clients(&self.cfg)?,
+        )?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let (client, store) = (self.client.clone(), self.store.clone());
         self.tasks.push(tokio::spawn(async move {

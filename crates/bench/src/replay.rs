@@ -8,8 +8,8 @@
 
 use crate::common::{self, Report, Row, Target, MAPPING, TENANT};
 use futures::StreamExt;
-use mlc_bus::{Publisher, StreamKind, Topology};
-use mlc_projector::{GrantStore, MapOutcome, Projector, ProjectorSettings};
+use mlc_bus::{Publisher, StreamKind};
+use mlc_projector::{MapOutcome, Projector, ProjectorSettings};
 use mlc_proto::v1::{EmployeeContent, EmployeeSnapshot, EmploymentStatus, Location};
 use mlc_store::Company;
 use prost::Message as _;
@@ -70,8 +70,13 @@ async fn run_async(a: ReplayArgs) -> anyhow::Result<Report> {
     let per = a.per_employee.max(1);
     let employees = a.snapshots.div_ceil(per);
     let nats = mlc_testkit::NatsServer::start();
-    let client = mlc_bus::connect(&nats.config(), "bench-replay").await?;
-    let topo = Topology::new(&mlc_testkit::unique("r"), 1)?;
+    let mut cfg = mlc_config::Config { nats: nats.config(), ..Default::default() };
+    cfg.nats.stream_prefix = mlc_testkit::unique("r");
+    // Replay never calls Gusto; the client points nowhere.
+    cfg.gusto.base_url = "http://127.0.0.1:9".into();
+    cfg.gusto.client_id = "unused".into();
+    let client = mlc_bus::connect(&cfg.nats, "bench-replay").await?;
+    let topo = mlc_runtime::topology(&cfg)?;
     let js = async_nats::jetstream::new(client.clone());
     mlc_bus::ensure_topology(&js, &topo).await?;
     let db = mlc_testkit::TestDb::sqlite();
@@ -91,14 +96,10 @@ async fn run_async(a: ReplayArgs) -> anyhow::Result<Report> {
             created_at: 0,
         })
         .await?;
-    // Replay never calls Gusto; the client points nowhere.
-    let gusto = Arc::new(gusto::GustoClient::new(
-        gusto::ClientConfig::new("http://127.0.0.1:9", "unused", gusto::Secret::new(String::from("unused")))?,
-        Arc::new(GrantStore::new(store.clone())),
-    )?);
+    let gusto = mlc_runtime::clients::gusto_client(&cfg, store.clone())?;
     let publisher = Publisher::new(client.clone(), Duration::from_secs(10));
     let projector =
-        Projector::new(js.clone(), publisher, store.clone(), gusto, ProjectorSettings::new(topo.clone()));
+        Projector::new(js.clone(), publisher, store.clone(), gusto, ProjectorSettings::from_config(&cfg)?);
 
     // Publish: version-major order, so every employee's newest snapshot comes last.
     let t = Instant::now();

@@ -9,12 +9,14 @@ mod connection;
 mod headers;
 pub mod lease;
 pub mod ratelimit;
+mod ready;
 mod topology;
 
 pub use connection::{connect, connect_now, connect_options, redact_url};
 pub use headers::{extract_trace_context, inject_trace_context, HEADER_MSG_TYPE, HEADER_TRACEPARENT};
 pub use mlc_config::NatsConfig;
-pub use topology::{apply_topology, ensure_topology, ConsumerSpec, StreamKind, Topology};
+pub use ready::watch_ready;
+pub use topology::{apply_topology, ensure_topology, verify_topology, ConsumerSpec, StreamKind, Topology};
 
 use async_nats::jetstream::{self, message::PublishMessage};
 use async_nats::HeaderMap;

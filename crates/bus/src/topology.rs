@@ -418,26 +418,46 @@ pub async fn ensure_topology(js: &jetstream::Context, topo: &Topology) -> Result
 
 /// Whether every stream and durable consumer exists (whatever its configuration).
 async fn topology_in_place(js: &jetstream::Context, topo: &Topology) -> bool {
+    missing_in_topology(js, topo).await.is_none()
+}
+
+/// The first stream or durable consumer of `topo` that does not exist, if any.
+async fn missing_in_topology(js: &jetstream::Context, topo: &Topology) -> Option<String> {
     let names = StreamKind::ALL
         .into_iter()
         .map(|k| topo.stream(k))
         .chain([topo.handshakes_stream(), format!("KV_{}", topo.webhook_keys_bucket())]);
     for name in names {
-        if js.get_stream(name).await.is_err() {
-            return false;
+        if js.get_stream(&name).await.is_err() {
+            return Some(format!("stream {name}"));
         }
     }
     for spec in ConsumerSpec::ALL {
-        let Ok(stream) = js.get_stream(topo.stream(spec.stream)).await else {
-            return false;
+        let name = topo.stream(spec.stream);
+        let Ok(stream) = js.get_stream(&name).await else {
+            return Some(format!("stream {name}"));
         };
         for durable in topo.durables(&spec) {
             if stream.consumer_info(&durable).await.is_err() {
-                return false;
+                return Some(format!("consumer {durable} of {name}"));
             }
         }
     }
-    true
+    None
+}
+
+/// Checks that every stream and durable consumer of `topo` exists and creates nothing:
+/// for read-only commands, which must not bring up an installation by looking at it (a
+/// mistyped `nats.stream_prefix` would otherwise create a second, empty one).
+pub async fn verify_topology(js: &jetstream::Context, topo: &Topology) -> Result<(), BusError> {
+    match missing_in_topology(js, topo).await {
+        None => Ok(()),
+        Some(what) => Err(BusError::Topology(format!(
+            "{what} does not exist under the stream prefix {:?} (nats.stream_prefix): is this the \
+             installation you meant? The services create it when they start (`mlc run`)",
+            topo.prefix()
+        ))),
+    }
 }
 
 /// Creates every stream and durable consumer, or updates them to the current

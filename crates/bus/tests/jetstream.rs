@@ -149,3 +149,21 @@ async fn services_create_a_missing_topology_but_only_the_admin_changes_one() {
     ensure_topology(&js, &topo).await.unwrap();
     assert!(stream.consumer_info(ConsumerSpec::WRITER.durable).await.is_ok());
 }
+
+/// A read-only command must not bring up an installation by looking at it: against a
+/// prefix with no streams, `verify_topology` creates nothing and names the prefix.
+#[tokio::test]
+async fn verify_topology_creates_nothing_and_names_the_prefix() {
+    let server = mlc_testkit::NatsServer::start();
+    let client = mlc_bus::connect_now(&server.config(), "verify-test").await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let prefix = mlc_testkit::unique("v");
+    let topo = mlc_bus::Topology::new(&prefix, 1).unwrap();
+
+    let err = mlc_bus::verify_topology(&js, &topo).await.expect_err("nothing exists yet");
+    assert!(err.to_string().contains(&prefix), "{err}");
+    assert!(js.get_stream(topo.stream(mlc_bus::StreamKind::GustoEvents)).await.is_err(), "created a stream");
+
+    mlc_bus::ensure_topology(&js, &topo).await.unwrap();
+    mlc_bus::verify_topology(&js, &topo).await.expect("every stream and consumer exists");
+}

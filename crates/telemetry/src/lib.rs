@@ -6,11 +6,14 @@
 //! - Traces: OTLP/HTTP export when an endpoint is configured, W3C trace context as the
 //!   global propagator (the bus carries it in NATS headers); spans pass through the same
 //!   [`redact`] on the way out (`span_redaction`).
-//! - Metrics: a Prometheus registry per process, encoded by [`encode_metrics`].
+//! - Metrics: a Prometheus registry per process, encoded by [`encode_metrics`] and
+//!   served with health and readiness by [`ops_router`].
 
+mod ops;
 mod redact;
 mod span_redaction;
 
+pub use ops::{ops_router, ReadyFlag};
 pub use redact::redact;
 
 use opentelemetry::trace::TracerProvider as _;

@@ -48,8 +48,8 @@ use bytes::Bytes;
 use http_body_util::BodyExt as _;
 use mlc_bus::{Publisher, StreamKind, Topology};
 use mlc_proto::v1::{DeadLetter, EventSource, GustoEvent, TraceContext};
+use mlc_telemetry::ReadyFlag;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tracing::Instrument;
@@ -70,7 +70,9 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn from_config(cfg: &mlc_config::GatewayConfig) -> Self {
+    /// The `[gateway]` section of the configuration (pure: nothing is opened).
+    pub fn from_config(cfg: &mlc_config::Config) -> Self {
+        let cfg = &cfg.gateway;
         Settings {
             tokens: cfg.webhook_tokens.iter().map(|t| t.expose().as_bytes().to_vec()).collect(),
             max_body_bytes: cfg.max_body_bytes,
@@ -87,7 +89,7 @@ impl Settings {
 
     /// The defaults of the configuration with these tokens (tests).
     pub fn with_tokens(tokens: Vec<Vec<u8>>) -> Self {
-        Settings { tokens, ..Settings::from_config(&mlc_config::GatewayConfig::default()) }
+        Settings { tokens, ..Settings::from_config(&mlc_config::Config::default()) }
     }
 }
 
@@ -108,7 +110,7 @@ pub struct Gateway {
     /// When each refusal reason was last logged, and how many since: one line per reason
     /// per 10 s, whatever the flood.
     refusal_log: Mutex<HashMap<&'static str, (Instant, u64)>>,
-    ready: AtomicBool,
+    ready: ReadyFlag,
 }
 
 impl Gateway {
@@ -123,7 +125,7 @@ impl Gateway {
             handshakes: handshake::RateBound::new(settings.handshakes_per_minute),
             metrics: Arc::new(GatewayMetrics::new()),
             refusal_log: Mutex::new(HashMap::new()),
-            ready: AtomicBool::new(false),
+            ready: ReadyFlag::new("nats not connected or GUSTO_EVENTS missing"),
         })
     }
 
@@ -144,18 +146,7 @@ impl Gateway {
     /// Keeps `/readyz` true only while NATS is connected and the events stream exists.
     pub async fn watch_readiness(self: Arc<Self>, client: async_nats::Client) {
         let stream = self.topology.stream(StreamKind::GustoEvents);
-        loop {
-            let connected = client.connection_state() == async_nats::connection::State::Connected;
-            let exists = connected
-                && tokio::time::timeout(
-                    Duration::from_secs(2),
-                    self.publisher.context().get_stream_no_info(&stream),
-                )
-                .await
-                .is_ok_and(|r| r.is_ok());
-            self.ready.store(exists, Ordering::Relaxed);
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        mlc_bus::watch_ready(client, Some(stream), || async { true }, self.ready.clone()).await
     }
 
     /// Counts a refusal, and logs it unless this reason was logged in the last 10 s.
@@ -184,11 +175,8 @@ pub fn router(gw: Arc<Gateway>) -> Router {
 
 /// The operator routes, for `gateway.ops_listen`: health, readiness, metrics.
 pub fn ops_router(gw: Arc<Gateway>) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
-        .with_state(gw)
+    let ready = gw.ready.clone();
+    mlc_telemetry::ops_router(move || gw.metrics.encode(), ready)
 }
 
 /// Serves the webhook routes with the connection limits until `shutdown` resolves, then
@@ -215,19 +203,6 @@ pub async fn serve_ops(
         header_timeout: Duration::from_secs(10),
     };
     Listener::new(listener, ops_router(gw), limits, None).run(shutdown).await
-}
-
-async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {
-    if gw.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ready").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "nats not connected or GUSTO_EVENTS missing").into_response()
-    }
-}
-
-async fn metrics_text(State(gw): State<Arc<Gateway>>) -> Response {
-    ([("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], gw.metrics.encode())
-        .into_response()
 }
 
 /// Why a request was refused; the label of `webhooks_refused_total`.

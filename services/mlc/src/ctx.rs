@@ -1,33 +1,46 @@
 //! What most commands need: the validated configuration, the store, NATS and the API
-//! clients, built the same way the services build them.
+//! clients. A thin CLI wrapper over [`mlc_runtime::Deps`], so commands are built the same
+//! way the services are.
 
 use anyhow::Context as _;
-use gusto::{ClientConfig, GustoClient};
+use gusto::GustoClient;
 use mlc_bus::{Publisher, Topology};
 use mlc_config::Config;
-use mlc_store::{EncryptionKey, Store};
-use std::collections::HashMap;
+use mlc_runtime::{Access, Deps};
+use mlc_store::Store;
 use std::sync::Arc;
-use std::time::Duration;
 
+pub use mlc_runtime::clients::{
+    cli_gusto_client, gusto_client, gusto_client_with, shared_gusto_client, visma_clients,
+};
+pub use mlc_runtime::{open_store, topology};
+
+/// A CLI command's dependencies: [`Deps`] with the store always open.
 pub struct Ctx {
     pub cfg: Config,
     pub store: Arc<Store>,
+    pub nats: async_nats::Client,
     pub js: async_nats::jetstream::Context,
     pub topo: Topology,
     pub publisher: Publisher,
 }
 
 impl Ctx {
+    /// As the admin: the topology is brought to the current configuration.
     pub async fn connect(cfg: Config, name: &str) -> anyhow::Result<Ctx> {
-        let store = Arc::new(open_store(&cfg).await?);
-        let client = mlc_bus::connect_now(&cfg.nats, name).await?;
-        let topo = topology(&cfg)?;
-        let js = async_nats::jetstream::new(client.clone());
-        // The CLI is the admin: it brings the topology to the current configuration.
-        mlc_bus::apply_topology(&js, &topo).await.context("creating the JetStream topology")?;
-        let publisher = Publisher::new(client.clone(), Duration::from_millis(cfg.nats.publish_timeout_ms));
-        Ok(Ctx { cfg, store, js, topo, publisher })
+        Self::connect_as(cfg, name, Access::Admin).await
+    }
+
+    /// With the given access; read-only commands pass [`Access::ReadOnly`] and create
+    /// nothing.
+    pub async fn connect_as(cfg: Config, name: &str, access: Access) -> anyhow::Result<Ctx> {
+        Self::from_deps(Deps::connect(cfg, name, access, true).await?)
+    }
+
+    pub fn from_deps(deps: Deps) -> anyhow::Result<Ctx> {
+        let store = deps.store()?.clone();
+        let Deps { cfg, nats, js, topo, publisher, .. } = deps;
+        Ok(Ctx { cfg, store, nats, js, topo, publisher })
     }
 
     /// The Gusto client of CLI commands: the grant's shared window, at most half of it.
@@ -43,14 +56,12 @@ impl Ctx {
             self.publisher.clone(),
             self.store.clone(),
             self.gusto().await?,
-            mlc_projector::ProjectorSettings::new(self.topo.clone()),
+            mlc_projector::ProjectorSettings::from_config(&self.cfg)?,
         ))
     }
 
     pub fn visma(&self, tenant: &str) -> anyhow::Result<Arc<visma::VismaClient>> {
-        visma_clients(&self.cfg)?
-            .remove(tenant)
-            .with_context(|| format!("no Visma tenant {tenant:?} under visma.tenants in the configuration"))
+        mlc_runtime::clients::visma_client(&self.cfg, tenant)
     }
 
     pub async fn company(&self, company: &str) -> anyhow::Result<mlc_store::Company> {
@@ -59,96 +70,6 @@ impl Ctx {
             .await?
             .with_context(|| format!("unknown company {company}; `mlc company list` shows the known ones"))
     }
-}
-
-pub fn topology(cfg: &Config) -> anyhow::Result<Topology> {
-    Ok(Topology::new(&cfg.nats.stream_prefix, cfg.nats.replicas)?.with_partitions(cfg.nats.partitions)?)
-}
-
-pub async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
-    let key = cfg
-        .store
-        .encryption_key
-        .as_ref()
-        .map(|k| EncryptionKey::from_base64(k.expose()))
-        .transpose()
-        .map_err(|e| anyhow::anyhow!("config key `store.encryption_key` {e}"))?;
-    Store::connect(cfg.store.url.expose(), key).await.context("opening the store (store.url)")
-}
-
-pub fn gusto_client(cfg: &Config, store: Arc<Store>) -> anyhow::Result<Arc<GustoClient>> {
-    gusto_client_with(cfg, Arc::new(mlc_projector::GrantStore::new(store)))
-}
-
-/// As [`gusto_client`] over any token store (e.g. an in-memory one for a probe).
-pub fn gusto_client_with(
-    cfg: &Config,
-    tokens: Arc<dyn gusto::TokenStore>,
-) -> anyhow::Result<Arc<GustoClient>> {
-    let secret = cfg.gusto.client_secret.as_ref().map(|s| s.expose().to_string()).unwrap_or_default();
-    let mut c =
-        ClientConfig::new(&cfg.gusto.base_url, cfg.gusto.client_id.clone(), gusto::Secret::new(secret))?;
-    c.api_version = cfg.gusto.api_version.clone();
-    c.rate_limit.limit = cfg.gusto.rate_limit as usize;
-    c.rate_limit.window = Duration::from_millis(cfg.gusto.rate_window_ms);
-    Ok(Arc::new(GustoClient::new(c, tokens)?))
-}
-
-/// As [`gusto_client`], with the grant's window also kept in JetStream: every process
-/// holding the grant (services, replicas, the CLI) takes a slot before each request, so
-/// together they stay within Gusto's 200 per rolling minute per grant, in every
-/// configuration (one partition or many).
-pub async fn shared_gusto_client(
-    cfg: &Config,
-    store: Arc<Store>,
-    js: &async_nats::jetstream::Context,
-    topo: &Topology,
-) -> anyhow::Result<Arc<GustoClient>> {
-    let shared =
-        mlc_bus::ratelimit::SharedWindow::ensure(js, topo, cfg.gusto.rate_limit, rate_window(cfg)).await?;
-    Ok(with_limit(gusto_client(cfg, store)?, Arc::new(mlc_projector::JetStreamLimit(shared))))
-}
-
-/// The CLI's client: as [`shared_gusto_client`], and its requests also take a slot of the
-/// CLI's half-size window, so long commands yield to the sync (which keeps at least half).
-pub async fn cli_gusto_client(
-    cfg: &Config,
-    store: Arc<Store>,
-    js: &async_nats::jetstream::Context,
-    topo: &Topology,
-) -> anyhow::Result<Arc<GustoClient>> {
-    let (limit, window) = (cfg.gusto.rate_limit, rate_window(cfg));
-    let shared = mlc_bus::ratelimit::SharedWindow::ensure(js, topo, limit, window).await?;
-    let cli = mlc_bus::ratelimit::SharedWindow::ensure_cli(js, topo, limit, window).await?;
-    Ok(with_limit(gusto_client(cfg, store)?, Arc::new(mlc_projector::CliLimit { cli, shared })))
-}
-
-fn rate_window(cfg: &Config) -> Duration {
-    Duration::from_millis(cfg.gusto.rate_window_ms)
-}
-
-fn with_limit(client: Arc<GustoClient>, limit: Arc<dyn gusto::SharedLimit>) -> Arc<GustoClient> {
-    Arc::new(Arc::unwrap_or_clone(client).with_shared_limit(limit))
-}
-
-pub fn visma_clients(cfg: &Config) -> anyhow::Result<HashMap<String, Arc<visma::VismaClient>>> {
-    let mut out = HashMap::new();
-    for (name, t) in &cfg.visma.tenants {
-        let mut vc = visma::VismaConfig::new(
-            t.tenant_id.clone(),
-            t.client_id.clone(),
-            visma::Secret::new(t.client_secret.expose()),
-        )
-        .with_endpoints(cfg.visma.base_url.clone(), cfg.visma.token_url.clone());
-        if cfg.visma.legacy {
-            let id = t.ipp_company_id.clone().with_context(|| {
-                format!("config key `visma.tenants.{name}.ipp_company_id` is required in legacy mode")
-            })?;
-            vc = vc.with_legacy(id);
-        }
-        out.insert(name.clone(), Arc::new(visma::VismaClient::new(vc)?));
-    }
-    Ok(out)
 }
 
 /// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).

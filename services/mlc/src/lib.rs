@@ -2,7 +2,7 @@
 //!
 //! The library holds everything the `mlc` binary does, so that the console, the bench and
 //! the tests call the same code: the commands ([`cmd`], [`ops`], [`first_connect`],
-//! [`reconcile`]), the services' start-up ([`run`]), the first-connect matcher and review
+//! [`reconcile`]), the services' start-up ([`startup`], driven by [`run`]), the first-connect matcher and review
 //! file ([`matching`]) and the demo's story of a Visma company that already holds the
 //! firm's people ([`scenario`]). `main.rs` only parses the command line and dispatches.
 
@@ -16,3 +16,4 @@ pub mod ops;
 pub mod reconcile;
 pub mod run;
 pub mod scenario;
+pub mod startup;

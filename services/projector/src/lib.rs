@@ -18,12 +18,10 @@
 //! replay after a mapping change emits one per affected employee.
 
 pub mod catch_up;
-mod grants;
 mod jobs;
 mod metrics;
 mod normalize;
 
-pub use grants::{CliLimit, GrantStore, JetStreamLimit};
 pub use metrics::ProjectorMetrics;
 pub use normalize::normalize;
 
@@ -98,6 +96,27 @@ impl ProjectorSettings {
             catch_up_every: None,
             leases: None,
         }
+    }
+
+    /// Settings from the connector's configuration (pure): the topology of `nats`,
+    /// `projector.*`, and leases when the topology is partitioned.
+    pub fn from_config(cfg: &mlc_config::Config) -> Result<Self, ProjectorError> {
+        let topology = Topology::new(&cfg.nats.stream_prefix, cfg.nats.replicas)?
+            .with_partitions(cfg.nats.partitions)?;
+        let mut settings = Self::new(topology);
+        settings.fetch_concurrency = cfg.projector.workers.clamp(1, 64);
+        settings.burst_threshold = cfg.projector.burst_threshold;
+        settings.mappings_dir = cfg.projector.mappings_dir.clone();
+        if cfg.nats.partitions > 1 {
+            settings.leases = Some(mlc_bus::lease::LeaseConfig {
+                role: "projector".into(),
+                replica: cfg.replica_id(),
+                ttl: Duration::from_millis(cfg.nats.lease_ttl_ms),
+            });
+        }
+        settings.catch_up_every =
+            (cfg.projector.catch_up_secs > 0).then(|| Duration::from_secs(cfg.projector.catch_up_secs));
+        Ok(settings)
     }
 }
 
@@ -1127,21 +1146,6 @@ fn classify(ev: &GustoEvent) -> Target {
 fn trace_id(t: &Option<TraceContext>) -> Option<String> {
     let tp = &t.as_ref()?.traceparent;
     tp.split('-').nth(1).map(str::to_string).filter(|s| s.len() == 32)
-}
-
-/// `/healthz`, `/readyz` and `/metrics` of a projector.
-pub fn router(p: Arc<Projector>) -> axum::Router {
-    use axum::routing::get;
-    axum::Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ok" }))
-        .route(
-            "/metrics",
-            get(move || {
-                let p = p.clone();
-                async move { p.metrics.encode() }
-            }),
-        )
 }
 
 #[cfg(test)]

@@ -5,8 +5,9 @@
 
 use gusto::{ClientConfig, GrantId, GustoClient, Secret};
 use mlc_bus::{ensure_topology, Publisher, StreamKind, Topology};
-use mlc_projector::{GrantStore, MapOutcome, Projector, ProjectorSettings};
+use mlc_projector::{MapOutcome, Projector, ProjectorSettings};
 use mlc_proto::v1::{CommandKind, EmployeeSnapshot, EmploymentStatus, GustoEvent, VismaCommand};
+use mlc_runtime::GrantStore;
 use mlc_store::{Company, Store};
 use mlc_testkit::{NatsServer, TestDb};
 use std::collections::{BTreeMap, HashSet};

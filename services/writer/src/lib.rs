@@ -156,31 +156,15 @@ impl WriterSettings {
         }
     }
 
-    /// Settings from the connector's configuration: one Visma client per `visma.tenants`
-    /// entry, `writer.workers`, and the stream prefix and replicas of `nats`.
-    pub fn from_config(cfg: &mlc_config::Config) -> Result<Self, WriterError> {
+    /// Settings from the connector's configuration (pure): `writer.workers`, the stream
+    /// prefix, replicas, partitions and publish timeout of `nats`, and `tenants`, the Visma
+    /// clients built from `visma.tenants` (`mlc_runtime::clients::visma_clients`).
+    pub fn from_config(
+        cfg: &mlc_config::Config,
+        tenants: HashMap<String, Arc<VismaClient>>,
+    ) -> Result<Self, WriterError> {
         let topology = Topology::new(&cfg.nats.stream_prefix, cfg.nats.replicas)?
             .with_partitions(cfg.nats.partitions)?;
-        let mut tenants = HashMap::new();
-        for (name, t) in &cfg.visma.tenants {
-            let mut vc = visma::VismaConfig::new(
-                t.tenant_id.clone(),
-                t.client_id.clone(),
-                visma::Secret::new(t.client_secret.expose()),
-            )
-            .with_endpoints(cfg.visma.base_url.clone(), cfg.visma.token_url.clone());
-            if cfg.visma.legacy {
-                let company_id = t.ipp_company_id.clone().ok_or_else(|| {
-                    WriterError::Config(format!(
-                        "visma.tenants.{name}.ipp_company_id is required when visma.legacy is true"
-                    ))
-                })?;
-                vc = vc.with_legacy(company_id);
-            }
-            let client = VismaClient::new(vc)
-                .map_err(|source| WriterError::VismaClient { tenant: name.clone(), source })?;
-            tenants.insert(name.clone(), Arc::new(client));
-        }
         let mut settings = Self::new(topology, tenants);
         settings.workers = cfg.writer.workers.max(1);
         if cfg.nats.partitions > 1 {
@@ -200,14 +184,6 @@ impl WriterSettings {
 pub enum WriterError {
     #[error(transparent)]
     Bus(#[from] BusError),
-    #[error("Visma client for tenant {tenant}: {source}")]
-    VismaClient {
-        tenant: String,
-        #[source]
-        source: VismaError,
-    },
-    #[error("writer configuration: {0}")]
-    Config(String),
     #[error("the VISMA_COMMANDS consumer stream ended")]
     ConsumerClosed,
     #[error("a writer worker stopped unexpectedly: {0}")]
@@ -273,7 +249,20 @@ pub async fn run(
         queues.push(tx);
         pool.spawn(worker(writer.clone(), rx, stopping_rx.clone()));
     }
-    let readiness = tokio::spawn(watch_readiness(client, metrics.clone()));
+    // Ready while NATS is connected, VISMA_COMMANDS exists and the store answers (the
+    // consumer is open by now).
+    let readiness = tokio::spawn({
+        let store = writer.store.clone();
+        mlc_bus::watch_ready(
+            client,
+            Some(writer.commands_stream.clone()),
+            move || {
+                let store = store.clone();
+                async move { store.company("readiness-probe").await.is_ok() }
+            },
+            metrics.ready_flag(),
+        )
+    });
 
     tracing::info!(workers, "writer consuming VISMA_COMMANDS");
     tokio::pin!(shutdown);
@@ -349,15 +338,6 @@ fn shard_of(topology: &Topology, subject: &str, workers: usize) -> usize {
         None => subject.hash(&mut h),
     }
     (h.finish() % workers as u64) as usize
-}
-
-/// Keeps `/readyz` true only while NATS is connected (the consumer is open by now).
-async fn watch_readiness(client: async_nats::Client, metrics: Arc<WriterMetrics>) {
-    loop {
-        let connected = client.connection_state() == async_nats::connection::State::Connected;
-        metrics.set_ready(connected);
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
 }
 
 /// Keeps `consumer_pending` (the writer consumer's lag) current.
@@ -1363,25 +1343,11 @@ mod tests {
     }
 
     #[test]
-    fn settings_from_config_build_one_client_per_tenant() {
-        let mut cfg = mlc_config::Config::default();
-        cfg.visma.tenants.insert(
-            "main".into(),
-            mlc_config::VismaTenant {
-                client_id: "isv".into(),
-                client_secret: mlc_config::Secret::new("s3cret"),
-                tenant_id: "t-1".into(),
-                ipp_company_id: None,
-            },
-        );
-        let s = WriterSettings::from_config(&cfg).expect("settings");
-        assert_eq!(s.tenants["main"].config().tenant_id, "t-1");
+    fn settings_from_config_take_the_workers_and_the_tenants() {
+        let cfg = mlc_config::Config::default();
+        let s = WriterSettings::from_config(&cfg, HashMap::new()).expect("settings");
         assert_eq!(s.workers, cfg.writer.workers.max(1));
-
-        cfg.visma.legacy = true;
-        let err = WriterSettings::from_config(&cfg).expect_err("legacy needs ipp_company_id");
-        assert!(err.to_string().contains("ipp_company_id"));
-        assert!(!format!("{s:?}").contains("s3cret"));
+        assert!(s.tenants.is_empty());
     }
 
     #[test]

@@ -2,15 +2,11 @@
 //! HTTP routes that expose them.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::Router;
+use mlc_telemetry::ReadyFlag;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -54,7 +50,7 @@ pub struct WriterMetrics {
     /// The employees behind `waiting_first_connect`: a set, so one employee waiting through
     /// many redeliveries counts once.
     waiting: Mutex<HashSet<(String, String)>>,
-    ready: AtomicBool,
+    ready: ReadyFlag,
 }
 
 impl Default for WriterMetrics {
@@ -65,9 +61,7 @@ impl Default for WriterMetrics {
 
 impl std::fmt::Debug for WriterMetrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WriterMetrics")
-            .field("ready", &self.ready.load(Ordering::Relaxed))
-            .finish_non_exhaustive()
+        f.debug_struct("WriterMetrics").field("ready", &self.ready.is_ready()).finish_non_exhaustive()
     }
 }
 
@@ -127,7 +121,9 @@ impl WriterMetrics {
             pacing_waits,
             consumer_pending,
             waiting: Mutex::new(HashSet::new()),
-            ready: AtomicBool::new(false),
+            ready: ReadyFlag::new(
+                "not consuming VISMA_COMMANDS, NATS not connected or the store not answering",
+            ),
         }
     }
 
@@ -179,12 +175,17 @@ impl WriterMetrics {
     }
 
     pub(crate) fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::Relaxed);
+        self.ready.set(ready);
+    }
+
+    /// The flag behind `/readyz`, for the readiness watcher.
+    pub(crate) fn ready_flag(&self) -> ReadyFlag {
+        self.ready.clone()
     }
 
     /// Whether the writer is consuming with a connected NATS client.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
+        self.ready.is_ready()
     }
 
     /// Commands decided with `outcome` (`applied`, `unchanged`, `failed`, `parked`,
@@ -209,14 +210,11 @@ impl WriterMetrics {
     }
 }
 
-/// `/healthz` (the process is up), `/readyz` (consuming, NATS connected) and `/metrics`,
-/// for the binary to serve on `writer.metrics_listen`.
+/// `/healthz` (the process is up), `/readyz` (consuming, NATS connected, the store
+/// answering) and `/metrics`, for the binary to serve on `writer.metrics_listen`.
 pub fn router(metrics: Arc<WriterMetrics>) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
-        .with_state(metrics)
+    let ready = metrics.ready.clone();
+    mlc_telemetry::ops_router(move || metrics.encode(), ready)
 }
 
 /// Serves [`router`] until `shutdown` resolves.
@@ -226,18 +224,4 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     axum::serve(listener, router(metrics)).with_graceful_shutdown(shutdown).await
-}
-
-async fn readyz(State(m): State<Arc<WriterMetrics>>) -> Response {
-    if m.is_ready() {
-        (StatusCode::OK, "ready").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not consuming VISMA_COMMANDS or NATS not connected")
-            .into_response()
-    }
-}
-
-async fn metrics_text(State(m): State<Arc<WriterMetrics>>) -> Response {
-    ([("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], m.encode())
-        .into_response()
 }

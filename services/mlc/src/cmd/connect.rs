@@ -122,7 +122,7 @@ pub async fn store_company(
     let store = &ready.store;
     let grant = GrantId(format!("grant-{company}"));
     let gusto = ctx::gusto_client(cfg, store.clone())?;
-    let grants = mlc_projector::GrantStore::for_company(store.clone(), company);
+    let grants = mlc_runtime::GrantStore::for_company(store.clone(), company);
     let tm = gusto::TokenManager::new(
         Arc::new(grants),
         gusto.tokens().oauth().clone(),

@@ -1,5 +1,7 @@
-//! Gusto grants kept in the connector's store, so every process (and replica) shares
-//! one refresh token per grant and the refresh stays single-flight across them.
+//! The adapters that join the Gusto client to the connector's store and bus: grants kept
+//! in the store, so every process (and replica) shares one refresh token per grant and the
+//! refresh stays single-flight across them; and the grant's request window kept in
+//! JetStream, so all of them together stay within Gusto's limit.
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
