@@ -50,27 +50,17 @@ async fn start_gateway_with(nats: &NatsServer, nofile: Option<u64>) -> Gateway {
     let (listen, ops) = (free_addr(), free_addr());
     let config = dir.path().join("mlc.toml");
     // Short timeouts so the test is quick; every other limit is the default.
-    std::fs::write(
-        &config,
-        format!(
-            r#"[nats]
-url = "{nats}"
-stream_prefix = "{prefix}"
-[gateway]
-listen = "{listen}"
-ops_listen = "{ops}"
-webhook_tokens = ["{TOKEN}"]
-idle_timeout_ms = {IDLE_MS}
-header_timeout_ms = {HEADER_MS}
-body_timeout_ms = {BODY_MS}
-[telemetry]
-log_filter = "warn"
-"#,
-            nats = nats.url(),
-            prefix = mlc_testkit::unique("h"),
-        ),
-    )
-    .unwrap();
+    let mut cfg = mlc_config::Config::default();
+    cfg.nats.url = nats.url();
+    cfg.nats.stream_prefix = mlc_testkit::unique("h");
+    cfg.gateway.listen = listen.clone();
+    cfg.gateway.ops_listen = ops.clone();
+    cfg.gateway.webhook_tokens = vec![mlc_config::Secret::new(TOKEN)];
+    cfg.gateway.idle_timeout_ms = IDLE_MS;
+    cfg.gateway.header_timeout_ms = HEADER_MS;
+    cfg.gateway.body_timeout_ms = BODY_MS;
+    cfg.telemetry.log_filter = "warn".into();
+    mlc_testkit::write_config(&config, &cfg).unwrap();
     let log = std::fs::File::create(dir.path().join("gateway.log")).unwrap();
     let mut cmd = match nofile {
         Some(n) => {

@@ -216,7 +216,7 @@ async fn a_retired_gusto_api_version_is_one_clear_error_and_parked_work() {
     let mut stack = Stack::start(StackOptions { employees: 5, ..Default::default() }).await;
     let sim = stack.gusto.sim();
     let before = sim.version_refusals();
-    stack.set_config("gusto", "api_version", "\"2025-06-15\"");
+    stack.edit_config(|c| c.gusto.api_version = "2025-06-15".into());
     stack.kill_service("projector");
     stack.start_service("projector");
     stack.wait_ready("projector").await;

@@ -63,46 +63,17 @@ impl Scale {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("mapping.toml"), MAPPING).unwrap();
         let prefix = mlc_testkit::unique("s");
-        let gcfg = gusto.sim().config().clone();
-        let tenants = mlc_e2e::tenants_toml(&fleet);
         // PostgreSQL would be the production store for several processes; SQLite in WAL
-        // mode serves this loopback test.
+        // mode serves this loopback test. Each process gets its own listeners by env.
+        let mut cfg = mlc_testkit::sandbox_config(&cluster.url(), &gusto, &visma, dir.path());
+        cfg.nats.stream_prefix = prefix.clone();
+        cfg.nats.replicas = 3;
+        cfg.nats.partitions = PARTITIONS;
+        cfg.nats.lease_ttl_ms = 3000;
+        cfg.visma.tenants = mlc_e2e::tenants(&fleet);
+        cfg.projector.catch_up_secs = 0;
         let config = dir.path().join("mlc.toml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"[nats]
-url = "{nats}"
-stream_prefix = "{prefix}"
-replicas = 3
-partitions = {PARTITIONS}
-lease_ttl_ms = 3000
-[store]
-url = "sqlite://{db}"
-encryption_key = "{key}"
-[gusto]
-base_url = "{gusto}"
-client_id = "{gid}"
-client_secret = "{gsecret}"
-redirect_uri = "http://127.0.0.1/cb"
-[visma]
-base_url = "{visma}"
-token_url = "{visma}/connect/token"
-{tenants}[projector]
-catch_up_secs = 0
-[telemetry]
-log_filter = "info"
-"#,
-                nats = cluster.url(),
-                db = dir.path().join("mlc.db").display(),
-                key = mlc_store::EncryptionKey::generate_base64(),
-                gusto = gusto.base_url(),
-                gid = gcfg.client_id,
-                gsecret = gcfg.client_secret,
-                visma = visma.base_url(),
-            ),
-        )
-        .unwrap();
+        mlc_testkit::write_config(&config, &cfg).unwrap();
         let client = mlc_bus::connect(&cluster.config(), "scale").await.unwrap();
         let js = async_nats::jetstream::new(client);
         let topo = Topology::new(&prefix, 3).unwrap().with_partitions(PARTITIONS).unwrap();

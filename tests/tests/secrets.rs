@@ -47,9 +47,11 @@ async fn no_configured_secret_appears_in_logs_traces_print_or_errors() {
     for s in ["gateway", "projector", "writer"] {
         stack.kill_service(s);
     }
-    stack.set_config("gateway", "webhook_tokens", &format!("[\"{token}\"]"));
-    stack.set_config("telemetry", "log_filter", "\"trace\"");
-    stack.set_config("telemetry", "otlp_endpoint", &format!("\"{otlp}\""));
+    stack.edit_config(|c| {
+        c.gateway.webhook_tokens = vec![mlc_config::Secret::new(&token)];
+        c.telemetry.log_filter = "trace".into();
+        c.telemetry.otlp_endpoint = Some(otlp.to_string());
+    });
     for s in ["gateway", "projector", "writer"] {
         stack.start_service(s);
     }

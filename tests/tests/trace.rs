@@ -165,9 +165,11 @@ async fn one_webhook_is_one_trace_across_gateway_projector_and_writer() {
     for s in SERVICES {
         stack.stop_service(s, Duration::from_secs(20)).await;
     }
-    stack.set_config("telemetry", "otlp_endpoint", &format!("\"{}\"", receiver.url));
-    // Traces do not depend on how much is logged.
-    stack.set_config("telemetry", "log_filter", "\"warn\"");
+    stack.edit_config(|c| {
+        c.telemetry.otlp_endpoint = Some(receiver.url.clone());
+        // Traces do not depend on how much is logged.
+        c.telemetry.log_filter = "warn".into();
+    });
     for s in SERVICES {
         stack.start_service(s);
     }

@@ -51,11 +51,6 @@ impl Drop for Proc {
     }
 }
 
-fn free_addr() -> anyhow::Result<String> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(l.local_addr()?.to_string())
-}
-
 pub fn run(args: &FootprintArgs) -> anyhow::Result<Report> {
     let mut a = args.clone();
     if a.quick {
@@ -93,68 +88,25 @@ async fn run_async(a: FootprintArgs) -> anyhow::Result<Report> {
     let dir = tempfile::tempdir()?;
     let mapping = dir.path().join("mapping.toml");
     std::fs::write(&mapping, MAPPING)?;
-    let prefix = mlc_testkit::unique("fp");
-    let key = mlc_store::EncryptionKey::generate_base64();
-    let db_url = format!("sqlite://{}", dir.path().join("mlc.db").display());
-    let (gw_listen, pm, wm) = (free_addr()?, free_addr()?, free_addr()?);
-    let gw_ops = free_addr()?;
-    let gcfg = gusto_sim.config().clone();
+    let mut cfg = mlc_testkit::sandbox_config(&nats.url(), &gusto_sim, &visma_sim, dir.path());
+    cfg.nats.stream_prefix = mlc_testkit::unique("fp");
+    let prefix = cfg.nats.stream_prefix.clone();
+    cfg.gateway.webhook_tokens = vec![mlc_config::Secret::new(common::TOKEN)];
+    cfg.gusto.rate_window_ms = a.rate_window_ms;
+    cfg.telemetry.log_format = "json".into();
     let config = dir.path().join("mlc.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"[nats]
-url = "{nats}"
-stream_prefix = "{prefix}"
-
-[store]
-url = "{db_url}"
-encryption_key = "{key}"
-
-[gateway]
-listen = "{gw_listen}"
-ops_listen = "{gw_ops}"
-webhook_tokens = ["{token}"]
-
-[gusto]
-base_url = "{gusto}"
-client_id = "{gid}"
-client_secret = "{gsecret}"
-redirect_uri = "http://127.0.0.1/cb"
-rate_window_ms = {window_ms}
-
-[visma]
-base_url = "{visma}"
-token_url = "{visma_token}"
-
-[visma.tenants.{TENANT}]
-client_id = "{vid}"
-client_secret = "{vsecret}"
-tenant_id = "{vtenant}"
-
-[projector]
-metrics_listen = "{pm}"
-
-[writer]
-metrics_listen = "{wm}"
-
-[telemetry]
-log_format = "json"
-"#,
-            nats = nats.url(),
-            token = common::TOKEN,
-            gusto = gusto_sim.base_url(),
-            gid = gcfg.client_id,
-            gsecret = gcfg.client_secret,
-            window_ms = a.rate_window_ms,
-            visma = visma_sim.base_url(),
-            visma_token = visma_sim.token_url(),
-            vid = sim_visma::DEFAULT_CLIENT_ID,
-            vsecret = sim_visma::DEFAULT_CLIENT_SECRET,
-            vtenant = sim_visma::DEFAULT_TENANT,
-        ),
-    )?;
-
+    mlc_testkit::write_config(&config, &cfg)?;
+    let (db_url, key) = (
+        cfg.store.url.expose().to_string(),
+        cfg.store.encryption_key.as_ref().map(|k| k.expose().to_string()).unwrap_or_default(),
+    );
+    let (gw_listen, pm, wm, gw_ops) = (
+        cfg.gateway.listen.clone(),
+        cfg.projector.metrics_listen.clone(),
+        cfg.writer.metrics_listen.clone(),
+        cfg.gateway.ops_listen.clone(),
+    );
+    let gcfg = gusto_sim.config().clone();
     // Connect the company in the services' store, as `mlc company add` would.
     {
         // Built from the file the services read, the way `mlc` builds them.

@@ -1,10 +1,12 @@
 //! Test support that uses real parts: a private `nats-server -js` per test on a free
-//! port, and a private SQLite file or PostgreSQL database per test.
+//! port, a private SQLite file or PostgreSQL database per test, the sandbox configuration
+//! ([`sandbox_config`]) and a whole installation of real processes ([`install::Stack`]).
 //!
 //! Modelled on the `nats-server` helper crate of nats.rs: start in the test, kill and
 //! clean up in `Drop`, so a failing test leaves nothing behind.
 
 pub mod auth;
+pub mod install;
 pub mod sandbox;
 
 pub use sandbox::{sandbox_config, write_config};

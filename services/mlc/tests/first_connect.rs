@@ -133,53 +133,12 @@ async fn first_connect_links_what_visma_has_and_creates_only_the_new() {
     // The connector's configuration, and the company connected without skipping the review.
     let mapping = dir.path().join("mapping.toml");
     std::fs::write(&mapping, MAPPING).expect("mapping");
-    let (gateway, writer_metrics) = (free_addr(), free_addr());
-    let prefix = format!("fc{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let gcfg = gusto.sim().config().clone();
+    let mut cfg = mlc_testkit::sandbox_config(&nats_url, &gusto, &visma, dir.path());
+    cfg.nats.stream_prefix = format!("fc{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    cfg.gusto.redirect_uri = "http://127.0.0.1/oauth/callback".into();
+    let writer_metrics = cfg.writer.metrics_listen.clone();
     let config = dir.path().join("mlc.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"[nats]
-url = "{nats_url}"
-stream_prefix = "{prefix}"
-[store]
-url = "sqlite://{db}"
-encryption_key = "{key}"
-[gateway]
-listen = "{gateway}"
-ops_listen = "{gateway_ops}"
-[gusto]
-base_url = "{gusto_url}"
-client_id = "{gid}"
-client_secret = "{gsecret}"
-redirect_uri = "http://127.0.0.1/oauth/callback"
-[visma]
-base_url = "{visma_url}"
-token_url = "{visma_token}"
-[visma.tenants.nordic]
-client_id = "{vid}"
-client_secret = "{vsecret}"
-tenant_id = "{tenant}"
-[projector]
-metrics_listen = "{pm}"
-[writer]
-metrics_listen = "{writer_metrics}"
-"#,
-            db = dir.path().join("mlc.db").display(),
-            key = mlc_store::EncryptionKey::generate_base64(),
-            gusto_url = gusto.base_url(),
-            gid = gcfg.client_id,
-            gsecret = gcfg.client_secret,
-            visma_url = visma.base_url(),
-            visma_token = visma.token_url(),
-            vid = sim_visma::DEFAULT_CLIENT_ID,
-            vsecret = sim_visma::DEFAULT_CLIENT_SECRET,
-            pm = free_addr(),
-            gateway_ops = free_addr(),
-        ),
-    )
-    .expect("config");
+    mlc_testkit::write_config(&config, &cfg).expect("config");
     let mlc = Mlc { config: config.clone() };
     let company = firm.company_uuid.clone();
     let code = gusto.sim().issue_code(&company, "http://127.0.0.1/oauth/callback").expect("code");
