@@ -96,17 +96,12 @@ async fn run_async(a: FootprintArgs) -> anyhow::Result<Report> {
     cfg.telemetry.log_format = "json".into();
     let config = dir.path().join("mlc.toml");
     mlc_testkit::write_config(&config, &cfg)?;
-    let (db_url, key) = (
-        cfg.store.url.expose().to_string(),
-        cfg.store.encryption_key.as_ref().map(|k| k.expose().to_string()).unwrap_or_default(),
-    );
     let (gw_listen, pm, wm, gw_ops) = (
         cfg.gateway.listen.clone(),
         cfg.projector.metrics_listen.clone(),
         cfg.writer.metrics_listen.clone(),
         cfg.gateway.ops_listen.clone(),
     );
-    let gcfg = gusto_sim.config().clone();
     // Connect the company in the services' store, as `mlc company add` would.
     {
         // Built from the file the services read, the way `mlc` builds them.
