@@ -20,6 +20,13 @@ ensure_nats_server() {
   apt_install nats-server
 }
 
+# Debian's Chromium and its WebDriver, for the console's browser tests (tests/tests/console.rs).
+ensure_chromium() {
+  if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then return 0; fi
+  log "installing chromium and chromium-driver"
+  apt_install chromium chromium-driver
+}
+
 ensure_rust() {
   command -v cargo >/dev/null 2>&1 || { log "cargo not found: install Rust (rustup) first"; return 1; }
 }

@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 ensure_rust
 ensure_nats_server
 ensure_postgres
+ensure_chromium
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

@@ -48,6 +48,7 @@ pub struct Config {
     pub projector: ProjectorConfig,
     pub writer: WriterConfig,
     pub telemetry: TelemetryConfig,
+    pub console: ConsoleConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -196,6 +197,51 @@ pub struct TelemetryConfig {
     pub log_filter: String,
     /// OTLP/HTTP endpoint; `OTEL_EXPORTER_OTLP_ENDPOINT` also sets it.
     pub otlp_endpoint: Option<String>,
+}
+
+/// The operator console (`mlc run console`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    pub listen: String,
+    /// The operator token: required (or `forward_auth_header`) when `listen` is not a
+    /// loopback address; sent as `Authorization: Bearer` or entered on the login page.
+    pub token: Option<Secret>,
+    /// A header set by an authenticating proxy in front (e.g. `X-Forwarded-User` of
+    /// oauth2-proxy): its value names the operator. Trust it only when nothing but that
+    /// proxy can reach `listen`.
+    pub forward_auth_header: Option<String>,
+    /// Jaeger's UI, e.g. `http://127.0.0.1:16686`: trace ids become links to it.
+    pub jaeger_ui_url: Option<String>,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self { listen: "127.0.0.1:8090".into(), token: None, forward_auth_header: None, jaeger_ui_url: None }
+    }
+}
+
+impl ConsoleConfig {
+    /// Whether `listen` is a loopback address (then no login is asked).
+    pub fn is_loopback(&self) -> bool {
+        self.listen.parse::<std::net::SocketAddr>().is_ok_and(|a| a.ip().is_loopback())
+    }
+
+    /// The console's own start-up check: a console reachable from elsewhere must ask who
+    /// is there. Not part of [`Config::validate`], so the other services of an
+    /// installation whose console runs elsewhere need no token.
+    pub fn check_access(&self) -> Result<(), ConfigError> {
+        if !self.is_loopback() && self.token.is_none() && self.forward_auth_header.is_none() {
+            return Err(ConfigError::invalid(
+                "console.token",
+                format!(
+                    "is required when console.listen ({}) is not a loopback address (or set console.forward_auth_header behind an authenticating proxy)",
+                    self.listen
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for NatsConfig {
@@ -383,6 +429,10 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("MLC_LOG_FORMAT", "telemetry.log_format", Kind::Str),
     ("MLC_LOG", "telemetry.log_filter", Kind::Str),
     ("OTEL_EXPORTER_OTLP_ENDPOINT", "telemetry.otlp_endpoint", Kind::Str),
+    ("MLC_CONSOLE_LISTEN", "console.listen", Kind::Str),
+    ("MLC_CONSOLE_TOKEN", "console.token", Kind::OptStr),
+    ("MLC_CONSOLE_FORWARD_AUTH_HEADER", "console.forward_auth_header", Kind::OptStr),
+    ("MLC_CONSOLE_JAEGER_UI_URL", "console.jaeger_ui_url", Kind::OptStr),
 ];
 
 impl Config {
@@ -588,6 +638,18 @@ impl Config {
         if let Some(e) = &self.telemetry.otlp_endpoint {
             check_url("telemetry.otlp_endpoint", e, &["http", "https"])?;
         }
+        check_addr("console.listen", &self.console.listen)?;
+        if self.console.token.as_ref().is_some_and(|t| t.expose().len() < 16) {
+            return Err(ConfigError::invalid("console.token", "must be at least 16 characters"));
+        }
+        if let Some(h) = &self.console.forward_auth_header {
+            if h.is_empty() || !h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                return Err(ConfigError::invalid("console.forward_auth_header", "must be a header name"));
+            }
+        }
+        if let Some(u) = &self.console.jaeger_ui_url {
+            check_url("console.jaeger_ui_url", u, &["http", "https"])?;
+        }
         Ok(())
     }
 
@@ -635,7 +697,14 @@ impl Config {
             }
             out.push('\n');
         }
-        for optional in ["store.encryption_key", "gusto.client_secret", "telemetry.otlp_endpoint"] {
+        for optional in [
+            "store.encryption_key",
+            "gusto.client_secret",
+            "telemetry.otlp_endpoint",
+            "console.token",
+            "console.forward_auth_header",
+            "console.jaeger_ui_url",
+        ] {
             if !origins.contains_key(optional) {
                 out.push_str(&format!("# {optional} = <unset>\n"));
             }
@@ -1220,5 +1289,32 @@ mod tests {
         for local in ["nats://127.0.0.1:4222", "nats://localhost:4222", "nats://[::1]:4222"] {
             Config::load_from(None, &env(&[("MLC_NATS_URL", local)])).unwrap();
         }
+    }
+
+    #[test]
+    fn a_console_off_loopback_needs_a_login_and_its_token_stays_secret() {
+        let c = Config::load_from(None, &env(&[("MLC_CONSOLE_LISTEN", "0.0.0.0:8090")])).unwrap();
+        let e = c.console.check_access().unwrap_err().to_string();
+        assert!(e.contains("console.token") && e.contains("MLC_CONSOLE_TOKEN"), "{e}");
+        let local = Config::load_from(None, &[]).unwrap();
+        assert!(local.console.is_loopback() && local.console.check_access().is_ok());
+        let e = Config::load_from(None, &env(&[("MLC_CONSOLE_TOKEN", "short")])).unwrap_err().to_string();
+        assert!(e.contains("console.token") && !e.contains("short"), "{e}");
+        let c = Config::load_from(
+            None,
+            &env(&[("MLC_CONSOLE_LISTEN", "0.0.0.0:8090"), ("MLC_CONSOLE_TOKEN", "tok-SECRET-0123456789")]),
+        )
+        .unwrap();
+        assert!(c.console.check_access().is_ok());
+        assert!(!c.to_redacted_toml().contains("SECRET") && !format!("{c:?}").contains("SECRET"));
+        let behind_proxy = Config::load_from(
+            None,
+            &env(&[
+                ("MLC_CONSOLE_LISTEN", "0.0.0.0:8090"),
+                ("MLC_CONSOLE_FORWARD_AUTH_HEADER", "X-Forwarded-User"),
+            ]),
+        )
+        .unwrap();
+        assert!(behind_proxy.console.check_access().is_ok());
     }
 }

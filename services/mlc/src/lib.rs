@@ -7,6 +7,7 @@
 //! firm's people ([`scenario`]). `main.rs` only parses the command line and dispatches.
 
 pub mod cmd;
+pub mod console;
 pub mod ctx;
 pub mod demo;
 pub mod first_connect;

@@ -20,6 +20,7 @@ impl Service {
             Service::Gateway => &[Role::Gateway],
             Service::Projector => &[Role::Projector],
             Service::Writer => &[Role::Writer],
+            Service::Console => &[Role::Console],
             Service::All => &Role::ALL,
         }
     }

@@ -65,8 +65,7 @@ pub async fn start(cfg: Config, roles: &[Role], shutdown: impl Future<Output = (
             Role::Gateway => gateway(&deps, &stop_tx).await?,
             Role::Projector => projector(&deps, &stop_tx).await?,
             Role::Writer => writer(&deps, &stop_tx).await?,
-            // The operator console (docs/CONSOLE.md) is served here once it is built.
-            Role::Console => Vec::new(),
+            Role::Console => console(&deps, &stop_tx).await?,
         };
         for task in built {
             tasks.spawn(task);
@@ -182,4 +181,13 @@ async fn writer(deps: &Deps, stop_tx: &broadcast::Sender<()>) -> anyhow::Result<
     let run: Task =
         Box::pin(async move { mlc_writer::run(nats, store, settings, s).await.context("writer") });
     Ok(vec![ops, run])
+}
+
+/// The operator console (docs/CONSOLE.md): refuses to start off loopback without a login.
+async fn console(deps: &Deps, stop_tx: &broadcast::Sender<()>) -> anyhow::Result<Vec<Task>> {
+    let settings = crate::console::Settings::from_config(&deps.cfg)?;
+    let listener = bind(&settings.listen, "console.listen").await?;
+    tracing::info!(listen = %settings.listen, login = !settings.open, "console listening");
+    let serve = crate::console::serve(listener, deps, settings, stop(stop_tx))?;
+    Ok(vec![Box::pin(serve)])
 }

@@ -1,0 +1,148 @@
+//! The company page (grant, mapping, first-connect state, pause and resume, its people)
+//! and, until the status model takes over, the overview's list of companies.
+
+use super::auth::{ActionForm, Csrf};
+use super::layout::{self, Nav};
+use super::{Console, PageError, PageResult};
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Redirect};
+use axum::Extension;
+use maud::html;
+use std::sync::Arc;
+
+#[derive(serde::Deserialize, Default)]
+pub struct Notice {
+    notice: Option<String>,
+}
+
+pub async fn overview(State(c): State<Arc<Console>>) -> PageResult {
+    let store = &c.ctx.store;
+    let mut rows = Vec::new();
+    for co in store.companies().await? {
+        let grant = store.grant(&co.grant_id).await?;
+        rows.push((co, grant.map(|g| g.status)));
+    }
+    Ok(layout::page(
+        "Overview",
+        Nav::Overview,
+        html! {
+            table {
+                thead { tr { th { "Company" } th { "Grant" } th { "State" } th { "Visma tenant" } } }
+                tbody {
+                    @for (co, grant) in &rows {
+                        tr {
+                            td { a href={ "/companies/" (co.company_uuid) } { (co.name) } }
+                            td { (grant.as_deref().unwrap_or("missing")) }
+                            td { @if co.paused { span.badge.warn { "paused" } } @else { span.badge.ok { "running" } } }
+                            td { (co.visma_tenant) }
+                        }
+                    }
+                }
+            }
+        },
+    )
+    .into_response())
+}
+
+pub async fn page(
+    State(c): State<Arc<Console>>,
+    Path(company): Path<String>,
+    Query(q): Query<Notice>,
+    Extension(csrf): Extension<Csrf>,
+) -> PageResult {
+    let store = &c.ctx.store;
+    let co = store
+        .company(&company)
+        .await?
+        .ok_or_else(|| PageError::NotFound(format!("no company {company} is connected")))?;
+    let grant = store.grant(&co.grant_id).await?;
+    let parked = crate::gusto_version::parked_reason(store, &company).await?;
+    let links = store.links(&company).await?;
+    let action = |verb: &str, label: &str, class: &str| {
+        html! {
+            form.inline method="post" action={ "/companies/" (company) "/" (verb) } {
+                (layout::csrf_field(&csrf))
+                button type="submit" class=(class) { (label) }
+            }
+        }
+    };
+    Ok(layout::page(
+        &co.name,
+        Nav::Overview,
+        html! {
+            @if let Some(n) = &q.notice { p.notice { (n) } }
+            dl.facts {
+                dt { "Company" } dd.mono { (co.company_uuid) }
+                dt { "Sync" } dd {
+                    @if co.paused {
+                        span.badge.warn #sync-state { "paused" } " its events wait in JetStream; nothing is lost. "
+                        (action("resume", "Resume", "primary"))
+                    } @else {
+                        span.badge.ok #sync-state { "running" } " "
+                        (action("pause", "Pause", ""))
+                    }
+                }
+                dt { "Gusto grant" } dd {
+                    @match &grant {
+                        Some(g) if g.status == "active" => span.ok { "active" },
+                        Some(g) => { span.bad { (g.status) } " " (g.status_reason.as_deref().unwrap_or("")) " (re-authorise with " code { "mlc company connect" } ")" },
+                        None => span.bad { "missing" },
+                    }
+                }
+                dt { "Visma tenant" } dd { (co.visma_tenant) }
+                dt { "Mapping" } dd.mono { (co.mapping_path) }
+                dt { "First connect" } dd {
+                    @if co.first_connect_applied { "applied" } @else { span.warn { "awaiting review: writes wait" } " " a href={ "/review?company=" (company) } { "review" } }
+                }
+                @if let Some(p) = &parked { dt { "Parked" } dd.bad { (p) } }
+                dt { "Connected" } dd { (layout::time(co.created_at)) " (" (layout::age(co.created_at)) ")" }
+            }
+            p { a href={ "/dead-letters?company=" (company) } { "Dead letters of this company" } }
+            h2 { "People linked in Visma (" (links.len()) ")" }
+            table {
+                thead { tr { th { "Gusto employee" } th { "Visma number" } th { "Linked by" } th { "Updated" } } }
+                tbody {
+                    @for l in &links {
+                        tr {
+                            td.mono { a href={ "/employees/" (l.employee_uuid) } { (l.employee_uuid) } }
+                            td { (l.employee_cd) }
+                            td { (l.origin) }
+                            td { (layout::time(l.updated_at)) }
+                        }
+                    }
+                }
+            }
+        },
+    )
+    .into_response())
+}
+
+async fn set_paused(c: &Console, company: &str, form: &ActionForm, paused: bool) -> PageResult {
+    if !c.ctx.store.set_company_paused(company, paused).await? {
+        return Err(PageError::NotFound(format!("no company {company} is connected")));
+    }
+    let verb = if paused { "pause" } else { "resume" };
+    c.record(&form.who, verb, Some(company), None, serde_json::json!({})).await?;
+    let notice = if paused { "Paused: its events wait in JetStream." } else { "Resumed." };
+    Ok(Redirect::to(&format!("/companies/{company}?notice={}", urlencode(notice))).into_response())
+}
+
+pub async fn pause(
+    State(c): State<Arc<Console>>,
+    Path(company): Path<String>,
+    form: ActionForm,
+) -> PageResult {
+    set_paused(&c, &company, &form, true).await
+}
+
+pub async fn resume(
+    State(c): State<Arc<Console>>,
+    Path(company): Path<String>,
+    form: ActionForm,
+) -> PageResult {
+    set_paused(&c, &company, &form, false).await
+}
+
+pub fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}

@@ -1,0 +1,338 @@
+//! The operator console in a real browser: Debian's Chromium, headless, driven through
+//! chromedriver (WebDriver), against a real installation (`mlc run gateway|projector|
+//! writer|console` as processes). `ops/test.sh` installs Chromium (`ensure_chromium`).
+//!
+//! Screenshots of every page land in `target/console/` (docs/CONSOLE.md shows them).
+
+use fantoccini::{Client, Locator};
+use mlc_e2e::{Stack, StackOptions};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// chromedriver and a headless Chromium session; both end with the test.
+struct Browser {
+    client: Client,
+    driver: Child,
+}
+
+impl Browser {
+    async fn start() -> Browser {
+        let bin = std::env::var("MLC_TEST_CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
+        let port = mlc_testkit::free_port();
+        let driver = Command::new(&bin)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {bin} ({e}): install Debian's chromium and chromium-driver (ops/test.sh does)")
+            });
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({
+                "binary": std::env::var("MLC_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
+                "args": ["--headless", "--no-sandbox", "--disable-background-networking",
+                         "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,900"],
+            }),
+        );
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let client = loop {
+            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            match fantoccini::ClientBuilder::new(connector).capabilities(caps.clone()).connect(&url).await {
+                Ok(c) => break c,
+                Err(e) if Instant::now() > deadline => panic!("no browser session from {bin}: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        };
+        Browser { client, driver }
+    }
+
+    async fn text(&self, css: &str) -> String {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"))
+            .text()
+            .await
+            .unwrap()
+    }
+
+    async fn click(&self, css: &str) {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"))
+            .click()
+            .await
+            .unwrap();
+    }
+
+    /// Clicks what submits a form and waits until the next page has loaded (the old
+    /// document's root went stale and the new one is complete).
+    async fn submit(&self, css: &str) {
+        let old = self.client.find(Locator::Css("html")).await.unwrap();
+        self.click(css).await;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while old.tag_name().await.is_ok() {
+            assert!(Instant::now() < deadline, "{css} did not lead to a new page");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        while self.client.execute("return document.readyState", vec![]).await.ok()
+            != Some(serde_json::json!("complete"))
+        {
+            assert!(Instant::now() < deadline, "the page after {css} did not load");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn count(&self, css: &str) -> usize {
+        self.client.find_all(Locator::Css(css)).await.unwrap().len()
+    }
+
+    /// Waits (without reloading) until `css` matches at least `n` elements.
+    async fn wait_count(&self, css: &str, n: usize, within: Duration) -> usize {
+        let deadline = Instant::now() + within;
+        loop {
+            let c = self.count(css).await;
+            if c >= n || Instant::now() > deadline {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn screenshot(&self, name: &str) {
+        let dir = screenshots();
+        std::fs::create_dir_all(&dir).unwrap();
+        let png = self.client.screenshot().await.unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    }
+
+    async fn close(mut self) {
+        let _ = self.client.clone().close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+    }
+}
+
+fn screenshots() -> PathBuf {
+    std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
+        .join("console")
+}
+
+/// Starts `mlc run console` on `listen` and waits until it answers.
+async fn start_console(stack: &mut Stack, listen: &str) -> String {
+    stack.set_config("console", "listen", &format!("\"{listen}\""));
+    stack.start_service("console");
+    let port = listen.rsplit(':').next().unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reqwest::get(format!("{url}/console.css")).await.is_err() {
+        assert!(Instant::now() < deadline, "the console did not come up:\n{}", console_log(stack));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    url
+}
+
+fn console_log(stack: &Stack) -> String {
+    std::fs::read_to_string(stack.dir.path().join("console.log")).unwrap_or_default()
+}
+
+async fn company_paused(stack: &Stack) -> bool {
+    let out = stack.mlc_ok(&["company", "list", "--json"]).await;
+    let list: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    list[0]["paused"].as_bool().unwrap()
+}
+
+async fn audit_kinds(stack: &Stack) -> Vec<(String, String)> {
+    let store = stack.store().await;
+    let rows = store.audit(&mlc_store::AuditQuery { limit: 100_000, ..Default::default() }).await.unwrap();
+    rows.into_iter()
+        .filter(|r| r.kind.starts_with("console."))
+        .map(|r| (r.kind, r.detail["by"].as_str().unwrap_or_default().to_string()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_retried_pause_resumes_and_the_employee_page_is_live() {
+    // Visma lacks the HR department the mapping sends People to: their writes dead-letter.
+    let mut seed = sim_visma::nordic_seed();
+    seed.departments.retain(|d| d.id != "HR");
+    let mut stack =
+        Stack::start(StackOptions { employees: 20, visma_seed: seed, ..Default::default() }).await;
+    let company = stack.company_uuid().to_string();
+    let url = start_console(&mut stack, &format!("127.0.0.1:{}", mlc_testkit::free_port())).await;
+    stack.mlc_ok(&["backfill", "--company", &company]).await;
+    stack.settle().await;
+    let letters: Vec<serde_json::Value> =
+        serde_json::from_str(&stack.mlc_ok(&["dlq", "list", "--json"]).await).unwrap();
+    assert!(!letters.is_empty(), "the People department's employees dead-letter");
+    let in_visma_before = stack.visma_employees().len();
+    let b = Browser::start().await;
+
+    // Dead letters: the list, filtered by stage; select all, dry run with the count, retry.
+    b.client.goto(&format!("{url}/dead-letters?company={company}&stage=writer")).await.unwrap();
+    assert_eq!(
+        b.count("#dead-letters tbody tr").await,
+        letters.len(),
+        "{}",
+        b.client.source().await.unwrap()
+    );
+    b.screenshot("dead-letters").await;
+    stack
+        .visma
+        .seed(
+            sim_visma::DEFAULT_TENANT,
+            &sim_visma::Seed {
+                departments: vec![sim_visma::SeedDepartment {
+                    id: "HR".into(),
+                    description: Some("People".into()),
+                }],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    b.click("input[data-select-all]").await;
+    b.submit("button[value=retry]").await;
+    assert_eq!(b.text("#dry-run-count").await, letters.len().to_string(), "the dry run counts first");
+    assert_eq!(
+        stack.stream_len(mlc_bus::StreamKind::DeadLetters).await,
+        letters.len() as u64,
+        "a dry run changes nothing"
+    );
+    b.screenshot("dead-letters-dry-run").await;
+    b.submit("#confirm").await;
+    let result = b.text("#result").await;
+    assert!(result.starts_with(&format!("{n} of {n} letter(s) retried", n = letters.len())), "{result}");
+    stack.settle().await;
+    assert_eq!(stack.stream_len(mlc_bus::StreamKind::DeadLetters).await, 0);
+    assert_eq!(stack.visma_employees().len(), in_visma_before + letters.len(), "retried letters are applied");
+    // The retried employee's page says so.
+    let retried = letters[0]["subject"].as_str().unwrap().rsplit('.').next().unwrap().to_string();
+    b.client.goto(&format!("{url}/employees/{retried}")).await.unwrap();
+    assert!(
+        b.count("#timeline li[data-kind='visma.applied']").await >= 1,
+        "{}",
+        b.client.source().await.unwrap()
+    );
+    assert!(b.count("#timeline li[data-kind='console.dlq_retry']").await >= 1);
+
+    // Employee page, live: a title change made in Gusto appears once applied, no reload.
+    let e = stack.company.employee_uuids.iter().find(|e| **e != retried).unwrap().clone();
+    b.client.goto(&format!("{url}/employees/{e}")).await.unwrap();
+    let applied = b.count("#timeline li[data-kind='visma.applied']").await;
+    assert!(applied >= 1, "{}", b.client.source().await.unwrap());
+    b.client.execute("window.__same_page = 1", vec![]).await.unwrap();
+    let t0 = Instant::now();
+    stack.gusto.sim().change_title(&e, "Partner").unwrap();
+    let now =
+        b.wait_count("#timeline li[data-kind='visma.applied']", applied + 1, Duration::from_secs(20)).await;
+    assert_eq!(
+        now,
+        applied + 1,
+        "the applied change appears within 20 s:\n{}",
+        b.client.source().await.unwrap()
+    );
+    eprintln!("webhook to applied on the open page: {:?}", t0.elapsed());
+    let same = b.client.execute("return window.__same_page === 1", vec![]).await.unwrap();
+    assert_eq!(same, serde_json::json!(true), "the page was not reloaded");
+    assert!(b.text("#timeline").await.contains("employee_class"), "the field diff shows");
+    b.screenshot("employee").await;
+
+    // Pause and resume from the company page.
+    b.client.goto(&format!("{url}/companies/{company}")).await.unwrap();
+    assert_eq!(b.text("#sync-state").await, "running");
+    b.submit("form[action$='/pause'] button").await;
+    assert_eq!(b.text("#sync-state").await, "paused");
+    assert!(company_paused(&stack).await, "the store says paused");
+    b.screenshot("company").await;
+    b.submit("form[action$='/resume'] button").await;
+    assert_eq!(b.text("#sync-state").await, "running");
+    assert!(!company_paused(&stack).await);
+    let actions = audit_kinds(&stack).await;
+    for kind in ["console.dlq_retry", "console.pause", "console.resume"] {
+        assert!(
+            actions.iter().any(|(k, by)| k == kind && by == "local operator"),
+            "{kind} audited: {actions:?}"
+        );
+    }
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn off_loopback_the_console_wants_the_token_and_refuses_forged_posts() {
+    let mut stack = Stack::start(StackOptions { employees: 3, subscribe: false, ..Default::default() }).await;
+    let company = stack.company_uuid().to_string();
+    let port = mlc_testkit::free_port();
+    let listen = format!("0.0.0.0:{port}");
+
+    // Without a token a console reachable from elsewhere does not start, and says why.
+    stack.set_config("console", "listen", &format!("\"{listen}\""));
+    let out = tokio::time::timeout(Duration::from_secs(30), stack.mlc(&["run", "console"]))
+        .await
+        .expect("`mlc run console` without a token must exit");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("console.token"), "{stderr}");
+
+    let token = "operator-token-0123456789";
+    stack.set_config("console", "token", &format!("\"{token}\""));
+    let url = start_console(&mut stack, &listen).await;
+    let http = reqwest::Client::new();
+    let r = http.get(format!("{url}/")).send().await.unwrap();
+    assert_eq!(r.status(), 401, "no token, no console");
+    let r = http.get(format!("{url}/dead-letters")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = http.get(format!("{url}/")).bearer_auth(token).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    // A post with the token but without the page's CSRF token changes nothing.
+    let r = http
+        .post(format!("{url}/companies/{company}/pause"))
+        .bearer_auth(token)
+        .form(&[("csrf", "0".repeat(64))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(!company_paused(&stack).await);
+
+    // In the browser: the login page, then the console.
+    let b = Browser::start().await;
+    b.client.goto(&url).await.unwrap();
+    b.screenshot("login").await;
+    b.client.find(Locator::Css("input[name=token]")).await.unwrap().send_keys(token).await.unwrap();
+    b.submit("form[action='/login'] button").await;
+    b.client.goto(&format!("{url}/companies/{company}")).await.unwrap();
+    assert_eq!(b.text("#sync-state").await, "running");
+
+    // A page of another site (another port is another origin) posts a form to the console
+    // in the logged-in browser: refused, the company keeps running.
+    let evil = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let evil_addr = evil.local_addr().unwrap();
+    let form = format!(
+        "<!doctype html><form id=f method=post action=\"{url}/companies/{company}/pause\"><input name=csrf value=x></form><script>document.getElementById('f').submit()</script>"
+    );
+    let app =
+        axum::Router::new().route("/", axum::routing::get(move || async move { axum::response::Html(form) }));
+    tokio::spawn(async move { axum::serve(evil, app).await });
+    b.client.goto(&format!("http://{evil_addr}/")).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !b.client.current_url().await.unwrap().as_str().starts_with(&url) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let page = b.client.source().await.unwrap();
+    assert!(page.contains("This form was refused"), "{page}");
+    assert!(!company_paused(&stack).await, "a forged post pauses nothing");
+    assert!(audit_kinds(&stack).await.is_empty(), "and records no action");
+    b.close().await;
+}
