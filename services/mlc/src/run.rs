@@ -1,4 +1,4 @@
-//! `mlc run gateway|projector|writer|all`: telemetry for the process, then
+//! `mlc run gateway|projector|writer|console|all`: telemetry for the process, then
 //! [`crate::startup::start`] until Ctrl-C or SIGTERM.
 
 use crate::ctx::shutdown_signal;
@@ -11,6 +11,9 @@ pub enum Service {
     Gateway,
     Projector,
     Writer,
+    /// The operator console (`console.listen`, docs/CONSOLE.md).
+    Console,
+    /// Gateway, projector, writer and console in one process.
     All,
 }
 
