@@ -133,7 +133,7 @@ fn screenshots() -> PathBuf {
 
 /// Starts `mlc run console` on `listen` and waits until it answers.
 async fn start_console(stack: &mut Stack, listen: &str) -> String {
-    stack.set_config("console", "listen", &format!("\"{listen}\""));
+    stack.edit_config(|c| c.console.listen = listen.to_string());
     stack.start_service("console");
     let port = listen.rsplit(':').next().unwrap();
     let url = format!("http://127.0.0.1:{port}");
@@ -278,7 +278,7 @@ async fn off_loopback_the_console_wants_the_token_and_refuses_forged_posts() {
     let listen = format!("0.0.0.0:{port}");
 
     // Without a token a console reachable from elsewhere does not start, and says why.
-    stack.set_config("console", "listen", &format!("\"{listen}\""));
+    stack.edit_config(|c| c.console.listen = listen.clone());
     let out = tokio::time::timeout(Duration::from_secs(30), stack.mlc(&["run", "console"]))
         .await
         .expect("`mlc run console` without a token must exit");
@@ -286,7 +286,7 @@ async fn off_loopback_the_console_wants_the_token_and_refuses_forged_posts() {
     assert!(!out.status.success() && stderr.contains("console.token"), "{stderr}");
 
     let token = "operator-token-0123456789";
-    stack.set_config("console", "token", &format!("\"{token}\""));
+    stack.edit_config(|c| c.console.token = Some(mlc_config::Secret::new(token)));
     let url = start_console(&mut stack, &listen).await;
     let http = reqwest::Client::new();
     let r = http.get(format!("{url}/")).send().await.unwrap();

@@ -16,7 +16,7 @@ pub fn free_addr() -> String {
 /// An installation against `nats` and the two simulators, its state in `dir`:
 ///
 /// * a SQLite store `dir/mlc.db` with a fresh encryption key;
-/// * the gateway and the three ops/metrics listeners on free loopback ports;
+/// * the gateway, the three ops/metrics listeners and the console on free loopback ports;
 /// * Gusto on the simulator with its OAuth client, redirect `http://127.0.0.1/cb`;
 /// * one Visma tenant, [`TENANT`], on the simulator's default tenant and client;
 /// * the default stream prefix (empty): set `nats.stream_prefix` for a private one.
@@ -42,6 +42,7 @@ pub fn sandbox_config(
     cfg.visma.tenants.insert(TENANT.into(), sim_tenant(sim_visma::DEFAULT_TENANT));
     cfg.projector.metrics_listen = free_addr();
     cfg.writer.metrics_listen = free_addr();
+    cfg.console.listen = free_addr();
     cfg.telemetry.log_filter = "info".into();
     cfg
 }
