@@ -7,7 +7,6 @@ use futures::StreamExt;
 use gusto::GrantId;
 use mlc_bus::{StreamKind, Topology};
 use mlc_proto::v1::{Outcome, SyncOutcome};
-use mlc_store::Company;
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -111,19 +110,7 @@ async fn run_async(a: FootprintArgs) -> anyhow::Result<Report> {
         let code = gusto_sim.issue_code(&company.company_uuid, "http://127.0.0.1/cb")?;
         let grant = GrantId(format!("grant-{}", company.company_uuid));
         gusto.exchange_code(&grant, &code, "http://127.0.0.1/cb").await?;
-        store
-            .put_company(&Company {
-                company_uuid: company.company_uuid.clone(),
-                name: "Footprint".into(),
-                grant_id: grant.0,
-                visma_tenant: TENANT.into(),
-                mapping_path: mapping.display().to_string(),
-                paused: false,
-                first_connect_applied: true,
-                last_event_uuid: None,
-                created_at: 0,
-            })
-            .await?;
+        store.put_company(&mlc_testkit::connected_company(&company.company_uuid, TENANT, &mapping)).await?;
         store.close().await;
     }
 

@@ -9,7 +9,7 @@ use mlc_bus::{StreamKind, Topology};
 use mlc_config::Config;
 use mlc_projector::{Projector, ProjectorSettings};
 use mlc_proto::v1::{Outcome, SyncOutcome};
-use mlc_store::{Company, Store};
+use mlc_store::Store;
 use mlc_testkit::{NatsServer, TestDb};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -145,19 +145,8 @@ impl Pipeline {
         let code = self.gusto_sim.issue_code(&info.company_uuid, redirect)?;
         let grant = GrantId(format!("grant-{}", info.company_uuid));
         self.gusto.exchange_code(&grant, &code, redirect).await?;
-        self.store
-            .put_company(&Company {
-                company_uuid: info.company_uuid.clone(),
-                name: "Bench Company".into(),
-                grant_id: grant.0.clone(),
-                visma_tenant: TENANT.into(),
-                mapping_path: self.dir.path().join("mapping.toml").display().to_string(),
-                paused: false,
-                first_connect_applied: true,
-                last_event_uuid: None,
-                created_at: 0,
-            })
-            .await?;
+        let mapping = self.dir.path().join("mapping.toml");
+        self.store.put_company(&mlc_testkit::connected_company(&info.company_uuid, TENANT, &mapping)).await?;
         Ok(info)
     }
 

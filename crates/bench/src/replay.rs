@@ -11,7 +11,6 @@ use futures::StreamExt;
 use mlc_bus::{Publisher, StreamKind};
 use mlc_projector::{MapOutcome, Projector, ProjectorSettings};
 use mlc_proto::v1::{EmployeeContent, EmployeeSnapshot, EmploymentStatus, Location};
-use mlc_store::Company;
 use prost::Message as _;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -83,19 +82,8 @@ async fn run_async(a: ReplayArgs) -> anyhow::Result<Report> {
     let store = Arc::new(db.store().await);
     let dir = tempfile::tempdir()?;
     std::fs::write(dir.path().join("mapping.toml"), MAPPING)?;
-    store
-        .put_company(&Company {
-            company_uuid: COMPANY.into(),
-            name: "Replay Bench".into(),
-            grant_id: "grant-replay".into(),
-            visma_tenant: TENANT.into(),
-            mapping_path: dir.path().join("mapping.toml").display().to_string(),
-            paused: false,
-            first_connect_applied: true,
-            last_event_uuid: None,
-            created_at: 0,
-        })
-        .await?;
+    let mapping = dir.path().join("mapping.toml");
+    store.put_company(&mlc_testkit::connected_company(COMPANY, TENANT, &mapping)).await?;
     let gusto = mlc_runtime::clients::gusto_client(&cfg, store.clone())?;
     let publisher = Publisher::new(client.clone(), Duration::from_secs(10));
     let projector =

@@ -6,9 +6,11 @@
 //! clean up in `Drop`, so a failing test leaves nothing behind.
 
 pub mod auth;
+mod fixtures;
 pub mod install;
 pub mod sandbox;
 
+pub use fixtures::{company, connected_company, Bus};
 pub use sandbox::{sandbox_config, write_config};
 
 use mlc_config::NatsConfig;

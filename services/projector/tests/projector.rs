@@ -4,12 +4,12 @@
 //! tests), built from the events the simulator emitted for each change.
 
 use gusto::{ClientConfig, GrantId, GustoClient, Secret};
-use mlc_bus::{ensure_topology, Publisher, StreamKind, Topology};
+use mlc_bus::StreamKind;
 use mlc_projector::{MapOutcome, Projector, ProjectorSettings};
 use mlc_proto::v1::{CommandKind, EmployeeSnapshot, EmploymentStatus, GustoEvent, VismaCommand};
 use mlc_runtime::GrantStore;
-use mlc_store::{Company, Store};
-use mlc_testkit::{NatsServer, TestDb};
+use mlc_store::Store;
+use mlc_testkit::{company, Bus, TestDb};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,13 +17,10 @@ use std::time::Duration;
 const MAPPING: &str = include_str!("../../../schemas/examples/mapping.example.toml");
 
 struct Harness {
-    _nats: NatsServer,
+    bus: Bus,
     sim: sim_gusto::SimHandle,
     _db: TestDb,
     store: Arc<Store>,
-    js: async_nats::jetstream::Context,
-    topo: Topology,
-    publisher: Publisher,
     gusto: Arc<GustoClient>,
     dir: tempfile::TempDir,
     /// Events of the simulator already put on the stream.
@@ -38,11 +35,7 @@ impl Harness {
 
     /// A short ack wait exercises redelivery; a batch of hundreds needs a longer one.
     async fn with_ack_wait(sim_cfg: sim_gusto::SimConfig, ack_wait: Duration) -> Harness {
-        let nats = NatsServer::start();
-        let client = mlc_bus::connect(&nats.config(), "projector-test").await.unwrap();
-        let topo = Topology::new(&mlc_testkit::unique("p"), 1).unwrap().with_ack_wait(ack_wait);
-        let js = async_nats::jetstream::new(client.clone());
-        ensure_topology(&js, &topo).await.unwrap();
+        let bus = Bus::start_with("p", |t| t.with_ack_wait(ack_wait)).await;
         let sim = sim_gusto::start(sim_cfg).await.unwrap();
         let db = TestDb::sqlite();
         let store = Arc::new(db.store().await);
@@ -55,19 +48,7 @@ impl Harness {
         let gusto = Arc::new(GustoClient::new(client_cfg, Arc::new(GrantStore::new(store.clone()))).unwrap());
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("mapping.toml"), MAPPING).unwrap();
-        Harness {
-            _nats: nats,
-            sim,
-            _db: db,
-            store,
-            js,
-            topo,
-            publisher: Publisher::new(client, Duration::from_secs(5)),
-            gusto,
-            dir,
-            forwarded: 0,
-            running: None,
-        }
+        Harness { bus, sim, _db: db, store, gusto, dir, forwarded: 0, running: None }
     }
 
     /// Seeds a company in the simulator and connects it (OAuth code exchange).
@@ -75,32 +56,19 @@ impl Harness {
         let info = self.sim.sim().seed_company(n);
         let redirect = "http://127.0.0.1/cb";
         let code = self.sim.sim().issue_code(&info.company_uuid, redirect).unwrap();
-        let grant = GrantId(format!("grant-{}", info.company_uuid));
-        self.gusto.exchange_code(&grant, &code, redirect).await.unwrap();
-        self.store
-            .put_company(&Company {
-                company_uuid: info.company_uuid.clone(),
-                name: "Fjord Consulting".into(),
-                grant_id: grant.0.clone(),
-                visma_tenant: "tenant-1".into(),
-                mapping_path: self.dir.path().join("mapping.toml").display().to_string(),
-                paused: false,
-                first_connect_applied: true,
-                last_event_uuid: None,
-                created_at: 0,
-            })
-            .await
-            .unwrap();
+        let company =
+            company(&self.store, &info.company_uuid, "tenant-1", &self.dir.path().join("mapping.toml")).await;
+        self.gusto.exchange_code(&GrantId(company.grant_id), &code, redirect).await.unwrap();
         info
     }
 
     fn start(&mut self) {
-        let mut settings = ProjectorSettings::new(self.topo.clone());
+        let mut settings = ProjectorSettings::new(self.bus.topo.clone());
         settings.park_delay = Duration::from_millis(300);
         settings.burst_threshold = 10;
         let p = Projector::new(
-            self.js.clone(),
-            self.publisher.clone(),
+            self.bus.js.clone(),
+            self.bus.publisher.clone(),
             self.store.clone(),
             self.gusto.clone(),
             settings,
@@ -142,8 +110,8 @@ impl Harness {
     }
 
     async fn publish(&self, ev: &GustoEvent) {
-        let subject = self.topo.gusto_event(&ev.company_uuid, &ev.entity_type);
-        self.publisher.publish(&subject, &ev.event_uuid, ev).await.unwrap();
+        let subject = self.bus.topo.gusto_event(&ev.company_uuid, &ev.entity_type);
+        self.bus.publisher.publish(&subject, &ev.event_uuid, ev).await.unwrap();
     }
 
     /// Waits until both consumers have nothing pending or in flight.
@@ -157,7 +125,7 @@ impl Harness {
             for (kind, durable) in
                 [(StreamKind::GustoEvents, "projector-hydrate"), (StreamKind::EmployeeState, "projector-map")]
             {
-                let stream = self.js.get_stream(self.topo.stream(kind)).await.unwrap();
+                let stream = self.bus.js.get_stream(self.bus.topo.stream(kind)).await.unwrap();
                 let mut c = stream
                     .get_consumer::<async_nats::jetstream::consumer::pull::Config>(durable)
                     .await
@@ -182,16 +150,16 @@ impl Harness {
     ) -> BTreeMap<String, Vec<(u64, M)>> {
         let mut out: BTreeMap<String, Vec<(u64, M)>> = BTreeMap::new();
         let mut replay = mlc_bus::replay::Replay::open(
-            &self.js,
-            &self.topo.stream(kind),
-            &self.topo.wildcard(kind),
+            &self.bus.js,
+            &self.bus.topo.stream(kind),
+            &self.bus.topo.wildcard(kind),
             mlc_bus::replay::Start::Sequence(1),
         )
         .await
         .unwrap();
         while let Some(m) = replay.next().await {
             let m = m.unwrap();
-            let (_, employee) = self.topo.split_subject(kind, &m.subject).unwrap();
+            let (_, employee) = self.bus.topo.split_subject(kind, &m.subject).unwrap();
             out.entry(employee.to_string())
                 .or_default()
                 .push((m.sequence, mlc_bus::decode(&m.subject, &m.payload).unwrap()));
@@ -422,7 +390,7 @@ async fn a_revoked_grant_parks_its_company_while_another_keeps_syncing() {
     let g = h.store.grant(&format!("grant-{}", a.company_uuid)).await.unwrap().unwrap();
     assert_eq!(g.status, "needs_reauth");
     // Its event is still pending (not lost): the consumer holds it for redelivery.
-    let stream = h.js.get_stream(h.topo.stream(StreamKind::GustoEvents)).await.unwrap();
+    let stream = h.bus.js.get_stream(h.bus.topo.stream(StreamKind::GustoEvents)).await.unwrap();
     let mut c = stream
         .get_consumer::<async_nats::jetstream::consumer::pull::Config>("projector-hydrate")
         .await
@@ -534,8 +502,8 @@ async fn catch_up_finds_events_the_webhooks_missed() {
     // The first pass only sets the cursor at the newest event.
     let first = mlc_projector::catch_up::catch_up_company(
         &h.gusto,
-        &h.publisher,
-        &h.topo,
+        &h.bus.publisher,
+        &h.bus.topo,
         &h.store,
         &info.company_uuid,
         None,
@@ -550,8 +518,8 @@ async fn catch_up_finds_events_the_webhooks_missed() {
     h.forwarded = sim.events().len();
     let caught = mlc_projector::catch_up::catch_up_company(
         &h.gusto,
-        &h.publisher,
-        &h.topo,
+        &h.bus.publisher,
+        &h.bus.topo,
         &h.store,
         &info.company_uuid,
         cursor,
@@ -568,8 +536,8 @@ async fn catch_up_finds_events_the_webhooks_missed() {
     let cursor = h.store.company(&info.company_uuid).await.unwrap().unwrap().last_event_uuid;
     let again = mlc_projector::catch_up::catch_up_company(
         &h.gusto,
-        &h.publisher,
-        &h.topo,
+        &h.bus.publisher,
+        &h.bus.topo,
         &h.store,
         &info.company_uuid,
         cursor,
@@ -676,7 +644,7 @@ async fn a_retired_api_version_parks_the_company_without_a_retry_storm() {
     for r in &reasons {
         assert!(r.contains("2025-06-15") && r.contains("gusto.api_version"), "{r}");
     }
-    let mut dlq = h.js.get_stream(h.topo.stream(StreamKind::DeadLetters)).await.unwrap();
+    let mut dlq = h.bus.js.get_stream(h.bus.topo.stream(StreamKind::DeadLetters)).await.unwrap();
     assert_eq!(dlq.info().await.unwrap().state.messages, 0, "a configuration error is not dead-lettered");
     let metrics = h.projector().metrics().encode();
     assert!(metrics.contains("mlc_projector_gusto_api_version_refused 1"), "{metrics}");

@@ -4,10 +4,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mlc_bus::{Publisher, StreamKind, Topology};
+use mlc_bus::StreamKind;
 use mlc_proto::v1::{CommandKind, SyncOutcome, VismaCommand, VismaEmployeeFields, VismaStatus};
-use mlc_store::Company;
-use mlc_testkit::{NatsServer, TestDb};
+use mlc_testkit::TestDb;
 use mlc_writer::WriterSettings;
 use opentelemetry::trace::{SpanKind, TracerProvider as _};
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanProcessor};
@@ -47,29 +46,13 @@ async fn the_webhook_trace_continues_through_the_writer() {
         .try_init()
         .unwrap();
 
-    let nats = NatsServer::start();
-    let client = mlc_bus::connect(&nats.config(), "trace-test").await.unwrap();
-    let topo = Topology::new(&mlc_testkit::unique("t"), 1).unwrap();
-    let js = async_nats::jetstream::new(client.clone());
-    mlc_bus::ensure_topology(&js, &topo).await.unwrap();
+    let bus = mlc_testkit::Bus::start("t").await;
+    let (client, js, topo) = (bus.client.clone(), bus.js.clone(), bus.topo.clone());
     let sim = sim_visma::start(SimConfig::default()).await.unwrap();
     sim.seed(DEFAULT_TENANT, &sim_visma::demo_seed()).unwrap();
     let db = TestDb::sqlite();
     let store = Arc::new(db.store().await);
-    store
-        .put_company(&Company {
-            company_uuid: "c1".into(),
-            name: "Acme".into(),
-            grant_id: "g".into(),
-            visma_tenant: "main".into(),
-            mapping_path: String::new(),
-            paused: false,
-            first_connect_applied: true,
-            last_event_uuid: None,
-            created_at: 0,
-        })
-        .await
-        .unwrap();
+    mlc_testkit::company(&store, "c1", "main", std::path::Path::new("")).await;
 
     let fields = VismaEmployeeFields {
         employee_cd: "G1".into(),
@@ -93,8 +76,7 @@ async fn the_webhook_trace_continues_through_the_writer() {
     };
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("traceparent", format!("00-{TRACE_ID}-00f067aa0ba902b7-01").as_str());
-    let publisher = Publisher::new(client.clone(), Duration::from_secs(3));
-    publisher
+    bus.publisher
         .publish_raw(&topo.visma_command("c1", "e1"), "1-r", cmd.encode_to_vec().into(), headers)
         .await
         .unwrap();

@@ -2,15 +2,16 @@
 //! Visma and in SYNC_OUTCOMES / DEAD_LETTERS.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mlc_bus::{Publisher, StreamKind, Topology};
+use mlc_bus::StreamKind;
 use mlc_proto::v1::{
     CommandKind, DeadLetter, Outcome, SyncOutcome, VismaCommand, VismaEmployeeFields, VismaStatus,
 };
 use mlc_store::{Company, Store};
-use mlc_testkit::{NatsServer, TestDb};
+use mlc_testkit::{connected_company, Bus, TestDb};
 use mlc_writer::{CrashPoint, RetryTuning, WriterError, WriterMetrics, WriterSettings};
 use prost::Message as _;
 use sim_visma::{FaultSpec, SeedDepartment, SimConfig, SimHandle, DEFAULT_TENANT};
@@ -24,11 +25,7 @@ const TENANT: &str = "main";
 type RunningWriter = (JoinHandle<Result<(), WriterError>>, oneshot::Sender<()>);
 
 struct Harness {
-    _nats: NatsServer,
-    client: async_nats::Client,
-    js: async_nats::jetstream::Context,
-    topo: Topology,
-    publisher: Publisher,
+    bus: Bus,
     sim: SimHandle,
     store: Arc<Store>,
     _db: TestDb,
@@ -37,40 +34,13 @@ struct Harness {
 }
 
 async fn start(db: TestDb, first_connect_applied: bool) -> Harness {
-    let nats = NatsServer::start();
-    let client = mlc_bus::connect(&nats.config(), "writer-test").await.unwrap();
-    let topo = Topology::new(&mlc_testkit::unique("w"), 1).unwrap();
-    let js = async_nats::jetstream::new(client.clone());
-    mlc_bus::ensure_topology(&js, &topo).await.unwrap();
+    let bus = Bus::start("w").await;
     let sim = sim_visma::start(SimConfig::default()).await.unwrap();
     sim.seed(DEFAULT_TENANT, &sim_visma::demo_seed()).unwrap();
     let store = Arc::new(db.store().await);
-    store
-        .put_company(&Company {
-            company_uuid: COMPANY.into(),
-            name: "Acme".into(),
-            grant_id: "grant-1".into(),
-            visma_tenant: TENANT.into(),
-            mapping_path: String::new(),
-            paused: false,
-            first_connect_applied,
-            last_event_uuid: None,
-            created_at: 0,
-        })
-        .await
-        .unwrap();
-    Harness {
-        _nats: nats,
-        publisher: Publisher::new(client.clone(), Duration::from_secs(3)),
-        client,
-        js,
-        topo,
-        sim,
-        store,
-        _db: db,
-        metrics: Arc::new(WriterMetrics::new()),
-        writer: None,
-    }
+    let company = Company { first_connect_applied, ..connected_company(COMPANY, TENANT, Path::new("")) };
+    store.put_company(&company).await.unwrap();
+    Harness { bus, sim, store, _db: db, metrics: Arc::new(WriterMetrics::new()), writer: None }
 }
 
 /// Short delays so waits and retries fit in a test.
@@ -94,7 +64,7 @@ impl Harness {
         )
         .with_endpoints(self.sim.base_url(), self.sim.token_url());
         let client = Arc::new(visma::VismaClient::new(cfg).unwrap());
-        let mut s = WriterSettings::new(self.topo.clone(), HashMap::from([(TENANT.to_string(), client)]));
+        let mut s = WriterSettings::new(self.bus.topo.clone(), HashMap::from([(TENANT.to_string(), client)]));
         s.workers = 4;
         s.metrics = self.metrics.clone();
         s.retry = fast();
@@ -103,9 +73,10 @@ impl Harness {
 
     fn spawn_writer(&mut self, settings: WriterSettings) {
         let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(mlc_writer::run(self.client.clone(), self.store.clone(), settings, async {
-            let _ = rx.await;
-        }));
+        let task =
+            tokio::spawn(mlc_writer::run(self.bus.client.clone(), self.store.clone(), settings, async {
+                let _ = rx.await;
+            }));
         self.writer = Some((task, tx));
     }
 
@@ -116,12 +87,12 @@ impl Harness {
     }
 
     async fn publish(&self, cmd: &VismaCommand, msg_id: &str) -> u64 {
-        let subject = self.topo.visma_command(&cmd.company_uuid, &cmd.employee_uuid);
-        self.publisher.publish(&subject, msg_id, cmd).await.unwrap().sequence
+        let subject = self.bus.topo.visma_command(&cmd.company_uuid, &cmd.employee_uuid);
+        self.bus.publisher.publish(&subject, msg_id, cmd).await.unwrap().sequence
     }
 
     async fn read_all<M: prost::Message + Default>(&self, kind: StreamKind) -> Vec<M> {
-        let stream = self.js.get_stream(self.topo.stream(kind)).await.unwrap();
+        let stream = self.bus.js.get_stream(self.bus.topo.stream(kind)).await.unwrap();
         let last = stream.get_info().await.unwrap().state.last_sequence;
         let mut out = Vec::new();
         for seq in 1..=last {
@@ -301,9 +272,9 @@ async fn replay_scenario(db: TestDb) {
 
     // Replay 2: the consumer recreated from the start redelivers every stored command.
     h.stop_writer().await.unwrap();
-    let stream = h.js.get_stream(h.topo.stream(StreamKind::VismaCommands)).await.unwrap();
+    let stream = h.bus.js.get_stream(h.bus.topo.stream(StreamKind::VismaCommands)).await.unwrap();
     stream.delete_consumer("writer").await.unwrap();
-    mlc_bus::ensure_topology(&h.js, &h.topo).await.unwrap();
+    mlc_bus::ensure_topology(&h.bus.js, &h.bus.topo).await.unwrap();
     let decided_before = h.metrics.commands_total("superseded") + h.metrics.commands_total("unchanged");
     h.spawn_writer(h.settings());
     let stored = 2 * n as u64 + 2;
