@@ -336,3 +336,84 @@ async fn off_loopback_the_console_wants_the_token_and_refuses_forged_posts() {
     assert!(audit_kinds(&stack).await.is_empty(), "and records no action");
     b.close().await;
 }
+
+/// A Visma employee as the finance team typed them in before the connector.
+fn visma_person(cd: &str, first: &str, last: &str, email: &str) -> serde_json::Value {
+    let mut dto = visma::EmployeeCreateDto::new(cd, "ADMIN", "EMPSTD", "1", "MAIN", last, email);
+    dto.contact.first_name = Some(visma::dto::v(first));
+    serde_json::to_value(&dto).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_connect_row_approved_in_the_browser_becomes_a_link_and_deliveries_show_the_events() {
+    let mut stack = Stack::start(StackOptions { employees: 6, subscribe: false, ..Default::default() }).await;
+    let company = stack.company_uuid().to_string();
+    // The company is connected with the review open; Visma already holds two of its people.
+    stack.store().await.set_first_connect_applied(&company, false).await.unwrap();
+    let (g0, g1) = (stack.company.employee_uuids[0].clone(), stack.company.employee_uuids[1].clone());
+    let sim = stack.gusto.sim();
+    for (g, first, last, email) in [
+        (&g0, "Ingrid", "Solberg", "ingrid.solberg@fjordfjell.example"),
+        (&g1, "Per", "Nilsen", "per.nilsen@fjordfjell.example"),
+    ] {
+        let patch = sim_gusto::EmployeePatch {
+            first_name: Some(first.into()),
+            last_name: Some(last.into()),
+            email: Some(email.into()),
+            work_email: Some(email.into()),
+            ..Default::default()
+        };
+        sim.update_employee(g, patch).unwrap();
+    }
+    let seed = sim_visma::Seed {
+        employees: vec![
+            visma_person("E5001", "Ingrid", "Solberg", "ingrid.solberg@fjordfjell.example"),
+            visma_person("E5002", "Per", "Nilsen", "per@oldmail.example"),
+        ],
+        ..Default::default()
+    };
+    stack.visma.seed(sim_visma::DEFAULT_TENANT, &seed).unwrap();
+    let url = start_console(&mut stack, &format!("127.0.0.1:{}", mlc_testkit::free_port())).await;
+    let b = Browser::start().await;
+
+    b.client.goto(&format!("{url}/review?company={company}")).await.unwrap();
+    let row = |g: &str, rest: &str| format!("#proposals tr[data-gusto='{g}']{rest}");
+    assert_eq!(b.count(&row(&g0, "[data-suggestion=link]")).await, 1, "{}", b.client.source().await.unwrap());
+    assert_eq!(
+        b.count(&row(&g1, "[data-suggestion=review]")).await,
+        1,
+        "one criterion: the reviewer decides"
+    );
+    b.click(&row(&g1, " input[value=approve]")).await;
+    b.screenshot("review").await;
+    b.submit("#apply").await;
+    assert_eq!(b.text("#dry-run-links").await, "2", "the link row and the approved review row");
+    assert!(stack.store().await.links(&company).await.unwrap().is_empty(), "a dry run stores nothing");
+    b.submit("#confirm").await;
+    assert_eq!(
+        b.count(&format!("#links a[data-gusto='{g1}']")).await,
+        1,
+        "{}",
+        b.client.source().await.unwrap()
+    );
+    let store = stack.store().await;
+    let link = store.link(&company, &g1).await.unwrap().expect("the approved row is a link");
+    assert_eq!((link.employee_cd.as_str(), link.origin.as_str()), ("E5002", "matched"));
+    assert!(store.company(&company).await.unwrap().unwrap().first_connect_applied);
+
+    // The sync: the two linked people are updated, the other four created; no duplicates.
+    stack.mlc_ok(&["backfill", "--company", &company]).await;
+    stack.settle().await;
+    assert_eq!(stack.visma_employees().len(), 6);
+    b.client.goto(&format!("{url}/deliveries?company={company}")).await.unwrap();
+    assert_eq!(b.count("#deliveries tbody tr[data-kind='event.hydrated']").await, 6);
+    b.screenshot("deliveries").await;
+    b.client.goto(&format!("{url}/deliveries?company={company}&fate=parked")).await.unwrap();
+    assert_eq!(b.count("#deliveries tbody tr").await, 0);
+    let actions = audit_kinds(&stack).await;
+    assert!(
+        actions.iter().any(|(k, by)| k == "console.first_connect_apply" && by == "local operator"),
+        "{actions:?}"
+    );
+    b.close().await;
+}

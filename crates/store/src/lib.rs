@@ -310,6 +310,27 @@ impl Store {
         rows.into_iter().map(audit_row).collect()
     }
 
+    /// The newest audit rows whose kind starts with `kind_prefix` (e.g. `event.`), newest
+    /// first, of one company or all (for the console's deliveries page).
+    pub async fn recent_audit(
+        &self,
+        kind_prefix: &str,
+        company: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        const SQL: &str =
+            "SELECT position, event_id, kind, company, employee, detail, trace_id, recorded_at \
+             FROM audit_log WHERE substr(kind, 1, length(CAST($1 AS TEXT))) = CAST($1 AS TEXT) \
+             AND ($2 IS NULL OR company = $2) ORDER BY position DESC LIMIT $3";
+        let rows: Vec<AuditTuple> = with_pool!(self, SQL, |p, s| sqlx::query_as(s)
+            .bind(kind_prefix)
+            .bind(company)
+            .bind(limit.max(1))
+            .fetch_all(p)
+            .await?);
+        rows.into_iter().map(audit_row).collect()
+    }
+
     /// The newest audit row of `kind` for `company` (for `mlc status`).
     pub async fn last_audit(&self, company: &str, kind: &str) -> Result<Option<AuditRow>, StoreError> {
         const SQL: &str =

@@ -25,6 +25,7 @@ macro_rules! both_backends {
 both_backends!(
     audit_append_is_idempotent_and_ordered,
     audit_is_append_only,
+    recent_audit_is_newest_first_by_kind_prefix,
     concurrent_appends_get_distinct_ordered_positions,
     links_round_trip,
     grants_are_encrypted_at_rest,
@@ -56,6 +57,23 @@ async fn audit_append_is_idempotent_and_ordered(_db: &TestDb, store: Store) {
     assert_eq!(only_b[0].detail, serde_json::json!({"seq": 1}));
     let after = store.audit(&AuditQuery { after_position: p1, ..Default::default() }).await.unwrap();
     assert_eq!(after.len(), 1);
+}
+
+async fn recent_audit_is_newest_first_by_kind_prefix(_db: &TestDb, store: Store) {
+    for (id, kind, company) in [
+        ("e1", "event.hydrated", "c1"),
+        ("e2", "snapshot.appended", "c1"),
+        ("e3", "event.parked", "c2"),
+        ("e4", "event_x", "c1"),
+        ("e5", "event.ignored", "c1"),
+    ] {
+        let e = AuditEntry { kind: kind.into(), company: Some(company.into()), ..entry(id, "a") };
+        store.append_audit(&e).await.unwrap();
+    }
+    let ids = |rows: Vec<mlc_store::AuditRow>| rows.into_iter().map(|r| r.event_id).collect::<Vec<_>>();
+    assert_eq!(ids(store.recent_audit("event.", None, 10).await.unwrap()), ["e5", "e3", "e1"]);
+    assert_eq!(ids(store.recent_audit("event.", Some("c1"), 10).await.unwrap()), ["e5", "e1"]);
+    assert_eq!(ids(store.recent_audit("event.", None, 1).await.unwrap()), ["e5"]);
 }
 
 async fn audit_is_append_only(db: &TestDb, store: Store) {

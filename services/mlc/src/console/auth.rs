@@ -153,6 +153,11 @@ impl ActionForm {
         self.pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
     }
 
+    /// Every field, in order.
+    pub fn pairs(&self) -> impl Iterator<Item = (String, String)> + '_ {
+        self.pairs.iter().cloned()
+    }
+
     /// Every value of a repeated field (checkboxes).
     pub fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.pairs.iter().filter(move |(k, _)| k == key).map(|(_, v)| v.as_str())

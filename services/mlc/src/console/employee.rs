@@ -97,7 +97,8 @@ fn describe(r: &AuditRow) -> (String, &'static str) {
     }
 }
 
-fn source(s: &str) -> &str {
+/// An event's source as an operator says it.
+pub(super) fn source(s: &str) -> &str {
     match s {
         "EVENT_SOURCE_WEBHOOK" => "webhook",
         "EVENT_SOURCE_BACKFILL" => "backfill",

@@ -11,8 +11,10 @@
 mod auth;
 mod company;
 mod dead_letters;
+mod deliveries;
 mod employee;
 mod layout;
+mod review;
 
 use crate::ctx::Ctx;
 use anyhow::Context as _;
@@ -108,6 +110,8 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/dead-letters", get(dead_letters::page).post(dead_letters::act))
         .route("/employees/{employee}", get(employee::page))
         .route("/employees/{employee}/live", get(employee::live))
+        .route("/deliveries", get(deliveries::page))
+        .route("/review", get(review::page).post(review::apply))
         .route("/login", get(auth::login_page).post(auth::login))
         .route("/console.css", get(layout::css))
         .route("/healthz", get(|| async { "ok" }))
