@@ -49,13 +49,7 @@ impl SharedWindow {
         limit: u32,
         window: Duration,
     ) -> Result<SharedWindow, BusError> {
-        let stream = if topo.prefix().is_empty() {
-            format!("MLC_{suffix}")
-        } else {
-            format!("{}_{suffix}", topo.prefix().to_ascii_uppercase().replace('-', "_"))
-        };
-        let root =
-            if topo.prefix().is_empty() { root.to_string() } else { format!("{}.{root}", topo.prefix()) };
+        let (stream, root) = names(topo, suffix, root);
         // A slot is taken just before the request leaves; a slow request may reach Gusto
         // a little later than the next one. Each slot lives longer than the window by that
         // skew: 2 % (1.2 s of Gusto's 60 s), and never less than 1 s, because the skew is
@@ -121,4 +115,45 @@ impl SharedWindow {
             Err(_) => Duration::from_millis(5),
         }
     }
+}
+
+/// The limiter stream's name and subject root under `topo`'s prefix.
+fn names(topo: &Topology, suffix: &str, root: &str) -> (String, String) {
+    let stream = if topo.prefix().is_empty() {
+        format!("MLC_{suffix}")
+    } else {
+        format!("{}_{suffix}", topo.prefix().to_ascii_uppercase().replace('-', "_"))
+    };
+    let root = if topo.prefix().is_empty() { root.to_string() } else { format!("{}.{root}", topo.prefix()) };
+    (stream, root)
+}
+
+/// Slots taken per key (a grant id, or `system`) in the shared window right now, read
+/// without creating anything: `None` when no process has used the window yet. Each slot
+/// lives the window plus a small skew, so this may count a request a second too long.
+pub async fn usage(
+    js: &jetstream::Context,
+    topo: &Topology,
+) -> Result<Option<std::collections::BTreeMap<String, u64>>, BusError> {
+    use futures::TryStreamExt as _;
+    let (stream, root) = names(topo, "RATELIMIT", "rl");
+    let handle = match js.get_stream_no_info(&stream).await {
+        Ok(h) => h,
+        Err(_) => return Ok(None),
+    };
+    let err = |e: String| BusError::Read { subject: format!("{root}.>"), reason: e };
+    let subjects = match handle.info_with_subjects(format!("{root}.>")).await {
+        Ok(s) => s,
+        // The stream does not exist (yet): nothing used.
+        Err(e) if e.to_string().contains("not found") => return Ok(None),
+        Err(e) => return Err(err(e.to_string())),
+    };
+    let counts: Vec<(String, usize)> = subjects.try_collect().await.map_err(|e| err(e.to_string()))?;
+    let prefix = format!("{root}.");
+    Ok(Some(
+        counts
+            .into_iter()
+            .map(|(subject, n)| (subject.strip_prefix(&prefix).unwrap_or(&subject).to_string(), n as u64))
+            .collect(),
+    ))
 }

@@ -13,15 +13,16 @@
 //! Two ways to run it, one story ([`story`]), driven through the simulators' admin HTTP
 //! APIs either way:
 //!
-//! * `mlc demo`: starts both simulators, a nats-server when none is reachable, SQLite, and
-//!   the three services as child processes of this binary;
+//! * `mlc demo`: starts both simulators, its own private nats-server (unless told
+//!   `--nats-url`), SQLite, and the three services as child processes of this binary;
 //! * `mlc demo --external`: the docker-compose sandbox profile; uses the configured
 //!   simulators, NATS, store and already-running services, and points the webhook
 //!   subscription at `--webhook-url`.
 
+use crate::cmd::{backfill, subscribe};
 use crate::ctx::Ctx;
 use crate::scenario::{self, ScenarioSpec, SeedIds};
-use crate::{first_connect, ops, reconcile};
+use crate::{first_connect, reconcile};
 use anyhow::{bail, Context as _};
 use clap::Args;
 use mlc_bus::StreamKind;
@@ -55,6 +56,10 @@ pub struct DemoArgs {
     /// With --external: the key of visma.tenants to use (default: the only one, or `demo`).
     #[arg(long)]
     pub visma_tenant: Option<String>,
+    /// Use this NATS server (its streams get a private prefix and are deleted afterwards)
+    /// instead of starting a private nats-server.
+    #[arg(long, value_name = "URL", conflicts_with = "external")]
+    pub nats_url: Option<String>,
 }
 
 /// The sandbox configuration's one Visma tenant.
@@ -85,7 +90,7 @@ impl Drop for Child {
 }
 
 fn step(started: Instant, msg: impl std::fmt::Display) {
-    println!("[{:>5.1}s] {msg}", started.elapsed().as_secs_f64());
+    outln!("[{:>5.1}s] {msg}", started.elapsed().as_secs_f64());
 }
 
 fn free_addr() -> anyhow::Result<String> {
@@ -104,22 +109,22 @@ pub async fn demo(args: DemoArgs, config: Option<&Path>) -> anyhow::Result<ExitC
     }
 }
 
-/// Everything started here: NATS (unless one answers), the simulators, the services.
+/// Everything started here: NATS (unless `--nats-url`), the simulators, the services.
 async fn local(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let work = tempfile::Builder::new().prefix("mlc-demo-").tempdir()?;
     let dir = work.path().to_path_buf();
     step(started, format!("work directory {}", dir.display()));
 
-    // NATS: the local server when one answers, else a private one.
+    // NATS: a private server, so the demo never writes into someone else's; or the one
+    // the user named.
     let mut _nats_child = None;
-    let default_url = std::env::var("MLC_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
-    let nats_url = if mlc_bus::connect_now(&mlc_bus::NatsConfig::at(&default_url), "mlc-demo-probe")
-        .await
-        .is_ok()
-    {
-        step(started, format!("using the NATS server at {default_url}"));
-        default_url
+    let nats_url = if let Some(url) = &args.nats_url {
+        mlc_bus::connect_now(&mlc_bus::NatsConfig::at(url), "mlc-demo-probe")
+            .await
+            .with_context(|| format!("--nats-url {url}"))?;
+        step(started, format!("using the NATS server at {url} (--nats-url)"));
+        url.clone()
     } else {
         let addr = free_addr()?;
         let port = addr.rsplit(':').next().unwrap_or("4222").to_string();
@@ -132,7 +137,9 @@ async fn local(args: DemoArgs) -> anyhow::Result<ExitCode> {
             .stderr(std::process::Stdio::null())
             .spawn()
             .with_context(|| {
-                format!("no NATS at {default_url} and cannot start {bin}; run `bash ops/demo.sh`")
+                format!(
+                    "cannot start {bin} (install nats-server, or give --nats-url); run `bash ops/demo.sh`"
+                )
             })?;
         _nats_child = Some(Child { name: "nats-server", child });
         let url = format!("nats://127.0.0.1:{port}");
@@ -512,8 +519,8 @@ async fn story(stage: &Stage, args: &DemoArgs, started: Instant) -> anyhow::Resu
             company: None,
             mapping: Some(stage.mapping.clone()),
             visma_tenant: Some(stage.tenant.clone()),
-            json: true,
         },
+        true,
     )
     .await?;
     step(
@@ -526,7 +533,7 @@ async fn story(stage: &Stage, args: &DemoArgs, started: Instant) -> anyhow::Resu
     );
     for l in preflight.lines.iter().filter(|l| l.status != crate::cmd::check::Status::Ok) {
         let tag = if l.status == crate::cmd::check::Status::Fail { "FAIL" } else { "warn" };
-        println!("         [{tag}] {}", l.check);
+        outln!("         [{tag}] {}", l.check);
     }
     if preflight.failed() {
         bail!("the preflight failed; see `mlc check`");
@@ -554,7 +561,7 @@ async fn story(stage: &Stage, args: &DemoArgs, started: Instant) -> anyhow::Resu
     if !connected.contains(&company) {
         bail!("connected the wrong company: {connected}");
     }
-    let sub = ops::subscribe_with(
+    let sub = subscribe::subscribe_with(
         &ctx.store,
         ctx.gusto().await?.as_ref(),
         &ctx.js,
@@ -575,9 +582,9 @@ async fn story(stage: &Stage, args: &DemoArgs, started: Instant) -> anyhow::Resu
     // The review: propose, read, approve the clear ones, apply.
     step(started, "mlc match: Gusto's employees against Visma's, two criteria per link:");
     let review = stage.dir.join(format!("match-{company}.csv"));
-    println!();
+    outln!();
     let proposals = first_connect::propose(ctx, &company, &review, !args.full_table).await?;
-    println!();
+    outln!();
     let (approved, confirmed) = first_connect::approve_links(&review)?;
     let c = first_connect::counts(&proposals);
     step(
@@ -599,9 +606,9 @@ async fn story(stage: &Stage, args: &DemoArgs, started: Instant) -> anyhow::Resu
         );
     }
     let applied = first_connect::apply(ctx, &review).await?;
-    println!();
+    outln!();
     first_connect::print_applied(&applied);
-    println!();
+    outln!();
 
     // What the first sync will do to one linked person, before anything is written.
     let preview = reconcile::compare_with(ctx, &company, None, None).await?;
@@ -614,19 +621,19 @@ async fn story(stage: &Stage, args: &DemoArgs, started: Instant) -> anyhow::Resu
             ),
         );
         for (field, from, to) in &r.changes {
-            println!("         - {field}: {from}\n         + {field}: {to}");
+            outln!("         - {field}: {from}\n         + {field}: {to}");
         }
     }
 
     // The initial sync: links update the people Visma has, the rest are created.
-    let queued = ops::backfill(ctx, &company, false).await?;
+    let queued = backfill::backfill(ctx, &company).await?;
     step(started, format!("initial sync: {queued} employees queued from Gusto's paged list"));
     converge(stage, &company, started, args.timeout_secs, "initial sync").await?;
 
     // A day at the firm, as Gusto would send it.
     step(started, "a day of changes, delivered as signed webhooks:");
     for line in play_day(stage, &firm).await? {
-        println!("         - {line}");
+        outln!("         - {line}");
     }
     let report = converge(stage, &company, started, args.timeout_secs, "day of changes").await?;
 
@@ -655,7 +662,7 @@ async fn story(stage: &Stage, args: &DemoArgs, started: Instant) -> anyhow::Resu
         step(started, format!("people only in Visma: CHANGED {changed:?}"));
     }
     step(started, "reconciliation of the simulators' data (Gusto's employees against Visma's records):");
-    println!();
+    outln!();
     // Ends with the line `in sync: N/M`, computed from both simulators' data.
     reconcile::print_report(&report, !args.full_table);
     // Every Visma record no Gusto employee maps to must be one of the strangers; anything
@@ -774,5 +781,5 @@ fn print_visma_summary(records: &[Value], branch_names: &BTreeMap<String, String
         }
     }
     let line = by_branch.iter().map(|(b, (a, i))| format!("{b}: {a}+{i}")).collect::<Vec<_>>().join(", ");
-    println!("         Visma employees by office (active+inactive): {line}");
+    outln!("         Visma employees by office (active+inactive): {line}");
 }

@@ -102,14 +102,19 @@ pub fn counts(proposals: &[Proposal]) -> [(Suggestion, usize); 4] {
 }
 
 pub fn print_table(proposals: &[Proposal], quiet: bool) {
-    println!(
+    outln!(
         "{:<7} {:>4}  {:<26} {:<24} {:<8} {:<24} reason",
-        "suggest", "conf", "criteria", "gusto employee", "visma", "visma employee"
+        "suggest",
+        "conf",
+        "criteria",
+        "gusto employee",
+        "visma",
+        "visma employee"
     );
     for p in proposals.iter().filter(|p| !quiet || p.suggestion != Suggestion::Link) {
         let conf =
             if p.gusto.is_some() && p.visma.is_some() { format!("{:.2}", p.confidence) } else { "-".into() };
-        println!(
+        outln!(
             "{:<7} {:>4}  {:<26} {:<24} {:<8} {:<24} {}",
             p.suggestion.as_str(),
             conf,
@@ -121,7 +126,7 @@ pub fn print_table(proposals: &[Proposal], quiet: bool) {
         );
     }
     let c = counts(proposals);
-    println!(
+    outln!(
         "{} to link (two criteria), {} to review, {} new (the writer creates them), {} only in Visma (left untouched)",
         c[0].1, c[1].1, c[2].1, c[3].1
     );
@@ -137,20 +142,43 @@ fn cut(s: &str, n: usize) -> String {
 
 /// `mlc match --company C`: proposes, prints, writes the review file.
 pub async fn propose(ctx: &Ctx, company: &str, out: &Path, quiet: bool) -> anyhow::Result<Vec<Proposal>> {
-    let people = People::load(ctx, company).await?;
+    let json = crate::output::json_mode();
+    let people = load_with_progress(ctx, company).await?;
     let proposals = people.propose();
-    print_table(&proposals, quiet);
-    if !people.links.is_empty() {
-        println!("{} Gusto employees are linked already and not proposed again", people.links.len());
+    if !json {
+        print_table(&proposals, quiet);
+        if !people.links.is_empty() {
+            outln!("{} Gusto employees are linked already and not proposed again", people.links.len());
+        }
     }
     let rows: Vec<ReviewRow> = proposals.iter().map(|p| ReviewRow::from_proposal(p, company)).collect();
     matching::write_review(out, &rows)?;
-    println!(
-        "review file {}: write yes in the approve column of each row to link, then `mlc match --apply {}`",
-        out.display(),
-        out.display()
-    );
+    if json {
+        let c = counts(&proposals);
+        crate::output::json(&serde_json::json!({
+            "company": company,
+            "review_file": out,
+            "counts": { "link": c[0].1, "review": c[1].1, "create": c[2].1, "keep": c[3].1 },
+            "already_linked": people.links.len(),
+            "rows": rows,
+        }))?;
+    } else {
+        outln!(
+            "review file {}: write yes in the approve column of each row to link, then `mlc match --apply {}`",
+            out.display(),
+            out.display()
+        );
+    }
     Ok(proposals)
+}
+
+/// [`People::load`] under a spinner: both systems' paged lists take seconds for thousands.
+async fn load_with_progress(ctx: &Ctx, company: &str) -> anyhow::Result<People> {
+    let bar = crate::output::progress(None, "match");
+    bar.set_message("reading Gusto's and Visma's employee lists");
+    let people = People::load(ctx, company).await;
+    bar.finish_and_clear();
+    people
 }
 
 /// The outcome of applying a review file.
@@ -181,7 +209,7 @@ pub async fn apply(ctx: &Ctx, path: &Path) -> anyhow::Result<Applied> {
         .find(|c| !c.is_empty())
         .with_context(|| format!("{shown}: no row names a company"))?
         .to_string();
-    let people = People::load(ctx, &company).await?;
+    let people = load_with_progress(ctx, &company).await?;
     let check = ApplyContext {
         company: company.clone(),
         gusto_uuids: people.gusto.iter().map(|g| g.uuid.clone()).collect(),
@@ -264,7 +292,7 @@ pub async fn apply(ctx: &Ctx, path: &Path) -> anyhow::Result<Applied> {
 }
 
 pub fn print_applied(a: &Applied) {
-    println!(
+    outln!(
         "first connect of {} applied: {} link(s) stored{}; {} Gusto employee(s) will be created by the writer",
         a.company,
         a.linked,
@@ -272,25 +300,39 @@ pub fn print_applied(a: &Applied) {
         a.to_create
     );
     if !a.left_for_review.is_empty() {
-        println!("not approved, so not linked ({}):", a.left_for_review.len());
+        outln!("not approved, so not linked ({}):", a.left_for_review.len());
         for l in &a.left_for_review {
-            println!("  {l}");
+            outln!("  {l}");
         }
     }
-    println!("Visma employees not linked to anyone in Gusto, left untouched ({}):", a.untouched.len());
+    outln!("Visma employees not linked to anyone in Gusto, left untouched ({}):", a.untouched.len());
     for (cd, name) in &a.untouched {
-        println!("  {cd:<8} {name}");
+        outln!("  {cd:<8} {name}");
     }
 }
 
 pub async fn run(ctx: &Ctx, args: &MatchArgs) -> anyhow::Result<()> {
     match (&args.apply, &args.company) {
-        (Some(file), _) => print_applied(&apply(ctx, file).await?),
+        (Some(file), _) => {
+            let a = apply(ctx, file).await?;
+            if crate::output::json_mode() {
+                crate::output::json(&serde_json::json!({
+                    "company": a.company,
+                    "linked": a.linked,
+                    "already": a.already,
+                    "to_create": a.to_create,
+                    "untouched": a.untouched.iter().map(|(cd, name)| serde_json::json!({"employee_cd": cd, "name": name})).collect::<Vec<_>>(),
+                    "left_for_review": a.left_for_review,
+                }))?;
+            } else {
+                print_applied(&a);
+            }
+        }
         (None, Some(company)) => {
             let out = args.out.clone().unwrap_or_else(|| PathBuf::from(format!("match-{company}.csv")));
             propose(ctx, company, &out, args.quiet).await?;
         }
-        (None, None) => anyhow::bail!("give --company C to propose, or --apply FILE"),
+        (None, None) => return Err(crate::exit::usage("give --company C to propose, or --apply FILE")),
     }
     Ok(())
 }

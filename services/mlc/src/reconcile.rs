@@ -12,14 +12,13 @@ use std::collections::HashMap;
 
 #[derive(Args, Clone)]
 pub struct ReconcileArgs {
+    /// The company to compare: its Gusto uuid (`mlc company list`).
     #[arg(long)]
     pub company: String,
     /// Emit what fixes the drift: re-hydration for missed webhooks, a re-apply for
     /// records changed in Visma.
     #[arg(long)]
     pub repair: bool,
-    #[arg(long)]
-    pub json: bool,
     /// Print only the summary and the drifted employees.
     #[arg(long)]
     pub quiet: bool,
@@ -182,12 +181,16 @@ pub async fn compare_with(
 }
 
 pub async fn reconcile(ctx: &Ctx, args: &ReconcileArgs) -> anyhow::Result<Report> {
-    let mut report = compare(ctx, &args.company).await?;
+    let bar = crate::output::progress(None, "reconcile");
+    bar.set_message("reading Gusto and Visma");
+    let report = compare(ctx, &args.company).await;
+    bar.finish_and_clear();
+    let mut report = report?;
     if args.repair {
         report.repairs = repair(ctx, &report).await?;
     }
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    if crate::output::json_mode() {
+        crate::output::json(&report)?;
     } else {
         print_report(&report, args.quiet);
     }
@@ -196,7 +199,7 @@ pub async fn reconcile(ctx: &Ctx, args: &ReconcileArgs) -> anyhow::Result<Report
 
 pub fn print_report(report: &Report, quiet: bool) {
     if !quiet {
-        println!("{:<28} {:<11} {:<8} detail", "employee", "visma no.", "state");
+        outln!("{:<28} {:<11} {:<8} detail", "employee", "visma no.", "state");
         for r in &report.rows {
             let detail = if r.changes.is_empty() {
                 r.detail.clone()
@@ -207,9 +210,9 @@ pub fn print_report(report: &Report, quiet: bool) {
                     .collect::<Vec<_>>()
                     .join("; ")
             };
-            println!("{:<28} {:<11} {:<8} {detail}", truncate(&r.name, 28), r.employee_cd, r.state);
+            outln!("{:<28} {:<11} {:<8} {detail}", truncate(&r.name, 28), r.employee_cd, r.state);
         }
-        println!();
+        outln!();
     } else {
         for r in report.rows.iter().filter(|r| r.state != "in_sync") {
             let detail = if r.changes.is_empty() {
@@ -221,7 +224,7 @@ pub fn print_report(report: &Report, quiet: bool) {
                     .collect::<Vec<_>>()
                     .join("; ")
             };
-            println!("  {:<28} {:<11} {:<8} {detail}", truncate(&r.name, 28), r.employee_cd, r.state);
+            outln!("  {:<28} {:<11} {:<8} {detail}", truncate(&r.name, 28), r.employee_cd, r.state);
         }
     }
     // Per office: Gusto's people against what Visma holds for them.
@@ -236,36 +239,38 @@ pub fn print_report(report: &Report, quiet: bool) {
             _ => o[4] += 1,
         }
     }
-    println!(
+    outln!(
         "{:<14} {:>6} {:>8} {:>6} {:>8} {:>7}",
-        "office", "gusto", "in sync", "drift", "missing", "parked"
+        "office",
+        "gusto",
+        "in sync",
+        "drift",
+        "missing",
+        "parked"
     );
     let mut total = [0usize; 5];
     for (office, c) in &offices {
-        println!("{:<14} {:>6} {:>8} {:>6} {:>8} {:>7}", office, c[0], c[1], c[2], c[3], c[4]);
+        outln!("{:<14} {:>6} {:>8} {:>6} {:>8} {:>7}", office, c[0], c[1], c[2], c[3], c[4]);
         for i in 0..5 {
             total[i] += c[i];
         }
     }
-    println!(
-        "{:<14} {:>6} {:>8} {:>6} {:>8} {:>7}",
-        "total", total[0], total[1], total[2], total[3], total[4]
-    );
+    outln!("{:<14} {:>6} {:>8} {:>6} {:>8} {:>7}", "total", total[0], total[1], total[2], total[3], total[4]);
     if report.repairs > 0 {
-        println!("repairs emitted: {}", report.repairs);
+        outln!("repairs emitted: {}", report.repairs);
     }
     if !report.visma_only.is_empty() {
-        println!(
+        outln!(
             "Visma employees with no Gusto employee (not compared, left alone): {}",
             report.visma_only.len()
         );
         if !quiet || report.visma_only.len() <= 10 {
             for v in &report.visma_only {
-                println!("  {v}");
+                outln!("  {v}");
             }
         }
     }
-    println!("in sync: {}/{}", report.in_sync_count(), report.rows.len());
+    outln!("in sync: {}/{}", report.in_sync_count(), report.rows.len());
 }
 
 fn truncate(s: &str, n: usize) -> String {

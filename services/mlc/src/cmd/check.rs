@@ -30,9 +30,6 @@ pub struct CheckArgs {
     /// A key of visma.tenants (with --mapping; alone it limits the tenant checks to it).
     #[arg(long)]
     pub visma_tenant: Option<String>,
-    /// One JSON array of {check, status, detail}.
-    #[arg(long)]
-    pub json: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -53,22 +50,23 @@ pub struct Line {
 #[derive(Default)]
 pub struct Report {
     pub lines: Vec<Line>,
-    json: bool,
+    /// Collect only: print nothing as the checks are decided.
+    quiet: bool,
 }
 
 impl Report {
     fn push(&mut self, status: Status, check: impl Into<String>, detail: impl Into<String>) {
         let line = Line { check: check.into(), status, detail: detail.into() };
-        if !self.json {
+        if !self.quiet {
             let tag = match status {
                 Status::Ok => " ok ",
                 Status::Warn => "warn",
                 Status::Fail => "FAIL",
             };
             if line.detail.is_empty() {
-                println!("[{tag}] {}", line.check);
+                outln!("[{tag}] {}", line.check);
             } else {
-                println!("[{tag}] {}: {}", line.check, line.detail);
+                outln!("[{tag}] {}: {}", line.check, line.detail);
             }
         }
         self.lines.push(line);
@@ -94,19 +92,19 @@ impl Report {
 }
 
 pub async fn check(cfg: Config, args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let r = collect(&cfg, &args).await?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&r.lines)?);
+    let r = collect(&cfg, &args, crate::output::json_mode()).await?;
+    if crate::output::json_mode() {
+        crate::output::json(&r.lines)?;
     } else {
-        println!("{}", r.summary());
+        outln!("{}", r.summary());
     }
     Ok(if r.failed() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
-/// Runs every check; prints each line as it is decided unless `args.json`.
-pub async fn collect(cfg: &Config, args: &CheckArgs) -> anyhow::Result<Report> {
+/// Runs every check; prints each line as it is decided unless `quiet`.
+pub async fn collect(cfg: &Config, args: &CheckArgs, quiet: bool) -> anyhow::Result<Report> {
     let cfg = cfg.clone();
-    let mut r = Report { json: args.json, ..Default::default() };
+    let mut r = Report { quiet, ..Default::default() };
 
     // Which company, and so which tenant and mapping; an unknown company is an error.
     let store = match ctx::open_store(&cfg).await {

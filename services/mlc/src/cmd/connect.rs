@@ -166,7 +166,7 @@ pub async fn add_with_code(
         .await
         .context("exchanging the Gusto code (codes are single use and live 10 minutes)")?;
     store_company(cfg, &ready, company, name, &tokens, visma_tenant, skip_review).await?;
-    println!("company {company} added (mapping revision {})", ready.revision);
+    outln!("company {company} added (mapping revision {})", ready.revision);
     Ok(())
 }
 
@@ -233,15 +233,15 @@ impl Pending {
 pub async fn connect(cfg: Config, args: ConnectArgs) -> anyhow::Result<()> {
     let timeout = args.timeout_secs;
     let pending = begin(cfg, args).await?;
-    println!("Open this URL as the company's Gusto admin and press Allow:");
-    println!("{}", pending.authorize_url);
+    outln!("Open this URL as the company's Gusto admin and press Allow:");
+    outln!("{}", pending.authorize_url);
     eprintln!(
         "waiting up to {timeout} s for Gusto to redirect to {} (the gateway must serve it) ...",
         pending.redirect
     );
     let revision = pending.revision().to_string();
     let message = pending.wait().await?;
-    println!("{message} (mapping revision {revision})");
+    outln!("{message} (mapping revision {revision})");
     Ok(())
 }
 

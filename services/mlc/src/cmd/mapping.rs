@@ -14,10 +14,18 @@ pub enum MappingCommand {
     /// Validates a mapping file offline: TOML syntax, schema, duplicate keys, the employee
     /// number rule's length; errors as file:line:column. (`mlc check --mapping F
     /// --visma-tenant T` then checks its targets exist in Visma.)
-    Check { file: PathBuf },
+    ///
+    /// Example: mlc mapping check schemas/examples/mapping.example.toml
+    Check {
+        /// The mapping file (TOML).
+        file: PathBuf,
+    },
     /// Shows what each Visma employee record would become under the mapping, as a field
     /// diff against Visma's current record. Writes nothing.
+    ///
+    /// Example: mlc mapping preview --company 7d1c0a52-... --all --mapping new.toml
     Preview {
+        /// The company whose employees are previewed (its Gusto uuid).
         #[arg(long)]
         company: String,
         /// One Gusto employee uuid.
@@ -29,18 +37,17 @@ pub enum MappingCommand {
         /// Another mapping file than the company's (to try a change before making it).
         #[arg(long)]
         mapping: Option<PathBuf>,
-        #[arg(long)]
-        json: bool,
     },
 }
 
 pub async fn run(cfg: Option<Config>, cmd: MappingCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         MappingCommand::Check { file } => Ok(check(&file)),
-        MappingCommand::Preview { company, employee, all: _, mapping, json } => {
+        MappingCommand::Preview { company, employee, all: _, mapping } => {
             let cfg = cfg.ok_or_else(|| anyhow::anyhow!("no configuration"))?;
             let ctx = Ctx::connect(cfg, "mlc-mapping-preview").await?;
-            preview(&ctx, &company, employee.as_deref(), mapping.as_deref(), json).await?;
+            preview(&ctx, &company, employee.as_deref(), mapping.as_deref(), crate::output::json_mode())
+                .await?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -55,8 +62,22 @@ fn check(file: &std::path::Path) -> ExitCode {
         }
     };
     match mlc_domain::Mapping::from_toml_str(&text, &file.display().to_string()) {
+        Ok(m) if crate::output::json_mode() => {
+            let doc = serde_json::json!({
+                "file": file,
+                "ok": true,
+                "revision": m.revision(),
+                "departments": m.departments().len(),
+                "locations": m.locations().len(),
+                "job_titles": m.job_titles().classes.len(),
+            });
+            match crate::output::json(&doc) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(_) => ExitCode::FAILURE,
+            }
+        }
         Ok(m) => {
-            println!(
+            outln!(
                 "{}: ok (revision {}): {} departments, {} locations, {} job titles, employee number {:?}",
                 file.display(),
                 m.revision(),
@@ -83,7 +104,7 @@ async fn preview(
 ) -> anyhow::Result<()> {
     let report = reconcile::compare_with(ctx, company, mapping, employee).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&report.rows)?);
+        outln!("{}", serde_json::to_string_pretty(&report.rows)?);
         return Ok(());
     }
     let (mut create, mut update, mut same, mut park) = (0, 0, 0, 0);
@@ -92,32 +113,32 @@ async fn preview(
         match r.state {
             "missing" => {
                 create += 1;
-                println!("{who}: would create Visma employee {}", r.employee_cd);
+                outln!("{who}: would create Visma employee {}", r.employee_cd);
                 if let Some(f) = &r.expected {
                     let empty = mlc_proto::v1::VismaEmployeeFields::default();
                     for ch in mlc_domain::diff_fields(&empty, f) {
-                        println!("  + {}: {}", ch.field, ch.to);
+                        outln!("  + {}: {}", ch.field, ch.to);
                     }
                 }
             }
             "drift" => {
                 update += 1;
-                println!("{who}: would update Visma employee {}", r.employee_cd);
+                outln!("{who}: would update Visma employee {}", r.employee_cd);
                 for (field, from, to) in &r.changes {
-                    println!("  - {field}: {from}\n  + {field}: {to}");
+                    outln!("  - {field}: {from}\n  + {field}: {to}");
                 }
             }
             "parked" => {
                 park += 1;
-                println!("{who}: would park: {}", r.detail);
+                outln!("{who}: would park: {}", r.detail);
             }
             _ => {
                 same += 1;
-                println!("{who}: Visma employee {} unchanged", r.employee_cd);
+                outln!("{who}: Visma employee {} unchanged", r.employee_cd);
             }
         }
     }
-    println!(
+    outln!(
         "preview of {} employee(s): {create} would be created, {update} updated, {same} unchanged, {park} parked; nothing was written",
         report.rows.len()
     );

@@ -6,7 +6,9 @@ use clap::{Args, ValueEnum};
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Simulator {
+    /// Gusto's API, OAuth and webhooks.
     Gusto,
+    /// Visma.net ERP's API and Visma Connect's token endpoint.
     Visma,
 }
 
@@ -19,8 +21,10 @@ pub enum VismaSeed {
 
 #[derive(Args)]
 pub struct SimArgs {
+    /// Which simulator: gusto or visma.
     #[arg(value_enum)]
     pub which: Simulator,
+    /// The address to listen on (port 0: any free port, printed).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub listen: std::net::SocketAddr,
     /// Gusto: seed one company ("Acme AS") with this many employees (0: none).
@@ -38,13 +42,13 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
                 sim_gusto::start(sim_gusto::SimConfig { listen: Some(args.listen), ..Default::default() })
                     .await?;
             let cfg = handle.sim().config().clone();
-            println!("sim-gusto listening on {}", handle.base_url());
+            outln!("sim-gusto listening on {}", handle.base_url());
             if args.employees > 0 {
                 let c = handle.sim().seed_named_company("Acme AS", args.employees);
-                println!("company Acme AS ({}) with {} employees", c.company_uuid, args.employees);
+                outln!("company Acme AS ({}) with {} employees", c.company_uuid, args.employees);
             }
             let (url, id, secret) = (handle.base_url(), cfg.client_id, cfg.client_secret);
-            println!(
+            outln!(
                 "\n# in mlc.toml, in place of its [gusto] section:\n[gusto]\nbase_url = \"{url}\"\n\
                  client_id = \"{id}\"\nclient_secret = \"{secret}\"\n\
                  # the gateway's callback (gateway.listen); the simulator accepts any redirect URI\n\
@@ -59,19 +63,19 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
             let handle =
                 sim_visma::start(sim_visma::SimConfig { listen: Some(args.listen), ..Default::default() })
                     .await?;
-            println!("sim-visma listening on {}", handle.base_url());
+            outln!("sim-visma listening on {}", handle.base_url());
             if let Some(VismaSeed::Nordic) = args.seed {
                 handle
                     .seed(sim_visma::DEFAULT_TENANT, &sim_visma::nordic_seed())
                     .map_err(|e| anyhow::anyhow!("seeding the tenant: {e}"))?;
-                println!(
+                outln!(
                     "tenant seeded with the example mapping's departments, branches, classes and segments"
                 );
             }
             let (url, token) = (handle.base_url(), handle.token_url());
             let (id, secret, tenant) =
                 (sim_visma::DEFAULT_CLIENT_ID, sim_visma::DEFAULT_CLIENT_SECRET, sim_visma::DEFAULT_TENANT);
-            println!(
+            outln!(
                 "\n# in mlc.toml, in place of its [visma] section:\n[visma]\nbase_url = \"{url}\"\n\
                  token_url = \"{token}\"\n\n[visma.tenants.nordic]\nclient_id = \"{id}\"\n\
                  client_secret = \"{secret}\"\ntenant_id = \"{tenant}\"\n\
