@@ -353,7 +353,7 @@ impl StackBuilder {
         }
         if stack.nats_users.is_some() {
             // The services' users may not create streams: the admin does, as in a deployment.
-            stack.mlc_ok(&["status"]).await;
+            stack.mlc_ok(&["setup"]).await;
         }
         for s in ["gateway", "projector", "writer"] {
             stack.start_service(s);

@@ -119,6 +119,12 @@ pub enum Command {
         #[command(subcommand)]
         command: cmd::mapping::MappingCommand,
     },
+    /// As the NATS admin: creates the JetStream streams, consumers and buckets, or brings
+    /// them to the current configuration. Run it after installing and after an upgrade
+    /// (the services' users may not create streams; read-only commands create nothing).
+    ///
+    /// Example: mlc setup   (with the admin NATS user: MLC_NATS_USER=admin)
+    Setup,
     /// Runs a bundled simulator and prints its credentials as a config section.
     ///
     /// Example: mlc sim visma --seed nordic
@@ -165,7 +171,7 @@ pub enum ConfigCommand {
     Print,
     /// Prints a new random store encryption key (base64 of 32 bytes).
     ///
-    /// Example: export MLC_STORE_ENCRYPTION_KEY=$(mlc config gen-key)
+    /// Example: mlc config gen-key   (then MLC_STORE_ENCRYPTION_KEY=<that key>)
     GenKey,
     /// Lists the environment variables and the keys they set.
     ///
@@ -213,7 +219,12 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Replay(args) => cmd::replay::replay(load()?, args).await?,
         Command::Reconcile(args) => {
-            let ctx = crate::ctx::Ctx::connect(load()?, "mlc-reconcile").await?;
+            // Comparing reads; only --repair emits.
+            let ctx = if args.repair {
+                crate::ctx::Ctx::connect(load()?, "mlc-reconcile").await?
+            } else {
+                cmd::read_only(load()?, "mlc-reconcile").await?
+            };
             let report = reconcile::reconcile(&ctx, &args).await?;
             // Drift fails the command, unless it was just repaired.
             if !report.in_sync() && !args.repair {
@@ -233,6 +244,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             return cmd::mapping::run(cfg, command).await;
         }
         Command::Sim(args) => cmd::sim::run(args).await?,
+        Command::Setup => setup(load()?).await?,
         Command::Completions { shell } => {
             let mut buf = Vec::new();
             clap_complete::generate(shell, &mut command(), "mlc", &mut buf);
@@ -284,10 +296,8 @@ fn config(command: ConfigCommand, file: Option<&std::path::Path>, json: bool) ->
             }
         }
         ConfigCommand::Env => {
-            let mut rows: Vec<(String, String)> = mlc_config::Config::env_keys()
-                .into_iter()
-                .map(|(e, k)| (e.to_string(), k.to_string()))
-                .collect();
+            let mut rows: Vec<(String, String)> =
+                mlc_config::Config::env_keys().map(|(e, k)| (e.to_string(), k.to_string())).collect();
             rows.push((
                 "MLC_VISMA_TENANTS__NAME__FIELD".into(),
                 "visma.tenants.NAME.FIELD (FIELD: CLIENT_ID, CLIENT_SECRET, TENANT_ID, IPP_COMPANY_ID)"
@@ -303,6 +313,28 @@ fn config(command: ConfigCommand, file: Option<&std::path::Path>, json: bool) ->
             }
         }
     }
+    Ok(())
+}
+
+/// `mlc setup`: the admin's topology step.
+async fn setup(cfg: mlc_config::Config) -> anyhow::Result<()> {
+    let ctx = crate::ctx::Ctx::connect(cfg, "mlc-setup").await?;
+    let streams: Vec<String> = mlc_bus::StreamKind::ALL.iter().map(|k| ctx.topo.stream(*k)).collect();
+    let consumers: Vec<String> =
+        mlc_bus::ConsumerSpec::ALL.iter().flat_map(|s| ctx.topo.durables(s)).collect();
+    if crate::output::json_mode() {
+        return crate::output::json(&serde_json::json!({
+            "prefix": ctx.topo.prefix(),
+            "streams": streams,
+            "consumers": consumers,
+        }));
+    }
+    outln!(
+        "topology under prefix `{}` is current: streams {}; consumers {}",
+        ctx.topo.prefix(),
+        streams.join(", "),
+        consumers.join(", ")
+    );
     Ok(())
 }
 

@@ -57,8 +57,8 @@ pub struct DemoArgs {
     #[arg(long)]
     pub visma_tenant: Option<String>,
     /// Use this NATS server (its streams get a private prefix and are deleted afterwards)
-    /// instead of starting a private nats-server.
-    #[arg(long, value_name = "URL", conflicts_with = "external")]
+    /// instead of starting a private nats-server (ignored with --external).
+    #[arg(long, value_name = "URL", env = "MLC_NATS_URL")]
     pub nats_url: Option<String>,
 }
 

@@ -2,9 +2,10 @@
 //!
 //! [`gather`] reads (and never creates or changes) the streams, the services' durable
 //! consumers, the shared Gusto rate window, the store's companies and grants, the dead
-//! letters and the sync outcomes, and the services' readiness endpoints. A stream that is
-//! missing is an error naming the prefix, with the prefixes that do exist: a mistyped
-//! `nats.stream_prefix` must not look like an empty, healthy pipeline.
+//! letters and the sync outcomes, and the services' readiness endpoints. `mlc status`
+//! connects read-only: a missing stream is an error naming the prefix, with the prefixes
+//! that do exist ([`known_prefixes`]), so a mistyped `nats.stream_prefix` cannot look like
+//! an empty, healthy pipeline.
 //!
 //! The JSON shape (`mlc status --json`, `schema` 1) is documented in docs/CLI.md and kept
 //! stable: fields may be added, none renamed or removed without a new `schema`.

@@ -254,7 +254,16 @@ pub async fn dead_letters(ctx: &Ctx) -> anyhow::Result<Vec<(u64, DeadLetter)>> {
 
 pub async fn dlq(cfg: Config, cmd: DlqCommand) -> anyhow::Result<std::process::ExitCode> {
     let json = crate::output::json_mode();
-    let ctx = Ctx::connect(cfg, "mlc-dlq").await?;
+    // Looking changes nothing; acting may (a retry publishes).
+    let read_only = match &cmd {
+        DlqCommand::List { .. } | DlqCommand::Show { .. } => true,
+        DlqCommand::Retry { select } | DlqCommand::Drop { select } => select.dry_run,
+    };
+    let ctx = if read_only {
+        crate::cmd::read_only(cfg, "mlc-dlq").await?
+    } else {
+        Ctx::connect(cfg, "mlc-dlq").await?
+    };
     match cmd {
         DlqCommand::List { filter } => {
             let criteria = filter.criteria()?;

@@ -45,7 +45,7 @@ pub async fn run(cfg: Option<Config>, cmd: MappingCommand) -> anyhow::Result<Exi
         MappingCommand::Check { file } => Ok(check(&file)),
         MappingCommand::Preview { company, employee, all: _, mapping } => {
             let cfg = cfg.ok_or_else(|| anyhow::anyhow!("no configuration"))?;
-            let ctx = Ctx::connect(cfg, "mlc-mapping-preview").await?;
+            let ctx = crate::cmd::read_only(cfg, "mlc-mapping-preview").await?;
             preview(&ctx, &company, employee.as_deref(), mapping.as_deref(), crate::output::json_mode())
                 .await?;
             Ok(ExitCode::SUCCESS)

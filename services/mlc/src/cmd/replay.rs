@@ -105,7 +105,11 @@ pub async fn replay(cfg: Config, args: ReplayArgs) -> anyhow::Result<()> {
             args.stream
         )));
     }
-    let ctx = Ctx::connect(cfg, "mlc-replay").await?;
+    let ctx = if args.dry_run {
+        crate::cmd::read_only(cfg, "mlc-replay").await?
+    } else {
+        Ctx::connect(cfg, "mlc-replay").await?
+    };
     let mut report =
         ReplayReport { stream: ctx.topo.stream(kind), dry_run: args.dry_run, ..Default::default() };
     match kind {
@@ -177,7 +181,19 @@ async fn replay_state(
     args: &ReplayArgs,
     report: &mut ReplayReport,
 ) -> anyhow::Result<()> {
-    let projector = ctx.projector().await?;
+    // A dry run maps and compares only: no Gusto call, so no slot of the shared window
+    // (whose stream a read-only command must not create).
+    let projector = if args.dry_run {
+        mlc_projector::Projector::new(
+            ctx.js.clone(),
+            ctx.publisher.clone(),
+            ctx.store.clone(),
+            crate::ctx::gusto_client(&ctx.cfg, ctx.store.clone())?,
+            mlc_projector::ProjectorSettings::from_config(&ctx.cfg)?,
+        )
+    } else {
+        ctx.projector().await?
+    };
     let bar = crate::output::progress(None, "replay");
     bar.set_message("snapshots re-mapped");
     let results = projector
