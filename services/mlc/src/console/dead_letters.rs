@@ -60,7 +60,7 @@ pub async fn page(
     Query(filter): Query<Filter>,
     Extension(csrf): Extension<Csrf>,
 ) -> PageResult {
-    let letters = crate::ops::dead_letters(&c.ctx).await?;
+    let letters = crate::cmd::dlq::dead_letters(&c.ctx).await?;
     let companies = c.ctx.store.companies().await?;
     let stages: BTreeSet<&str> = letters
         .iter()
@@ -147,7 +147,7 @@ pub async fn act(
         "drop-matching" => ("drop", true),
         other => return Err(PageError::BadRequest(format!("unknown action {other:?}"))),
     };
-    let letters = crate::ops::dead_letters(&c.ctx).await?;
+    let letters = crate::cmd::dlq::dead_letters(&c.ctx).await?;
     let chosen: BTreeSet<u64> = if matching {
         letters.iter().filter(|(_, l)| filter.matches(l)).map(|(s, _)| *s).collect()
     } else {
