@@ -181,6 +181,17 @@ async fn dead_letters_are_retried_pause_resumes_and_the_employee_page_is_live() 
     let in_visma_before = stack.visma_employees().len();
     let b = Browser::start().await;
 
+    // The overview says the company needs action, and why.
+    b.client.goto(&url).await.unwrap();
+    let row = format!("#companies tr[data-company='{company}']");
+    assert_eq!(
+        b.count(&format!("{row}[data-state=attention]")).await,
+        1,
+        "{}",
+        b.client.source().await.unwrap()
+    );
+    assert!(b.text(&format!("{row} ul.why")).await.contains(&format!("{} dead letter(s)", letters.len())));
+
     // Dead letters: the list, filtered by stage; select all, dry run with the count, retry.
     b.client.goto(&format!("{url}/dead-letters?company={company}&stage=writer")).await.unwrap();
     assert_eq!(
@@ -218,6 +229,17 @@ async fn dead_letters_are_retried_pause_resumes_and_the_employee_page_is_live() 
     stack.settle().await;
     assert_eq!(stack.stream_len(mlc_bus::StreamKind::DeadLetters).await, 0);
     assert_eq!(stack.visma_employees().len(), in_visma_before + letters.len(), "retried letters are applied");
+    // Now the overview shows the company in sync, with its freshness.
+    b.client.goto(&url).await.unwrap();
+    assert_eq!(
+        b.count(&format!("{row}[data-state=in-sync]")).await,
+        1,
+        "{}",
+        b.client.source().await.unwrap()
+    );
+    assert_eq!(b.text(&format!("{row} .state")).await, "in sync");
+    assert_eq!(b.count("svg.chart").await, 2, "freshness and outcomes charts");
+    b.screenshot("overview").await;
     // The retried employee's page says so.
     let retried = letters[0]["subject"].as_str().unwrap().rsplit('.').next().unwrap().to_string();
     b.client.goto(&format!("{url}/employees/{retried}")).await.unwrap();

@@ -396,6 +396,21 @@ fn show(seq: u64, l: &DeadLetter, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Retries (`retry`) or drops one letter; a letter is removed only when that worked.
+/// What `mlc dlq retry|drop` and the console's dead-letter page do per letter.
+pub async fn retry_or_drop(
+    ctx: &Ctx,
+    stream: &async_nats::jetstream::stream::Stream,
+    retry: bool,
+    seq: u64,
+    l: &DeadLetter,
+) -> anyhow::Result<String> {
+    let done =
+        if retry { crate::cmd::retry::retry(ctx, seq, l).await? } else { format!("letter {seq} dropped") };
+    stream.delete_message(seq).await.map_err(|e| anyhow::anyhow!("removing letter {seq}: {e}"))?;
+    Ok(done)
+}
+
 async fn bulk(
     ctx: &Ctx,
     action: &'static str,
@@ -463,18 +478,7 @@ async fn bulk(
         indicatif::ProgressBar::hidden()
     };
     for (seq, l) in &chosen {
-        let result = match action {
-            "retry" => crate::cmd::retry::retry(ctx, *seq, l).await,
-            _ => Ok(format!("letter {seq} dropped")),
-        };
-        let result = match result {
-            Ok(done) => stream
-                .delete_message(*seq)
-                .await
-                .map(|_| done)
-                .map_err(|e| anyhow::anyhow!("removing letter {seq}: {e}")),
-            Err(e) => Err(e),
-        };
+        let result = retry_or_drop(ctx, &stream, action == "retry", *seq, l).await;
         bar.inc(1);
         match result {
             Ok(done) => {

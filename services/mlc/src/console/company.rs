@@ -1,5 +1,4 @@
-//! The company page (grant, mapping, first-connect state, pause and resume, its people)
-//! and, until the status model takes over, the overview's list of companies.
+//! The company page: grant, mapping, first-connect state, pause and resume, its people.
 
 use super::auth::{ActionForm, Csrf};
 use super::layout::{self, Nav};
@@ -13,36 +12,12 @@ use std::sync::Arc;
 #[derive(serde::Deserialize, Default)]
 pub struct Notice {
     notice: Option<String>,
+    /// Page of the people list, from 1.
+    page: Option<usize>,
 }
 
-pub async fn overview(State(c): State<Arc<Console>>) -> PageResult {
-    let store = &c.ctx.store;
-    let mut rows = Vec::new();
-    for co in store.companies().await? {
-        let grant = store.grant(&co.grant_id).await?;
-        rows.push((co, grant.map(|g| g.status)));
-    }
-    Ok(layout::page(
-        "Overview",
-        Nav::Overview,
-        html! {
-            table {
-                thead { tr { th { "Company" } th { "Grant" } th { "State" } th { "Visma tenant" } } }
-                tbody {
-                    @for (co, grant) in &rows {
-                        tr {
-                            td { a href={ "/companies/" (co.company_uuid) } { (co.name) } }
-                            td { (grant.as_deref().unwrap_or("missing")) }
-                            td { @if co.paused { span.badge.warn { "paused" } } @else { span.badge.ok { "running" } } }
-                            td { (co.visma_tenant) }
-                        }
-                    }
-                }
-            }
-        },
-    )
-    .into_response())
-}
+/// People a page of the company lists (10,000 of them would weigh megabytes).
+const PEOPLE_PER_PAGE: usize = 100;
 
 pub async fn page(
     State(c): State<Arc<Console>>,
@@ -99,10 +74,18 @@ pub async fn page(
             }
             p { a href={ "/dead-letters?company=" (company) } { "Dead letters of this company" } }
             h2 { "People linked in Visma (" (links.len()) ")" }
+            @let pages = links.len().div_ceil(PEOPLE_PER_PAGE).max(1);
+            @let page = q.page.unwrap_or(1).clamp(1, pages);
+            @if pages > 1 {
+                p.muted { "Page " (page) " of " (pages) ": "
+                    @if page > 1 { a href={ "/companies/" (company) "?page=" (page - 1) } { "previous" } " " }
+                    @if page < pages { a href={ "/companies/" (company) "?page=" (page + 1) } { "next" } }
+                }
+            }
             table {
                 thead { tr { th { "Gusto employee" } th { "Visma number" } th { "Linked by" } th { "Updated" } } }
                 tbody {
-                    @for l in &links {
+                    @for l in links.iter().skip((page - 1) * PEOPLE_PER_PAGE).take(PEOPLE_PER_PAGE) {
                         tr {
                             td.mono { a href={ "/employees/" (l.employee_uuid) } { (l.employee_uuid) } }
                             td { (l.employee_cd) }

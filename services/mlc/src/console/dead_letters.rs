@@ -14,6 +14,9 @@ use mlc_proto::v1::DeadLetter;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+/// Letters a page lists at most; the bulk actions still take every matching letter.
+const SHOWN: usize = 500;
+
 /// Which letters to show; empty fields match everything.
 #[derive(serde::Deserialize, Default, Clone)]
 pub struct Filter {
@@ -27,10 +30,16 @@ pub struct Filter {
 }
 
 impl Filter {
+    /// The CLI's criteria (`mlc dlq list --company --stage --reason`), so both select alike.
     fn matches(&self, l: &DeadLetter) -> bool {
-        (self.company.is_empty() || l.company_uuid == self.company)
-            && (self.stage.is_empty() || l.stage == self.stage)
-            && (self.reason.is_empty() || l.reason.to_lowercase().contains(&self.reason.to_lowercase()))
+        let given = |s: &str| Some(s.to_string()).filter(|s| !s.is_empty());
+        crate::cmd::dlq::Criteria {
+            company: given(&self.company),
+            stage: given(&self.stage),
+            reason: given(&self.reason),
+            since_ms: None,
+        }
+        .matches(l)
     }
 
     fn from_form(f: &ActionForm) -> Filter {
@@ -83,15 +92,18 @@ pub async fn page(
             label { "Reason contains " input type="search" name="reason" value=(filter.reason); }
             button type="submit" { "Filter" }
         }
-        p #dl-count { (shown.len()) " of " (letters.len()) " dead letter(s)" }
+        p #dl-count {
+            (shown.len()) " of " (letters.len()) " dead letter(s) match"
+            @if shown.len() > SHOWN { "; the first " (SHOWN) " are listed, narrow the filter to see the others" }
+        }
         form method="post" action="/dead-letters" {
             (layout::csrf_field(&csrf))
             (filter.hidden())
             p {
                 button type="submit" name="action" value="retry" { "Retry selected…" } " "
                 button.danger type="submit" name="action" value="drop" { "Drop selected…" } " "
-                button type="submit" name="action" value="retry-matching" { "Retry all " (shown.len()) " shown…" } " "
-                button.danger type="submit" name="action" value="drop-matching" { "Drop all " (shown.len()) " shown…" }
+                button type="submit" name="action" value="retry-matching" { "Retry all " (shown.len()) " matching…" } " "
+                button.danger type="submit" name="action" value="drop-matching" { "Drop all " (shown.len()) " matching…" }
             }
             table #dead-letters {
                 thead { tr {
@@ -99,7 +111,7 @@ pub async fn page(
                     th.num { "Seq" } th { "Failed" } th { "Stage" } th { "Company" } th { "Employee" } th.num { "Attempts" } th { "Reason" }
                 } }
                 tbody {
-                    @for (seq, l) in &shown {
+                    @for (seq, l) in shown.iter().take(SHOWN) {
                         tr data-seq=(seq) {
                             td { input type="checkbox" name="seq" value=(seq) aria-label={ "letter " (seq) }; }
                             td.num { (seq) }
@@ -183,17 +195,7 @@ pub async fn act(
         c.ctx.js.get_stream(c.ctx.topo.stream(StreamKind::DeadLetters)).await.map_err(anyhow::Error::from)?;
     let mut results = Vec::new();
     for (seq, l) in &targets {
-        let r = match verb {
-            "retry" => crate::cmd::retry::retry(&c.ctx, *seq, l).await,
-            _ => Ok(format!("letter {seq} dropped")),
-        };
-        let r = match r {
-            Ok(done) => match stream.delete_message(*seq).await {
-                Ok(_) => Ok(done),
-                Err(e) => Err(anyhow::anyhow!("{done}, but removing the letter failed: {e}")),
-            },
-            Err(e) => Err(e),
-        };
+        let r = crate::cmd::dlq::retry_or_drop(&c.ctx, &stream, verb == "retry", *seq, l).await;
         let detail = serde_json::json!({
             "seq": seq, "stage": l.stage, "reason": l.reason,
             "result": match &r { Ok(d) => d.clone(), Err(e) => format!("failed: {e:#}") },

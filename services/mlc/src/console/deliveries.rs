@@ -12,7 +12,7 @@ use maud::html;
 use std::sync::Arc;
 
 /// Rows a page shows at most.
-const SHOWN: i64 = 500;
+const SHOWN: i64 = 300;
 
 #[derive(serde::Deserialize, Default)]
 pub struct Filter {

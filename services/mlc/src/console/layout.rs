@@ -132,7 +132,11 @@ ol.timeline li.new { animation: flash 2s ease-out; }
 @keyframes flash { from { background:#fff6c7; } to { background:#fff; } }
 .diff del { color:var(--bad); text-decoration:line-through; } .diff ins { color:var(--ok); text-decoration:none; }
 .live { font-size:12px; color:var(--muted); }
-svg.chart { background:#fff; border:1px solid var(--line); }
+svg.chart { background:#fff; border:1px solid var(--line); display:block; }
+div.charts { display:flex; flex-wrap:wrap; gap:1.2rem; margin:1.2rem 0; }
+figure.chart { margin:0; } figcaption { color:var(--muted); margin-bottom:.3rem; } svg.key { vertical-align:-1px; }
+ul.why { margin:.3rem 0 0; padding-left:1.1rem; color:var(--fg); }
+#services .badge { margin-right:.3rem; }
 "#;
 
 /// Times in the reader's local time; live regions fed by server-sent events; "select all".

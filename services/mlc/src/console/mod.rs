@@ -9,11 +9,13 @@
 //! ([`Console::record`]). Live parts are server-sent events ([`employee::live`]).
 
 mod auth;
+mod charts;
 mod company;
 mod dead_letters;
 mod deliveries;
 mod employee;
 mod layout;
+mod overview;
 mod review;
 
 use crate::ctx::Ctx;
@@ -103,7 +105,7 @@ impl Console {
 /// Every page and action of the console.
 pub fn router(console: Arc<Console>) -> Router {
     Router::new()
-        .route("/", get(company::overview))
+        .route("/", get(overview::page))
         .route("/companies/{company}", get(company::page))
         .route("/companies/{company}/pause", post(company::pause))
         .route("/companies/{company}/resume", post(company::resume))

@@ -82,7 +82,7 @@ fn review_form(people: &People, proposals: &[Proposal], csrf: &Csrf) -> Markup {
                         @let g = p.gusto.as_ref().map(|g| g.uuid.as_str()).unwrap_or_default();
                         @let approve = p.suggestion == Suggestion::Link;
                         tr data-gusto=(g) data-suggestion=(p.suggestion.as_str()) {
-                            td { span.badge class=(badge(p.suggestion)) { (p.suggestion.as_str()) } }
+                            td { span.badge.ok[p.suggestion == Suggestion::Link].warn[p.suggestion == Suggestion::Review].muted[p.suggestion != Suggestion::Link && p.suggestion != Suggestion::Review] { (p.suggestion.as_str()) } }
                             td.num { @if p.visma.is_some() { (format!("{:.2}", p.confidence)) } }
                             td.mono { (p.criteria_text()) }
                             td { (p.gusto.as_ref().map(|g| g.name()).unwrap_or_default())
@@ -106,14 +106,6 @@ fn review_form(people: &People, proposals: &[Proposal], csrf: &Csrf) -> Markup {
             h2 { "Only in Visma, left untouched (" (keep.len()) ")" }
             table { tbody { @for p in &keep { @if let Some(v) = &p.visma { tr { td { (v.employee_cd) } td { (v.name()) } td { (p.reason) } } } } } }
         }
-    }
-}
-
-fn badge(s: Suggestion) -> &'static str {
-    match s {
-        Suggestion::Link => "ok",
-        Suggestion::Review => "warn",
-        _ => "muted",
     }
 }
 
