@@ -15,6 +15,7 @@ use crate::matching::{self, ApplyContext, GustoPerson, Proposal, ReviewRow, Sugg
 use anyhow::Context as _;
 use clap::Args;
 use gusto::GrantId;
+use mlc_store::{AuditEntry, AuditKind};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -235,14 +236,14 @@ pub async fn apply(ctx: &Ctx, path: &Path) -> anyhow::Result<Applied> {
             .await
             .with_context(|| format!("{shown}:{}: storing the link", a.line))?;
         ctx.store
-            .append_audit(&mlc_store::AuditEntry {
-                event_id: format!("match:{run}:{}", a.gusto_uuid),
-                kind: "first_connect.link".into(),
-                company: Some(company.clone()),
-                employee: Some(a.gusto_uuid.clone()),
-                detail: serde_json::json!({"employee_cd": a.visma_cd, "file": shown, "line": a.line}),
-                trace_id: None,
-            })
+            .append_audit(
+                &AuditEntry::new(format!("match:{run}:{}", a.gusto_uuid), AuditKind::FirstConnectLink)
+                    .for_company(&company)
+                    .for_employee(&a.gusto_uuid)
+                    .with_detail(
+                        serde_json::json!({"employee_cd": a.visma_cd, "file": shown, "line": a.line}),
+                    ),
+            )
             .await?;
         linked += 1;
     }
@@ -278,15 +279,13 @@ pub async fn apply(ctx: &Ctx, path: &Path) -> anyhow::Result<Applied> {
         left_for_review,
     };
     ctx.store
-        .append_audit(&mlc_store::AuditEntry {
-            event_id: format!("match:{run}:applied"),
-            kind: "first_connect.applied".into(),
-            company: Some(company),
-            employee: None,
-            detail: serde_json::json!({"file": shown, "linked": applied.linked, "already": applied.already,
-                "to_create": applied.to_create, "untouched": applied.untouched.len()}),
-            trace_id: None,
-        })
+        .append_audit(
+            &AuditEntry::new(format!("match:{run}:applied"), AuditKind::FirstConnectApplied)
+                .for_company(company)
+                .with_detail(serde_json::json!({"file": shown, "linked": applied.linked,
+                    "already": applied.already, "to_create": applied.to_create,
+                    "untouched": applied.untouched.len()})),
+        )
         .await?;
     Ok(applied)
 }

@@ -2,7 +2,7 @@
 //! `mlc check` prints, and the parked reason `mlc status` shows per company.
 
 use gusto::GustoClient;
-use mlc_store::Store;
+use mlc_store::{AuditKind, Store};
 
 /// How `mlc check` should mark the version line.
 #[derive(Debug, PartialEq, Eq)]
@@ -29,8 +29,8 @@ pub fn version_line(gusto: &GustoClient) -> (Level, String) {
 /// The reason the company's events are parked, when the newest parked row is newer
 /// than the newest hydrated one (so work resumed after a fix clears it).
 pub async fn parked_reason(store: &Store, company: &str) -> anyhow::Result<Option<String>> {
-    let Some(parked) = store.last_audit(company, "event.parked").await? else { return Ok(None) };
-    let hydrated = store.last_audit(company, "event.hydrated").await?;
+    let Some(parked) = store.last_audit(company, AuditKind::EventParked).await? else { return Ok(None) };
+    let hydrated = store.last_audit(company, AuditKind::EventHydrated).await?;
     if hydrated.is_some_and(|h| h.position > parked.position) {
         return Ok(None);
     }

@@ -8,6 +8,7 @@ use clap::Args;
 use gusto::GrantId;
 use mlc_domain::{FieldChange, Mapped};
 use mlc_proto::v1::{EmployeeSnapshot, EventSource, GustoEvent, VismaCommand};
+use mlc_store::{AuditEntry, AuditKind};
 use std::collections::HashMap;
 
 #[derive(Args, Clone)]
@@ -343,15 +344,13 @@ async fn repair(ctx: &Ctx, report: &Report) -> anyhow::Result<usize> {
             continue;
         };
         ctx.store
-            .append_audit(&mlc_store::AuditEntry {
-                event_id: format!("repair:{run}:{}", r.employee_uuid),
-                kind: "reconcile.repair".into(),
-                company: Some(report.company.clone()),
-                employee: Some(r.employee_uuid.clone()),
-                detail: serde_json::json!({"how": how, "state": r.state,
-                    "fields": r.changes.iter().map(|c| c.0.clone()).collect::<Vec<_>>()}),
-                trace_id: None,
-            })
+            .append_audit(
+                &AuditEntry::new(format!("repair:{run}:{}", r.employee_uuid), AuditKind::ReconcileRepair)
+                    .for_company(&report.company)
+                    .for_employee(&r.employee_uuid)
+                    .with_detail(serde_json::json!({"how": how, "state": r.state,
+                        "fields": r.changes.iter().map(|c| c.0.clone()).collect::<Vec<_>>()})),
+            )
             .await?;
         n += 1;
     }
