@@ -36,11 +36,12 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Runs a service (or all three in one process, for small installs).
+    /// Runs a service (or all of them in one process, for small installs).
     ///
     /// Example: mlc run all
     Run {
-        /// Which service: gateway, projector, writer, or all three.
+        /// Which service: gateway, projector, writer, console (the operator console,
+        /// docs/CONSOLE.md), or all four.
         #[arg(value_enum)]
         service: Service,
     },

@@ -60,6 +60,10 @@ pub struct DemoArgs {
     /// instead of starting a private nats-server (ignored with --external).
     #[arg(long, value_name = "URL", env = "MLC_NATS_URL")]
     pub nats_url: Option<String>,
+    /// At the end, leave everything running and serve the operator console (on
+    /// 127.0.0.1:8090, or a free port when that is taken) until Ctrl-C.
+    #[arg(long, conflicts_with = "external")]
+    pub serve: bool,
 }
 
 /// The sandbox configuration's one Visma tenant.
@@ -175,6 +179,10 @@ async fn local(args: DemoArgs) -> anyhow::Result<ExitCode> {
     sandbox.nats.stream_prefix = prefix.clone();
     sandbox.gusto.redirect_uri = format!("http://{}/oauth/callback", sandbox.gateway.listen);
     sandbox.telemetry.log_format = "json".into();
+    if args.serve && std::net::TcpListener::bind("127.0.0.1:8090").is_ok() {
+        sandbox.console.listen = "127.0.0.1:8090".into();
+    }
+    let console_listen = sandbox.console.listen.clone();
     std::fs::write(
         &config_path,
         format!(
@@ -189,7 +197,12 @@ async fn local(args: DemoArgs) -> anyhow::Result<ExitCode> {
     // The services, as real processes.
     let exe = std::env::current_exe()?;
     let mut children = Vec::new();
-    for name in ["gateway", "projector", "writer"] {
+    let services: &[&str] = if args.serve {
+        &["gateway", "projector", "writer", "console"]
+    } else {
+        &["gateway", "projector", "writer"]
+    };
+    for name in services.iter().copied() {
         let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
         let child = std::process::Command::new(&exe)
             .arg("--config")
@@ -203,6 +216,7 @@ async fn local(args: DemoArgs) -> anyhow::Result<ExitCode> {
         let name = match name {
             "gateway" => "gateway",
             "projector" => "projector",
+            "console" => "console",
             _ => "writer",
         };
         children.push(Child { name, child });
@@ -213,6 +227,11 @@ async fn local(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let stage =
         Stage::new(ctx, TENANT, mapping_path, format!("http://{gateway_listen}/webhooks/gusto"), dir)?;
     let ok = story(&stage, &args, started).await?;
+    if args.serve {
+        wait_ready(&format!("http://{console_listen}/healthz"), Duration::from_secs(30)).await?;
+        println!("console: http://{console_listen}/  (the demo's stack keeps running; Ctrl-C stops it)");
+        crate::ctx::shutdown_signal().await;
+    }
 
     drop(children);
     if args.keep {
