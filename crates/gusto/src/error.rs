@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::token::GrantId;
+use crate::grant::GrantId;
 
 /// One entry of Gusto's `{"errors":[...]}` body.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -68,7 +68,7 @@ pub enum GustoError {
     Malformed { path: String, kind: MalformedKind, line: usize, column: usize },
     /// The token store failed.
     #[error("token store: {0}")]
-    Store(#[from] crate::token::StoreError),
+    Store(#[from] crate::grant::StoreError),
     /// Refresh did not converge (another holder kept the lease); bounded, never spins.
     #[error("refresh of grant {grant} did not converge")]
     RefreshContention { grant: GrantId },

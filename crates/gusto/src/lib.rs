@@ -7,8 +7,10 @@
 
 pub mod client;
 pub mod error;
+pub mod grant;
 pub mod limiter;
 pub mod models;
+pub mod observe;
 pub mod secret;
 pub mod token;
 pub mod version;

@@ -195,6 +195,16 @@ pub struct State {
     pub(crate) embedded_spelling: bool,
 }
 
+impl State {
+    /// A fresh opaque token (OAuth codes, access and refresh tokens) from the seeded RNG.
+    pub(crate) fn random_token(&mut self) -> String {
+        use base64::Engine;
+        use rand::Rng;
+        let bytes: [u8; 32] = self.rng.random();
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    }
+}
+
 /// The shared simulator. [`SimHandle`] derefs to it, so tests call the admin
 /// operations (`hire`, `terminate`, ...) and the inspection methods directly.
 pub struct Sim {

@@ -477,7 +477,7 @@ impl Sim {
         if !st.companies.iter().any(|c| c.uuid == company_uuid) {
             return Err(SimError::NotFound(format!("company {company_uuid}")));
         }
-        let code = crate::http::random_token(&mut st);
+        let code = st.random_token();
         let expires_at = st.now() + chrono::Duration::minutes(10);
         st.codes.insert(
             code.clone(),

@@ -9,15 +9,8 @@ use axum::Form;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::config::ALL_SCOPES;
 use crate::state::{Shared, TokenInfo};
-
-/// The four service-API scopes of Visma.net ERP.
-pub const ALL_SCOPES: [&str; 4] = [
-    "vismanet_erp_service_api:read",
-    "vismanet_erp_service_api:create",
-    "vismanet_erp_service_api:update",
-    "vismanet_erp_service_api:delete",
-];
 
 #[derive(Debug, Deserialize)]
 pub struct TokenForm {

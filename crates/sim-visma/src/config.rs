@@ -5,6 +5,14 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+/// The four service-API scopes of Visma.net ERP.
+pub const ALL_SCOPES: [&str; 4] = [
+    "vismanet_erp_service_api:read",
+    "vismanet_erp_service_api:create",
+    "vismanet_erp_service_api:update",
+    "vismanet_erp_service_api:delete",
+];
+
 /// What `POST /v1/employee` answers on success.
 ///
 /// The 2025 spec declares `200 {}`; the later (2026) spec answers `201 Created` with an `ETag`.
@@ -69,7 +77,7 @@ impl ClientConfig {
         Self {
             client_id: client_id.into(),
             client_secret: client_secret.into(),
-            allowed_scopes: crate::auth::ALL_SCOPES.iter().map(|s| (*s).to_string()).collect(),
+            allowed_scopes: ALL_SCOPES.iter().map(|s| (*s).to_string()).collect(),
         }
     }
 }

@@ -38,7 +38,7 @@ use tokio::task::JoinHandle;
 pub use admin::{
     FaultRequest, Seed, SeedBranch, SeedClass, SeedDepartment, SeedSegment, SeedSegmentValue, Settings,
 };
-pub use auth::ALL_SCOPES;
+pub use config::ALL_SCOPES;
 pub use config::{
     ClientConfig, CreateStyle, SimConfig, TenantConfig, TenantKind, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET,
     DEFAULT_TENANT,
