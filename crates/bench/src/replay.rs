@@ -188,7 +188,7 @@ async fn run_async(a: ReplayArgs) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-fn kinds(results: &[(u64, Result<MapOutcome, mlc_projector::MapError>)]) -> HashMap<&'static str, usize> {
+fn kinds(results: &[(u64, Result<MapOutcome, mlc_projector::Disposition>)]) -> HashMap<&'static str, usize> {
     let mut out = HashMap::new();
     for (_, r) in results {
         let k = match r {
@@ -196,8 +196,8 @@ fn kinds(results: &[(u64, Result<MapOutcome, mlc_projector::MapError>)]) -> Hash
             Ok(MapOutcome::Unchanged) => "unchanged",
             Ok(MapOutcome::Emitted(c)) if c.parked_reason.is_empty() => "emitted",
             Ok(MapOutcome::Emitted(_)) => "emitted_parked",
-            Err(mlc_projector::MapError::Retry(_)) => "error_retry",
-            Err(mlc_projector::MapError::Dead { .. }) => "error_dead",
+            Err(mlc_projector::Disposition::Dead { .. }) => "error_dead",
+            Err(_) => "error_retry",
         };
         *out.entry(k).or_insert(0) += 1;
     }

@@ -46,8 +46,9 @@ use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
 use http_body_util::BodyExt as _;
+use mlc_bus::dead_letter::{DeadLetters, Letter};
 use mlc_bus::{Publisher, StreamKind, Topology};
-use mlc_proto::v1::{DeadLetter, EventSource, GustoEvent, TraceContext};
+use mlc_proto::v1::{EventSource, GustoEvent};
 use mlc_telemetry::ReadyFlag;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -96,6 +97,7 @@ impl Settings {
 /// Everything a request handler needs.
 pub struct Gateway {
     publisher: Publisher,
+    dead_letters: DeadLetters,
     topology: Topology,
     /// The HMAC keys: configuration plus the tokens `mlc subscribe` verified.
     keys: Arc<WebhookKeys>,
@@ -116,6 +118,7 @@ pub struct Gateway {
 impl Gateway {
     pub fn new(publisher: Publisher, topology: Topology, settings: &Settings) -> Arc<Self> {
         Arc::new(Gateway {
+            dead_letters: DeadLetters::new(publisher.clone(), topology.clone()),
             publisher,
             topology,
             keys: Arc::new(WebhookKeys::new(settings.tokens.clone())),
@@ -316,9 +319,6 @@ async fn handle(gw: Arc<Gateway>, headers: HeaderMap, body: Body) -> Response {
     tracing::Span::current().record("event_uuid", event.uuid.as_str());
 
     // 5. Publish, await the ack, then answer.
-    let mut trace_headers = async_nats::HeaderMap::new();
-    mlc_bus::inject_trace_context(&mut trace_headers);
-    let traceparent = trace_headers.get("traceparent").map(|v| v.as_str().to_string()).unwrap_or_default();
     let entity_type = event.entity_type.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| "Unknown".into());
     let msg = GustoEvent {
         event_uuid: event.uuid.clone(),
@@ -329,7 +329,7 @@ async fn handle(gw: Arc<Gateway>, headers: HeaderMap, body: Body) -> Response {
         timestamp: event.timestamp.unwrap_or_default(),
         raw_body: raw.to_vec(),
         received_at_ms,
-        trace: Some(TraceContext { traceparent, tracestate: String::new() }),
+        trace: Some(mlc_bus::trace::current().unwrap_or_default()),
         source: EventSource::Webhook as i32,
     };
     let subject = gw.topology.gusto_event(&company, &entity_type);
@@ -445,21 +445,19 @@ async fn handshake(gw: &Gateway, token: &str) -> Response {
 }
 
 async fn dead_letter(gw: &Gateway, raw: Bytes, reason: &str) -> Response {
-    // Dedupe on the body's hash: Gusto's retries of the same bad body are one letter.
-    let id = format!("gateway:{}", hex::encode(sha2_256(&raw)));
-    let letter = DeadLetter {
-        stage: "gateway".into(),
-        original_id: id.clone(),
-        original_subject: String::new(),
-        original_payload: raw.to_vec(),
+    // Identified by the body's hash: Gusto's retries of the same bad body are one letter.
+    let letter = Letter {
+        stage: "gateway",
+        company: String::new(),
+        original_id: hex::encode(sha2_256(&raw)),
+        sequence: None,
+        subject: String::new(),
+        payload: raw.to_vec(),
         reason: reason.to_string(),
         attempts: 1,
-        failed_at_ms: mlc_bus::now_ms(),
         trace: None,
-        company_uuid: String::new(),
     };
-    let subject = gw.topology.dead_letter("gateway", "unknown");
-    match gw.publisher.publish(&subject, &id, &letter).await {
+    match gw.dead_letters.send(&letter).await {
         Ok(_) => {
             gw.metrics.dead_lettered();
             tracing::warn!(reason, "signed but unusable webhook kept in DEAD_LETTERS");

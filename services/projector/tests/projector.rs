@@ -650,3 +650,59 @@ async fn a_retired_api_version_parks_the_company_without_a_retry_storm() {
     assert!(metrics.contains("mlc_projector_gusto_api_version_refused 1"), "{metrics}");
     assert!(metrics.contains("call=\"invalid_api_version\""), "{metrics}");
 }
+
+/// ARCHITECTURE decision 4, now for the projector too: waiting for a paused company is
+/// not a failure. The event below is parked (redelivered after the 300 ms park delay)
+/// more often than the 12-attempt error budget, then the company is resumed and its
+/// first Gusto read fails with a 500: the event is retried and hydrated, not
+/// dead-lettered (a delivery-count budget gave up on it at once).
+#[tokio::test]
+async fn a_long_pause_spends_nothing_of_the_error_budget() {
+    let mut h = Harness::new(Default::default()).await;
+    // One try per request, so the injected 500 reaches the projector as one failure.
+    let cfg = h.sim.sim().config().clone();
+    let mut once =
+        ClientConfig::new(&h.sim.base_url(), cfg.client_id.clone(), Secret::new(cfg.client_secret)).unwrap();
+    once.retry.max_retries = 0;
+    h.gusto = Arc::new(GustoClient::new(once, Arc::new(GrantStore::new(h.store.clone()))).unwrap());
+    let info = h.company(2).await;
+    let employee = info.employee_uuids[0].clone();
+    h.store.set_company_paused(&info.company_uuid, true).await.unwrap();
+    h.sim.sim().change_title(&employee, "Partner").unwrap();
+    h.start();
+    let events = h.forward().await.len() as u64;
+
+    // Each event parked more than max_attempts (12) times (they wait in one batch).
+    let parked = format!("mlc_projector_parked_events_total{{company=\"{}\"}} ", info.company_uuid);
+    let times_parked = |text: &str| -> u64 {
+        text.lines().find_map(|l| l.strip_prefix(&parked)).and_then(|n| n.trim().parse().ok()).unwrap_or(0)
+    };
+    for _ in 0..300 {
+        if times_parked(&h.projector().metrics().encode()) > 14 * events {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let metrics = h.projector().metrics().encode();
+    assert!(times_parked(&metrics) > 14 * events, "parked past the budget: {metrics}");
+    assert!(h.snapshots().await.is_empty(), "nothing hydrated while paused");
+
+    // Resume; the first Gusto read after it answers 500.
+    h.sim.sim().add_fault(sim_gusto::FaultRule {
+        path: "/v1/*".into(),
+        method: Some("GET".into()),
+        error_rate: 1.0,
+        error_status: Some(500),
+        times: Some(1),
+        ..Default::default()
+    });
+    h.store.set_company_paused(&info.company_uuid, false).await.unwrap();
+    h.settle().await;
+
+    let mut dlq = h.bus.js.get_stream(h.bus.topo.stream(StreamKind::DeadLetters)).await.unwrap();
+    assert_eq!(dlq.info().await.unwrap().state.messages, 0, "nothing dead-lettered");
+    let snaps = h.snapshots().await;
+    assert_eq!(last_content(&snaps, &employee).job_title, "Partner", "the event was retried and applied");
+    let metrics = h.projector().metrics().encode();
+    assert!(metrics.contains("call=\"transient\""), "the 500 was seen and counted as transient: {metrics}");
+}

@@ -40,12 +40,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, Message};
+use mlc_bus::dead_letter::{DeadLetters, Letter};
+use mlc_bus::delivery::{Attempts, Backoff, Disposition};
+use mlc_bus::partitions::Partitions;
 use mlc_bus::{BusError, ConsumerSpec, Publisher, StreamKind, Topology};
 use mlc_domain::{diff_fields, FieldChange};
-use mlc_proto::v1::{
-    CommandKind, DeadLetter, Outcome, SyncOutcome, TraceContext, VismaCommand, VismaEmployeeFields,
-    VismaStatus,
-};
+use mlc_proto::v1::{CommandKind, Outcome, SyncOutcome, VismaCommand, VismaEmployeeFields, VismaStatus};
 use mlc_store::{AuditEntry, EmployeeLink, Store, StoreError};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -122,10 +122,10 @@ impl Default for RetryTuning {
 }
 
 impl RetryTuning {
-    /// Exponential back-off for the `attempt`-th failure (1-based), capped.
-    fn backoff(&self, attempt: u32) -> Duration {
-        let exp = attempt.saturating_sub(1).min(16);
-        self.base_backoff.saturating_mul(1u32 << exp).min(self.max_backoff)
+    /// The back-off after retryable errors: `base_backoff` doubling up to `max_backoff`,
+    /// `Retry-After` up to `max_retry_after`.
+    fn backoff(&self) -> Backoff {
+        Backoff { base: self.base_backoff, max: self.max_backoff, max_retry_after: self.max_retry_after }
     }
 }
 
@@ -210,15 +210,8 @@ pub async fn run(
     mlc_bus::ensure_topology(&js, &settings.topology).await?;
     let workers = settings.workers.max(1);
     let metrics = settings.metrics.clone();
-    // The partitions this replica works: all of them, or those its leases hold.
-    let leases = match &settings.leases {
-        Some(cfg) => Some(mlc_bus::lease::start(&js, &settings.topology, cfg.clone()).await?),
-        None => None,
-    };
-    let held = match &leases {
-        Some(l) => l.watch(),
-        None => mlc_bus::lease::all_partitions(&settings.topology),
-    };
+    let partitions = Partitions::start(&js, &settings.topology, settings.leases.clone()).await?;
+    let held = partitions.held();
     let mut messages = mlc_bus::feed::Feed::start(
         js.clone(),
         settings.topology.clone(),
@@ -229,8 +222,11 @@ pub async fn run(
     );
 
     let lag = tokio::spawn(watch_lag(js.clone(), settings.topology.clone(), metrics.clone()));
+    let publisher = Publisher::new(client.clone(), settings.publish_timeout);
     let writer = Arc::new(Writer {
-        publisher: Publisher::new(client.clone(), settings.publish_timeout),
+        dead_letters: DeadLetters::new(publisher.clone(), settings.topology.clone()),
+        backoff: settings.retry.backoff(),
+        publisher,
         commands_stream: settings.topology.stream(StreamKind::VismaCommands),
         js,
         store,
@@ -308,9 +304,7 @@ pub async fn run(
             }
         }
     }
-    if let Some(l) = leases {
-        l.release().await;
-    }
+    partitions.release().await;
     tracing::info!(ok = result.is_ok(), "writer stopped");
     result
 }
@@ -342,17 +336,11 @@ fn shard_of(topology: &Topology, subject: &str, workers: usize) -> usize {
 
 /// Keeps `consumer_pending` (the writer consumer's lag) current.
 async fn watch_lag(js: jetstream::Context, topology: Topology, metrics: Arc<WriterMetrics>) {
-    let spec = ConsumerSpec::WRITER;
     loop {
-        if let Ok(stream) = js.get_stream(topology.stream(spec.stream)).await {
-            for durable in topology.durables(&spec) {
-                if let Ok(mut c) = stream.get_consumer::<jetstream::consumer::pull::Config>(&durable).await {
-                    if let Ok(info) = c.info().await {
-                        metrics
-                            .set_consumer_pending(&durable, info.num_pending + info.num_ack_pending as u64);
-                    }
-                }
-            }
+        for (durable, pending) in
+            mlc_bus::consume::pending(&js, &topology, &ConsumerSpec::WRITER).await.unwrap_or_default()
+        {
+            metrics.set_consumer_pending(&durable, pending);
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
@@ -373,16 +361,13 @@ async fn worker(
     // Failed attempts per stream sequence. Deliveries also count waits (paused company,
     // first connect), so the error budget is kept here. A restart resets it, which only
     // grants a stubborn command another round of capped back-offs.
-    let mut failures: HashMap<u64, u32> = HashMap::new();
+    let failures = Attempts::new();
     while let Some(msg) = queue.recv().await {
         if *stopping.borrow() {
             hand_back(&msg).await;
             continue;
         }
-        if failures.len() > 10_000 {
-            failures.clear();
-        }
-        writer.handle(msg, &mut failures).await?;
+        writer.handle(msg, &failures).await?;
     }
     Ok(())
 }
@@ -393,6 +378,8 @@ async fn worker(
 struct Writer {
     js: jetstream::Context,
     publisher: Publisher,
+    dead_letters: DeadLetters,
+    backoff: Backoff,
     store: Arc<Store>,
     topology: Topology,
     commands_stream: String,
@@ -445,17 +432,9 @@ enum Decision {
     /// Decided: record it, then ack.
     Done(Report),
     /// Not now: NAK with a delay.
-    Later(Later),
-}
-
-struct Later {
-    delay: Duration,
-    /// Label of `mlc_writer_naks`.
-    reason: &'static str,
-    /// Whether this spends the command's error budget (a wait does not).
-    is_failure: bool,
-    /// Operator-facing cause; becomes the dead letter's reason when the budget is spent.
-    cause: String,
+    /// Not now: a wait, or a failure that spends the error budget (never `Ack` or
+    /// `Dead`: a decided command is recorded first).
+    Later(Disposition),
 }
 
 /// A decided command.
@@ -505,7 +484,7 @@ struct Delivery<'a> {
 }
 
 impl Writer {
-    async fn handle(&self, msg: Message, failures: &mut HashMap<u64, u32>) -> Result<(), WriterError> {
+    async fn handle(&self, msg: Message, failures: &Attempts) -> Result<(), WriterError> {
         let (seq, delivered) = match msg.info() {
             Ok(info) => (info.stream_sequence, info.delivered),
             Err(e) => {
@@ -539,38 +518,43 @@ impl Writer {
             let decision = self.decide(&d, &command, &mut calls).await?;
             let report = match decision {
                 Decision::Done(report) => report,
-                Decision::Later(later) if !later.is_failure => {
-                    self.nak(&d, later.delay, later.reason).await;
+                Decision::Later(Disposition::Wait { delay, reason }) => {
+                    self.nak(&d, delay, reason).await;
                     return Ok(());
                 }
-                Decision::Later(later) => {
-                    let attempts = failures.entry(seq).or_insert(0);
-                    *attempts += 1;
-                    if *attempts < self.retry.max_error_attempts {
-                        let delay =
-                            if later.delay.is_zero() { self.retry.backoff(*attempts) } else { later.delay };
+                Decision::Later(Disposition::Retry { after, reason, cause }) => {
+                    let attempts = failures.fail(seq);
+                    if attempts < self.retry.max_error_attempts {
+                        let delay = self.backoff.next(attempts, after);
                         tracing::warn!(
-                            attempt = *attempts,
+                            attempt = attempts,
                             delay_ms = delay.as_millis() as u64,
-                            cause = %later.cause,
+                            %cause,
                             "command will be retried"
                         );
-                        self.nak(&d, delay, later.reason).await;
+                        self.nak(&d, delay, reason).await;
                         return Ok(());
                     }
                     let mut r = Report::failed(
                         &command.fields.as_ref().map(|f| f.employee_cd.clone()).unwrap_or_default(),
                         "retries_exhausted",
-                        format!("gave up after {attempts} failed attempts: {}", later.cause),
+                        format!("gave up after {attempts} failed attempts: {cause}"),
                     );
                     r.detail = format!("gave up after {attempts} failed attempts");
                     r
                 }
+                // `decide` says these as a `Report`; recorded the same way if said here.
+                Decision::Later(Disposition::Dead { cause, reason }) => Report::failed(
+                    &command.fields.as_ref().map(|f| f.employee_cd.clone()).unwrap_or_default(),
+                    cause,
+                    reason,
+                ),
+                Decision::Later(Disposition::Ack) => Report::new(Outcome::Unchanged, "", "nothing to do"),
             };
-            let attempts = failures.get(&seq).copied().unwrap_or(0);
+            let attempts = failures.count(seq);
             match self.record(&d, &command, &report, &calls, attempts).await {
                 Ok(()) => {
-                    failures.remove(&seq);
+                    failures.forget(seq);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot record the outcome; the command will be retried");
@@ -591,12 +575,7 @@ impl Writer {
         calls: &mut Vec<String>,
     ) -> Result<Decision, WriterError> {
         let retry_store = |e: StoreError| {
-            Decision::Later(Later {
-                delay: Duration::ZERO,
-                reason: "store",
-                is_failure: true,
-                cause: format!("store: {e}"),
-            })
+            Decision::Later(Disposition::Retry { after: None, reason: "store", cause: format!("store: {e}") })
         };
 
         // 1. Superseded by a newer command for the same employee.
@@ -611,10 +590,9 @@ impl Writer {
             // An undecodable newest message cannot supersede anything.
             Ok(_) | Err(BusError::Decode { .. }) => {}
             Err(e) => {
-                return Ok(Decision::Later(Later {
-                    delay: Duration::ZERO,
+                return Ok(Decision::Later(Disposition::Retry {
+                    after: None,
                     reason: "nats",
-                    is_failure: true,
                     cause: e.to_string(),
                 }))
             }
@@ -649,11 +627,9 @@ impl Writer {
             Err(e) => return Ok(retry_store(e)),
         };
         if company.paused {
-            return Ok(Decision::Later(Later {
+            return Ok(Decision::Later(Disposition::Wait {
                 delay: self.retry.paused_delay,
                 reason: "paused",
-                is_failure: false,
-                cause: "company paused".into(),
             }));
         }
         let link = match self.store.link(&command.company_uuid, &command.employee_uuid).await {
@@ -663,11 +639,9 @@ impl Writer {
         let waiting = !company.first_connect_applied && link.is_none();
         self.metrics.set_waiting_first_connect(&command.company_uuid, &command.employee_uuid, waiting);
         if waiting {
-            return Ok(Decision::Later(Later {
+            return Ok(Decision::Later(Disposition::Wait {
                 delay: self.retry.first_connect_delay,
                 reason: "first_connect",
-                is_failure: false,
-                cause: "first-connect review not applied".into(),
             }));
         }
         let tenant_name = if company.visma_tenant.is_empty() {
@@ -703,22 +677,15 @@ impl Writer {
         let applied = match self.apply(tenant, &cd, &target, calls).await {
             Ok(a) => a,
             Err(ApplyError::Paced(wait)) => {
-                return Ok(Decision::Later(Later {
-                    delay: wait,
-                    reason: "paced",
-                    is_failure: false,
-                    cause: "tenant rate budget nearly spent".into(),
-                }))
+                return Ok(Decision::Later(Disposition::Wait { delay: wait, reason: "paced" }))
             }
             Err(ApplyError::Visma(e)) if e.is_retryable() || matches!(e, VismaError::Conflict { .. }) => {
                 let throttled = matches!(e, VismaError::RateLimited { .. });
-                return Ok(Decision::Later(Later {
-                    delay: e
+                return Ok(Decision::Later(Disposition::Retry {
+                    after: e
                         .retry_after()
-                        .map(|ra| ra.clamp(Duration::from_secs(1), self.retry.max_retry_after))
-                        .unwrap_or(Duration::ZERO),
+                        .map(|ra| ra.clamp(Duration::from_secs(1), self.retry.max_retry_after)),
                     reason: if throttled { "visma_throttled" } else { "visma_retryable" },
-                    is_failure: true,
                     cause: e.to_string(),
                 }));
             }
@@ -726,10 +693,9 @@ impl Writer {
                 return Ok(Decision::Done(Report::failed(&cd, "visma_rejected", e.to_string())))
             }
             Err(ApplyError::Inconsistent(why)) => {
-                return Ok(Decision::Later(Later {
-                    delay: Duration::ZERO,
+                return Ok(Decision::Later(Disposition::Retry {
+                    after: None,
                     reason: "visma_inconsistent",
-                    is_failure: true,
                     cause: why,
                 }))
             }
@@ -966,7 +932,7 @@ impl Writer {
         let now = mlc_bus::now_ms();
         let latency_ms =
             (command.webhook_received_at_ms > 0).then(|| (now - command.webhook_received_at_ms).max(0));
-        let trace = current_trace();
+        let trace = mlc_bus::trace::current();
 
         let mut detail = serde_json::json!({
             "command_id": command.command_id,
@@ -983,12 +949,7 @@ impl Writer {
         if let Some(dl) = &report.dead_letter {
             detail["dead_letter"] = serde_json::Value::from(dl.cause);
         }
-        let trace_id = trace
-            .as_ref()
-            .or(command.trace.as_ref())
-            .and_then(|t| t.traceparent.split('-').nth(1))
-            .filter(|id| !id.is_empty())
-            .map(str::to_string);
+        let trace_id = mlc_bus::trace::trace_id(&trace).or_else(|| mlc_bus::trace::trace_id(&command.trace));
         self.store
             .append_audit(&AuditEntry {
                 event_id: format!("outcome:{key}:{name}"),
@@ -1001,20 +962,12 @@ impl Writer {
             .await?;
 
         if let Some(dl) = &report.dead_letter {
-            let letter = DeadLetter {
-                stage: "writer".into(),
-                original_id: command.command_id.clone(),
-                original_subject: d.subject.to_string(),
-                original_payload: d.msg.payload.to_vec(),
-                reason: dl.reason.clone(),
-                attempts: attempts.max(1),
-                failed_at_ms: now,
-                trace: trace.clone(),
-                company_uuid: command.company_uuid.clone(),
-            };
-            let subject = self.topology.dead_letter("writer", &command.company_uuid);
-            let id = format!("writer:{key}:{}", d.seq);
-            self.publisher.publish(&subject, &id, &letter).await?;
+            let mut letter = Letter::of("writer", d.msg, dl.reason.clone());
+            letter.original_id = key.clone();
+            letter.company = command.company_uuid.clone();
+            letter.attempts = attempts.max(1);
+            letter.trace = trace.clone();
+            self.dead_letters.send(&letter).await?;
             self.metrics.dead_lettered(dl.cause);
         }
 
@@ -1057,21 +1010,14 @@ impl Writer {
     /// A payload that is not a `VismaCommand` can never succeed: keep it and stop
     /// redelivering it.
     async fn undecodable(&self, d: &Delivery<'_>, reason: &str) {
-        let company =
-            self.topology.split_subject(StreamKind::VismaCommands, d.subject).map_or("unknown", |(c, _)| c);
-        let letter = DeadLetter {
-            stage: "writer".into(),
-            original_id: format!("seq-{}", d.seq),
-            original_subject: d.subject.to_string(),
-            original_payload: d.msg.payload.to_vec(),
-            reason: reason.to_string(),
-            attempts: 1,
-            failed_at_ms: mlc_bus::now_ms(),
-            trace: None,
-            company_uuid: company.to_string(),
-        };
-        let subject = self.topology.dead_letter("writer", company);
-        match self.publisher.publish(&subject, &format!("writer:seq-{}", d.seq), &letter).await {
+        let mut letter = Letter::of("writer", d.msg, reason);
+        letter.company = self
+            .topology
+            .split_subject(StreamKind::VismaCommands, d.subject)
+            .map_or("", |(c, _)| c)
+            .to_string();
+        letter.attempts = 1;
+        match self.dead_letters.send(&letter).await {
             Ok(_) => {
                 self.metrics.dead_lettered("undecodable");
                 let _ = d.msg.ack_with(AckKind::Term).await;
@@ -1132,17 +1078,6 @@ fn error_status(e: &VismaError) -> String {
         VismaError::Config(_) => "config".into(),
         other => other.status().map_or_else(|| "error".to_string(), |s| s.to_string()),
     }
-}
-
-/// The current span's W3C context, as carried in messages.
-fn current_trace() -> Option<TraceContext> {
-    let mut headers = async_nats::HeaderMap::new();
-    mlc_bus::inject_trace_context(&mut headers);
-    headers
-        .get(mlc_bus::HEADER_TRACEPARENT)
-        .map(|v| v.as_str().to_string())
-        .filter(|t| !t.is_empty())
-        .map(|traceparent| TraceContext { traceparent, tracestate: String::new() })
 }
 
 /// The command's target under the employee number actually used; a deactivation is always
@@ -1337,9 +1272,9 @@ mod tests {
     #[test]
     fn backoff_doubles_and_caps() {
         let r = RetryTuning::default();
-        assert_eq!(r.backoff(1), Duration::from_secs(1));
-        assert_eq!(r.backoff(3), Duration::from_secs(4));
-        assert_eq!(r.backoff(12), Duration::from_secs(60));
+        assert_eq!(r.backoff().delay(1), Duration::from_secs(1));
+        assert_eq!(r.backoff().delay(3), Duration::from_secs(4));
+        assert_eq!(r.backoff().delay(12), Duration::from_secs(60));
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! W3C trace context in NATS headers, so one webhook is one trace across the gateway,
-//! the projector and the writer.
+//! W3C trace context in NATS headers and in the messages' `TraceContext` field, so one
+//! webhook is one trace across the gateway, the projector and the writer.
 
 use async_nats::HeaderMap;
+use mlc_proto::v1::TraceContext;
 use opentelemetry::propagation::{Extractor, Injector};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -40,5 +41,39 @@ pub fn extract_trace_context(headers: Option<&HeaderMap>, span: &tracing::Span) 
     if let Some(headers) = headers {
         let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&Extract(headers)));
         let _ = span.set_parent(parent);
+    }
+}
+
+/// The current span's W3C context as messages carry it; `None` when tracing is not
+/// exporting (nothing to continue).
+pub fn current() -> Option<TraceContext> {
+    let mut headers = HeaderMap::new();
+    inject_trace_context(&mut headers);
+    headers
+        .get(HEADER_TRACEPARENT)
+        .map(|v| v.as_str().to_string())
+        .filter(|t| !t.is_empty())
+        .map(|traceparent| TraceContext { traceparent, tracestate: String::new() })
+}
+
+/// The trace id (32 hex digits) of a carried context, for audit rows and logs.
+pub fn trace_id(t: &Option<TraceContext>) -> Option<String> {
+    let tp = &t.as_ref()?.traceparent;
+    tp.split('-').nth(1).map(str::to_string).filter(|s| s.len() == 32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_trace_id_is_the_second_field_of_a_traceparent() {
+        let t = Some(TraceContext {
+            traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
+            tracestate: String::new(),
+        });
+        assert_eq!(trace_id(&t).as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+        assert_eq!(trace_id(&None), None);
+        assert_eq!(trace_id(&Some(TraceContext::default())), None);
     }
 }

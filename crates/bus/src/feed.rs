@@ -1,0 +1,135 @@
+//! Consuming the partitions a replica holds as one feed of batches.
+
+use crate::{consume, ConsumerSpec, Topology};
+use async_nats::jetstream::{self, Message};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// Batches from the durable consumers of every partition in `held`, following its
+/// changes: a partition taken starts a reader, a partition lost stops its reader.
+/// A batch never mixes partitions.
+pub struct Feed {
+    rx: mpsc::Receiver<(u32, Vec<Message>)>,
+    held: watch::Receiver<BTreeSet<u32>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Feed {
+    pub fn start(
+        js: jetstream::Context,
+        topology: Topology,
+        spec: ConsumerSpec,
+        held: watch::Receiver<BTreeSet<u32>>,
+        batch: usize,
+        linger: Duration,
+    ) -> Feed {
+        let (tx, rx) = mpsc::channel(4);
+        let task = tokio::spawn(supervise(js, topology, spec, held.clone(), tx, batch, linger));
+        Feed { rx, held, task }
+    }
+
+    /// The next batch of a partition this replica still holds, and the partition;
+    /// `None` when the feed ended. A batch whose partition moved to another replica
+    /// while it waited is handed back (NAK) for its new holder.
+    pub async fn next_batch(&mut self) -> Option<(u32, Vec<Message>)> {
+        loop {
+            let (partition, batch) = self.rx.recv().await?;
+            if self.holds(partition) {
+                return Some((partition, batch));
+            }
+            for m in &batch {
+                let _ = m.ack_with(async_nats::jetstream::AckKind::Nak(None)).await;
+            }
+        }
+    }
+
+    /// Whether this replica still holds `partition` (check before working a message
+    /// taken from a batch that waited).
+    pub fn holds(&self, partition: u32) -> bool {
+        self.held.borrow().contains(&partition)
+    }
+
+    /// A handle workers can use to ask the same question.
+    pub fn held(&self) -> watch::Receiver<BTreeSet<u32>> {
+        self.held.clone()
+    }
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Aborts the reader when the supervisor goes (dropped with the feed).
+struct Reader(tokio::task::JoinHandle<()>);
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn supervise(
+    js: jetstream::Context,
+    topology: Topology,
+    spec: ConsumerSpec,
+    mut held: watch::Receiver<BTreeSet<u32>>,
+    tx: mpsc::Sender<(u32, Vec<Message>)>,
+    batch: usize,
+    linger: Duration,
+) {
+    let mut readers: BTreeMap<u32, Reader> = BTreeMap::new();
+    loop {
+        let want = held.borrow_and_update().clone();
+        readers.retain(|p, r| want.contains(p) && !r.0.is_finished());
+        for p in want {
+            readers.entry(p).or_insert_with(|| {
+                Reader(tokio::spawn(read(
+                    js.clone(),
+                    topology.clone(),
+                    spec.clone(),
+                    p,
+                    tx.clone(),
+                    batch,
+                    linger,
+                )))
+            });
+        }
+        tokio::select! {
+            changed = held.changed() => if changed.is_err() { break },
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+async fn read(
+    js: jetstream::Context,
+    topology: Topology,
+    spec: ConsumerSpec,
+    partition: u32,
+    tx: mpsc::Sender<(u32, Vec<Message>)>,
+    batch: usize,
+    linger: Duration,
+) {
+    loop {
+        let mut messages = match consume::open_partition(&js, &topology, &spec, partition, batch).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(partition, error = %e, "cannot open consumer; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        while let Some(b) = consume::next_batch(&mut messages, batch, linger).await {
+            if let Err(mpsc::error::SendError((_, unsent))) = tx.send((partition, b)).await {
+                // The feed is gone: hand these back now rather than after the ack wait.
+                for m in unsent {
+                    let _ = m.ack_with(async_nats::jetstream::AckKind::Nak(None)).await;
+                }
+                return;
+            }
+        }
+    }
+}

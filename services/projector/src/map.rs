@@ -1,0 +1,211 @@
+//! Map (`EMPLOYEE_STATE` -> `VISMA_COMMANDS`): the newest snapshot of an employee plus the
+//! company's mapping file gives a command, emitted only when it differs from the
+//! employee's last one. The live consumer, `mlc replay` and its dry run share
+//! [`Projector::map_snapshot`].
+
+use crate::{Held, MapOutcome, Projector, ProjectorError, ProjectorMetrics, REPLAY_CHUNK};
+use async_nats::jetstream::Message;
+use futures::future::join_all;
+use mlc_bus::delivery::{Disposition, Settled};
+use mlc_bus::{ConsumerSpec, StreamKind};
+use mlc_proto::v1::{EmployeeSnapshot, VismaCommand};
+use mlc_store::AuditEntry;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+use tracing::Instrument;
+
+impl Projector {
+    pub(crate) async fn map_loop(
+        self: Arc<Self>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+        held: Held,
+    ) -> Result<(), ProjectorError> {
+        let mut feed = self.feed(ConsumerSpec::MAPPER, held);
+        loop {
+            let next = tokio::select! {
+                _ = stop.changed() => return Ok(()),
+                b = feed.next_batch() => b,
+            };
+            let Some((_, batch)) = next else { return Ok(()) };
+            // Employees are independent; one employee's snapshots stay in order because
+            // only its newest snapshot is ever mapped.
+            let mut by_subject: BTreeMap<&str, Vec<&Message>> = BTreeMap::new();
+            for m in &batch {
+                by_subject.entry(m.subject.as_str()).or_default().push(m);
+            }
+            let sem = Semaphore::new(32);
+            join_all(by_subject.into_values().map(|msgs| async {
+                let _p = sem.acquire().await;
+                for m in msgs {
+                    self.map_message(m).await;
+                }
+            }))
+            .await;
+        }
+    }
+
+    async fn map_message(&self, msg: &Message) {
+        let span = tracing::info_span!("map", otel.kind = "consumer", subject = %msg.subject);
+        mlc_bus::extract_trace_context(msg.headers.as_ref(), &span);
+        let seq = msg.info().map(|i| i.stream_sequence).unwrap_or(0);
+        async {
+            let disposition = match self.map_snapshot(&msg.subject, seq, &msg.payload, false).await {
+                Ok(_) => Disposition::Ack,
+                Err(d) => d,
+            };
+            let company = self
+                .settings
+                .topology
+                .split_subject(StreamKind::EmployeeState, &msg.subject)
+                .map_or("", |(c, _)| c);
+            if let Settled::DeadLettered { .. } = self.map_settle.settle(msg, company, disposition).await {
+                self.metrics.dead_letters.inc();
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Maps the snapshot stored at `seq` on `subject`: the one code path of the live
+    /// consumer, `mlc replay` and its `--dry-run` (which publishes nothing and returns
+    /// the command that would have been emitted).
+    pub async fn map_snapshot(
+        &self,
+        subject: &str,
+        seq: u64,
+        payload: &[u8],
+        dry_run: bool,
+    ) -> Result<MapOutcome, Disposition> {
+        let topo = &self.settings.topology;
+        let snapshot: EmployeeSnapshot =
+            mlc_bus::decode(subject, payload).map_err(|e| Disposition::dead("undecodable", e.to_string()))?;
+        let state_stream = topo.stream(StreamKind::EmployeeState);
+        let latest = mlc_bus::last_on_subject::<EmployeeSnapshot>(&self.js, &state_stream, subject)
+            .await
+            .map_err(|e| Disposition::retry("nats", e))?;
+        if latest.is_some_and(|l| l.sequence > seq) {
+            ProjectorMetrics::inc(&self.metrics.commands, "superseded");
+            return Ok(MapOutcome::Superseded);
+        }
+        let company = match self.directory.company(&self.store, &snapshot.company_uuid).await {
+            Ok(Some(c)) => c,
+            Ok(None) => return Err(Disposition::dead("unknown_company", "unknown company")),
+            Err(e) => return Err(Disposition::retry("store", e)),
+        };
+        let mapping = self
+            .directory
+            .mapping(&self.settings.mappings_dir, &company)
+            .map_err(|reason| Disposition::dead("mapping", reason))?;
+        let mut command = mlc_domain::build_command(&snapshot, seq, &mapping, &company.visma_tenant);
+        command.webhook_received_at_ms = snapshot.webhook_received_at_ms;
+        command.trace = Some(mlc_bus::trace::current().unwrap_or_default());
+
+        let subject = topo.visma_command(&company.company_uuid, &snapshot.employee_uuid);
+        let last = mlc_bus::last_on_subject::<VismaCommand>(
+            &self.js,
+            &topo.stream(StreamKind::VismaCommands),
+            &subject,
+        )
+        .await
+        .map_err(|e| Disposition::retry("nats", e))?;
+        if last.as_ref().is_some_and(|l| {
+            l.message.content_hash == command.content_hash && l.message.parked_reason == command.parked_reason
+        }) {
+            ProjectorMetrics::inc(&self.metrics.commands, "unchanged");
+            return Ok(MapOutcome::Unchanged);
+        }
+        if dry_run {
+            return Ok(MapOutcome::Emitted(Box::new(command)));
+        }
+        let published = self
+            .publisher
+            .publish(&subject, &mlc_domain::command_msg_id(&command), &command)
+            .await
+            .map_err(|e| Disposition::retry("nats", e))?;
+        ProjectorMetrics::inc(
+            &self.metrics.commands,
+            if command.parked_reason.is_empty() { "emitted" } else { "parked" },
+        );
+        self.audit(AuditEntry {
+            event_id: format!("command:{}", command.command_id),
+            kind: "command.emitted".into(),
+            company: Some(company.company_uuid.clone()),
+            employee: Some(snapshot.employee_uuid.clone()),
+            detail: serde_json::json!({
+                "command_id": command.command_id,
+                "seq": published.sequence,
+                "kind": command.kind().as_str_name(),
+                "mapping_revision": command.mapping_revision,
+                "parked_reason": command.parked_reason,
+                "employee_cd": command.fields.as_ref().map(|f| f.employee_cd.clone()).unwrap_or_default(),
+            }),
+            trace_id: mlc_bus::trace::trace_id(&command.trace),
+        })
+        .await;
+        Ok(MapOutcome::Emitted(Box::new(command)))
+    }
+
+    /// Re-reads `EMPLOYEE_STATE` from `start` through [`Projector::map_snapshot`]:
+    /// `mlc replay employee-state`. Returns what each snapshot produced.
+    pub async fn replay_state(
+        &self,
+        start: mlc_bus::replay::Start,
+        company: Option<&str>,
+        employee: Option<&str>,
+        dry_run: bool,
+    ) -> Result<Vec<(u64, Result<MapOutcome, Disposition>)>, ProjectorError> {
+        let topo = &self.settings.topology;
+        let filter = match (company, employee) {
+            (Some(c), Some(e)) => topo.employee_state(c, e),
+            (c, _) => topo.company_filter(StreamKind::EmployeeState, c),
+        };
+        let mut results = Vec::new();
+        let mut replay =
+            mlc_bus::replay::Replay::open(&self.js, &topo.stream(StreamKind::EmployeeState), &filter, start)
+                .await?;
+        // Mapping is a few round trips per snapshot; chunks of snapshots are mapped
+        // concurrently, one employee's snapshots still one after the other and in order.
+        let mut chunk = Vec::with_capacity(REPLAY_CHUNK);
+        loop {
+            let next = replay.next().await.transpose()?;
+            let done = next.is_none();
+            if let Some(m) = next {
+                chunk.push(m);
+            }
+            if chunk.len() >= REPLAY_CHUNK || (done && !chunk.is_empty()) {
+                let mut by_subject: BTreeMap<String, Vec<mlc_bus::replay::Replayed>> = BTreeMap::new();
+                for m in chunk.drain(..) {
+                    by_subject.entry(m.subject.clone()).or_default().push(m);
+                }
+                let sem = Semaphore::new(64);
+                let done_chunk = join_all(by_subject.into_values().map(|msgs| async {
+                    let _permit = sem.acquire().await;
+                    let mut out = Vec::with_capacity(msgs.len());
+                    let last = msgs.len() - 1;
+                    for (i, m) in msgs.into_iter().enumerate() {
+                        // A later snapshot of this employee is in the same chunk: this one
+                        // is superseded without asking the stream.
+                        if i < last {
+                            ProjectorMetrics::inc(&self.metrics.commands, "superseded");
+                            out.push((m.sequence, Ok(MapOutcome::Superseded)));
+                            continue;
+                        }
+                        out.push((
+                            m.sequence,
+                            self.map_snapshot(&m.subject, m.sequence, &m.payload, dry_run).await,
+                        ));
+                    }
+                    out
+                }))
+                .await;
+                results.extend(done_chunk.into_iter().flatten());
+            }
+            if done {
+                break;
+            }
+        }
+        results.sort_by_key(|(seq, _)| *seq);
+        Ok(results)
+    }
+}
