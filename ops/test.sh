@@ -17,13 +17,15 @@ log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The deployment check asks the binary which variables it reads (`mlc config env`), and the
+# end-to-end tests run it as separate processes: build it first.
+log "build mlc"
+cargo build -p mlc --locked -q
 if [ -x ops/check-deploy.sh ] || [ -f ops/check-deploy.sh ]; then
   log "deployment files (compose, Kubernetes)"
   bash ops/check-deploy.sh
 fi
 log "tests"
-# The end-to-end tests run the real `mlc` binary as separate processes.
-cargo build -p mlc --locked -q
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --profile ci
 else

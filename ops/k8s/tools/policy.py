@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Project rules on rendered manifests and on docker-compose.yml, beyond schema validation.
 
-    python3 policy.py k8s OVERLAY_NAME RENDERED.yaml CONFIG_RS
-    python3 policy.py compose COMPOSE_YML DOCKERFILE CONFIG_RS
+    python3 policy.py k8s OVERLAY_NAME RENDERED.yaml ENV_TABLE
+    python3 policy.py compose COMPOSE_YML DOCKERFILE ENV_TABLE
 
-Prints one line per violation and exits 1 if there is any. CONFIG_RS is
-crates/config/src/lib.rs: every MLC_* variable we set must be one it reads (plus MLC_CONFIG,
-the configuration file, read by the mlc command line).
+Prints one line per violation and exits 1 if there is any. ENV_TABLE is what `mlc config env`
+prints (one `NAME  key` line per variable the connector reads): every MLC_* variable we set
+must be one of them (plus MLC_CONFIG, the configuration file, read by the mlc command line).
 """
 
 from __future__ import annotations
@@ -22,25 +22,50 @@ EXTRA_ENV = {"MLC_CONFIG"}
 SERVICES = {"gateway": 9100, "projector": 9101, "writer": 9102}
 
 
-def known_env(config_rs: Path) -> set[str]:
-    text = config_rs.read_text()
-    names = set(re.findall(r'\(\s*"((?:MLC|OTEL)_[A-Z0-9_]+)"\s*,', text))
-    if not names:
-        raise SystemExit(f"policy: found no environment keys in {config_rs}")
-    return names | EXTRA_ENV
+class KnownEnv(set):
+    """The variables of `mlc config env`, plus its one pattern,
+    `MLC_VISMA_TENANTS__NAME__FIELD (FIELD: A, B, ...)`, as `prefix` and `fields`."""
+
+    prefix: str = ""
+    fields: tuple[str, ...] = ()
+
+    def __contains__(self, name: object) -> bool:
+        if set.__contains__(self, name):
+            return True
+        if not (self.prefix and isinstance(name, str) and name.startswith(self.prefix)):
+            return False
+        rest = name[len(self.prefix) :]
+        return any(rest.endswith("__" + f) and len(rest) > len(f) + 2 for f in self.fields)
 
 
-def check_k8s(overlay: str, rendered: Path, config_rs: Path) -> list[str]:
+def known_env(env_table: Path) -> KnownEnv:
+    names = KnownEnv(EXTRA_ENV)
+    for line in env_table.read_text().splitlines():
+        words = line.split()
+        if not words or not re.fullmatch(r"(MLC|OTEL)_[A-Z0-9_]+", words[0]):
+            continue
+        if "__NAME__" in words[0]:
+            names.prefix = words[0].split("NAME__")[0]
+            m = re.search(r"\(FIELD: ([A-Z0-9_, ]+)\)", line)
+            names.fields = tuple(f.strip() for f in m.group(1).split(",")) if m else ()
+        else:
+            names.add(words[0])
+    if len(names) == len(EXTRA_ENV):
+        raise SystemExit(f"policy: no environment variables in {env_table} (the output of `mlc config env`)")
+    return names
+
+
+def check_k8s(overlay: str, rendered: Path, env_table: Path) -> list[str]:
     errs: list[str] = []
     docs = [d for d in yaml.safe_load_all(rendered.read_text()) if d]
     by = {(d["kind"], d["metadata"]["name"]): d for d in docs}
-    envs = known_env(config_rs)
+    envs = known_env(env_table)
     cm = by.get(("ConfigMap", "mlc-config"))
     if not cm:
         return [f"{overlay}: ConfigMap mlc-config missing"]
     for k in cm.get("data", {}):
         if k not in envs:
-            errs.append(f"{overlay}: ConfigMap mlc-config sets {k}, which crates/config does not read")
+            errs.append(f"{overlay}: ConfigMap mlc-config sets {k}, which `mlc config env` does not list")
     want_replicas = {"dev": "1", "prod": "3"}.get(overlay)
     if want_replicas and cm["data"].get("MLC_NATS_REPLICAS") != want_replicas:
         errs.append(f"{overlay}: MLC_NATS_REPLICAS must be {want_replicas}")
@@ -85,7 +110,7 @@ def check_k8s(overlay: str, rendered: Path, config_rs: Path) -> list[str]:
                 errs.append(f"{overlay}: {svc}: args must be `run {svc}`")
             for e in c.get("env", []):
                 if e["name"] not in envs:
-                    errs.append(f"{overlay}: {svc}: env {e['name']} is not read by crates/config")
+                    errs.append(f"{overlay}: {svc}: env {e['name']} is not listed by `mlc config env`")
                 ref = e.get("valueFrom", {}).get("secretKeyRef")
                 if ref:
                     if ref["name"] != "mlc-secrets":
@@ -159,10 +184,10 @@ def check_k8s(overlay: str, rendered: Path, config_rs: Path) -> list[str]:
     return errs
 
 
-def check_compose(compose: Path, dockerfile: Path, config_rs: Path) -> list[str]:
+def check_compose(compose: Path, dockerfile: Path, env_table: Path) -> list[str]:
     errs: list[str] = []
     c = yaml.safe_load(compose.read_text())
-    envs = known_env(config_rs)
+    envs = known_env(env_table)
     targets = set(re.findall(r"^FROM\s+\S+\s+AS\s+(\S+)", dockerfile.read_text(), re.M | re.I))
     services = c.get("services", {})
     for name in ("nats", "postgres", "jaeger", "gateway", "projector", "writer", "sim-gusto", "sim-visma", "seed"):
@@ -177,7 +202,7 @@ def check_compose(compose: Path, dockerfile: Path, config_rs: Path) -> list[str]
         if isinstance(env, dict):
             for k in env:
                 if k.startswith(("MLC_", "OTEL_")) and k not in envs:
-                    errs.append(f"compose: {name}: {k} is not read by crates/config")
+                    errs.append(f"compose: {name}: {k} is not listed by `mlc config env`")
         one_shot = s.get("restart") == "no"
         if not one_shot and "healthcheck" not in s:
             errs.append(f"compose: {name}: no healthcheck")
