@@ -67,6 +67,10 @@ pub fn unavailable(message: impl Into<String>) -> anyhow::Error {
 /// The exit status of a failed command: the first cause that says what kind of failure it
 /// was decides; anything else is a plain error (1).
 pub fn classify(e: &anyhow::Error) -> Code {
+    // A `CliError` given as context is found here (the chain yields it only as text).
+    if let Some(c) = e.downcast_ref::<CliError>() {
+        return c.code;
+    }
     for cause in e.chain() {
         if let Some(c) = cause.downcast_ref::<CliError>() {
             return c.code;
@@ -125,5 +129,8 @@ mod tests {
         assert_eq!(classify(&e.context("status")), Code::Unavailable);
         assert_eq!(classify(&usage("give --all or --filter")), Code::Usage);
         assert_eq!(classify(&anyhow::anyhow!("unknown company x")), Code::Error);
+        let e = anyhow::anyhow!("stream X missing")
+            .context(CliError { code: Code::Config, message: "prefix".into() });
+        assert_eq!(classify(&e), Code::Config);
     }
 }

@@ -249,7 +249,12 @@ async fn follow(
 ) -> anyhow::Result<Summary> {
     let id = company.company_uuid.as_str();
     let n = queued.employees.len() as u64;
-    let multi = indicatif::MultiProgress::new();
+    // Bars added to a MultiProgress draw where it draws: hidden unless a person watches.
+    let multi = indicatif::MultiProgress::with_draw_target(if crate::output::interactive() {
+        indicatif::ProgressDrawTarget::stderr()
+    } else {
+        indicatif::ProgressDrawTarget::hidden()
+    });
     let hydrated_bar = multi.add(crate::output::progress(Some(n), "hydrated"));
     let applied_bar = multi.add(crate::output::progress(Some(0), "in Visma"));
     let last_event = queued.employees.values().copied().max().unwrap_or(0);

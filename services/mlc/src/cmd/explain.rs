@@ -190,7 +190,11 @@ pub async fn explain(ctx: &Ctx, employee: &str) -> anyhow::Result<Explained> {
                 }
                 let mut text = format!("{} ({})", s("event_type"), short(&s("source"), "EVENT_SOURCE_"));
                 if let Some(received) = d["received_at_ms"].as_i64().filter(|ms| *ms > 0) {
-                    text.push_str(&format!(", received {}", crate::output::local_time(received)));
+                    let local = crate::output::local_time(received);
+                    text.push_str(&format!(
+                        ", received {}",
+                        local.split_once(' ').map_or(&*local, |(_, t)| t)
+                    ));
                 }
                 if !s("reason").is_empty() {
                     text = format!("{}: {}", s("event_type"), s("reason"));

@@ -35,7 +35,7 @@ pub async fn read_only(cfg: mlc_config::Config, name: &str) -> anyhow::Result<Ct
                 code: Code::Config,
                 message: format!(
                     "nothing to read under the stream prefix `{prefix}` (nats.stream_prefix / \
-                     MLC_NATS_STREAM_PREFIX); prefixes with streams on this server: {known}; nothing was created"
+                     MLC_STREAM_PREFIX); prefixes with streams on this server: {known}; nothing was created"
                 ),
             }))
         }

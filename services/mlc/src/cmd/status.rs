@@ -54,7 +54,15 @@ pub fn render(s: &Status) {
         let detail = if v.state == "ready" { String::new() } else { format!("  {}", v.detail) };
         outln!("  {:<10} {:<11} {}{detail}", v.service, v.state.replace('_', " "), v.url);
     }
-    outln!("streams                      messages   first seq    last seq  last message");
+    let w = s.streams.iter().map(|st| st.stream.len()).max().unwrap_or(0).max(7);
+    outln!(
+        "{:<w2$} {:>10} {:>11} {:>11}  last message",
+        "streams",
+        "messages",
+        "first seq",
+        "last seq",
+        w2 = w + 2
+    );
     for st in &s.streams {
         let last = st
             .last_at
@@ -62,7 +70,7 @@ pub fn render(s: &Status) {
             .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
             .map(|t| format!("{} ago", crate::output::age(t.timestamp_millis())))
             .unwrap_or_else(|| "-".into());
-        outln!("  {:<24} {:>10} {:>11} {:>11}  {last}", st.stream, st.messages, st.first_seq, st.last_seq);
+        outln!("  {:<w$} {:>10} {:>11} {:>11}  {last}", st.stream, st.messages, st.first_seq, st.last_seq);
     }
     outln!("consumers");
     if s.consumers.is_empty() {
