@@ -252,7 +252,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             out!("{}", String::from_utf8_lossy(&buf));
         }
         Command::Man { dir } => man(dir)?,
-        Command::Docs => out!("{}", crate::docs::markdown()),
+        Command::Docs => out!("{}", crate::docs::markdown(&command())),
     }
     Ok(ExitCode::SUCCESS)
 }

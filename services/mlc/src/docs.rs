@@ -9,8 +9,8 @@ use std::fmt::Write as _;
 /// The hand-written part: one `### mlc ... --json` heading per shape, then a ```json block.
 pub const JSON_SHAPES: &str = include_str!("cli_json.md");
 
-pub fn markdown() -> String {
-    let root = crate::cli::command();
+/// The reference for `root` (the clap tree of [`crate::cli::command`]).
+pub fn markdown(root: &Command) -> String {
     let mut md = String::new();
     md.push_str(
         "# The `mlc` command line\n\n\
@@ -30,7 +30,7 @@ pub fn markdown() -> String {
     md.push_str("\n```\n\n## Commands\n\n");
     let mut index = String::new();
     let mut body = String::new();
-    walk(&root, "mlc", 0, &mut index, &mut body);
+    walk(root, "mlc", 0, &mut index, &mut body);
     md.push_str(&index);
     md.push('\n');
     md.push_str(&body);
