@@ -286,7 +286,7 @@ fn truncate(s: &str, n: usize) -> String {
 /// missed webhook), queue a re-hydration; when it is current (Visma was edited), clear
 /// the writer's idempotency hash and re-deliver the last command so the writer re-reads
 /// Visma and writes the difference. Each repair is audited.
-async fn repair(ctx: &Ctx, report: &Report) -> anyhow::Result<usize> {
+pub async fn repair(ctx: &Ctx, report: &Report) -> anyhow::Result<usize> {
     let mut n = 0;
     let run = uuid::Uuid::new_v4().simple().to_string();
     for r in report.rows.iter().filter(|r| r.state == "drift" || r.state == "missing") {

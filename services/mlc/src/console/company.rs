@@ -72,7 +72,11 @@ pub async fn page(
                 @if let Some(p) = &parked { dt { "Parked" } dd.bad { (p) } }
                 dt { "Connected" } dd { (layout::time(co.created_at)) " (" (layout::age(co.created_at)) ")" }
             }
-            p { a href={ "/dead-letters?company=" (company) } { "Dead letters of this company" } }
+            p {
+                a href={ "/companies/" (company) "/reconcile" } #reconcile { "Compare with Visma (reconcile)" } " · "
+                a href={ "/dead-letters?company=" (company) } { "Dead letters of this company" } " · "
+                a href={ "/deliveries?company=" (company) } { "Deliveries" }
+            }
             h2 { "People linked in Visma (" (links.len()) ")" }
             @let pages = links.len().div_ceil(PEOPLE_PER_PAGE).max(1);
             @let page = q.page.unwrap_or(1).clamp(1, pages);

@@ -16,6 +16,7 @@ mod deliveries;
 mod employee;
 mod layout;
 mod overview;
+mod reconcile;
 mod review;
 
 use crate::ctx::Ctx;
@@ -109,6 +110,7 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/companies/{company}", get(company::page))
         .route("/companies/{company}/pause", post(company::pause))
         .route("/companies/{company}/resume", post(company::resume))
+        .route("/companies/{company}/reconcile", get(reconcile::page).post(reconcile::repair))
         .route("/dead-letters", get(dead_letters::page).post(dead_letters::act))
         .route("/employees/{employee}", get(employee::page))
         .route("/employees/{employee}/live", get(employee::live))
