@@ -457,6 +457,123 @@ async fn a_first_connect_row_approved_in_the_browser_becomes_a_link_and_deliveri
     b.close().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_is_reauthorised_through_gusto_and_a_mapping_change_previewed_in_the_browser() {
+    let mut stack = Stack::start(StackOptions { employees: 6, subscribe: false, ..Default::default() }).await;
+    let company = stack.company_uuid().to_string();
+    stack.mlc_ok(&["backfill", "--company", &company]).await;
+    stack.settle().await;
+    assert_eq!(stack.visma_employees().len(), 6);
+    // Gusto's consent sends the admin's browser to the gateway's callback.
+    let callback = format!("http://{}/oauth/callback", stack.gateway);
+    stack.edit_config(|c| c.gusto.redirect_uri = callback.clone());
+    let url = start_console(&mut stack, &format!("127.0.0.1:{}", mlc_testkit::free_port())).await;
+    let store = stack.store().await;
+    let co = store.company(&company).await.unwrap().unwrap();
+    // Gusto stopped honouring the refresh token: the grant needs re-authorisation.
+    store.set_grant_status(&co.grant_id, "needs_reauth", Some("invalid_grant")).await.unwrap();
+
+    let b = Browser::start().await;
+    b.client.goto(&url).await.unwrap();
+    let row = format!("#companies tr[data-company='{company}']");
+    assert_eq!(
+        b.count(&format!("{row}[data-state=attention]")).await,
+        1,
+        "{}",
+        b.client.source().await.unwrap()
+    );
+    assert!(b.text(&format!("{row} ul.why")).await.contains("needs re-authorisation"));
+    b.submit(&format!("{row} form[action$='/connect'] button")).await;
+    let authorize =
+        b.client.find(Locator::Css("#authorize")).await.unwrap().attr("href").await.unwrap().unwrap();
+    assert!(
+        authorize.starts_with(&stack.gusto.base_url()) && authorize.contains("state="),
+        "the link is Gusto's consent page: {authorize}"
+    );
+    b.screenshot("connect").await;
+    // The admin opens Gusto's consent page, picks the company and presses Allow.
+    b.click("#authorize").await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while b.count("button[value=allow]").await == 0 {
+        assert!(Instant::now() < deadline, "no consent page: {}", b.client.source().await.unwrap());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    b.client
+        .find(Locator::Css(&format!("select[name=company_uuid] option[value='{company}']")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.submit("button[value=allow]").await;
+    assert!(b.client.current_url().await.unwrap().as_str().starts_with(&callback));
+    let said = b.text("body").await;
+    assert!(said.contains(&format!("connected: {} ({company})", co.name)), "{said}");
+    let grant =
+        store.grant(&store.company(&company).await.unwrap().unwrap().grant_id).await.unwrap().unwrap();
+    assert_eq!(grant.status, "active", "the new grant is stored");
+    b.client.goto(&url).await.unwrap();
+    assert_eq!(
+        b.count(&format!("{row}[data-state=in-sync]")).await,
+        1,
+        "{}",
+        b.client.source().await.unwrap()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !audit_kinds(&stack).await.iter().any(|(k, _)| k == "console.connected") {
+        assert!(Instant::now() < deadline, "the outcome is audited: {:?}", audit_kinds(&stack).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(audit_kinds(&stack).await.iter().any(|(k, by)| k == "console.connect" && by == "local operator"));
+
+    // The mapping: revision in use, then a change previewed; Visma is not written to.
+    let visma_before = serde_json::to_string(&stack.visma_employees()).unwrap();
+    b.client.goto(&format!("{url}/companies/{company}")).await.unwrap();
+    b.submit("#mapping").await;
+    let revision = b.text("#revision").await;
+    assert!(!revision.is_empty());
+    let current = std::fs::read_to_string(stack.mapping_path()).unwrap();
+    set_value(&b, "textarea[name=mapping]", current.replace("[departments]", "[departmnets]")).await;
+    b.submit("#preview").await;
+    assert!(b.text("#preview-error").await.contains("departmnets"), "{}", b.client.source().await.unwrap());
+    // Another default calendar: every record would be updated.
+    let changed = current.replace("calendar = \"MAIN\"", "calendar = \"ALT\"");
+    assert_ne!(changed, current);
+    set_value(&b, "textarea[name=mapping]", changed.clone()).await;
+    b.submit("#preview").await;
+    let summary = b.text("#summary").await;
+    assert!(summary.contains("0 would be created, 6 updated, 0 unchanged, 0 parked"), "{summary}");
+    assert!(!summary.contains(&revision), "the edited text has another revision: {summary}");
+    assert_eq!(b.count("#preview-rows tr[data-effect='would update']").await, 6);
+    assert!(b.text("#preview-rows").await.contains("ALT"));
+    b.screenshot("mapping-preview").await;
+    // The CLI's `mapping preview` says the same of the same text.
+    let file = stack.dir.path().join("changed.toml");
+    std::fs::write(&file, &changed).unwrap();
+    let cli = stack
+        .mlc_ok(&["mapping", "preview", "--company", &company, "--all", "--mapping", file.to_str().unwrap()])
+        .await;
+    assert!(
+        cli.trim_end().ends_with("0 would be created, 6 updated, 0 unchanged, 0 parked; nothing was written"),
+        "{cli}"
+    );
+    assert_eq!(
+        serde_json::to_string(&stack.visma_employees()).unwrap(),
+        visma_before,
+        "a preview writes nothing"
+    );
+    assert_eq!(std::fs::read_to_string(stack.mapping_path()).unwrap(), current, "nor changes the file");
+    b.close().await;
+}
+
+/// Sets a form field's value as if typed (a whole mapping file would take long as keys).
+async fn set_value(b: &Browser, css: &str, text: String) {
+    b.client
+        .execute("document.querySelector(arguments[0]).value = arguments[1]", vec![css.into(), text.into()])
+        .await
+        .unwrap();
+}
+
 /// Page weight (document, style sheet and script as transferred) and render time (the
 /// browser's navigation start to the end of the load event), median of three loads.
 async fn measure(b: &Browser, url: &str) -> (u64, f64, f64) {

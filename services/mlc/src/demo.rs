@@ -568,6 +568,7 @@ async fn story(stage: &Stage, args: &DemoArgs, started: Instant) -> anyhow::Resu
             redirect_uri: Some(stage.callback_url.clone()),
             timeout_secs: 60,
             skip_review: false,
+            expect_company: None,
         },
     )
     .await?;

@@ -78,6 +78,17 @@ pub async fn compare_with(
     let path = mapping_file.map(|p| p.display().to_string()).unwrap_or_else(|| company.mapping_path.clone());
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading mapping {path}"))?;
     let mapping = mlc_domain::Mapping::from_toml_str(&text, &path)?;
+    compare_under(ctx, company_uuid, &mapping, only).await
+}
+
+/// As [`compare_with`], under a mapping already parsed (the console's edited mapping text).
+pub async fn compare_under(
+    ctx: &Ctx,
+    company_uuid: &str,
+    mapping: &mlc_domain::Mapping,
+    only: Option<&str>,
+) -> anyhow::Result<Report> {
+    let company = ctx.company(company_uuid).await?;
     let gusto = ctx.gusto().await?;
     let grant = GrantId(company.grant_id.clone());
     let employees =
@@ -121,7 +132,7 @@ pub async fn compare_with(
             content: Some(content),
             ..Default::default()
         };
-        let (kind, mut expected) = match mlc_domain::map_snapshot(&snapshot, &mapping) {
+        let (kind, mut expected) = match mlc_domain::map_snapshot(&snapshot, mapping) {
             Mapped::Command { kind, fields, .. } => (kind, fields),
             Mapped::Park { reason } => {
                 rows.push(Row {

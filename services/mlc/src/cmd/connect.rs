@@ -42,6 +42,10 @@ pub struct ConnectArgs {
     /// company that holds none of these people yet).
     #[arg(long)]
     pub skip_review: bool,
+    /// Re-authorising a known company (the console's button): a consent given for another
+    /// company is refused instead of connecting that one under this name.
+    #[arg(skip)]
+    pub expect_company: Option<String>,
 }
 
 /// What a connect needs, all checked before the code is used.
@@ -261,6 +265,12 @@ async fn finish(
     let gusto = ctx::gusto_client(cfg, ready.store.clone())?;
     let tokens = gusto.exchange_code_raw(&code, redirect).await.context("exchanging the Gusto code")?;
     let company = company_of(cfg, &tokens).await?;
+    if let Some(expected) = args.expect_company.as_deref().filter(|e| *e != company) {
+        bail!(
+            "Gusto authorised company {company}, but this link re-authorises {} ({expected}); nothing was stored",
+            args.name
+        );
+    }
     store_company(cfg, ready, &company, &args.name, &tokens, &args.visma_tenant, args.skip_review).await?;
     Ok(format!("connected: {} ({company})", args.name))
 }

@@ -95,6 +95,84 @@ fn check(file: &std::path::Path) -> ExitCode {
     }
 }
 
+/// What a mapping would do to each Visma record, counted: `mlc mapping preview`'s last
+/// line and the console's preview say the same.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Summary {
+    pub create: usize,
+    pub update: usize,
+    pub same: usize,
+    pub park: usize,
+}
+
+impl Summary {
+    pub fn of(rows: &[reconcile::Row]) -> Summary {
+        let mut s = Summary::default();
+        for r in rows {
+            match effect(r) {
+                Effect::Create => s.create += 1,
+                Effect::Update => s.update += 1,
+                Effect::Park => s.park += 1,
+                Effect::Unchanged => s.same += 1,
+            }
+        }
+        s
+    }
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Summary { create, update, same, park } = self;
+        write!(f, "{create} would be created, {update} updated, {same} unchanged, {park} parked; nothing was written")
+    }
+}
+
+/// What the mapping would do to one Visma record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    Create,
+    Update,
+    Unchanged,
+    Park,
+}
+
+impl Effect {
+    pub fn label(self) -> &'static str {
+        match self {
+            Effect::Create => "would create",
+            Effect::Update => "would update",
+            Effect::Unchanged => "unchanged",
+            Effect::Park => "would park",
+        }
+    }
+}
+
+/// A reconcile row read as a preview: missing in Visma is a create, drift an update.
+pub fn effect(r: &reconcile::Row) -> Effect {
+    match r.state {
+        "missing" => Effect::Create,
+        "drift" => Effect::Update,
+        "parked" => Effect::Park,
+        _ => Effect::Unchanged,
+    }
+}
+
+/// The fields the mapping would write, as (field, from, to): for a create every field
+/// against an empty record, for an update the fields that differ.
+pub fn changes(r: &reconcile::Row) -> Vec<(String, String, String)> {
+    match (effect(r), &r.expected) {
+        (Effect::Create, Some(f)) => {
+            let empty = mlc_proto::v1::VismaEmployeeFields::default();
+            mlc_domain::diff_fields(&empty, f)
+                .into_iter()
+                .map(|c| (c.field.to_string(), c.from, c.to))
+                .collect()
+        }
+        (Effect::Update, _) => r.changes.clone(),
+        _ => Vec::new(),
+    }
+}
+
 async fn preview(
     ctx: &Ctx,
     company: &str,
@@ -107,40 +185,25 @@ async fn preview(
         outln!("{}", serde_json::to_string_pretty(&report.rows)?);
         return Ok(());
     }
-    let (mut create, mut update, mut same, mut park) = (0, 0, 0, 0);
     for r in &report.rows {
         let who = format!("{} ({}, {})", r.name, r.employee_uuid, r.office);
-        match r.state {
-            "missing" => {
-                create += 1;
+        match effect(r) {
+            Effect::Create => {
                 outln!("{who}: would create Visma employee {}", r.employee_cd);
-                if let Some(f) = &r.expected {
-                    let empty = mlc_proto::v1::VismaEmployeeFields::default();
-                    for ch in mlc_domain::diff_fields(&empty, f) {
-                        outln!("  + {}: {}", ch.field, ch.to);
-                    }
+                for (field, _, to) in changes(r) {
+                    outln!("  + {field}: {to}");
                 }
             }
-            "drift" => {
-                update += 1;
+            Effect::Update => {
                 outln!("{who}: would update Visma employee {}", r.employee_cd);
-                for (field, from, to) in &r.changes {
+                for (field, from, to) in changes(r) {
                     outln!("  - {field}: {from}\n  + {field}: {to}");
                 }
             }
-            "parked" => {
-                park += 1;
-                outln!("{who}: would park: {}", r.detail);
-            }
-            _ => {
-                same += 1;
-                outln!("{who}: Visma employee {} unchanged", r.employee_cd);
-            }
+            Effect::Park => outln!("{who}: would park: {}", r.detail),
+            Effect::Unchanged => outln!("{who}: Visma employee {} unchanged", r.employee_cd),
         }
     }
-    outln!(
-        "preview of {} employee(s): {create} would be created, {update} updated, {same} unchanged, {park} parked; nothing was written",
-        report.rows.len()
-    );
+    outln!("preview of {} employee(s): {}", report.rows.len(), Summary::of(&report.rows));
     Ok(())
 }

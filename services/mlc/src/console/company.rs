@@ -1,4 +1,5 @@
-//! The company page: grant, mapping, first-connect state, pause and resume, its people.
+//! The company page: grant (re-authorise), mapping revision (preview a change), first-connect
+//! state, pause and resume, its people.
 
 use super::auth::{ActionForm, Csrf};
 use super::layout::{self, Nav};
@@ -57,15 +58,22 @@ pub async fn page(
                         (action("pause", "Pause", ""))
                     }
                 }
-                dt { "Gusto grant" } dd {
+                dt { "Gusto grant" } dd #grant {
                     @match &grant {
-                        Some(g) if g.status == "active" => span.ok { "active" },
-                        Some(g) => { span.bad { (g.status) } " " (g.status_reason.as_deref().unwrap_or("")) " (re-authorise with " code { "mlc company connect" } ")" },
-                        None => span.bad { "missing" },
+                        Some(g) if g.status == "active" => { span.ok { "active" } " " (action("connect", "Re-authorise", "")) },
+                        Some(g) => { span.bad { (g.status) } " " (g.status_reason.as_deref().unwrap_or("")) " " (action("connect", "Re-authorise", "primary")) },
+                        None => { span.bad { "missing" } " " (action("connect", "Re-authorise", "primary")) },
                     }
                 }
                 dt { "Visma tenant" } dd { (co.visma_tenant) }
-                dt { "Mapping" } dd.mono { (co.mapping_path) }
+                dt { "Mapping" } dd {
+                    span.mono { (co.mapping_path) } " "
+                    @match std::fs::read_to_string(&co.mapping_path).map_err(|e| e.to_string()).and_then(|t| super::mapping::revision_of(&t, &co.mapping_path)) {
+                        Ok(r) => { "revision " code { (r) } },
+                        Err(e) => span.bad { (e) },
+                    }
+                    " · " a href={ "/companies/" (company) "/mapping" } #mapping { "preview a change" }
+                }
                 dt { "First connect" } dd {
                     @if co.first_connect_applied { "applied" } @else { span.warn { "awaiting review: writes wait" } " " a href={ "/review?company=" (company) } { "review" } }
                 }

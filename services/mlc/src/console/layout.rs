@@ -119,6 +119,10 @@ input, select, button { font:inherit; padding:.25rem .5rem; border:1px solid var
 button { cursor:pointer; background:#f3f4f6; }
 button.primary { background:var(--link); color:#fff; border-color:var(--link); }
 button.danger { color:var(--bad); }
+a.button { display:inline-block; padding:.3rem .7rem; border-radius:4px; text-decoration:none; }
+a.button.primary { background:var(--link); color:#fff; }
+pre { background:#fff; border:1px solid var(--line); padding:.6rem .8rem; overflow-x:auto; white-space:pre-wrap; word-break:break-all; }
+textarea.mapping { width:100%; min-height:24rem; font-family:ui-monospace, SFMono-Regular, Menlo, monospace; font-size:12.5px; border:1px solid var(--line); border-radius:4px; padding:.5rem; }
 .ok { color:var(--ok); } .warn { color:var(--warn); } .bad { color:var(--bad); } .muted { color:var(--muted); }
 .badge { display:inline-block; padding:0 .45rem; border-radius:9px; font-size:12px; border:1px solid currentColor; }
 .error { color:var(--bad); }

@@ -11,10 +11,12 @@
 mod auth;
 mod charts;
 mod company;
+mod connect;
 mod dead_letters;
 mod deliveries;
 mod employee;
 mod layout;
+mod mapping;
 mod overview;
 mod reconcile;
 mod review;
@@ -110,6 +112,9 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/companies/{company}", get(company::page))
         .route("/companies/{company}/pause", post(company::pause))
         .route("/companies/{company}/resume", post(company::resume))
+        .route("/companies/{company}/connect", post(connect::reauthorise))
+        .route("/companies/{company}/mapping", get(mapping::page).post(mapping::preview))
+        .route("/connect", post(connect::connect_new))
         .route("/companies/{company}/reconcile", get(reconcile::page).post(reconcile::repair))
         .route("/dead-letters", get(dead_letters::page).post(dead_letters::act))
         .route("/employees/{employee}", get(employee::page))

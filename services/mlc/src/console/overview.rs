@@ -3,12 +3,14 @@
 //! the consumers' lag; freshness (webhook to Visma) and outcomes over the last hour as
 //! small SVG charts, from SYNC_OUTCOMES.
 
+use super::auth::Csrf;
 use super::charts;
 use super::layout::{self, Nav};
 use super::{Console, PageResult};
 use crate::status::{CompanyStatus, Status};
 use axum::extract::State;
 use axum::response::IntoResponse;
+use axum::Extension;
 use maud::{html, Markup};
 use mlc_bus::replay::{Replay, Start};
 use mlc_bus::StreamKind;
@@ -81,7 +83,7 @@ async fn last_hour(c: &Console, now: i64) -> anyhow::Result<Hour> {
 }
 
 /// Why a company is not in sync, in the words of what to do; empty when it is.
-fn attention(co: &CompanyStatus) -> Vec<Markup> {
+fn attention(co: &CompanyStatus, csrf: &Csrf) -> Vec<Markup> {
     let mut out = Vec::new();
     if co.paused {
         out.push(html! { "paused: its events wait in JetStream (resume on the company page)" });
@@ -90,7 +92,10 @@ fn attention(co: &CompanyStatus) -> Vec<Markup> {
         out.push(html! {
             "Gusto grant " (crate::status::grant_label(&co.grant))
             @if let Some(r) = &co.grant_reason { ": " (r) }
-            "; re-authorise with " code { "mlc company connect" }
+            " "
+            form.inline method="post" action={ "/companies/" (co.company) "/connect" } {
+                (layout::csrf_field(csrf)) button.primary type="submit" { "Re-authorise" }
+            }
         });
     }
     if co.first_connect != "applied" {
@@ -111,14 +116,14 @@ fn attention(co: &CompanyStatus) -> Vec<Markup> {
     out
 }
 
-pub async fn page(State(c): State<Arc<Console>>) -> PageResult {
+pub async fn page(State(c): State<Arc<Console>>, Extension(csrf): Extension<Csrf>) -> PageResult {
     let now = mlc_bus::now_ms();
     let status = crate::status::gather(&c.ctx.cfg, &c.ctx.store, &c.ctx.js, &c.ctx.topo).await?;
     let hour = last_hour(&c, now).await?;
-    Ok(layout::page("Overview", Nav::Overview, render(&status, &hour)).into_response())
+    Ok(layout::page("Overview", Nav::Overview, render(&status, &hour, &c.ctx.cfg, &csrf)).into_response())
 }
 
-fn render(status: &Status, hour: &Hour) -> Markup {
+fn render(status: &Status, hour: &Hour, cfg: &mlc_config::Config, csrf: &Csrf) -> Markup {
     let lag: u64 = status.consumers.iter().map(|c| c.pending + c.in_flight).sum();
     let p = |q: f64| -> Vec<Option<f64>> {
         hour.latency.iter().map(|b| charts::quantile(&mut b.clone(), q)).collect()
@@ -138,7 +143,7 @@ fn render(status: &Status, hour: &Hour) -> Markup {
             } }
             tbody {
                 @for co in &status.companies {
-                    @let why = attention(co);
+                    @let why = attention(co, csrf);
                     @let mut fresh = hour.by_company.get(&co.company).cloned().unwrap_or_default();
                     tr data-company=(co.company) data-state=(if why.is_empty() { "in-sync" } else { "attention" }) {
                         td { a href={ "/companies/" (co.company) } { (co.name) } }
@@ -159,6 +164,16 @@ fn render(status: &Status, hour: &Hour) -> Markup {
                         td { (crate::status::grant_label(&co.grant)) }
                     }
                 }
+            }
+        }
+        details #connect-company {
+            summary { "Connect a company" }
+            form.filters method="post" action="/connect" {
+                (layout::csrf_field(csrf))
+                label { "Name " input name="name" required; }
+                label { "Visma tenant " select name="visma_tenant" { @for t in cfg.visma.tenants.keys() { option { (t) } } } }
+                label { "Mapping file " input.mono name="mapping" size="40" required; }
+                button.primary type="submit" { "Connect through Gusto" }
             }
         }
         div.charts {
