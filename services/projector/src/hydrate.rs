@@ -11,7 +11,7 @@ use gusto::{GrantId, GustoError};
 use mlc_bus::delivery::{Disposition, Settled};
 use mlc_bus::{BusError, StreamKind};
 use mlc_proto::v1::{EmployeeContent, EmployeeSnapshot, EmploymentStatus, GustoEvent};
-use mlc_store::{AuditEntry, Company};
+use mlc_store::{AuditEntry, AuditKind, Company};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -115,7 +115,7 @@ impl Projector {
     ) -> Vec<(&'m Message, Disposition)> {
         let mut out = Vec::new();
         for (msg, ev) in &work.ignore {
-            self.audit_event(ev, "event.ignored").await;
+            self.audit_event(ev, AuditKind::EventIgnored).await;
             ProjectorMetrics::inc(&self.metrics.events, "ignored");
             out.push((*msg, Disposition::Ack));
         }
@@ -233,7 +233,7 @@ impl Projector {
             match outcome {
                 Ok(()) => {
                     for (msg, ev) in &w.messages {
-                        self.audit_event(ev, "event.hydrated").await;
+                        self.audit_event(ev, AuditKind::EventHydrated).await;
                         ProjectorMetrics::inc(&self.metrics.events, "hydrated");
                         out.push((*msg, Disposition::Ack));
                     }
@@ -248,7 +248,7 @@ impl Projector {
         for (msg, ev) in &work.refresh {
             match &refresh_failure {
                 None => {
-                    self.audit_event(ev, "event.hydrated").await;
+                    self.audit_event(ev, AuditKind::EventHydrated).await;
                     ProjectorMetrics::inc(&self.metrics.events, "hydrated");
                     out.push((*msg, Disposition::Ack));
                 }
@@ -358,18 +358,20 @@ impl Projector {
         // are never stored out of order.
         let published = self.publisher.publish_if_last(&subject, &msg_id, &snapshot, prev).await?;
         ProjectorMetrics::inc(&self.metrics.snapshots, "appended");
-        self.audit(AuditEntry {
-            event_id: format!("snapshot:{}:{}", topo.stream(StreamKind::EmployeeState), published.sequence),
-            kind: "snapshot.appended".into(),
-            company: Some(company.company_uuid.clone()),
-            employee: Some(employee_uuid.to_string()),
-            detail: serde_json::json!({
+        self.audit(
+            AuditEntry::new(
+                format!("snapshot:{}:{}", topo.stream(StreamKind::EmployeeState), published.sequence),
+                AuditKind::SnapshotAppended,
+            )
+            .for_company(&company.company_uuid)
+            .for_employee(employee_uuid)
+            .with_detail(serde_json::json!({
                 "seq": published.sequence,
                 "content_hash": hash,
                 "causing_events": snapshot.causing_event_ids,
-            }),
-            trace_id: mlc_bus::trace::trace_id(&snapshot.trace),
-        })
+            }))
+            .with_trace_id(mlc_bus::trace::trace_id(&snapshot.trace)),
+        )
         .await;
         Ok(())
     }
@@ -434,14 +436,12 @@ impl Projector {
         for (msg, ev) in msgs {
             // Audited once per event, on its first delivery.
             if msg.info().map_or(1, |i| i.delivered) == 1 {
-                self.audit(AuditEntry {
-                    event_id: format!("parked:{}", ev.event_uuid),
-                    kind: "event.parked".into(),
-                    company: Some(company.company_uuid.clone()),
-                    employee: None,
-                    detail: serde_json::json!({ "reason": reason, "event_type": ev.event_type }),
-                    trace_id: mlc_bus::trace::trace_id(&ev.trace),
-                })
+                self.audit(
+                    AuditEntry::new(format!("parked:{}", ev.event_uuid), AuditKind::EventParked)
+                        .for_company(&company.company_uuid)
+                        .with_detail(serde_json::json!({ "reason": reason, "event_type": ev.event_type }))
+                        .with_trace_id(mlc_bus::trace::trace_id(&ev.trace)),
+                )
                 .await;
             }
             out.push((*msg, Disposition::Wait { delay: self.settings.park_delay, reason: "parked" }));
@@ -449,22 +449,20 @@ impl Projector {
         out
     }
 
-    async fn audit_event(&self, ev: &GustoEvent, kind: &str) {
-        self.audit(AuditEntry {
-            event_id: format!("event:{}", ev.event_uuid),
-            kind: kind.to_string(),
-            company: Some(ev.company_uuid.clone()),
-            employee: (!ev.entity_uuid.is_empty() && ev.entity_type == "Employee")
-                .then(|| ev.entity_uuid.clone()),
-            detail: serde_json::json!({
+    async fn audit_event(&self, ev: &GustoEvent, kind: AuditKind) {
+        let mut entry = AuditEntry::new(format!("event:{}", ev.event_uuid), kind)
+            .for_company(&ev.company_uuid)
+            .with_detail(serde_json::json!({
                 "event_type": ev.event_type,
                 "entity_type": ev.entity_type,
                 "source": ev.source().as_str_name(),
                 "received_at_ms": ev.received_at_ms,
-            }),
-            trace_id: mlc_bus::trace::trace_id(&ev.trace),
-        })
-        .await;
+            }))
+            .with_trace_id(mlc_bus::trace::trace_id(&ev.trace));
+        if !ev.entity_uuid.is_empty() && ev.entity_type == "Employee" {
+            entry = entry.for_employee(&ev.entity_uuid);
+        }
+        self.audit(entry).await;
     }
 }
 

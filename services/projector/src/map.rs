@@ -9,7 +9,7 @@ use futures::future::join_all;
 use mlc_bus::delivery::{Disposition, Settled};
 use mlc_bus::{ConsumerSpec, StreamKind};
 use mlc_proto::v1::{EmployeeSnapshot, VismaCommand};
-use mlc_store::AuditEntry;
+use mlc_store::{AuditEntry, AuditKind};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
@@ -127,21 +127,20 @@ impl Projector {
             &self.metrics.commands,
             if command.parked_reason.is_empty() { "emitted" } else { "parked" },
         );
-        self.audit(AuditEntry {
-            event_id: format!("command:{}", command.command_id),
-            kind: "command.emitted".into(),
-            company: Some(company.company_uuid.clone()),
-            employee: Some(snapshot.employee_uuid.clone()),
-            detail: serde_json::json!({
-                "command_id": command.command_id,
-                "seq": published.sequence,
-                "kind": command.kind().as_str_name(),
-                "mapping_revision": command.mapping_revision,
-                "parked_reason": command.parked_reason,
-                "employee_cd": command.fields.as_ref().map(|f| f.employee_cd.clone()).unwrap_or_default(),
-            }),
-            trace_id: mlc_bus::trace::trace_id(&command.trace),
-        })
+        self.audit(
+            AuditEntry::new(format!("command:{}", command.command_id), AuditKind::CommandEmitted)
+                .for_company(&company.company_uuid)
+                .for_employee(&snapshot.employee_uuid)
+                .with_detail(serde_json::json!({
+                    "command_id": command.command_id,
+                    "seq": published.sequence,
+                    "kind": command.kind().as_str_name(),
+                    "mapping_revision": command.mapping_revision,
+                    "parked_reason": command.parked_reason,
+                    "employee_cd": command.fields.as_ref().map(|f| f.employee_cd.clone()).unwrap_or_default(),
+                }))
+                .with_trace_id(mlc_bus::trace::trace_id(&command.trace)),
+        )
         .await;
         Ok(MapOutcome::Emitted(Box::new(command)))
     }
