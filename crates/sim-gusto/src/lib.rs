@@ -162,7 +162,7 @@ impl Default for SimConfig {
 /// Mutable state. Public for inspection through [`Sim::state`].
 pub struct State {
     pub(crate) rng: StdRng,
-    pub(crate) clock_offset: chrono::Duration,
+    pub(crate) clock: sim_kit::Clock,
     pub companies: Vec<Company>,
     pub employees: HashMap<String, Employee>,
     pub locations: HashMap<String, Location>,
@@ -355,7 +355,7 @@ pub async fn start(cfg: SimConfig) -> std::io::Result<SimHandle> {
         reqwest::Client::builder().timeout(cfg.webhooks.timeout).build().map_err(std::io::Error::other)?;
     let state = State {
         rng: StdRng::seed_from_u64(cfg.seed),
-        clock_offset: chrono::Duration::zero(),
+        clock: sim_kit::Clock::default(),
         companies: Vec::new(),
         employees: HashMap::new(),
         locations: HashMap::new(),

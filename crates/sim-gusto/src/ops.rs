@@ -73,7 +73,7 @@ pub struct LocationPatch {
 impl State {
     /// Simulated wall clock (real time plus the admin clock offset).
     pub fn now(&self) -> DateTime<Utc> {
-        Utc::now() + self.clock_offset
+        self.clock.utc()
     }
 
     pub fn today(&self) -> NaiveDate {
@@ -443,7 +443,7 @@ impl Sim {
     /// Moves the simulated clock forward (effective-dated events fire, tokens expire).
     pub fn advance_clock(&self, by: Duration) {
         let mut st = self.state();
-        st.clock_offset += chrono::Duration::from_std(by).unwrap_or(chrono::Duration::zero());
+        st.clock.advance(by);
         st.process_effective_dates();
     }
 

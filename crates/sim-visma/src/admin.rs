@@ -268,7 +268,7 @@ async fn settings(State(sim): State<Shared>, Json(s): Json<Settings>) -> StatusC
 async fn advance(State(sim): State<Shared>, Json(a): Json<Advance>) -> StatusCode {
     match std::time::Duration::try_from_secs_f64(a.seconds) {
         Ok(d) => {
-            sim.lock().clock_offset += d;
+            sim.lock().clock.advance(d);
             StatusCode::NO_CONTENT
         }
         Err(_) => StatusCode::BAD_REQUEST,

@@ -10,7 +10,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
 use crate::auth::{ceil_secs, scope_for};
 use crate::config::TenantKind;
@@ -103,25 +103,9 @@ pub async fn api_guard(State(sim): State<Shared>, req: Request, next: Next) -> R
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
             errors::plain(status, status.canonical_reason().unwrap_or("Server Error"))
         }
-        FaultAction::Drop => {
-            // Headers go out, then the body stream fails: the client sees a broken connection.
-            let stream = futures::stream::once(async {
-                Err::<Bytes, std::io::Error>(std::io::Error::new(
-                    std::io::ErrorKind::ConnectionReset,
-                    "simulated connection drop",
-                ))
-            });
-            let mut r = Response::new(Body::from_stream(stream));
-            r.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
-            r
-        }
-        FaultAction::Malformed => {
-            let mut r = (StatusCode::OK, "{\"employeeNumber\": \"E").into_response();
-            r.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
-            r
-        }
+        FaultAction::Drop | FaultAction::Malformed => fault
+            .answer("application/json; charset=utf-8", "{\"employeeNumber\": \"E")
+            .expect("a drop and a malformed body have an answer"),
         FaultAction::Serve => {
             sim.lock().requests.entry(route.clone()).and_modify(|n| *n += 1).or_insert(1);
             let mut req = Request::from_parts(parts, Body::from(bytes));

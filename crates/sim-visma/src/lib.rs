@@ -224,7 +224,7 @@ impl SimHandle {
 
     /// Moves the simulator's clock forward (tokens expire, rate windows roll over).
     pub fn advance_clock(&self, by: Duration) {
-        self.sim.lock().clock_offset += by;
+        self.sim.lock().clock.advance(by);
     }
 
     /// Forgets all rate windows and failure history.

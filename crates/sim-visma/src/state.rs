@@ -9,6 +9,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use sim_kit::Clock;
 use tokio::time::Instant;
 
 use crate::config::{SimConfig, TenantConfig};
@@ -42,7 +43,7 @@ impl Sim {
                 faults: BTreeMap::new(),
                 requests: BTreeMap::new(),
                 rng,
-                clock_offset: Duration::ZERO,
+                clock: Clock::default(),
             }),
         }
     }
@@ -93,14 +94,8 @@ pub struct FaultSpec {
     pub malformed_rate: f64,
 }
 
-/// What the fault layer decided for one request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FaultAction {
-    Serve,
-    Error(u16),
-    Drop,
-    Malformed,
-}
+/// What the fault layer decided for one request (shared with sim-gusto).
+pub use sim_kit::FaultAction;
 
 #[derive(Debug)]
 pub struct State {
@@ -118,19 +113,18 @@ pub struct State {
     /// Route key -> requests that reached the handler.
     pub requests: BTreeMap<String, u64>,
     pub rng: StdRng,
-    /// Added to the real clock; lets tests expire tokens and roll rate windows instantly.
-    pub clock_offset: Duration,
+    /// The admin clock; lets tests expire tokens and roll rate windows instantly.
+    pub clock: Clock,
 }
 
 impl State {
     pub fn now(&self) -> Instant {
-        Instant::now() + self.clock_offset
+        self.clock.instant()
     }
 
     /// Wall-clock time on the ERP's side (for `lastModifiedDateTime`).
     pub fn wall_now(&self) -> NaiveDateTime {
-        let offset = chrono::Duration::from_std(self.clock_offset).unwrap_or_default();
-        chrono::Utc::now().naive_utc() + offset
+        self.clock.utc().naive_utc()
     }
 
     pub fn tenant_mut(&mut self, tenant_id: &str) -> &mut Tenant {
@@ -204,7 +198,7 @@ impl State {
             "rateWindows": windows,
             "faults": self.faults,
             "requests": self.requests,
-            "clockOffsetSecs": self.clock_offset.as_secs_f64(),
+            "clockOffsetSecs": self.clock.offset().as_secs_f64(),
         })
     }
 }

@@ -3,12 +3,8 @@
 
 use super::*;
 
-pub(super) enum Fault {
-    None,
-    Error(u16),
-    Drop,
-    Malformed,
-}
+/// What fault injection decided (shared with sim-visma).
+use sim_kit::FaultAction;
 
 /// Version check, bearer auth (with Doorkeeper's revoke-on-first-use), per-grant
 /// rolling window, request recording and fault injection, in that order.
@@ -90,7 +86,8 @@ pub(super) async fn gate(AxState(sim): AxState<Shared>, mut req: Request, next: 
         if limited {
             *st.rate_limited.entry(ctx.grant.clone()).or_default() += 1;
         }
-        let (fault, latency) = if limited { (Fault::None, 0) } else { pick_fault(&mut st, &path, &method) };
+        let (fault, latency) =
+            if limited { (FaultAction::Serve, 0) } else { pick_fault(&mut st, &path, &method) };
         (remaining, reset_after, limited, fault, latency)
     };
 
@@ -120,30 +117,16 @@ pub(super) async fn gate(AxState(sim): AxState<Shared>, mut req: Request, next: 
             tokio::time::sleep(Duration::from_millis(latency)).await;
         }
         match fault {
-            Fault::Error(status) => errors(
+            FaultAction::Error(status) => errors(
                 StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
                 "base",
                 "internal_error",
                 "An unexpected error has occurred.",
             ),
-            Fault::Malformed => {
-                let mut r = Response::new(Body::from("{\"uuid\": \"truncated"));
-                r.headers_mut().insert("Content-Type", HeaderValue::from_static("application/json"));
-                r
-            }
-            Fault::Drop => {
-                // Headers go out, then the body stream fails: the connection is cut.
-                let stream = futures::stream::once(async {
-                    Err::<Bytes, std::io::Error>(std::io::Error::new(
-                        std::io::ErrorKind::ConnectionReset,
-                        "dropped",
-                    ))
-                });
-                let mut r = Response::new(Body::from_stream(stream));
-                r.headers_mut().insert("Content-Type", HeaderValue::from_static("application/json"));
-                r
-            }
-            Fault::None => {
+            FaultAction::Malformed | FaultAction::Drop => fault
+                .answer("application/json", "{\"uuid\": \"truncated")
+                .expect("a drop and a malformed body have an answer"),
+            FaultAction::Serve => {
                 req.extensions_mut().insert(ctx);
                 next.run(req).await
             }
@@ -153,8 +136,8 @@ pub(super) async fn gate(AxState(sim): AxState<Shared>, mut req: Request, next: 
     resp
 }
 
-pub(super) fn pick_fault(st: &mut State, path: &str, method: &Method) -> (Fault, u64) {
-    let mut chosen = (Fault::None, 0);
+pub(super) fn pick_fault(st: &mut State, path: &str, method: &Method) -> (FaultAction, u64) {
+    let mut chosen = (FaultAction::Serve, 0);
     let mut retire = None;
     for i in 0..st.faults.len() {
         let rule: FaultRule = st.faults[i].clone();
@@ -165,13 +148,13 @@ pub(super) fn pick_fault(st: &mut State, path: &str, method: &Method) -> (Fault,
         }
         let roll: f64 = st.rng.random();
         let fault = if roll < rule.drop_rate {
-            Fault::Drop
+            FaultAction::Drop
         } else if roll < rule.drop_rate + rule.malformed_rate {
-            Fault::Malformed
+            FaultAction::Malformed
         } else if roll < rule.drop_rate + rule.malformed_rate + rule.error_rate {
-            Fault::Error(rule.error_status.unwrap_or(500))
+            FaultAction::Error(rule.error_status.unwrap_or(500))
         } else {
-            Fault::None
+            FaultAction::Serve
         };
         chosen = (fault, rule.latency_ms);
         if let Some(times) = rule.times {
