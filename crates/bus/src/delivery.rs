@@ -162,52 +162,74 @@ impl Settle {
 
     /// Acts on `disposition` for `msg` (of `company`, `""` when unknown).
     pub async fn settle(&self, msg: &Message, company: &str, disposition: Disposition) -> Settled {
-        let seq = msg.info().map(|i| i.stream_sequence).unwrap_or(0);
         match disposition {
             Disposition::Ack => {
-                self.attempts.forget(seq);
-                if let Err(e) = msg.ack().await {
-                    tracing::debug!(error = %e, "cannot ack; the message comes back after its ack wait");
-                }
+                self.done(msg, false).await;
                 Settled::Acked
             }
             Disposition::Wait { delay, reason } => {
                 nak(msg, delay).await;
                 Settled::Nacked { reason, delay, attempt: None }
             }
-            Disposition::Retry { after, reason, cause } => {
-                let attempt = self.attempts.fail(seq);
-                if attempt >= self.max_attempts {
-                    let reason = format!("gave up after {attempt} failed attempts: {cause}");
-                    return self.dead(msg, company, "retries_exhausted", reason, seq).await;
+            Disposition::Retry { after, reason, cause } => match self.retry(msg, after, reason, &cause).await
+            {
+                Retried::Later(settled) => settled,
+                Retried::Exhausted { attempts } => {
+                    let reason = format!("gave up after {attempts} failed attempts: {cause}");
+                    self.dead(msg, company, "retries_exhausted", reason).await
                 }
-                let delay = self.backoff.next(attempt, after);
-                tracing::warn!(attempt, delay_ms = delay.as_millis() as u64, %cause, "will be retried");
-                nak(msg, delay).await;
-                Settled::Nacked { reason, delay, attempt: Some(attempt) }
-            }
-            Disposition::Dead { cause, reason } => self.dead(msg, company, cause, reason, seq).await,
+            },
+            Disposition::Dead { cause, reason } => self.dead(msg, company, cause, reason).await,
         }
     }
 
-    async fn dead(
+    /// Counts one failure of `msg`; NAKs it after the back-off (or `after`, a server's
+    /// `Retry-After`) while the budget lasts, else says it is spent and leaves the message
+    /// to the caller, which records why it gives up and ends with a dead letter. (What
+    /// [`Settle::settle`] does with a [`Disposition::Retry`]; a stage that records outcomes
+    /// of its own, as the writer does, calls it directly.)
+    pub async fn retry(
         &self,
         msg: &Message,
-        company: &str,
-        cause: &'static str,
-        reason: String,
-        seq: u64,
-    ) -> Settled {
+        after: Option<Duration>,
+        reason: &'static str,
+        cause: &str,
+    ) -> Retried {
+        let attempt = self.attempts.fail(sequence(msg));
+        if attempt >= self.max_attempts {
+            return Retried::Exhausted { attempts: attempt };
+        }
+        let delay = self.backoff.next(attempt, after);
+        tracing::warn!(attempt, delay_ms = delay.as_millis() as u64, %cause, "will be retried");
+        nak(msg, delay).await;
+        Retried::Later(Settled::Nacked { reason, delay, attempt: Some(attempt) })
+    }
+
+    /// The dead letter of `msg` for this stage: its id, payload and company, and as
+    /// attempts its deliveries or its counted failures, whichever is more.
+    pub fn letter(&self, msg: &Message, company: &str, reason: impl Into<String>) -> Letter {
         let mut letter = Letter::of(self.stage, msg, reason);
         letter.company = company.to_string();
-        letter.attempts = letter.attempts.max(self.attempts.count(seq));
+        letter.attempts = letter.attempts.max(self.attempts.count(sequence(msg)));
+        letter
+    }
+
+    /// `msg` is decided and recorded: its failures are forgotten and it is acknowledged, or
+    /// terminated when it was kept as a dead letter.
+    pub async fn done(&self, msg: &Message, dead_lettered: bool) {
+        self.attempts.forget(sequence(msg));
+        let ack = if dead_lettered { msg.ack_with(AckKind::Term).await } else { msg.ack().await };
+        if let Err(e) = ack {
+            tracing::debug!(error = %e, "cannot ack; the message comes back after its ack wait");
+        }
+    }
+
+    async fn dead(&self, msg: &Message, company: &str, cause: &'static str, reason: String) -> Settled {
+        let letter = self.letter(msg, company, reason);
         match self.dead_letters.send(&letter).await {
             Ok(_) => {
-                self.attempts.forget(seq);
                 tracing::warn!(stage = self.stage, cause, reason = %letter.reason, "dead-lettered");
-                if let Err(e) = msg.ack_with(AckKind::Term).await {
-                    tracing::debug!(error = %e, "cannot terminate a dead-lettered message");
-                }
+                self.done(msg, true).await;
                 Settled::DeadLettered { cause }
             }
             Err(e) => {
@@ -217,6 +239,19 @@ impl Settle {
             }
         }
     }
+}
+
+/// What [`Settle::retry`] did with a failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Retried {
+    /// NAKed for a later try ([`Settled::Nacked`]).
+    Later(Settled),
+    /// The budget is spent after `attempts` failures: the caller gives up.
+    Exhausted { attempts: u32 },
+}
+
+fn sequence(msg: &Message) -> u64 {
+    msg.info().map(|i| i.stream_sequence).unwrap_or(0)
 }
 
 /// NAK with a delay (the one way every consumer hands a message back for later).

@@ -107,21 +107,8 @@ pub async fn start(js: &jetstream::Context, topo: &Topology, cfg: LeaseConfig) -
         num_replicas: topo.stream_config(crate::StreamKind::DeadLetters).num_replicas,
         ..Default::default()
     };
-    // A cluster may be busy electing a stream leader: retry before giving up.
-    let mut last = None;
-    for attempt in 0..10u32 {
-        match js.create_or_update_stream(config.clone()).await {
-            Ok(_) => {
-                last = None;
-                break;
-            }
-            Err(e) => last = Some(e.to_string()),
-        }
-        tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt + 1))).await;
-    }
-    if let Some(e) = last {
-        return Err(err(e));
-    }
+    let c = &config;
+    crate::topology::while_electing(move || js.create_or_update_stream(c.clone())).await.map_err(err)?;
     let store = js.get_key_value(&bucket).await.map_err(|e| err(e.to_string()))?;
     let mut state =
         State { store, cfg, partitions: topo.partitions(), held: BTreeMap::new(), last_ok: Instant::now() };

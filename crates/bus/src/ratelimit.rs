@@ -69,16 +69,11 @@ impl SharedWindow {
             duplicate_window: Duration::from_millis(window.as_millis().min(120_000) as u64),
             ..Default::default()
         };
-        // A cluster may be busy electing a leader: retry a little before giving up.
-        let mut last = String::new();
-        for attempt in 0..10 {
-            match js.create_or_update_stream(config.clone()).await {
-                Ok(_) => return Ok(SharedWindow { js: js.clone(), stream, root, window }),
-                Err(e) => last = e.to_string(),
-            }
-            tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
-        }
-        Err(BusError::Topology(format!("rate-limit stream {stream}: {last}")))
+        let c = &config;
+        crate::topology::while_electing(move || js.create_or_update_stream(c.clone()))
+            .await
+            .map_err(|e| BusError::Topology(format!("rate-limit stream {stream}: {e}")))?;
+        Ok(SharedWindow { js: js.clone(), stream, root, window })
     }
 
     /// Waits until a slot of `key`'s window is free and takes it.

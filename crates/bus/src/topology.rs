@@ -469,23 +469,10 @@ pub async fn apply_topology(js: &jetstream::Context, topo: &Topology) -> Result<
         .map(|k| topo.stream_config(k))
         .chain([topo.handshakes_config(), topo.webhook_keys_config()]);
     for config in streams {
-        let mut last_err = None;
-        // Concurrent start-ups and a cluster electing leaders time out now and then.
-        for attempt in 0..10u64 {
-            match js.create_or_update_stream(config.clone()).await {
-                Ok(_) => {
-                    last_err = None;
-                    break;
-                }
-                Err(e) => {
-                    last_err = Some(e.to_string());
-                    tokio::time::sleep(Duration::from_millis(50 + 200 * attempt)).await;
-                }
-            }
-        }
-        if let Some(e) = last_err {
-            return Err(BusError::Topology(format!("stream {}: {e}", config.name)));
-        }
+        let c = &config;
+        while_electing(move || js.create_or_update_stream(c.clone()))
+            .await
+            .map_err(|e| BusError::Topology(format!("stream {}: {e}", config.name)))?;
     }
     for spec in ConsumerSpec::ALL {
         let stream_name = topo.stream(spec.stream);
@@ -496,25 +483,32 @@ pub async fn apply_topology(js: &jetstream::Context, topo: &Topology) -> Result<
         let n = topo.durables(&spec).len() as u32;
         for partition in 0..n {
             let config = topo.consumer_config(&spec, partition);
-            let mut last_err = None;
-            for attempt in 0..10u64 {
-                match stream.create_consumer(config.clone()).await {
-                    Ok(_) => {
-                        last_err = None;
-                        break;
-                    }
-                    Err(e) => {
-                        last_err = Some(e.to_string());
-                        tokio::time::sleep(Duration::from_millis(50 + 200 * attempt)).await;
-                    }
-                }
-            }
-            if let Some(e) = last_err {
-                return Err(BusError::Topology(format!("consumer {}: {e}", topo.durable(&spec, partition))));
-            }
+            let (stream, config) = (&stream, &config);
+            while_electing(move || stream.create_consumer(config.clone())).await.map_err(|e| {
+                BusError::Topology(format!("consumer {}: {e}", topo.durable(&spec, partition)))
+            })?;
         }
     }
     Ok(())
+}
+
+/// Runs `op` until it succeeds, ten times at most, 200 ms more apart each time: concurrent
+/// start-ups and a cluster electing a stream leader time out now and then. The last error
+/// when it never did.
+pub(crate) async fn while_electing<T, E: std::fmt::Display, F: std::future::Future<Output = Result<T, E>>>(
+    mut op: impl FnMut() -> F,
+) -> Result<T, String> {
+    let mut last = String::new();
+    for attempt in 1..=10u64 {
+        match op().await {
+            Ok(v) => return Ok(v),
+            Err(e) => last = e.to_string(),
+        }
+        if attempt < 10 {
+            tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+        }
+    }
+    Err(last)
 }
 
 #[cfg(test)]

@@ -56,10 +56,12 @@ pub fn current() -> Option<TraceContext> {
         .map(|traceparent| TraceContext { traceparent, tracestate: String::new() })
 }
 
-/// The trace id (32 hex digits) of a carried context, for audit rows and logs.
+/// The trace id (32 hex digits, the second field of `00-<trace id>-<span id>-<flags>`) of a
+/// carried context, for audit rows, logs and `mlc dlq show`; `None` for the all-zero id,
+/// which W3C reserves for "no trace".
 pub fn trace_id(t: &Option<TraceContext>) -> Option<String> {
     let tp = &t.as_ref()?.traceparent;
-    tp.split('-').nth(1).map(str::to_string).filter(|s| s.len() == 32)
+    tp.split('-').nth(1).filter(|s| s.len() == 32 && s.bytes().any(|b| b != b'0')).map(str::to_string)
 }
 
 #[cfg(test)]
@@ -75,5 +77,10 @@ mod tests {
         assert_eq!(trace_id(&t).as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
         assert_eq!(trace_id(&None), None);
         assert_eq!(trace_id(&Some(TraceContext::default())), None);
+        let zero = TraceContext {
+            traceparent: format!("00-{}-00f067aa0ba902b7-00", "0".repeat(32)),
+            tracestate: String::new(),
+        };
+        assert_eq!(trace_id(&Some(zero)), None);
     }
 }

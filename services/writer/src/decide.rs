@@ -4,7 +4,6 @@
 use crate::apply::ApplyError;
 use crate::fields::target_fields;
 use crate::{CrashPoint, Delivery, Writer, WriterError, CRASH_REDELIVERY};
-use async_nats::jetstream::AckKind;
 use mlc_bus::delivery::Disposition;
 use mlc_bus::BusError;
 use mlc_proto::v1::{CommandKind, Outcome, VismaCommand};
@@ -197,9 +196,7 @@ impl Writer {
         if applied.wrote && self.crash_point == Some(CrashPoint::AfterVismaWrite) {
             tracing::warn!("simulated crash after the Visma write, before link and ack");
             // Delayed, so the redelivery goes to the next writer, not to this one's pulls.
-            if let Err(e) = d.msg.ack_with(AckKind::Nak(Some(CRASH_REDELIVERY))).await {
-                tracing::debug!(error = %e, "cannot NAK the crashed command");
-            }
+            mlc_bus::delivery::nak(d.msg, CRASH_REDELIVERY).await;
             return Err(WriterError::SimulatedCrash);
         }
 

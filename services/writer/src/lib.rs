@@ -56,10 +56,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apply::Tenant;
-use async_nats::jetstream::{self, AckKind, Message};
+use async_nats::jetstream::{self, Message};
 use decide::{Decision, Report};
 use mlc_bus::dead_letter::DeadLetters;
-use mlc_bus::delivery::{Attempts, Backoff, Disposition};
+use mlc_bus::delivery::{nak, Disposition, Retried, Settle, Settled};
 use mlc_bus::partitions::Partitions;
 use mlc_bus::{BusError, ConsumerSpec, Publisher, StreamKind, Topology};
 use mlc_proto::v1::{Outcome, VismaCommand};
@@ -112,8 +112,12 @@ pub async fn run(
     let lag = tokio::spawn(watch_lag(js.clone(), settings.topology.clone(), metrics.clone()));
     let publisher = Publisher::new(client.clone(), settings.publish_timeout);
     let writer = Arc::new(Writer {
-        dead_letters: DeadLetters::new(publisher.clone(), settings.topology.clone()),
-        backoff: settings.retry.backoff(),
+        settle: Settle::new(
+            "writer",
+            DeadLetters::new(publisher.clone(), settings.topology.clone()),
+            settings.retry.backoff(),
+            settings.retry.max_error_attempts,
+        ),
         publisher,
         commands_stream: settings.topology.stream(StreamKind::VismaCommands),
         js,
@@ -236,9 +240,7 @@ async fn watch_lag(js: jetstream::Context, topology: Topology, metrics: Arc<Writ
 
 /// Returns a message for immediate redelivery (to this or another writer).
 async fn hand_back(msg: &Message) {
-    if let Err(e) = msg.ack_with(AckKind::Nak(None)).await {
-        tracing::debug!(error = %e, "cannot NAK; the message comes back after its ack wait");
-    }
+    nak(msg, Duration::ZERO).await;
 }
 
 async fn worker(
@@ -246,16 +248,12 @@ async fn worker(
     mut queue: mpsc::Receiver<Message>,
     stopping: watch::Receiver<bool>,
 ) -> Result<(), WriterError> {
-    // Failed attempts per stream sequence. Deliveries also count waits (paused company,
-    // first connect), so the error budget is kept here. A restart resets it, which only
-    // grants a stubborn command another round of capped back-offs.
-    let failures = Attempts::new();
     while let Some(msg) = queue.recv().await {
         if *stopping.borrow() {
             hand_back(&msg).await;
             continue;
         }
-        writer.handle(msg, &failures).await?;
+        writer.handle(msg).await?;
     }
     Ok(())
 }
@@ -264,8 +262,9 @@ async fn worker(
 struct Writer {
     js: jetstream::Context,
     publisher: Publisher,
-    dead_letters: DeadLetters,
-    backoff: Backoff,
+    /// Acts on waits and retries; its error budget counts failures, never the waits of a
+    /// paused company or a first connect (deliveries would count both).
+    settle: Settle,
     store: Arc<Store>,
     topology: Topology,
     commands_stream: String,
@@ -284,7 +283,7 @@ pub(crate) struct Delivery<'a> {
 }
 
 impl Writer {
-    async fn handle(&self, msg: Message, failures: &Attempts) -> Result<(), WriterError> {
+    async fn handle(&self, msg: Message) -> Result<(), WriterError> {
         let (seq, delivered) = match msg.info() {
             Ok(info) => (info.stream_sequence, info.delivered),
             Err(e) => {
@@ -323,25 +322,23 @@ impl Writer {
                     return Ok(());
                 }
                 Decision::Later(Disposition::Retry { after, reason, cause }) => {
-                    let attempts = failures.fail(seq);
-                    if attempts < self.retry.max_error_attempts {
-                        let delay = self.backoff.next(attempts, after);
-                        tracing::warn!(
-                            attempt = attempts,
-                            delay_ms = delay.as_millis() as u64,
-                            %cause,
-                            "command will be retried"
-                        );
-                        self.nak(&d, delay, reason).await;
-                        return Ok(());
+                    match self.settle.retry(&msg, after, reason, &cause).await {
+                        Retried::Later(settled) => {
+                            if let Settled::Nacked { reason, .. } = settled {
+                                self.metrics.nak(reason);
+                            }
+                            return Ok(());
+                        }
+                        Retried::Exhausted { attempts } => {
+                            let mut r = Report::failed(
+                                &command.fields.as_ref().map(|f| f.employee_cd.clone()).unwrap_or_default(),
+                                "retries_exhausted",
+                                format!("gave up after {attempts} failed attempts: {cause}"),
+                            );
+                            r.detail = format!("gave up after {attempts} failed attempts");
+                            r
+                        }
                     }
-                    let mut r = Report::failed(
-                        &command.fields.as_ref().map(|f| f.employee_cd.clone()).unwrap_or_default(),
-                        "retries_exhausted",
-                        format!("gave up after {attempts} failed attempts: {cause}"),
-                    );
-                    r.detail = format!("gave up after {attempts} failed attempts");
-                    r
                 }
                 // `decide` says these as a `Report`; recorded the same way if said here.
                 Decision::Later(Disposition::Dead { cause, reason }) => Report::failed(
@@ -351,11 +348,8 @@ impl Writer {
                 ),
                 Decision::Later(Disposition::Ack) => Report::new(Outcome::Unchanged, "", "nothing to do"),
             };
-            let attempts = failures.count(seq);
-            match self.record(&d, &command, &report, &calls, attempts).await {
-                Ok(()) => {
-                    failures.forget(seq);
-                }
+            match self.record(&d, &command, &report, &calls).await {
+                Ok(()) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot record the outcome; the command will be retried");
                     self.nak(&d, self.retry.base_backoff, "record").await;

@@ -3,8 +3,7 @@
 
 use crate::decide::Report;
 use crate::{Delivery, Writer};
-use async_nats::jetstream::AckKind;
-use mlc_bus::dead_letter::Letter;
+use mlc_bus::delivery::{Disposition, Settled};
 use mlc_bus::{BusError, StreamKind};
 use mlc_proto::v1::{Outcome, SyncOutcome, VismaCommand};
 use mlc_store::{AuditEntry, AuditKind, StoreError};
@@ -26,7 +25,6 @@ impl Writer {
         command: &VismaCommand,
         report: &Report,
         calls: &[String],
-        attempts: u32,
     ) -> Result<(), RecordError> {
         let name = outcome_name(report.outcome);
         tracing::Span::current().record("outcome", name);
@@ -66,12 +64,10 @@ impl Writer {
             .await?;
 
         if let Some(dl) = &report.dead_letter {
-            let mut letter = Letter::of("writer", d.msg, dl.reason.clone());
+            let mut letter = self.settle.letter(d.msg, &command.company_uuid, dl.reason.clone());
             letter.original_id = key.clone();
-            letter.company = command.company_uuid.clone();
-            letter.attempts = attempts.max(1);
             letter.trace = trace.clone();
-            self.dead_letters.send(&letter).await?;
+            self.settle.dead_letters.send(&letter).await?;
             self.metrics.dead_lettered(dl.cause);
         }
 
@@ -95,41 +91,26 @@ impl Writer {
         if let Some(ms) = latency_ms {
             self.metrics.observe_latency(Duration::from_millis(ms.unsigned_abs()));
         }
-        let ack = if report.outcome == Outcome::Failed { AckKind::Term } else { AckKind::Ack };
-        if let Err(e) = d.msg.ack_with(ack).await {
-            // Recorded already; a redelivery finds the link and records UNCHANGED.
-            tracing::warn!(error = %e, "cannot ack a decided command");
-        }
+        // Recorded already: should the ack be lost, the redelivery finds the link and
+        // records UNCHANGED.
+        self.settle.done(d.msg, report.outcome == Outcome::Failed).await;
         tracing::info!(outcome = name, employee_cd = %report.employee_cd, calls = calls.len(), "command decided");
         Ok(())
     }
 
     pub(crate) async fn nak(&self, d: &Delivery<'_>, delay: Duration, reason: &'static str) {
         self.metrics.nak(reason);
-        if let Err(e) = d.msg.ack_with(AckKind::Nak(Some(delay))).await {
-            tracing::debug!(error = %e, "cannot NAK; the message comes back after its ack wait");
-        }
+        mlc_bus::delivery::nak(d.msg, delay).await;
     }
 
     /// A payload that is not a `VismaCommand` can never succeed: keep it and stop
     /// redelivering it.
     pub(crate) async fn undecodable(&self, d: &Delivery<'_>, reason: &str) {
-        let mut letter = Letter::of("writer", d.msg, reason);
-        letter.company = self
-            .topology
-            .split_subject(StreamKind::VismaCommands, d.subject)
-            .map_or("", |(c, _)| c)
-            .to_string();
-        letter.attempts = 1;
-        match self.dead_letters.send(&letter).await {
-            Ok(_) => {
-                self.metrics.dead_lettered("undecodable");
-                let _ = d.msg.ack_with(AckKind::Term).await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot dead-letter an undecodable command");
-                self.nak(d, self.retry.base_backoff, "nats").await;
-            }
+        let company =
+            self.topology.split_subject(StreamKind::VismaCommands, d.subject).map_or("", |(c, _)| c);
+        match self.settle.settle(d.msg, company, Disposition::dead("undecodable", reason)).await {
+            Settled::DeadLettered { cause } => self.metrics.dead_lettered(cause),
+            _ => self.metrics.nak("nats"),
         }
     }
 }

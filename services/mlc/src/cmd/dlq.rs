@@ -179,15 +179,9 @@ impl Letter {
             reason: l.reason.clone(),
             attempts: l.attempts,
             failed_at: (l.failed_at_ms > 0).then(|| crate::output::rfc3339(l.failed_at_ms)).flatten(),
-            trace_id: l.trace.as_ref().and_then(|t| trace_id(&t.traceparent)),
+            trace_id: mlc_bus::trace::trace_id(&l.trace),
         }
     }
-}
-
-/// The trace id of a W3C `traceparent` (`00-<trace id>-<span id>-<flags>`).
-pub fn trace_id(traceparent: &str) -> Option<String> {
-    let id = traceparent.split('-').nth(1)?;
-    (!id.is_empty() && id.chars().any(|c| c != '0')).then(|| id.to_string())
 }
 
 /// `mlc dlq show --json`: the letter and what it carried, decoded.
