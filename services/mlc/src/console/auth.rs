@@ -37,6 +37,13 @@ pub struct Csrf {
     from_cookie: bool,
 }
 
+impl Csrf {
+    /// The hidden field every form carries.
+    pub fn field(&self) -> maud::Markup {
+        html! { input type="hidden" name="csrf" value=(self.token); }
+    }
+}
+
 /// Login sessions of the token login page, by random id.
 #[derive(Default)]
 pub struct Sessions(Mutex<HashMap<String, Instant>>);

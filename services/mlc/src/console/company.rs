@@ -37,7 +37,7 @@ pub async fn page(
     let action = |verb: &str, label: &str, class: &str| {
         html! {
             form.inline method="post" action={ "/companies/" (company) "/" (verb) } {
-                (layout::csrf_field(&csrf))
+                (csrf.field())
                 button type="submit" class=(class) { (label) }
             }
         }

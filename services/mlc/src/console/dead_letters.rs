@@ -97,7 +97,7 @@ pub async fn page(
             @if shown.len() > SHOWN { "; the first " (SHOWN) " are listed, narrow the filter to see the others" }
         }
         form method="post" action="/dead-letters" {
-            (layout::csrf_field(&csrf))
+            (csrf.field())
             (filter.hidden())
             p {
                 button type="submit" name="action" value="retry" { "Retry selected…" } " "
@@ -179,7 +179,7 @@ pub async fn act(
                 @if targets.len() < chosen.len() { " " (chosen.len() - targets.len()) " of those selected are gone already." }
             }
             form method="post" action="/dead-letters" {
-                (layout::csrf_field(&csrf))
+                (csrf.field())
                 (filter.hidden())
                 input type="hidden" name="action" value=(verb);
                 input type="hidden" name="confirm" value="yes";

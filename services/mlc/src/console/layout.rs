@@ -1,7 +1,6 @@
 //! The frame every page shares, the style sheet and the little script; small helpers for
 //! what pages show the same way (times, forms).
 
-use super::auth::Csrf;
 use axum::http::header;
 use axum::response::IntoResponse;
 use maud::{html, Markup, DOCTYPE};
@@ -63,11 +62,6 @@ pub fn bare(title: &str, body: Markup) -> Markup {
             body { header { a.brand href="/" { "ml-connector" } } main { h1 { (title) } (body) } }
         }
     }
-}
-
-/// The hidden field every form carries.
-pub fn csrf_field(csrf: &Csrf) -> Markup {
-    html! { input type="hidden" name="csrf" value=(csrf.token); }
 }
 
 /// A moment, in UTC in the HTML and in the reader's local time once the script ran.

@@ -103,7 +103,7 @@ fn render(company: &str, cur: &InUse, text: &str, csrf: &Csrf, preview: Option<&
         h2 { "Preview a change" }
         p.muted { "Edit the mapping below and preview: every employee of the company is mapped under the edited text and compared with Visma's record. Nothing is written and the file is not changed; once the preview is right, change the file (" code { "mlc mapping check" } ") and restart the projector." }
         form method="post" action={ "/companies/" (company) "/mapping" } {
-            (layout::csrf_field(csrf))
+            (csrf.field())
             textarea.mapping name="mapping" spellcheck="false" { (text) }
             p { button.primary type="submit" #preview { "Preview" } }
         }

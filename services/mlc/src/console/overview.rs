@@ -94,7 +94,7 @@ fn attention(co: &CompanyStatus, csrf: &Csrf) -> Vec<Markup> {
             @if let Some(r) = &co.grant_reason { ": " (r) }
             " "
             form.inline method="post" action={ "/companies/" (co.company) "/connect" } {
-                (layout::csrf_field(csrf)) button.primary type="submit" { "Re-authorise" }
+                (csrf.field()) button.primary type="submit" { "Re-authorise" }
             }
         });
     }
@@ -169,7 +169,7 @@ fn render(status: &Status, hour: &Hour, cfg: &mlc_config::Config, csrf: &Csrf) -
         details #connect-company {
             summary { "Connect a company" }
             form.filters method="post" action="/connect" {
-                (layout::csrf_field(csrf))
+                (csrf.field())
                 label { "Name " input name="name" required; }
                 label { "Visma tenant " select name="visma_tenant" { @for t in cfg.visma.tenants.keys() { option { (t) } } } }
                 label { "Mapping file " input.mono name="mapping" size="40" required; }

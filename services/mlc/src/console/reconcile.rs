@@ -69,7 +69,7 @@ fn render(r: &Report, csrf: &Csrf, repaired: Option<usize>) -> Markup {
         @if !off.is_empty() {
             h2 { "Not in sync (" (off.len()) ")" }
             form method="post" action={ "/companies/" (r.company) "/reconcile" } {
-                (layout::csrf_field(csrf))
+                (csrf.field())
                 p { button.primary type="submit" #repair { "Repair" } " " span.muted { "missed webhooks are fetched again, records changed in Visma are re-applied" } }
             }
             table #drift {

@@ -70,7 +70,7 @@ fn review_form(people: &People, proposals: &[Proposal], csrf: &Csrf) -> Markup {
             }
         }
         form method="post" action="/review" {
-            (layout::csrf_field(csrf))
+            (csrf.field())
             input type="hidden" name="company" value=(co.company_uuid);
             table #proposals {
                 thead { tr {
@@ -167,7 +167,7 @@ pub async fn apply(
             form method="post" action="/review" {
                 @for (k, v) in form_pairs(&form) { input type="hidden" name=(k) value=(v); }
                 input type="hidden" name="confirm" value="yes";
-                (layout::csrf_field(&csrf))
+                (csrf.field())
                 button.primary type="submit" #confirm { "Store " (rows.len()) " link(s) and apply" } " "
                 a href={ "/review?company=" (company) } { "Back to the review" }
             }
