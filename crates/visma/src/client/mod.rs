@@ -16,6 +16,9 @@ use crate::dto::{
 };
 use crate::{Secret, VismaConfig, VismaError};
 
+mod employees;
+mod setup;
+
 /// The last `X-RateLimit-*` values Visma sent for this tenant, so a writer can slow down
 /// before it hits 429.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -294,143 +297,6 @@ impl VismaClient {
             return Err(Self::fail(status, &headers, &body));
         }
         Self::decode(&body)
-    }
-
-    // ------------------------------------------------------------- employees
-
-    /// `GET /employee/{employeeCd}`; `None` on 404. The ETag is in `time_stamp` (filled from
-    /// the `ETag` header when the body lacks it).
-    pub async fn get_employee(&self, employee_cd: &str) -> Result<Option<EmployeeDto>, VismaError> {
-        let path = format!("/employee/{}", path_segment(employee_cd));
-        let (status, headers, body) = self.send(Method::GET, &path, &[], None, None).await?;
-        match status {
-            s if s.is_success() => {
-                let mut dto: EmployeeDto = Self::decode(&body)?;
-                if dto.time_stamp.is_none() {
-                    dto.time_stamp = header_str(&headers, ETAG.as_str())
-                        .map(|t| t.trim_start_matches("W/").trim_matches('"').to_string());
-                }
-                Ok(Some(dto))
-            }
-            StatusCode::NOT_FOUND => Ok(None),
-            s => Err(Self::fail(s, &headers, &body)),
-        }
-    }
-
-    /// One page of `GET /employee`.
-    pub async fn list_employees(&self, q: &EmployeeQuery) -> Result<Page<EmployeeDto>, VismaError> {
-        let mut query = vec![
-            ("pageNumber", q.page_number.max(1).to_string()),
-            ("pageSize", q.page_size.max(1).to_string()),
-        ];
-        if let Some((at, cond)) = q.modified {
-            query.push(("lastModifiedDateTime", at.format("%Y-%m-%dT%H:%M:%S%.3f").to_string()));
-            query.push(("lastModifiedDateTimeCondition", cond.as_str().to_string()));
-        }
-        let items: Vec<EmployeeDto> = self.get_list("/employee", &query).await?;
-        let meta = items.first().and_then(|e| e.metadata.clone());
-        Ok(Page {
-            total_count: meta.as_ref().and_then(|m| m.total_count),
-            max_page_size: meta.and_then(|m| m.max_page_size),
-            items,
-        })
-    }
-
-    /// Every employee (optionally only those modified per `modified`), page by page. Stops on
-    /// a short page, so a server that caps `pageSize` below what was asked still terminates.
-    pub async fn list_all_employees(
-        &self,
-        modified: Option<(chrono::NaiveDateTime, DateCondition)>,
-    ) -> Result<Vec<EmployeeDto>, VismaError> {
-        let mut q = EmployeeQuery { page_number: 1, page_size: 1000, modified };
-        let mut all = Vec::new();
-        loop {
-            let page = self.list_employees(&q).await?;
-            let n = page.items.len();
-            let effective = page
-                .max_page_size
-                .map(|m| (m.max(1) as u64).min(u64::from(q.page_size)))
-                .unwrap_or(u64::from(q.page_size));
-            all.extend(page.items);
-            let total_reached = page.total_count.is_some_and(|t| all.len() as i64 >= t);
-            if n == 0 || (n as u64) < effective || total_reached {
-                return Ok(all);
-            }
-            q.page_number += 1;
-        }
-    }
-
-    /// `POST /employee`. A taken employee number is reported as
-    /// [`VismaError::DuplicateEmployee`] so the caller can read and update instead.
-    pub async fn create_employee(&self, dto: &EmployeeCreateDto) -> Result<Created, VismaError> {
-        let body = Self::to_json(dto)?;
-        let (status, headers, text) = self.send(Method::POST, "/employee", &[], Some(&body), None).await?;
-        let employee_cd = dto.employee_cd.value.clone();
-        if status.is_success() {
-            return Ok(Created {
-                employee_cd,
-                location: header_str(&headers, LOCATION.as_str()),
-                etag: header_str(&headers, ETAG.as_str()),
-            });
-        }
-        match Self::fail(status, &headers, &text) {
-            VismaError::Validation { message, .. } if is_duplicate_message(&message) => {
-                Err(VismaError::DuplicateEmployee { employee_cd, message })
-            }
-            e => Err(e),
-        }
-    }
-
-    /// `PUT /employee/{employeeCd}` (204). Returns the new ETag when Visma sends one.
-    /// `if_match` turns a concurrent change into [`VismaError::Conflict`] (412).
-    pub async fn update_employee(
-        &self,
-        employee_cd: &str,
-        dto: &EmployeeUpdateDto,
-        if_match: Option<&str>,
-    ) -> Result<Option<String>, VismaError> {
-        let body = Self::to_json(dto)?;
-        let path = format!("/employee/{}", path_segment(employee_cd));
-        let (status, headers, text) = self.send(Method::PUT, &path, &[], Some(&body), if_match).await?;
-        if status.is_success() {
-            return Ok(header_str(&headers, ETAG.as_str()));
-        }
-        Err(Self::fail(status, &headers, &text))
-    }
-
-    // ------------------------------------------------------------- setup data
-
-    pub async fn get_department(&self, id: &str) -> Result<Option<DepartmentDto>, VismaError> {
-        self.get_optional(&format!("/department/{}", path_segment(id))).await
-    }
-
-    pub async fn list_departments(&self) -> Result<Vec<DepartmentDto>, VismaError> {
-        self.get_list("/department", &[]).await
-    }
-
-    pub async fn list_branches(&self) -> Result<Vec<BranchDto>, VismaError> {
-        self.get_list("/branch", &[]).await
-    }
-
-    pub async fn get_dimension(&self, id: &str) -> Result<Option<DimensionDto>, VismaError> {
-        self.get_optional(&format!("/dimension/{}", path_segment(id))).await
-    }
-
-    /// `PUT /dimension/{id}/{segmentId}`: inserts/updates/deletes segment values (204).
-    pub async fn put_segment_values(
-        &self,
-        dimension_id: &str,
-        segment_id: i32,
-        dto: &SegmentUpdateDto,
-    ) -> Result<(), VismaError> {
-        let body = Self::to_json(dto)?;
-        let path = format!("/dimension/{}/{segment_id}", path_segment(dimension_id));
-        let (status, headers, text) = self.send(Method::PUT, &path, &[], Some(&body), None).await?;
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(Self::fail(status, &headers, &text))
-        }
     }
 }
 
