@@ -43,7 +43,7 @@ pub use mlc_bus::delivery::Disposition;
 pub use normalize::normalize;
 pub use settings::ProjectorSettings;
 
-use async_nats::jetstream;
+use async_nats::jetstream::{self, Message};
 use gusto::GustoClient;
 use mlc_bus::dead_letter::DeadLetters;
 use mlc_bus::delivery::{Backoff, Settle};
@@ -189,32 +189,48 @@ impl Projector {
         Ok(())
     }
 
-    /// Batches from the partitions of `spec` this replica holds.
-    fn feed(&self, spec: ConsumerSpec, held: Held) -> mlc_bus::feed::Feed {
-        mlc_bus::feed::Feed::start(
+    /// Hands each batch from the partitions of `spec` this replica holds to `handle`, one
+    /// batch after the other, until `stop` (the batch in hand is finished first). The one
+    /// consumer loop of both stages; what happens to each message is the stage's
+    /// `Disposition`, settled by its `Settle`.
+    async fn consume<F: std::future::Future<Output = ()>>(
+        &self,
+        spec: ConsumerSpec,
+        held: Held,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+        handle: impl Fn(Vec<Message>) -> F,
+    ) -> Result<(), ProjectorError> {
+        let mut feed = mlc_bus::feed::Feed::start(
             self.js.clone(),
             self.settings.topology.clone(),
             spec,
             held,
             500,
             self.settings.linger,
-        )
-    }
-
-    async fn hydrate_loop(
-        self: Arc<Self>,
-        mut stop: tokio::sync::watch::Receiver<bool>,
-        held: Held,
-    ) -> Result<(), ProjectorError> {
-        let mut feed = self.feed(ConsumerSpec::HYDRATOR, held);
+        );
         loop {
             let next = tokio::select! {
                 _ = stop.changed() => return Ok(()),
                 b = feed.next_batch() => b,
             };
             let Some((_, batch)) = next else { return Ok(()) };
-            self.hydrate_batch(&batch).await;
+            handle(batch).await;
         }
+    }
+
+    async fn hydrate_loop(
+        self: Arc<Self>,
+        stop: tokio::sync::watch::Receiver<bool>,
+        held: Held,
+    ) -> Result<(), ProjectorError> {
+        let this = &self;
+        self.consume(
+            ConsumerSpec::HYDRATOR,
+            held,
+            stop,
+            |batch| async move { this.hydrate_batch(&batch).await },
+        )
+        .await
     }
 
     async fn audit(&self, entry: AuditEntry) {

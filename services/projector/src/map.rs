@@ -18,31 +18,29 @@ use tracing::Instrument;
 impl Projector {
     pub(crate) async fn map_loop(
         self: Arc<Self>,
-        mut stop: tokio::sync::watch::Receiver<bool>,
+        stop: tokio::sync::watch::Receiver<bool>,
         held: Held,
     ) -> Result<(), ProjectorError> {
-        let mut feed = self.feed(ConsumerSpec::MAPPER, held);
-        loop {
-            let next = tokio::select! {
-                _ = stop.changed() => return Ok(()),
-                b = feed.next_batch() => b,
-            };
-            let Some((_, batch)) = next else { return Ok(()) };
-            // Employees are independent; one employee's snapshots stay in order because
-            // only its newest snapshot is ever mapped.
-            let mut by_subject: BTreeMap<&str, Vec<&Message>> = BTreeMap::new();
-            for m in &batch {
-                by_subject.entry(m.subject.as_str()).or_default().push(m);
-            }
-            let sem = Semaphore::new(32);
-            join_all(by_subject.into_values().map(|msgs| async {
-                let _p = sem.acquire().await;
-                for m in msgs {
-                    self.map_message(m).await;
-                }
-            }))
-            .await;
+        let this = &self;
+        self.consume(ConsumerSpec::MAPPER, held, stop, |batch| async move { this.map_batch(&batch).await })
+            .await
+    }
+
+    /// Employees are independent, so a batch is mapped in parallel across them; one
+    /// employee's snapshots stay in order because only its newest snapshot is ever mapped.
+    async fn map_batch(&self, batch: &[Message]) {
+        let mut by_subject: BTreeMap<&str, Vec<&Message>> = BTreeMap::new();
+        for m in batch {
+            by_subject.entry(m.subject.as_str()).or_default().push(m);
         }
+        let sem = Semaphore::new(32);
+        join_all(by_subject.into_values().map(|msgs| async {
+            let _p = sem.acquire().await;
+            for m in msgs {
+                self.map_message(m).await;
+            }
+        }))
+        .await;
     }
 
     async fn map_message(&self, msg: &Message) {
