@@ -7,6 +7,7 @@ use futures::StreamExt;
 use gusto::GrantId;
 use mlc_bus::{StreamKind, Topology};
 use mlc_proto::v1::{Outcome, SyncOutcome};
+use mlc_testkit::StopOnDrop;
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -29,25 +30,6 @@ pub struct FootprintArgs {
     /// Small and quick: 100 employees.
     #[arg(long)]
     pub quick: bool,
-}
-
-struct Proc {
-    name: &'static str,
-    child: std::process::Child,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        for _ in 0..50 {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 pub fn run(args: &FootprintArgs) -> anyhow::Result<Report> {
@@ -125,7 +107,7 @@ async fn run_async(a: FootprintArgs) -> anyhow::Result<Report> {
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()?;
-        procs.push(Proc { name, child });
+        procs.push(StopOnDrop { name, child });
     }
     wait_ready(&format!("http://{gw_ops}/readyz")).await?;
     wait_ready(&format!("http://{pm}/readyz")).await?;

@@ -312,6 +312,38 @@ impl Drop for NatsCluster {
     }
 }
 
+/// Stops `child` as an orchestrator stops a service: SIGTERM, so it finishes the work in
+/// hand (and `mlc run` flushes its spans), then SIGKILL once `grace` has passed. Whether it
+/// exited on its own.
+pub fn terminate(child: &mut Child, grace: Duration) -> bool {
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    false
+}
+
+/// A process started for a run (`mlc demo`, a bench, a test), [`terminate`]d with 5 s of
+/// grace when dropped.
+pub struct StopOnDrop {
+    pub name: &'static str,
+    pub child: Child,
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if !terminate(&mut self.child, Duration::from_secs(5)) {
+            eprintln!("{} did not stop on SIGTERM; killed it", self.name);
+        }
+    }
+}
+
 /// A child process that dies with this test process.
 ///
 /// `Drop` cannot stop a child for a test that is itself killed (nextest's timeout,

@@ -10,28 +10,13 @@
 
 use mlc::matching::{self, ReviewRow};
 use mlc::scenario::{self, Drift, ScenarioSpec, SeedIds};
+use mlc_testkit::StopOnDrop;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 const MAPPING: &str = include_str!("../../../schemas/examples/mapping.example.toml");
-
-struct Service(Child);
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
-        for _ in 0..50 {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn free_addr() -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -39,7 +24,7 @@ fn free_addr() -> String {
 }
 
 /// A reachable nats-server: the local one, else a private one on a free port.
-fn nats(dir: &Path) -> (String, Option<Service>) {
+fn nats(dir: &Path) -> (String, Option<StopOnDrop>) {
     if std::net::TcpStream::connect("127.0.0.1:4222").is_ok() {
         return ("nats://127.0.0.1:4222".into(), None);
     }
@@ -58,7 +43,7 @@ fn nats(dir: &Path) -> (String, Option<Service>) {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    (format!("nats://{addr}"), Some(Service(child)))
+    (format!("nats://{addr}"), Some(StopOnDrop { name: "nats-server", child }))
 }
 
 struct Mlc {
@@ -159,14 +144,16 @@ async fn first_connect_links_what_visma_has_and_creates_only_the_new() {
     ])
     .await;
     let log = std::fs::File::create(dir.path().join("services.log")).expect("log");
-    let _services = Service(
-        mlc.cmd()
+    let _services = StopOnDrop {
+        name: "mlc run all",
+        child: mlc
+            .cmd()
             .args(["run", "all"])
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
             .expect("mlc run all"),
-    );
+    };
 
     // The initial sync before the review: every command waits, nothing reaches Visma.
     mlc.ok(&["backfill", "--company", &company]).await;

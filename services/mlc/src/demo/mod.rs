@@ -23,6 +23,7 @@ use crate::ctx::Ctx;
 use anyhow::{bail, Context as _};
 use clap::Args;
 use mlc_bus::StreamKind;
+use mlc_testkit::StopOnDrop;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -69,27 +70,6 @@ const TENANT: &str = mlc_testkit::sandbox::TENANT;
 const FIRM: &str = "Fjord & Fjell Consulting AS";
 const MAPPING: &str = include_str!("../../../../schemas/examples/mapping.example.toml");
 const MAPPING_FILE: &str = "mapping.example.toml";
-
-struct Child {
-    name: &'static str,
-    child: std::process::Child,
-}
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        // SIGTERM first: the services finish what they hold and exit.
-        let _ = std::process::Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        for _ in 0..50 {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        eprintln!("{} did not stop on SIGTERM; killing it", self.name);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn step(started: Instant, msg: impl std::fmt::Display) {
     outln!("[{:>5.1}s] {msg}", started.elapsed().as_secs_f64());
@@ -143,7 +123,7 @@ async fn local(args: DemoArgs) -> anyhow::Result<ExitCode> {
                     "cannot start {bin} (install nats-server, or give --nats-url); run `bash ops/demo.sh`"
                 )
             })?;
-        _nats_child = Some(Child { name: "nats-server", child });
+        _nats_child = Some(StopOnDrop { name: "nats-server", child });
         let url = format!("nats://127.0.0.1:{port}");
         for _ in 0..100 {
             if mlc_bus::connect_now(&mlc_bus::NatsConfig::at(&url), "mlc-demo-probe").await.is_ok() {
@@ -217,7 +197,7 @@ async fn local(args: DemoArgs) -> anyhow::Result<ExitCode> {
             "console" => "console",
             _ => "writer",
         };
-        children.push(Child { name, child });
+        children.push(StopOnDrop { name, child });
     }
     wait_ready(&format!("http://{gateway_ops}/readyz"), Duration::from_secs(30)).await?;
     step(started, format!("gateway, projector and writer running (logs in {})", dir.display()));
