@@ -98,15 +98,8 @@ async fn run_async(a: FootprintArgs) -> anyhow::Result<Report> {
 
     let mut procs = Vec::new();
     for name in ["gateway", "projector", "writer"] {
-        let log = std::fs::File::create(dir.path().join(format!("{name}.log")))?;
-        let child = std::process::Command::new(&bin)
-            .arg("--config")
-            .arg(&config)
-            .args(["run", name])
-            .env_remove("MLC_CONFIG")
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()?;
+        let child =
+            mlc_testkit::mlc_run(&bin, &config, name, &dir.path().join(format!("{name}.log")))?.spawn()?;
         procs.push(StopOnDrop { name, child });
     }
     wait_ready(&format!("http://{gw_ops}/readyz")).await?;

@@ -429,24 +429,12 @@ impl Stack {
 
     /// Starts `mlc run <service>` as a child process, logging to the work directory.
     pub fn start_service(&mut self, service: &str) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join(format!("{service}.log")))
-            .expect("log file");
-        let mut cmd = Command::new(mlc_bin());
+        let log = self.dir.path().join(format!("{service}.log"));
+        let mut cmd = crate::mlc_run(&mlc_bin(), &self.config, service, &log).expect("log file");
         if let Some(users) = &self.nats_users {
             cmd.envs(users.env(service));
         }
-        let child = cmd
-            .arg("--config")
-            .arg(&self.config)
-            .args(["run", service])
-            .env_remove("MLC_CONFIG")
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn mlc run");
+        let child = cmd.spawn().expect("spawn mlc run");
         self.services.push((service.to_string(), crate::Tethered::new(child)));
     }
 

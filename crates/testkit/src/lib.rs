@@ -312,6 +312,21 @@ impl Drop for NatsCluster {
     }
 }
 
+/// `mlc --config <config> run <role>` as a command, its output appended to `log`: the one
+/// way a test, a bench or `mlc demo` starts a service as a process. `MLC_CONFIG` is removed,
+/// so the file alone configures it.
+pub fn mlc_run(bin: &Path, config: &Path, role: &str, log: &Path) -> std::io::Result<Command> {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+    let mut cmd = Command::new(bin);
+    cmd.arg("--config")
+        .arg(config)
+        .args(["run", role])
+        .env_remove("MLC_CONFIG")
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    Ok(cmd)
+}
+
 /// Stops `child` as an orchestrator stops a service: SIGTERM, so it finishes the work in
 /// hand (and `mlc run` flushes its spans), then SIGKILL once `grace` has passed. Whether it
 /// exited on its own.

@@ -175,28 +175,15 @@ async fn local(args: DemoArgs) -> anyhow::Result<ExitCode> {
     // The services, as real processes.
     let exe = std::env::current_exe()?;
     let mut children = Vec::new();
-    let services: &[&str] = if args.serve {
+    let services: &[&'static str] = if args.serve {
         &["gateway", "projector", "writer", "console"]
     } else {
         &["gateway", "projector", "writer"]
     };
     for name in services.iter().copied() {
-        let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
-        let child = std::process::Command::new(&exe)
-            .arg("--config")
-            .arg(&config_path)
-            .args(["run", name])
-            .env_remove("MLC_CONFIG")
-            .stdout(log.try_clone()?)
-            .stderr(log)
+        let child = mlc_testkit::mlc_run(&exe, &config_path, name, &dir.join(format!("{name}.log")))?
             .spawn()
             .with_context(|| format!("starting `mlc run {name}`"))?;
-        let name = match name {
-            "gateway" => "gateway",
-            "projector" => "projector",
-            "console" => "console",
-            _ => "writer",
-        };
         children.push(StopOnDrop { name, child });
     }
     wait_ready(&format!("http://{gateway_ops}/readyz"), Duration::from_secs(30)).await?;
