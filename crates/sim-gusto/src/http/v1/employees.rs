@@ -32,7 +32,7 @@ pub(in crate::http) async fn list_employees(
     let location = q.get("location_uuid");
     let search = q.get("search_term").map(|s| s.to_lowercase());
     let uuids: Option<Vec<&str>> = q.get("uuids").map(|u| u.split(',').collect());
-    let items: Vec<Value> = c
+    let items: Vec<&crate::model::Employee> = c
         .employees
         .iter()
         .filter_map(|id| st.employees.get(id))
@@ -45,9 +45,8 @@ pub(in crate::http) async fn list_employees(
                 .is_none_or(|s| format!("{} {}", e.first_name, e.last_name).to_lowercase().contains(s))
         })
         .filter(|e| uuids.as_ref().is_none_or(|u| u.contains(&e.uuid.as_str())))
-        .map(|e| st.employee_json(e))
         .collect();
-    match paginate(items, &q, true) {
+    match paginate_with(items, &q, true, |e| st.employee_json(e)) {
         Ok(r) | Err(r) => r,
     }
 }
