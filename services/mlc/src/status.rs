@@ -16,7 +16,7 @@ use mlc_config::Config;
 use mlc_proto::v1::{DeadLetter, Outcome, SyncOutcome};
 use mlc_store::{GrantRecord, Store};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 /// Version of the JSON shape.
@@ -196,30 +196,92 @@ pub async fn gather(
     js: &async_nats::jetstream::Context,
     topo: &Topology,
 ) -> anyhow::Result<Status> {
-    let now = mlc_bus::now_ms();
-    let services = services(cfg).await;
+    gather_with(cfg, store, js, topo, &mut Outcomes::default()).await
+}
 
-    let mut streams = Vec::new();
-    for kind in StreamKind::ALL {
-        let name = topo.stream(kind);
-        let mut s = js.get_stream(&name).await.map_err(|e| anyhow::anyhow!("stream {name}: {e}"))?;
-        let info = s.info().await.map_err(|e| anyhow::anyhow!("stream {name}: {e}"))?;
-        let st = &info.state;
-        streams.push(StreamStatus {
-            stream: name,
-            kind: kind_name(kind),
-            messages: st.messages,
-            bytes: st.bytes,
-            first_seq: st.first_sequence,
-            last_seq: st.last_sequence,
-            last_at: (st.messages > 0)
-                .then(|| {
-                    let ms = (st.last_timestamp.unix_timestamp_nanos() / 1_000_000) as i64;
-                    crate::output::rfc3339(ms)
-                })
-                .flatten(),
-        });
+/// SYNC_OUTCOMES folded into what the status shows. [`gather`] folds the whole stream
+/// (the CLI runs once); a reader that lives on (the console) keeps one and each
+/// [`gather_with`] folds only the outcomes that arrived since: at 10,000 employees the
+/// whole stream takes seconds to read, the new part milliseconds.
+#[derive(Default)]
+pub struct Outcomes {
+    /// The next stream sequence to read.
+    next_seq: u64,
+    totals: BTreeMap<String, u64>,
+    per_company: BTreeMap<String, BTreeMap<String, u64>>,
+    newest_per_employee: BTreeMap<(String, String), SyncOutcome>,
+    last_of_company: BTreeMap<String, SyncOutcome>,
+    /// The newest 10, oldest first.
+    last: VecDeque<SyncOutcome>,
+    /// Every outcome decided in the last [`RECENT_MS`], oldest first (the console's charts).
+    pub recent: VecDeque<SyncOutcome>,
+}
+
+/// How far back [`Outcomes::recent`] reaches.
+pub const RECENT_MS: i64 = 3_600_000;
+
+impl Outcomes {
+    /// Reads the outcomes after the last one folded, up to the stream's end.
+    async fn catch_up(
+        &mut self,
+        js: &async_nats::jetstream::Context,
+        topo: &Topology,
+        last_seq: u64,
+        now: i64,
+    ) -> anyhow::Result<()> {
+        if self.next_seq > last_seq + 1 {
+            // The stream is younger than the fold (deleted and made again): start over.
+            *self = Outcomes::default();
+        }
+        if self.next_seq <= last_seq {
+            let mut replay = Replay::open(
+                js,
+                &topo.stream(StreamKind::SyncOutcomes),
+                &topo.wildcard(StreamKind::SyncOutcomes),
+                Start::Sequence(self.next_seq.max(1)),
+            )
+            .await?;
+            while let Some(m) = replay.next().await {
+                let m = m?;
+                let o: SyncOutcome = mlc_bus::decode(&m.subject, &m.payload)?;
+                self.next_seq = m.sequence + 1;
+                self.fold(o);
+            }
+        }
+        while self.recent.front().is_some_and(|o| o.decided_at_ms < now - RECENT_MS) {
+            self.recent.pop_front();
+        }
+        Ok(())
     }
+
+    fn fold(&mut self, o: SyncOutcome) {
+        let name = outcome_name(o.outcome());
+        *self.totals.entry(name.clone()).or_default() += 1;
+        *self.per_company.entry(o.company_uuid.clone()).or_default().entry(name).or_default() += 1;
+        self.newest_per_employee.insert((o.company_uuid.clone(), o.employee_uuid.clone()), o.clone());
+        self.last_of_company.insert(o.company_uuid.clone(), o.clone());
+        if self.last.len() == 10 {
+            self.last.pop_front();
+        }
+        self.last.push_back(o.clone());
+        if o.decided_at_ms >= mlc_bus::now_ms() - RECENT_MS {
+            self.recent.push_back(o);
+        }
+    }
+}
+
+/// As [`gather`], folding the outcomes into `fold` from where it stopped.
+pub async fn gather_with(
+    cfg: &Config,
+    store: &Store,
+    js: &async_nats::jetstream::Context,
+    topo: &Topology,
+    fold: &mut Outcomes,
+) -> anyhow::Result<Status> {
+    let now = mlc_bus::now_ms();
+    // The services' probes are HTTP round trips: made while the streams are read.
+    let (services, streams) = tokio::join!(services(cfg), streams(js, topo));
+    let streams = streams?;
 
     let mut consumers = Vec::new();
     for spec in ConsumerSpec::ALL {
@@ -245,32 +307,11 @@ pub async fn gather(
         }
     }
 
-    // Outcomes: totals, the newest per employee (parked work), the newest per company.
-    let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
-    let mut per_company: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
-    let mut newest_per_employee: BTreeMap<(String, String), SyncOutcome> = BTreeMap::new();
-    let mut last_of_company: BTreeMap<String, SyncOutcome> = BTreeMap::new();
-    let mut last = Vec::new();
-    let mut replay = Replay::open(
-        js,
-        &topo.stream(StreamKind::SyncOutcomes),
-        &topo.wildcard(StreamKind::SyncOutcomes),
-        Start::Sequence(1),
-    )
-    .await?;
-    while let Some(m) = replay.next().await {
-        let m = m?;
-        let o: SyncOutcome = mlc_bus::decode(&m.subject, &m.payload)?;
-        let name = outcome_name(o.outcome());
-        *outcomes.entry(name.clone()).or_default() += 1;
-        *per_company.entry(o.company_uuid.clone()).or_default().entry(name).or_default() += 1;
-        newest_per_employee.insert((o.company_uuid.clone(), o.employee_uuid.clone()), o.clone());
-        last_of_company.insert(o.company_uuid.clone(), o.clone());
-        last.push(o);
-        if last.len() > 10 {
-            last.remove(0);
-        }
-    }
+    // Outcomes: only what arrived since the fold last read (all of them for the CLI).
+    let outcomes_last_seq =
+        streams.iter().find(|st| st.kind == kind_name(StreamKind::SyncOutcomes)).map(|st| st.last_seq);
+    fold.catch_up(js, topo, outcomes_last_seq.unwrap_or(0), now).await?;
+    let Outcomes { totals: outcomes, per_company, newest_per_employee, last_of_company, last, .. } = &*fold;
     let outcome_status = |o: &SyncOutcome| OutcomeStatus {
         company: o.company_uuid.clone(),
         employee: o.employee_uuid.clone(),
@@ -305,7 +346,7 @@ pub async fn gather(
         let grant = store.grant(&c.grant_id).await?;
         let used = usage.get(&c.grant_id.replace(['.', '*', '>', ' '], "_")).copied().unwrap_or(0);
         let mut parked: BTreeMap<String, u64> = BTreeMap::new();
-        for ((company, _), o) in &newest_per_employee {
+        for ((company, _), o) in newest_per_employee {
             if company == &c.company_uuid && o.outcome() == Outcome::Parked {
                 *parked.entry(o.detail.clone()).or_default() += 1;
             }
@@ -324,7 +365,7 @@ pub async fn gather(
             parked: parked.into_iter().map(|(reason, employees)| Parked { reason, employees }).collect(),
             dead_letters: letters_per_company.get(&c.company_uuid).copied().unwrap_or(0),
             last_outcome: last_of_company.get(&c.company_uuid).map(outcome_status),
-            outcomes: per_company.remove(&c.company_uuid).unwrap_or_default(),
+            outcomes: per_company.get(&c.company_uuid).cloned().unwrap_or_default(),
             company: c.company_uuid,
             name: c.name,
             visma_tenant: c.visma_tenant,
@@ -341,9 +382,35 @@ pub async fn gather(
         consumers,
         companies,
         dead_letters,
-        outcomes,
+        outcomes: outcomes.clone(),
         last_outcomes: last.iter().map(outcome_status).collect(),
     })
+}
+
+/// Every work stream's size and sequences.
+async fn streams(js: &async_nats::jetstream::Context, topo: &Topology) -> anyhow::Result<Vec<StreamStatus>> {
+    let mut streams = Vec::new();
+    for kind in StreamKind::ALL {
+        let name = topo.stream(kind);
+        let mut s = js.get_stream(&name).await.map_err(|e| anyhow::anyhow!("stream {name}: {e}"))?;
+        let info = s.info().await.map_err(|e| anyhow::anyhow!("stream {name}: {e}"))?;
+        let st = &info.state;
+        streams.push(StreamStatus {
+            stream: name,
+            kind: kind_name(kind),
+            messages: st.messages,
+            bytes: st.bytes,
+            first_seq: st.first_sequence,
+            last_seq: st.last_sequence,
+            last_at: (st.messages > 0)
+                .then(|| {
+                    let ms = (st.last_timestamp.unix_timestamp_nanos() / 1_000_000) as i64;
+                    crate::output::rfc3339(ms)
+                })
+                .flatten(),
+        });
+    }
+    Ok(streams)
 }
 
 /// Each service's /readyz on its ops listener, as configured here (1 s each, in parallel).

@@ -69,6 +69,8 @@ pub struct Console {
     pub ctx: Ctx,
     pub settings: Settings,
     sessions: auth::Sessions,
+    /// SYNC_OUTCOMES as folded so far, for the overview ([`crate::status::gather_with`]).
+    outcomes: tokio::sync::Mutex<crate::status::Outcomes>,
     /// Turns true when the console stops: live streams end, so shutdown does not wait on
     /// pages left open.
     stopping: tokio::sync::watch::Receiver<bool>,
@@ -76,7 +78,13 @@ pub struct Console {
 
 impl Console {
     pub fn new(ctx: Ctx, settings: Settings, stopping: tokio::sync::watch::Receiver<bool>) -> Arc<Console> {
-        Arc::new(Console { ctx, settings, sessions: auth::Sessions::default(), stopping })
+        Arc::new(Console {
+            ctx,
+            settings,
+            sessions: auth::Sessions::default(),
+            outcomes: Default::default(),
+            stopping,
+        })
     }
 
     /// Writes an operator's action to the audit log: `console.<action>`, with who did it.

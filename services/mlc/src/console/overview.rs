@@ -1,7 +1,7 @@
 //! The overview: per company whether Visma is in sync and, when not, what an operator must
 //! do, from the status model `mlc status` prints ([`crate::status`]); the services and
 //! the consumers' lag; freshness (webhook to Visma) and outcomes over the last hour as
-//! small SVG charts, from SYNC_OUTCOMES.
+//! small SVG charts, from SYNC_OUTCOMES (folded as they arrive, [`crate::status::Outcomes`]).
 
 use super::auth::Csrf;
 use super::charts;
@@ -12,8 +12,6 @@ use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::Extension;
 use maud::{html, Markup};
-use mlc_bus::replay::{Replay, Start};
-use mlc_bus::StreamKind;
 use mlc_proto::v1::{Outcome, SyncOutcome};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -50,27 +48,15 @@ struct Hour {
     outcomes: Vec<Vec<u64>>,
 }
 
-async fn last_hour(c: &Console, now: i64) -> anyhow::Result<Hour> {
-    let (js, topo) = (&c.ctx.js, &c.ctx.topo);
+/// The charts' hour from the outcomes the console's fold keeps for it.
+fn last_hour<'a>(recent: impl Iterator<Item = &'a SyncOutcome>, now: i64) -> Hour {
     let since = now - WINDOW_MS;
-    let mut replay = Replay::open(
-        js,
-        &topo.stream(StreamKind::SyncOutcomes),
-        &topo.wildcard(StreamKind::SyncOutcomes),
-        Start::Time(since),
-    )
-    .await?;
     let mut h = Hour {
         latency: vec![Vec::new(); BUCKETS],
         outcomes: vec![vec![0; OUTCOMES.len()]; BUCKETS],
         ..Default::default()
     };
-    while let Some(m) = replay.next().await {
-        let m = m?;
-        let o: SyncOutcome = mlc_bus::decode(&m.subject, &m.payload)?;
-        if o.decided_at_ms < since {
-            continue;
-        }
+    for o in recent.filter(|o| o.decided_at_ms >= since) {
         let b = (((o.decided_at_ms - since) * BUCKETS as i64 / WINDOW_MS) as usize).min(BUCKETS - 1);
         h.outcomes[b][outcome_index(o.outcome())] += 1;
         if o.outcome() == Outcome::Applied && o.latency_ms > 0 {
@@ -79,7 +65,7 @@ async fn last_hour(c: &Console, now: i64) -> anyhow::Result<Hour> {
             h.by_company.entry(o.company_uuid.clone()).or_default().push(s);
         }
     }
-    Ok(h)
+    h
 }
 
 /// Why a company is not in sync, in the words of what to do; empty when it is.
@@ -118,8 +104,12 @@ fn attention(co: &CompanyStatus, csrf: &Csrf) -> Vec<Markup> {
 
 pub async fn page(State(c): State<Arc<Console>>, Extension(csrf): Extension<Csrf>) -> PageResult {
     let now = mlc_bus::now_ms();
-    let status = crate::status::gather(&c.ctx.cfg, &c.ctx.store, &c.ctx.js, &c.ctx.topo).await?;
-    let hour = last_hour(&c, now).await?;
+    // The console's fold of SYNC_OUTCOMES: each view reads only what arrived since the last.
+    let mut fold = c.outcomes.lock().await;
+    let status =
+        crate::status::gather_with(&c.ctx.cfg, &c.ctx.store, &c.ctx.js, &c.ctx.topo, &mut fold).await?;
+    let hour = last_hour(fold.recent.iter(), now);
+    drop(fold);
     Ok(layout::page("Overview", Nav::Overview, render(&status, &hour, &c.ctx.cfg, &csrf)).into_response())
 }
 

@@ -19,6 +19,10 @@ use std::sync::Arc;
 pub struct Which {
     #[serde(default)]
     company: String,
+    /// Compare both systems for a company whose review is applied (people linked to
+    /// nobody yet).
+    #[serde(default)]
+    unlinked: bool,
 }
 
 pub async fn page(
@@ -32,6 +36,14 @@ pub async fn page(
         ("", _) => return Ok(choose(&companies).into_response()),
         (c, _) => c.to_string(),
     };
+    // An applied review is over: the page says so from the store, without reading every
+    // employee of both systems (at 10,000 people that is the better part of a minute).
+    if let Some(co) = companies.iter().find(|co| co.company_uuid == company && co.first_connect_applied) {
+        if !q.unlinked {
+            let links = c.ctx.store.links(&company).await?;
+            return Ok(layout::page("First-connect review", Nav::Review, applied(co, &links)).into_response());
+        }
+    }
     let people = People::load(&c.ctx, &company).await?;
     let proposals = people.propose();
     Ok(layout::page("First-connect review", Nav::Review, review_form(&people, &proposals, &csrf))
@@ -52,6 +64,25 @@ fn choose(companies: &[mlc_store::Company]) -> Markup {
     )
 }
 
+fn applied(co: &mlc_store::Company, links: &[mlc_store::EmployeeLink]) -> Markup {
+    let mut by_origin: std::collections::BTreeMap<&str, usize> = Default::default();
+    for l in links {
+        *by_origin.entry(l.origin.as_str()).or_default() += 1;
+    }
+    html! {
+        p.notice #applied {
+            "The first connect of " (co.name) " is applied: " (links.len()) " people linked"
+            @for (origin, n) in &by_origin { " · " (n) " " (origin) }
+            ". New people are created in Visma as they come."
+        }
+        p {
+            a href={ "/review?company=" (co.company_uuid) "&unlinked=true" } { "Look for people linked to nobody yet" }
+            " " span.muted { "(reads every employee of Gusto and Visma)" } " · "
+            a href={ "/companies/" (co.company_uuid) } { "the company" }
+        }
+    }
+}
+
 fn review_form(people: &People, proposals: &[Proposal], csrf: &Csrf) -> Markup {
     let co = &people.company;
     let rows: Vec<&Proposal> = proposals.iter().filter(|p| p.gusto.is_some()).collect();
@@ -64,9 +95,10 @@ fn review_form(people: &People, proposals: &[Proposal], csrf: &Csrf) -> Markup {
             " " (people.links.len()) " linked already. "
             @for (s, n) in &counts { (n) " " (s.as_str()) " · " }
         }
+        @let linked: std::collections::HashSet<&String> = people.links.values().collect();
         datalist #visma-people {
-            @for v in &people.visma {
-                @if !people.links.values().any(|cd| cd == &v.employee_cd) { option value=(v.employee_cd) { (v.name()) } }
+            @for v in people.visma.iter().filter(|v| !linked.contains(&v.employee_cd)) {
+                option value=(v.employee_cd) { (v.name()) }
             }
         }
         form method="post" action="/review" {
