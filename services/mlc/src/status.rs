@@ -279,33 +279,17 @@ pub async fn gather_with(
     fold: &mut Outcomes,
 ) -> anyhow::Result<Status> {
     let now = mlc_bus::now_ms();
-    // The services' probes are HTTP round trips: made while the streams are read.
-    let (services, streams) = tokio::join!(services(cfg), streams(js, topo));
-    let streams = streams?;
-
-    let mut consumers = Vec::new();
-    for spec in ConsumerSpec::ALL {
-        let name = topo.stream(spec.stream);
-        let stream = js.get_stream_no_info(&name).await.map_err(|e| anyhow::anyhow!("stream {name}: {e}"))?;
-        for durable in topo.durables(&spec) {
-            // A consumer appears when its service first starts; until then there is none.
-            let Ok(mut c) =
-                stream.get_consumer::<async_nats::jetstream::consumer::pull::Config>(&durable).await
-            else {
-                continue;
-            };
-            let info = c.info().await.map_err(|e| anyhow::anyhow!("consumer {durable}: {e}"))?;
-            consumers.push(ConsumerStatus {
-                consumer: durable.clone(),
-                stream: name.clone(),
-                ack_floor_seq: info.ack_floor.stream_sequence,
-                delivered_seq: info.delivered.stream_sequence,
-                pending: info.num_pending,
-                in_flight: info.num_ack_pending as u64,
-                redelivered: info.num_redelivered as u64,
-            });
-        }
-    }
+    // Each part is a few round trips to NATS (or HTTP for the services' probes): side by
+    // side, a busy machine's latency is paid once, not once per part.
+    let (services, streams, consumers, letters, usage) = tokio::join!(
+        services(cfg),
+        streams(js, topo),
+        consumers(js, topo),
+        dead_letters(js, topo),
+        mlc_bus::ratelimit::usage(js, topo)
+    );
+    let (streams, consumers) = (streams?, consumers?);
+    let (dead_letters, letters_per_company) = letters?;
 
     // Outcomes: only what arrived since the fold last read (all of them for the CLI).
     let outcomes_last_seq =
@@ -323,23 +307,7 @@ pub async fn gather_with(
         age_secs: (o.decided_at_ms > 0).then(|| ((now - o.decided_at_ms) / 1000).max(0)),
     };
 
-    let mut letters_per_company: BTreeMap<String, u64> = BTreeMap::new();
-    let mut dead_letters = 0;
-    let mut replay = Replay::open(
-        js,
-        &topo.stream(StreamKind::DeadLetters),
-        &topo.wildcard(StreamKind::DeadLetters),
-        Start::Sequence(1),
-    )
-    .await?;
-    while let Some(m) = replay.next().await {
-        let m = m?;
-        let l: DeadLetter = mlc_bus::decode(&m.subject, &m.payload)?;
-        dead_letters += 1;
-        *letters_per_company.entry(l.company_uuid).or_default() += 1;
-    }
-
-    let usage = mlc_bus::ratelimit::usage(js, topo).await?.unwrap_or_default();
+    let usage = usage?.unwrap_or_default();
     let limit = u64::from(cfg.gusto.rate_limit);
     let mut companies = Vec::new();
     for c in store.companies().await? {
@@ -385,6 +353,60 @@ pub async fn gather_with(
         outcomes: outcomes.clone(),
         last_outcomes: last.iter().map(outcome_status).collect(),
     })
+}
+
+/// The services' durable consumers that exist (one appears when its service first starts).
+async fn consumers(
+    js: &async_nats::jetstream::Context,
+    topo: &Topology,
+) -> anyhow::Result<Vec<ConsumerStatus>> {
+    let mut consumers = Vec::new();
+    for spec in ConsumerSpec::ALL {
+        let name = topo.stream(spec.stream);
+        let stream = js.get_stream_no_info(&name).await.map_err(|e| anyhow::anyhow!("stream {name}: {e}"))?;
+        for durable in topo.durables(&spec) {
+            // A consumer appears when its service first starts; until then there is none.
+            let Ok(mut c) =
+                stream.get_consumer::<async_nats::jetstream::consumer::pull::Config>(&durable).await
+            else {
+                continue;
+            };
+            let info = c.info().await.map_err(|e| anyhow::anyhow!("consumer {durable}: {e}"))?;
+            consumers.push(ConsumerStatus {
+                consumer: durable.clone(),
+                stream: name.clone(),
+                ack_floor_seq: info.ack_floor.stream_sequence,
+                delivered_seq: info.delivered.stream_sequence,
+                pending: info.num_pending,
+                in_flight: info.num_ack_pending as u64,
+                redelivered: info.num_redelivered as u64,
+            });
+        }
+    }
+    Ok(consumers)
+}
+
+/// The dead letters: how many, and per company.
+async fn dead_letters(
+    js: &async_nats::jetstream::Context,
+    topo: &Topology,
+) -> anyhow::Result<(u64, BTreeMap<String, u64>)> {
+    let mut letters_per_company: BTreeMap<String, u64> = BTreeMap::new();
+    let mut dead_letters = 0;
+    let mut replay = Replay::open(
+        js,
+        &topo.stream(StreamKind::DeadLetters),
+        &topo.wildcard(StreamKind::DeadLetters),
+        Start::Sequence(1),
+    )
+    .await?;
+    while let Some(m) = replay.next().await {
+        let m = m?;
+        let l: DeadLetter = mlc_bus::decode(&m.subject, &m.payload)?;
+        dead_letters += 1;
+        *letters_per_company.entry(l.company_uuid).or_default() += 1;
+    }
+    Ok((dead_letters, letters_per_company))
 }
 
 /// Every work stream's size and sequences.
