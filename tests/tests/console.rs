@@ -7,27 +7,27 @@
 use fantoccini::{Client, Locator};
 use mlc_e2e::{Stack, StackBuilder, StackOptions};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// chromedriver and a headless Chromium session; both end with the test.
 struct Browser {
     client: Client,
-    driver: Child,
+    driver: mlc_testkit::Tethered,
 }
 
 impl Browser {
     async fn start() -> Browser {
         let bin = std::env::var("MLC_TEST_CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
         let port = mlc_testkit::free_port();
-        let driver = Command::new(&bin)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start {bin} ({e}): install Debian's chromium and chromium-driver (ops/test.sh does)")
-            });
+        let driver = mlc_testkit::Tethered::spawn(
+            Command::new(&bin).arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null()),
+        )
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start {bin} ({e}): install Debian's chromium and chromium-driver (ops/test.sh does)"
+            )
+        });
         let mut caps = serde_json::Map::new();
         caps.insert(
             "goog:chromeOptions".into(),
@@ -111,10 +111,9 @@ impl Browser {
         std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
     }
 
-    async fn close(mut self) {
+    async fn close(self) {
         let _ = self.client.clone().close().await;
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        // Dropping the driver kills its process group: chromedriver and its Chromium.
     }
 }
 

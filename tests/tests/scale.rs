@@ -14,7 +14,7 @@ use mlc_proto::v1::EmployeeSnapshot;
 use mlc_testkit::NatsCluster;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const PARTITIONS: u32 = 4;
@@ -29,7 +29,7 @@ struct Scale {
     /// Each gateway's ops listener (health, metrics).
     gateway_ops: Vec<String>,
     companies: Vec<FleetCompany>,
-    services: BTreeMap<String, Child>,
+    services: BTreeMap<String, mlc_testkit::Tethered>,
     js: async_nats::jetstream::Context,
     topo: Topology,
 }
@@ -136,20 +136,21 @@ impl Scale {
             .append(true)
             .open(self.dir.path().join(format!("{name}.log")))
             .unwrap();
-        let child = Command::new(mlc_bin())
-            .arg("--config")
-            .arg(&self.config)
-            .args(["run", service])
-            .env_remove("MLC_CONFIG")
-            .env("MLC_REPLICA_ID", &name)
-            .env("MLC_GATEWAY_LISTEN", &self.gateways[replica])
-            .env("MLC_GATEWAY_OPS_LISTEN", &self.gateway_ops[replica])
-            .env("MLC_PROJECTOR_METRICS_LISTEN", free_addr())
-            .env("MLC_WRITER_METRICS_LISTEN", free_addr())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let child = mlc_testkit::Tethered::spawn(
+            Command::new(mlc_bin())
+                .arg("--config")
+                .arg(&self.config)
+                .args(["run", service])
+                .env_remove("MLC_CONFIG")
+                .env("MLC_REPLICA_ID", &name)
+                .env("MLC_GATEWAY_LISTEN", &self.gateways[replica])
+                .env("MLC_GATEWAY_OPS_LISTEN", &self.gateway_ops[replica])
+                .env("MLC_PROJECTOR_METRICS_LISTEN", free_addr())
+                .env("MLC_WRITER_METRICS_LISTEN", free_addr())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log),
+        )
+        .unwrap();
         self.services.insert(name, child);
     }
 

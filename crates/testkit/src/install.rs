@@ -434,8 +434,8 @@ impl Stack {
         if let Some(users) = &self.nats_users {
             cmd.envs(users.env(service));
         }
-        let child = cmd.spawn().expect("spawn mlc run");
-        self.services.push((service.to_string(), crate::Tethered::new(child)));
+        let child = crate::Tethered::spawn(&mut cmd).expect("spawn mlc run");
+        self.services.push((service.to_string(), child));
     }
 
     /// Kills a service with SIGKILL: the process dies wherever it is.

@@ -159,17 +159,10 @@ impl NatsServer {
             cmd.arg("-c").arg(conf);
         }
         cmd.args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"]).arg(&store);
-        let child = cmd
-            .arg("-l")
-            .arg(&log)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map(Tethered::new)
-            .unwrap_or_else(|e| {
-                panic!("cannot start {}: {e}; install it with `apt-get install nats-server`", bin.display())
-            });
+        cmd.arg("-l").arg(&log).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        let child = Tethered::spawn(&mut cmd).unwrap_or_else(|e| {
+            panic!("cannot start {}: {e}; install it with `apt-get install nats-server`", bin.display())
+        });
         self.child = Some(child);
         let log_tail = || {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
@@ -281,8 +274,8 @@ impl NatsCluster {
         let store = self.dir.path().join(&node.name);
         let log = self.dir.path().join(format!("{}.log", node.name));
         let bin = nats_server_bin();
-        let child = Command::new(&bin)
-            .args(["-a", "127.0.0.1", "-p", &node.client_port.to_string(), "-n", &node.name, "-js", "-sd"])
+        let mut cmd = Command::new(&bin);
+        cmd.args(["-a", "127.0.0.1", "-p", &node.client_port.to_string(), "-n", &node.name, "-js", "-sd"])
             .arg(&store)
             .args(["--cluster_name", "mlc", "--cluster", &format!("nats://127.0.0.1:{}", node.route_port)])
             .args(["--routes", &routes])
@@ -290,10 +283,9 @@ impl NatsCluster {
             .arg(&log)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map(Tethered::new)
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+            .stderr(Stdio::null());
+        let child =
+            Tethered::spawn(&mut cmd).unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
         self.nodes[i].child = Some(child);
         let port = self.nodes[i].client_port;
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -359,7 +351,8 @@ impl Drop for StopOnDrop {
     }
 }
 
-/// A child process that dies with this test process.
+/// A child process that dies with this test process, and with it every process it
+/// started.
 ///
 /// `Drop` cannot stop a child for a test that is itself killed (nextest's timeout,
 /// SIGKILL), and an orphaned nats-server or service keeps its port and its CPU for the
@@ -367,28 +360,50 @@ impl Drop for StopOnDrop {
 /// gone. Linux's `PR_SET_PDEATHSIG` would need `unsafe` in `pre_exec` (forbidden in
 /// this workspace) and fires when the spawning *thread* ends, which for a Tokio blocking
 /// thread comes too early. Dereferences to the [`Child`]; dropping it kills the child.
+///
+/// [`Tethered::spawn`] starts the child in a process group of its own and the watchdog
+/// kills the whole group, so grandchildren (chromedriver's Chromium, a service's helpers)
+/// go too. The watchdog sits in a group of its own as well: a signal to the test's group
+/// (nextest's timeout) must not take the watchdog down and leave the children behind.
 pub struct Tethered {
     child: Child,
     watchdog: Option<Child>,
+    /// The child leads a process group of its own (its pid is the group id).
+    group: bool,
 }
 
 impl Tethered {
+    /// Spawns `cmd` in a process group of its own, tethered to this process.
+    pub fn spawn(cmd: &mut Command) -> std::io::Result<Tethered> {
+        use std::os::unix::process::CommandExt;
+        let child = cmd.process_group(0).spawn()?;
+        Ok(Self::tether(child, true))
+    }
+
+    /// Tethers a child spawned already (only the child is killed, not its children).
     pub fn new(child: Child) -> Tethered {
+        Self::tether(child, false)
+    }
+
+    fn tether(child: Child, group: bool) -> Tethered {
+        use std::os::unix::process::CommandExt;
         let parent = std::process::id();
-        // A zombie parent still answers `kill -0`, so read its state instead.
+        let target = if group { format!("-{}", child.id()) } else { child.id().to_string() };
+        // A zombie parent still answers `kill -0`, so read its state instead. `env kill`:
+        // the shell's own `kill` (dash) takes no `--` before a negative (group) id.
         let script = format!(
             "while [ -e /proc/{parent} ] && ! grep -qs '^State:[[:space:]]*Z' /proc/{parent}/status; \
-             do sleep 0.5; done; kill -9 {child} 2>/dev/null",
-            child = child.id()
+             do sleep 0.5; done; env kill -9 -- {target} 2>/dev/null"
         );
         let watchdog = Command::new("sh")
             .args(["-c", &script])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .ok();
-        Tethered { child, watchdog }
+        Tethered { child, watchdog, group }
     }
 }
 
@@ -412,6 +427,14 @@ impl Drop for Tethered {
         if let Some(mut w) = self.watchdog.take() {
             let _ = w.kill();
             let _ = w.wait();
+        }
+        // The group while its leader is not reaped yet (so its id cannot be anyone else's).
+        if self.group && self.child.try_wait().is_ok_and(|s| s.is_none()) {
+            let _ = Command::new("kill")
+                .args(["-9", "--", &format!("-{}", self.child.id())])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
         }
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -1,4 +1,5 @@
-//! A test process that dies without running `Drop` leaves no nats-server behind.
+//! A test process that dies without running `Drop` leaves no nats-server behind, and no
+//! grandchild of a tethered child either.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -19,6 +20,20 @@ fn alive(pid: u32) -> bool {
 fn orphan_child() {
     let Ok(pidfile) = std::env::var(CHILD_ENV) else { return };
     let server = mlc_testkit::NatsServer::start();
+    // A child with a child of its own, as chromedriver starts Chromium.
+    let grandchild_file = format!("{pidfile}.grandchild");
+    let _parent = mlc_testkit::Tethered::spawn(Command::new("sh").args([
+        "-c",
+        &format!(
+            "sleep 120 & echo $! > {grandchild_file}.tmp; mv {grandchild_file}.tmp {grandchild_file}; wait"
+        ),
+    ]))
+    .expect("spawn sh");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::path::Path::new(&grandchild_file).exists() {
+        assert!(Instant::now() < deadline, "the grandchild did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     std::fs::write(&pidfile, server.pid().expect("running").to_string()).expect("write pid file");
     std::thread::sleep(Duration::from_secs(60));
 }
@@ -43,18 +58,30 @@ fn a_killed_test_leaves_no_nats_server() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(alive(nats_pid), "nats-server {nats_pid} should run while its test runs");
+    let grandchild: u32 = std::fs::read_to_string(dir.path().join("nats.pid.grandchild"))
+        .expect("grandchild pid")
+        .trim()
+        .parse()
+        .expect("a pid");
+    assert!(alive(grandchild), "the grandchild {grandchild} should run while its test runs");
 
     // SIGKILL: no Drop, no unwinding, as when nextest's timeout ends a test.
     child.kill().expect("kill the child test");
     child.wait().expect("reap the child test");
 
     let killed_at = Instant::now();
-    while alive(nats_pid) {
+    while alive(nats_pid) || alive(grandchild) {
         assert!(
             killed_at.elapsed() < Duration::from_secs(5),
-            "nats-server {nats_pid} outlived its killed test by 5 s"
+            "nats-server {nats_pid} (alive: {}) or the grandchild {grandchild} (alive: {}) outlived its killed \
+             test by 5 s",
+            alive(nats_pid),
+            alive(grandchild)
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    println!("nats-server {nats_pid} gone {} ms after its test was killed", killed_at.elapsed().as_millis());
+    println!(
+        "nats-server {nats_pid} and grandchild {grandchild} gone {} ms after their test was killed",
+        killed_at.elapsed().as_millis()
+    );
 }
