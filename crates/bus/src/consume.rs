@@ -1,81 +1,84 @@
 //! Pull consumers, batched for coalescing.
+//!
+//! Messages are pulled only when the caller asks for a batch, never prefetched: a message
+//! the server has delivered is in the caller's hands at once, where a
+//! [`crate::delivery::Keepalive`] keeps it from being redelivered while it is worked. A
+//! prefetch buffer would hold delivered messages whose (short) ack wait runs out unseen.
 
 use crate::{BusError, ConsumerSpec, Topology};
-use async_nats::jetstream::consumer::pull::Stream as PullStream;
+use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::{self, Message};
 use futures::StreamExt;
 use std::time::Duration;
 
-/// Waits for at least one message, then takes whatever else arrives within
-/// `linger` (up to `max`). One message waits no longer than `linger` for company,
-/// and a burst is handed over as one batch, so work on it can be coalesced.
-/// Transient pull errors (missed heartbeats, reconnects) are logged and skipped;
-/// `None` means the stream ended.
-pub async fn next_batch(stream: &mut PullStream, max: usize, linger: Duration) -> Option<Vec<Message>> {
-    let mut batch = Vec::new();
-    loop {
-        match stream.next().await? {
-            Ok(m) => {
-                batch.push(m);
-                break;
+/// How long one waiting pull request lives at the server before it is renewed.
+const PULL_WAIT: Duration = Duration::from_secs(5);
+
+/// Waits for at least one message, then for `linger`, then takes whatever else is there
+/// (up to `max`). A burst or a backlog is handed over as one batch, so work on it can be
+/// coalesced. Transient pull errors (reconnects, the ack-pending limit) are logged and the
+/// pull is tried again.
+pub async fn next_batch(consumer: &PullConsumer, max: usize, linger: Duration) -> Vec<Message> {
+    let max = max.max(1);
+    let mut batch = loop {
+        // One message at a time while waiting, so a pull request that expires or is
+        // abandoned never has a message delivered into it that nobody reads.
+        match consumer.batch().max_messages(1).expires(PULL_WAIT).messages().await {
+            Ok(mut pull) => {
+                let mut got = Vec::with_capacity(max);
+                while let Some(m) = pull.next().await {
+                    match m {
+                        Ok(m) => got.push(m),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "pull error; continuing");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
+                }
+                if !got.is_empty() {
+                    break got;
+                }
             }
             Err(e) => {
-                tracing::warn!(error = %e, "pull error; continuing");
+                tracing::warn!(error = %e, "pull request failed; continuing");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
+    };
+    if batch.len() >= max {
+        return batch;
     }
-    // While the server says more is pending, keep taking it (a backlog or a burst
-    // becomes one batch); otherwise wait at most `linger` for company.
-    let mut deadline = tokio::time::Instant::now() + linger;
-    while batch.len() < max {
-        let pending = batch.last().and_then(|m| m.info().ok()).map_or(0, |i| i.pending);
-        if pending > 0 {
-            deadline = deadline.max(tokio::time::Instant::now() + linger.max(Duration::from_millis(50)));
-        }
-        match tokio::time::timeout_at(deadline, stream.next()).await {
-            Ok(Some(Ok(m))) => batch.push(m),
-            Ok(Some(Err(e))) => tracing::warn!(error = %e, "pull error; continuing"),
-            Ok(None) | Err(_) => break,
-        }
+    let pending = batch.last().and_then(|m| m.info().ok()).map_or(0, |i| i.pending);
+    if pending == 0 && !linger.is_zero() {
+        tokio::time::sleep(linger).await;
     }
-    Some(batch)
+    // What is there now, without waiting (the server answers at once, with fewer or none).
+    let rest = async {
+        let mut pull = consumer.fetch().max_messages(max - batch.len()).messages().await?;
+        while let Some(m) = pull.next().await {
+            batch.push(m?);
+        }
+        Ok::<_, async_nats::Error>(())
+    };
+    match tokio::time::timeout(PULL_WAIT, rest).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!(error = %e, "fetch ended early"),
+        Err(_) => tracing::warn!("fetch unanswered for {} s", PULL_WAIT.as_secs()),
+    }
+    batch
 }
 
-/// Opens the durable consumer `spec` of `topology` as a continuous message stream
-/// (partition 0: the only one of an unpartitioned topology).
-pub async fn open(
-    js: &jetstream::Context,
-    topology: &Topology,
-    spec: &ConsumerSpec,
-    batch: usize,
-) -> Result<PullStream, BusError> {
-    open_partition(js, topology, spec, 0, batch).await
-}
-
-/// Opens the durable consumer of `spec` for one partition.
+/// The durable consumer of `spec` for one partition.
 pub async fn open_partition(
     js: &jetstream::Context,
     topology: &Topology,
     spec: &ConsumerSpec,
     partition: u32,
-    batch: usize,
-) -> Result<PullStream, BusError> {
+) -> Result<PullConsumer, BusError> {
     let name = topology.stream(spec.stream);
     let durable = topology.durable(spec, partition);
     let stream = js.get_stream(&name).await.map_err(|e| BusError::Topology(format!("{name}: {e}")))?;
-    let consumer: async_nats::jetstream::consumer::PullConsumer = stream
-        .get_consumer(&durable)
-        .await
-        .map_err(|e| BusError::Topology(format!("consumer {durable}: {e}")))?;
-    consumer
-        .stream()
-        .max_messages_per_batch(batch)
-        .heartbeat(Duration::from_secs(5))
-        .expires(Duration::from_secs(30))
-        .messages()
-        .await
-        .map_err(|e| BusError::Topology(format!("consumer {durable}: {e}")))
+    stream.get_consumer(&durable).await.map_err(|e| BusError::Topology(format!("consumer {durable}: {e}")))
 }
 
 /// Messages not yet delivered plus those delivered and not acknowledged, per durable

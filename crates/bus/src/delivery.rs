@@ -7,13 +7,19 @@
 //! delivery count also counts the waits of a paused company, so a company paused for a
 //! while would be dead-lettered on its first real error after resuming
 //! (docs/ARCHITECTURE.md, decision 4).
+//!
+//! Why every answer to the server goes through [`answer`]: the ack wait is short (a
+//! message taken by a process that died is redelivered within seconds), so while a message
+//! is held, its feed's [`Keepalive`] sends progress (`+WPI`) on a timer; an answer takes
+//! the message off that timer first, so no progress ever follows it (a progress after a
+//! delayed NAK would turn the delay back into one ack wait).
 
 use crate::dead_letter::{DeadLetters, Letter};
 use async_nats::jetstream::{AckKind, Message};
 use rand::Rng as _;
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// What a consumer decided for one delivery. The only thing a stage returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -218,7 +224,7 @@ impl Settle {
     /// terminated when it was kept as a dead letter.
     pub async fn done(&self, msg: &Message, dead_lettered: bool) {
         self.attempts.forget(sequence(msg));
-        let ack = if dead_lettered { msg.ack_with(AckKind::Term).await } else { msg.ack().await };
+        let ack = answer(msg, if dead_lettered { AckKind::Term } else { AckKind::Ack }).await;
         if let Err(e) = ack {
             tracing::debug!(error = %e, "cannot ack; the message comes back after its ack wait");
         }
@@ -256,8 +262,109 @@ fn sequence(msg: &Message) -> u64 {
 
 /// NAK with a delay (the one way every consumer hands a message back for later).
 pub async fn nak(msg: &Message, delay: Duration) {
-    if let Err(e) = msg.ack_with(AckKind::Nak(Some(delay))).await {
+    if let Err(e) = answer(msg, AckKind::Nak(Some(delay))).await {
         tracing::debug!(error = %e, "cannot NAK; the message comes back after its ack wait");
+    }
+}
+
+// ------------------------------------------------------------------ progress while held
+
+/// Ack (reply) subjects of deliveries this process holds and has not answered yet.
+static UNANSWERED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
+/// Held by a keepalive while it sends progress and by [`answer`] while it takes its message
+/// off [`UNANSWERED`]: both go out on the same connection, so a progress is either sent
+/// before the answer or not at all.
+static GATE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A message held longer than this gets no more progress: a delivery some path forgot to
+/// answer is then redelivered after one ack wait instead of being kept forever.
+const MAX_HOLD: Duration = Duration::from_secs(600);
+
+/// The one way to answer the server for a message taken from a [`crate::feed::Feed`]
+/// (ack, NAK, TERM): stops its progress first, then answers.
+pub async fn answer(msg: &Message, kind: AckKind) -> Result<(), async_nats::Error> {
+    if let Some(reply) = msg.reply.as_ref() {
+        let _gate = GATE.lock().await;
+        UNANSWERED.lock().unwrap_or_else(|p| p.into_inner()).remove(reply.as_str());
+    }
+    msg.ack_with(kind).await
+}
+
+/// Sends progress for the held messages of one feed every `every` (a fraction of the ack
+/// wait), so a message that is being worked (a Gusto or Visma call under back-off, a
+/// worker queue) is not redelivered, while one taken by a process that died comes back
+/// after one short ack wait. Dropping it stops the progress of its messages.
+pub struct Keepalive {
+    mine: Arc<Mutex<Vec<(Message, Instant)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Keepalive {
+    /// For a consumer whose ack wait is `ack_wait`.
+    pub fn start(ack_wait: Duration) -> Keepalive {
+        let every = (ack_wait / 4).max(Duration::from_millis(100));
+        let mine: Arc<Mutex<Vec<(Message, Instant)>>> = Arc::default();
+        let task = tokio::spawn({
+            let mine = mine.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    let _gate = GATE.lock().await;
+                    let due: Vec<Message> = {
+                        let mut unanswered = UNANSWERED.lock().unwrap_or_else(|p| p.into_inner());
+                        let mut mine = mine.lock().unwrap_or_else(|p| p.into_inner());
+                        mine.retain(|(m, at)| {
+                            let reply = m.reply.as_ref().map(|r| r.as_str()).unwrap_or_default();
+                            let keep = unanswered.contains(reply) && at.elapsed() < MAX_HOLD;
+                            if !keep && unanswered.remove(reply) {
+                                tracing::warn!(subject = %m.subject, "held too long without an answer; no more progress");
+                            }
+                            keep
+                        });
+                        mine.iter().map(|(m, _)| m.clone()).collect()
+                    };
+                    for m in due {
+                        if let Err(e) = m.ack_with(AckKind::Progress).await {
+                            tracing::debug!(error = %e, "cannot send progress");
+                        }
+                    }
+                }
+            }
+        });
+        Keepalive { mine, task }
+    }
+
+    /// Starts sending progress for `msgs` (just taken from the server).
+    pub fn hold(&self, msgs: &[Message]) {
+        let now = Instant::now();
+        let mut unanswered = UNANSWERED.lock().unwrap_or_else(|p| p.into_inner());
+        let mut mine = self.mine.lock().unwrap_or_else(|p| p.into_inner());
+        for m in msgs {
+            if let Some(reply) = m.reply.as_ref() {
+                unanswered.insert(reply.to_string());
+                mine.push((m.clone(), now));
+            }
+        }
+    }
+
+    /// Messages held and not answered yet (for tests and metrics).
+    pub fn held(&self) -> usize {
+        let unanswered = UNANSWERED.lock().unwrap_or_else(|p| p.into_inner());
+        let mine = self.mine.lock().unwrap_or_else(|p| p.into_inner());
+        mine.iter().filter(|(m, _)| m.reply.as_ref().is_some_and(|r| unanswered.contains(r.as_str()))).count()
+    }
+}
+
+impl Drop for Keepalive {
+    fn drop(&mut self) {
+        self.task.abort();
+        let mut unanswered = UNANSWERED.lock().unwrap_or_else(|p| p.into_inner());
+        for (m, _) in self.mine.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+            if let Some(reply) = m.reply.as_ref() {
+                unanswered.remove(reply.as_str());
+            }
+        }
     }
 }
 

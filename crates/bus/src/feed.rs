@@ -1,17 +1,21 @@
 //! Consuming the partitions a replica holds as one feed of batches.
 
+use crate::delivery::{self, Keepalive};
 use crate::{consume, ConsumerSpec, Topology};
-use async_nats::jetstream::{self, Message};
+use async_nats::jetstream::{self, AckKind, Message};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 /// Batches from the durable consumers of every partition in `held`, following its
 /// changes: a partition taken starts a reader, a partition lost stops its reader.
-/// A batch never mixes partitions.
+/// A batch never mixes partitions. Every message handed out gets progress until it is
+/// answered through [`delivery::answer`] (or the feed is dropped).
 pub struct Feed {
     rx: mpsc::Receiver<(u32, Vec<Message>)>,
     held: watch::Receiver<BTreeSet<u32>>,
+    keepalive: Arc<Keepalive>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -24,9 +28,12 @@ impl Feed {
         batch: usize,
         linger: Duration,
     ) -> Feed {
-        let (tx, rx) = mpsc::channel(4);
-        let task = tokio::spawn(supervise(js, topology, spec, held.clone(), tx, batch, linger));
-        Feed { rx, held, task }
+        // Small: a queued batch is held (and kept alive) but not worked.
+        let (tx, rx) = mpsc::channel(2);
+        let keepalive = Arc::new(Keepalive::start(topology.consumer_config(&spec, 0).ack_wait));
+        let task =
+            tokio::spawn(supervise(js, topology, spec, held.clone(), tx, batch, linger, keepalive.clone()));
+        Feed { rx, held, keepalive, task }
     }
 
     /// The next batch of a partition this replica still holds, and the partition;
@@ -39,9 +46,20 @@ impl Feed {
                 return Some((partition, batch));
             }
             for m in &batch {
-                let _ = m.ack_with(async_nats::jetstream::AckKind::Nak(None)).await;
+                let _ = delivery::answer(m, AckKind::Nak(None)).await;
             }
         }
+    }
+
+    /// The progress of the messages handed out: hold it past the feed's end to finish
+    /// them without their being redelivered meanwhile.
+    pub fn keepalive(&self) -> Arc<Keepalive> {
+        self.keepalive.clone()
+    }
+
+    /// Messages handed out (or queued) and not answered yet.
+    pub fn unanswered(&self) -> usize {
+        self.keepalive.held()
     }
 
     /// Whether this replica still holds `partition` (check before working a message
@@ -71,6 +89,7 @@ impl Drop for Reader {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn supervise(
     js: jetstream::Context,
     topology: Topology,
@@ -79,6 +98,7 @@ async fn supervise(
     tx: mpsc::Sender<(u32, Vec<Message>)>,
     batch: usize,
     linger: Duration,
+    keepalive: Arc<Keepalive>,
 ) {
     let mut readers: BTreeMap<u32, Reader> = BTreeMap::new();
     loop {
@@ -94,6 +114,7 @@ async fn supervise(
                     tx.clone(),
                     batch,
                     linger,
+                    keepalive.clone(),
                 )))
             });
         }
@@ -104,6 +125,7 @@ async fn supervise(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn read(
     js: jetstream::Context,
     topology: Topology,
@@ -112,24 +134,22 @@ async fn read(
     tx: mpsc::Sender<(u32, Vec<Message>)>,
     batch: usize,
     linger: Duration,
+    keepalive: Arc<Keepalive>,
 ) {
-    loop {
-        let mut messages = match consume::open_partition(&js, &topology, &spec, partition, batch).await {
-            Ok(m) => m,
+    let consumer = loop {
+        match consume::open_partition(&js, &topology, &spec, partition).await {
+            Ok(c) => break c,
             Err(e) => {
                 tracing::warn!(partition, error = %e, "cannot open consumer; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        while let Some(b) = consume::next_batch(&mut messages, batch, linger).await {
-            if let Err(mpsc::error::SendError((_, unsent))) = tx.send((partition, b)).await {
-                // The feed is gone: hand these back now rather than after the ack wait.
-                for m in unsent {
-                    let _ = m.ack_with(async_nats::jetstream::AckKind::Nak(None)).await;
-                }
-                return;
             }
         }
+    };
+    loop {
+        // Room first, then the pull: nothing is taken from the server that would wait here.
+        let Ok(permit) = tx.reserve().await else { return };
+        let b = consume::next_batch(&consumer, batch, linger).await;
+        keepalive.hold(&b);
+        permit.send((partition, b));
     }
 }

@@ -69,6 +69,12 @@ impl StreamKind {
     }
 }
 
+/// How long a delivered message stays invisible before redelivery. Short, so work taken by
+/// a process that died (kill -9, OOM, a lost node) resumes within seconds of a restart;
+/// a message that is being worked gets progress acknowledgements meanwhile
+/// ([`crate::delivery::Keepalive`]), however long its Gusto or Visma calls take.
+pub const ACK_WAIT: Duration = Duration::from_secs(4);
+
 /// A durable pull consumer that a service owns.
 #[derive(Debug, Clone)]
 pub struct ConsumerSpec {
@@ -84,7 +90,7 @@ impl ConsumerSpec {
     pub const HYDRATOR: ConsumerSpec = ConsumerSpec {
         stream: StreamKind::GustoEvents,
         durable: "projector-hydrate",
-        ack_wait: Duration::from_secs(60),
+        ack_wait: ACK_WAIT,
         max_deliver: -1,
         max_ack_pending: 2000,
     };
@@ -92,7 +98,7 @@ impl ConsumerSpec {
     pub const MAPPER: ConsumerSpec = ConsumerSpec {
         stream: StreamKind::EmployeeState,
         durable: "projector-map",
-        ack_wait: Duration::from_secs(30),
+        ack_wait: ACK_WAIT,
         max_deliver: -1,
         max_ack_pending: 2000,
     };
@@ -100,7 +106,7 @@ impl ConsumerSpec {
     pub const WRITER: ConsumerSpec = ConsumerSpec {
         stream: StreamKind::VismaCommands,
         durable: "writer",
-        ack_wait: Duration::from_secs(60),
+        ack_wait: ACK_WAIT,
         max_deliver: -1,
         max_ack_pending: 1000,
     };

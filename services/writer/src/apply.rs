@@ -70,16 +70,23 @@ pub(crate) enum ApplyError {
 }
 
 impl Writer {
-    /// Reads the employee and writes what differs: update, create, or nothing.
+    /// Reads the employee (`linked`) or creates it (not linked yet) and writes what differs:
+    /// update, create, or nothing.
     pub(crate) async fn apply(
         &self,
         tenant: &Tenant,
         cd: &str,
+        linked: bool,
         target: &VismaEmployeeFields,
         calls: &mut Vec<String>,
     ) -> Result<Applied, ApplyError> {
         let mut origin = "found";
-        let mut current = if tenant.known_absent(cd, self.retry.absent_ttl) {
+        // An employee we never linked is most likely new: create first. A GET would answer
+        // 404, and the memory of that 404 dies with the process, so a writer restarted
+        // mid-batch would repeat the same failing GET and draw Visma's throttle (the same
+        // failing request twice in five minutes). A create of an existing employee is
+        // refused as a duplicate, once, and then read and updated.
+        let mut current = if !linked || tenant.known_absent(cd, self.retry.absent_ttl) {
             None
         } else {
             self.get(tenant, cd, calls).await?

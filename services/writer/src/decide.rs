@@ -166,7 +166,7 @@ impl Writer {
         }
         let target = target_fields(kind, fields, &cd);
 
-        let applied = match self.apply(tenant, &cd, &target, calls).await {
+        let applied = match self.apply(tenant, &cd, link.is_some(), &target, calls).await {
             Ok(a) => a,
             Err(ApplyError::Paced(wait)) => {
                 return Ok(Decision::Later(Disposition::Wait { delay: wait, reason: "paced" }))

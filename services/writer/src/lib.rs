@@ -11,8 +11,9 @@
 //! 3. **Company**: unknown is a dead letter; paused waits (NAK 30 s); a company whose
 //!    first-connect review is not applied gets no *new* Visma employees (NAK 10 s) until it is.
 //! 4. **Apply**: the link's last applied hash equal to the command's means nothing to do.
-//!    Otherwise read the employee from Visma, write only the fields that differ (PUT with
-//!    `If-Match`), or create it when absent (a taken number means "read, then update").
+//!    Otherwise read the linked employee from Visma and write only the fields that differ
+//!    (PUT with `If-Match`); an unlinked one is created first (a taken number means "read,
+//!    then update"), so a restarted writer never repeats a failing GET.
 //!    The link is stored with the new hash *before* the ack, so a crash anywhere between the
 //!    Visma call and the ack is harmless: the redelivery reads Visma, finds no difference and
 //!    records UNCHANGED. No path creates a second employee, and nothing unchanged is rewritten.
@@ -181,7 +182,9 @@ pub async fn run(
 
     // Stop pulling first: a message handed back while our pull requests are still open
     // would be delivered straight back into them and then wait out its ack wait. Then
-    // finish what is in hand, hand the queues back, and wait for the workers.
+    // finish what is in hand, hand the queues back, and wait for the workers. What is in
+    // hand keeps its progress until then, so it is not redelivered while it is finished.
+    let keepalive = messages.keepalive();
     drop(messages);
     metrics.set_ready(false);
     readiness.abort();
@@ -196,6 +199,7 @@ pub async fn run(
             }
         }
     }
+    drop(keepalive);
     partitions.release().await;
     tracing::info!(ok = result.is_ok(), "writer stopped");
     result

@@ -120,7 +120,8 @@ async fn the_webhook_trace_continues_through_the_writer() {
     let command = spans.iter().find(|s| s.name == "visma.command").expect("command span");
     assert_eq!(command.span_context.trace_id().to_string(), TRACE_ID);
     let calls: Vec<_> = spans.iter().filter(|s| s.name == "visma.request").collect();
-    assert!(calls.len() >= 2, "GET and POST: {calls:?}");
+    // An employee never linked is created first: the POST, without a GET before it.
+    assert!(!calls.is_empty(), "the POST: {calls:?}");
     for call in calls {
         assert_eq!(call.span_kind, SpanKind::Client);
         assert_eq!(call.span_context.trace_id().to_string(), TRACE_ID);
