@@ -3,20 +3,31 @@
 //!
 //! A bucket `<PREFIX>_LEASES` whose entries expire (`max_age` = the lease TTL) holds
 //! `member.<role>.<replica>` (a heartbeat) and `lease.<role>.<partition>` (the holder).
-//! Every TTL/4 each replica renews its heartbeat and its leases with compare-and-set on
-//! the revision it holds (`update`), takes free partitions up to its fair share
-//! (⌈partitions / live replicas⌉) with `create` (which fails if another holds the key),
-//! and gives back what is above its share. A replica that cannot renew stops working a
-//! partition at TTL/2 after its last successful renewal, while the key lives until TTL:
-//! the gap keeps two holders apart even when a process stalls.
+//!
+//! Two tasks per replica, so a slow one never starves the other:
+//! - **renewal**, on a fixed schedule every TTL/4 (not TTL/4 after the previous round):
+//!   the held leases with compare-and-set on the revision held (`update`), then the
+//!   heartbeat; every call bounded by TTL/4. A renewal that failed is tried again after
+//!   TTL/16. A refused compare-and-set is checked against the entry: still ours (an earlier
+//!   update went through although its answer was lost) means the lease is kept. The slack
+//!   (TTL less the time since the lease's last renewal) is measured at every renewal.
+//! - **balance**, every TTL/2: counts live replicas, takes free partitions up to its fair
+//!   share (⌈partitions / live replicas⌉) with `create` (which fails if another holds the
+//!   key), and gives back what is above its share.
+//!
+//! A replica stops working a partition whose lease it could not renew for TTL/2, while the
+//! key lives until TTL: the gap keeps two holders apart even when a process stalls. One
+//! failed call loses nothing: a lease is dropped for its age, never for one error.
 
 use crate::{BusError, Topology};
 use async_nats::jetstream::{self, kv};
 
 use futures::StreamExt;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use tokio::sync::{watch, Mutex};
 
 /// Who asks, for which role, how long a lease lives.
 #[derive(Debug, Clone)]
@@ -34,11 +45,19 @@ pub struct Leases {
     rx: watch::Receiver<BTreeSet<u32>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
+    min_slack: Arc<AtomicU64>,
 }
 
 impl Leases {
     pub fn watch(&self) -> watch::Receiver<BTreeSet<u32>> {
         self.rx.clone()
+    }
+
+    /// The least slack measured at a renewal so far (TTL less the time since the lease's
+    /// previous renewal); `None` before the first renewal.
+    pub fn min_slack(&self) -> Option<Duration> {
+        let ms = self.min_slack.load(Ordering::Relaxed);
+        (ms != u64::MAX).then(|| Duration::from_millis(ms))
     }
 
     /// Gives every held partition back now, so another replica takes it without waiting
@@ -110,40 +129,126 @@ pub async fn start(js: &jetstream::Context, topo: &Topology, cfg: LeaseConfig) -
     let c = &config;
     crate::topology::while_electing(move || js.create_or_update_stream(c.clone())).await.map_err(err)?;
     let store = js.get_key_value(&bucket).await.map_err(|e| err(e.to_string()))?;
-    let mut state =
-        State { store, cfg, partitions: topo.partitions(), held: BTreeMap::new(), last_ok: Instant::now() };
-    state.round().await;
-    let (tx, rx) = watch::channel(state.held_set());
-    let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel();
-    let task = tokio::spawn(async move {
-        let every = state.cfg.ttl / 4;
-        loop {
-            tokio::select! {
-                _ = &mut stop_rx => {
-                    state.release_all().await;
-                    let _ = tx.send(BTreeSet::new());
-                    return;
-                }
-                _ = tokio::time::sleep(every) => {}
-            }
-            state.round().await;
-            let now = state.held_set();
-            if *tx.borrow() != now {
-                tracing::info!(role = %state.cfg.role, partitions = ?now, "leases changed");
-                let _ = tx.send(now);
+    let ttl = cfg.ttl;
+    let state = State {
+        store,
+        cfg,
+        partitions: topo.partitions(),
+        held: BTreeMap::new(),
+        min_slack: Arc::new(AtomicU64::new(u64::MAX)),
+    };
+    let min_slack = state.min_slack.clone();
+    let (store, role) = (state.store.clone(), state.cfg.role.clone());
+    let state = Arc::new(Mutex::new(state));
+    {
+        let mut s = state.lock().await;
+        s.heartbeat().await;
+        let members = members(&store, &role, ttl).await;
+        s.balance(members).await;
+    }
+    let (tx, rx) = watch::channel(state.lock().await.held_set());
+    let tx = Arc::new(tx);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+
+    let balance = {
+        let (state, tx) = (state.clone(), tx.clone());
+        async move {
+            let mut every = tokio::time::interval(ttl / 2);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            every.tick().await;
+            loop {
+                every.tick().await;
+                // Counted without the lock: listing the bucket may be slow, renewals not.
+                let members = members(&store, &role, ttl).await;
+                let mut s = state.lock().await;
+                s.balance(members).await;
+                s.publish(&tx);
             }
         }
+    };
+    let task = tokio::spawn(async move {
+        // Ends with this task, also when it is aborted ([`Leases::abandon`]).
+        let balance = AbortOnDrop(tokio::spawn(balance));
+        let every = ttl / 4;
+        let mut next = tokio::time::Instant::now() + every;
+        let mut stop_rx = stop_rx;
+        loop {
+            tokio::select! {
+                _ = &mut stop_rx => break,
+                _ = tokio::time::sleep_until(next) => {}
+            }
+            let mut s = state.lock().await;
+            let ok = s.renew().await;
+            s.publish(&tx);
+            drop(s);
+            // The schedule is kept from the last tick, not from the end of this round;
+            // a failure is tried again soon, well inside the lease's life.
+            let now = tokio::time::Instant::now();
+            next = if ok { (next + every).max(now) } else { now + ttl / 16 };
+        }
+        drop(balance);
+        let mut s = state.lock().await;
+        s.release_all().await;
+        let _ = tx.send(BTreeSet::new());
     });
-    Ok(Leases { rx, stop: Some(stop_tx), task: Some(task) })
+    Ok(Leases { rx, stop: Some(stop_tx), task: Some(task), min_slack })
+}
+
+/// Live replicas of `role`: heartbeats in the bucket (1 when the bucket cannot be read).
+async fn members(store: &kv::Store, role: &str, ttl: Duration) -> u32 {
+    let prefix = format!("member.{role}.");
+    // Distinct keys: the listing (an ordered consumer) may hand a key out twice when it
+    // restarts under load, and a replica counted twice would give back half its share.
+    let count = async {
+        let mut keys = store.keys().await?;
+        let mut seen = BTreeSet::new();
+        while let Some(k) = keys.next().await {
+            match k {
+                Ok(k) if k.starts_with(&prefix) => {
+                    seen.insert(k);
+                }
+                _ => {}
+            }
+        }
+        Ok::<u32, async_nats::Error>(seen.len() as u32)
+    };
+    match tokio::time::timeout(ttl / 2, count).await {
+        Ok(Ok(n)) => n,
+        _ => 1,
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What one renewal came to.
+enum Renewal {
+    Renewed(u64),
+    StillOurs(u64),
+    Lost(String),
+    Failed(String),
+}
+
+/// A lease this replica holds.
+struct Held {
+    /// The revision of our entry, for the next compare-and-set.
+    revision: u64,
+    /// When the entry was last written by us (taken or renewed).
+    renewed: Instant,
 }
 
 struct State {
     store: kv::Store,
     cfg: LeaseConfig,
     partitions: u32,
-    /// Partition -> revision of our lease entry.
-    held: BTreeMap<u32, u64>,
-    last_ok: Instant,
+    held: BTreeMap<u32, Held>,
+    /// The least slack measured at a renewal so far, in milliseconds.
+    min_slack: Arc<AtomicU64>,
 }
 
 impl State {
@@ -155,40 +260,127 @@ impl State {
         self.held.keys().copied().collect()
     }
 
-    async fn round(&mut self) {
+    fn publish(&self, tx: &watch::Sender<BTreeSet<u32>>) {
+        let now = self.held_set();
+        if *tx.borrow() != now {
+            tracing::info!(role = %self.cfg.role, partitions = ?now, "leases changed");
+            let _ = tx.send(now);
+        }
+    }
+
+    /// One call to the bucket, bounded so a stalled answer cannot hold up the schedule.
+    async fn bounded<T, E: std::fmt::Display>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, String> {
+        match tokio::time::timeout(self.cfg.ttl / 4, call).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {} ms", (self.cfg.ttl / 4).as_millis())),
+        }
+    }
+
+    async fn heartbeat(&self) {
         let me = self.cfg.replica.clone();
-        let heartbeat = self.store.put(format!("member.{}.{me}", self.cfg.role), me.clone().into()).await;
-        let mut ok = heartbeat.is_ok();
-        // Renew what we hold; a failed compare-and-set means it is someone else's now.
-        let held: Vec<(u32, u64)> = self.held.iter().map(|(p, r)| (*p, *r)).collect();
-        for (p, rev) in held {
-            match self.store.update(self.lease_key(p), me.clone().into(), rev).await {
-                Ok(new_rev) => {
-                    self.held.insert(p, new_rev);
+        let key = format!("member.{}.{me}", self.cfg.role);
+        if let Err(e) = self.bounded(self.store.put(key, me.into())).await {
+            tracing::debug!(error = %e, "heartbeat failed");
+        }
+    }
+
+    /// Renews every held lease (at once), then the heartbeat; true when every lease was
+    /// renewed. A renewal waits for its answer up to the lease's give-up point (TTL/2 after
+    /// its last renewal) rather than a fixed timeout: on a starved machine the answer is
+    /// late, not lost, and an update given up while still in flight would leave us holding
+    /// a stale revision.
+    async fn renew(&mut self) -> bool {
+        let me = self.cfg.replica.clone();
+        let give_up = self.cfg.ttl / 2;
+        let attempts = self.held.iter().map(|(&p, h)| {
+            let key = self.lease_key(p);
+            let (store, me, rev) = (self.store.clone(), me.clone(), h.revision);
+            let left = give_up.saturating_sub(h.renewed.elapsed()).max(Duration::from_millis(50));
+            async move {
+                let attempt = Instant::now();
+                let result = match tokio::time::timeout(left, store.update(&key, me.clone().into(), rev))
+                    .await
+                {
+                    Ok(Ok(new_rev)) => Renewal::Renewed(new_rev),
+                    Ok(Err(e)) => {
+                        // Refused: whose is the entry now?
+                        match tokio::time::timeout(left, store.entry(&key)).await {
+                            Ok(Ok(Some(entry)))
+                                if entry.operation == kv::Operation::Put && entry.value == me.as_bytes() =>
+                            {
+                                Renewal::StillOurs(entry.revision)
+                            }
+                            Ok(Ok(_)) => Renewal::Lost(e.to_string()),
+                            Ok(Err(read)) => Renewal::Failed(format!("{e}; reading the entry: {read}")),
+                            Err(_) => Renewal::Failed(format!("{e}; the entry could not be read in time")),
+                        }
+                    }
+                    Err(_) => Renewal::Failed(format!("no answer within {} ms", left.as_millis())),
+                };
+                (p, attempt, result)
+            }
+        });
+        let results = futures::future::join_all(attempts).await;
+        let mut all_ok = true;
+        for (p, attempt, result) in results {
+            let Some(h) = self.held.get_mut(&p) else { continue };
+            match result {
+                Renewal::Renewed(new_rev) => {
+                    let slack = self.cfg.ttl.saturating_sub(attempt.duration_since(h.renewed));
+                    self.min_slack.fetch_min(slack.as_millis() as u64, Ordering::Relaxed);
+                    if slack < self.cfg.ttl / 2 {
+                        tracing::warn!(
+                            partition = p,
+                            slack_ms = slack.as_millis() as u64,
+                            "lease renewed late"
+                        );
+                    }
+                    h.revision = new_rev;
+                    h.renewed = attempt;
                 }
-                Err(e) => {
-                    tracing::warn!(partition = p, error = %e, "lease lost");
+                // An earlier update went through although its answer was lost: take its
+                // revision; the next round renews it.
+                Renewal::StillOurs(rev) => {
+                    all_ok = false;
+                    h.revision = rev;
+                }
+                Renewal::Lost(why) => {
+                    all_ok = false;
+                    tracing::warn!(partition = p, error = %why, "lease lost: the entry is someone else's or gone");
                     self.held.remove(&p);
-                    ok &= !e.to_string().contains("timed out");
+                }
+                Renewal::Failed(why) => {
+                    all_ok = false;
+                    tracing::info!(partition = p, error = %why, "lease renewal failed; trying again");
                 }
             }
         }
-        if ok {
-            self.last_ok = Instant::now();
-        } else if self.last_ok.elapsed() > self.cfg.ttl / 2 {
-            // Cannot tell whether our leases still stand: stop working them before they
-            // could expire and be taken.
-            if !self.held.is_empty() {
-                tracing::warn!("lease renewal failing; giving up every partition");
-            }
-            self.held.clear();
-            return;
+        // Cannot tell whether these still stand: stop working them before they could
+        // expire and be taken.
+        let stale: Vec<u32> =
+            self.held.iter().filter(|(_, h)| h.renewed.elapsed() >= give_up).map(|(p, _)| *p).collect();
+        for p in stale {
+            tracing::warn!(partition = p, "lease not renewed for TTL/2; giving the partition up");
+            self.held.remove(&p);
         }
-        let members = self.members().await.max(1);
+        self.heartbeat().await;
+        all_ok
+    }
+
+    /// Takes free partitions up to the fair share among `members` live replicas and gives
+    /// back what is above it.
+    async fn balance(&mut self, members: u32) {
+        let me = self.cfg.replica.clone();
+        let members = members.max(1);
         let fair = self.partitions.div_ceil(members) as usize;
         while self.held.len() > fair {
-            let Some((&p, &rev)) = self.held.iter().next_back() else { break };
-            let _ = self.store.delete_expect_revision(self.lease_key(p), Some(rev)).await;
+            let Some((&p, h)) = self.held.iter().next_back() else { break };
+            let rev = h.revision;
+            let _ = self.bounded(self.store.delete_expect_revision(self.lease_key(p), Some(rev))).await;
             self.held.remove(&p);
         }
         if self.held.len() < fair {
@@ -203,31 +395,23 @@ impl State {
                 if self.held.contains_key(&p) {
                     continue;
                 }
-                if let Ok(rev) = self.store.create(self.lease_key(p), me.clone().into()).await {
-                    self.held.insert(p, rev);
+                let taken = Instant::now();
+                if let Ok(revision) =
+                    self.bounded(self.store.create(self.lease_key(p), me.clone().into())).await
+                {
+                    self.held.insert(p, Held { revision, renewed: taken });
                 }
             }
         }
     }
 
-    async fn members(&self) -> u32 {
-        let prefix = format!("member.{}.", self.cfg.role);
-        let Ok(mut keys) = self.store.keys().await else { return 1 };
-        let mut n = 0;
-        while let Some(k) = keys.next().await {
-            if k.is_ok_and(|k| k.starts_with(&prefix)) {
-                n += 1;
-            }
-        }
-        n
-    }
-
     async fn release_all(&mut self) {
-        let held: Vec<(u32, u64)> = self.held.iter().map(|(p, r)| (*p, *r)).collect();
+        let held: Vec<(u32, u64)> = self.held.iter().map(|(p, h)| (*p, h.revision)).collect();
         for (p, rev) in held {
-            let _ = self.store.delete_expect_revision(self.lease_key(p), Some(rev)).await;
+            let _ = self.bounded(self.store.delete_expect_revision(self.lease_key(p), Some(rev))).await;
         }
         self.held.clear();
-        let _ = self.store.delete(format!("member.{}.{}", self.cfg.role, self.cfg.replica)).await;
+        let key = format!("member.{}.{}", self.cfg.role, self.cfg.replica);
+        let _ = self.bounded(self.store.delete(key)).await;
     }
 }

@@ -38,6 +38,11 @@ impl Partitions {
         self.held.clone()
     }
 
+    /// The least slack measured at a lease renewal so far (see [`Leases::min_slack`]).
+    pub fn min_slack(&self) -> Option<std::time::Duration> {
+        self.leases.as_ref().and_then(|l| l.min_slack())
+    }
+
     /// Gives the leases up, so another replica takes the partitions at once.
     pub async fn release(self) {
         if let Some(l) = self.leases {

@@ -17,7 +17,10 @@ async fn settle(rxs: &[tokio::sync::watch::Receiver<BTreeSet<u32>>], want: usize
         let sets: Vec<BTreeSet<u32>> = rxs.iter().map(|r| r.borrow().clone()).collect();
         let union: BTreeSet<u32> = sets.iter().flatten().copied().collect();
         let total: usize = sets.iter().map(|s| s.len()).sum();
-        if union.len() == want && total == want && sets.iter().all(|s| !s.is_empty()) {
+        // Balanced as well as complete: every replica at its fair share at most (a replica
+        // gives back what is above it on its next balance, TTL/2 after the last).
+        let fair = want.div_ceil(rxs.len());
+        if union.len() == want && total == want && sets.iter().all(|s| !s.is_empty() && s.len() <= fair) {
             return sets;
         }
         assert!(Instant::now() < deadline, "leases did not settle: {sets:?}");
