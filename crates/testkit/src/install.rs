@@ -31,17 +31,21 @@ pub fn mlc_bin() -> PathBuf {
 }
 
 /// Runs the `mlc` CLI with `config` (asynchronously: the in-process simulators answer it
-/// from the caller's runtime).
+/// from the caller's runtime). Bounded (5 minutes): a command that hangs fails the test with its arguments, and is
+/// killed.
 pub async fn run_mlc(config: &Path, args: &[&str]) -> Output {
-    tokio::process::Command::new(mlc_bin())
+    let run = tokio::process::Command::new(mlc_bin())
         .arg("--config")
         .arg(config)
         .args(args)
         .env_remove("MLC_CONFIG")
         .stdin(Stdio::null())
-        .output()
-        .await
-        .expect("run mlc")
+        .kill_on_drop(true)
+        .output();
+    match tokio::time::timeout(Duration::from_secs(300), run).await {
+        Ok(out) => out.expect("run mlc"),
+        Err(_) => panic!("mlc {args:?} did not finish within 300 s"),
+    }
 }
 
 /// A running installation.
