@@ -6,7 +6,8 @@
 //! changes, transfers, terminations, rehires, office edits), a driver
 //! - kills (SIGKILL) and restarts nats-server, the projector and the writer at random points;
 //! - makes Visma answer 5xx on 10 % of calls, and 429 in bursts (its rate window shrinks to
-//!   2 requests per 2 s for 0.5 to 2.5 s: real 429s with `Retry-After`);
+//!   2 requests per 2 s for 0.5 to 2.5 s: real 429s with `Retry-After`), and 412 to 1 to 3
+//!   PUTs in a row now and then (`If-Match` no longer matching);
 //! - makes Gusto expire every access token now and then, and answer 429 in bursts (3 to 15
 //!   requests in a row);
 //! - has Gusto deliver 10 % of webhooks twice and (with a random delay per delivery) out of
@@ -296,8 +297,14 @@ enum Fault {
         n: u32,
     },
     ExpireTokens,
+    /// The next `n` PUTs answer 412 (`If-Match` did not match, as when someone edits the
+    /// employee in Visma between the writer's read and its write).
+    Visma412 {
+        n: u32,
+    },
 }
 
+const VISMA_PUT: &str = "PUT /v1/employee/{employee_cd}";
 const VISMA_ROUTES: &[&str] =
     &["GET /v1/employee/{employee_cd}", "PUT /v1/employee/{employee_cd}", "POST /v1/employee"];
 
@@ -352,6 +359,11 @@ fn schedule(plan: &Plan, rng: &mut Rng) -> Vec<(f64, Fault)> {
         out.push((t, Fault::ExpireTokens));
         t += rng.range_f(3.0, 7.0);
     }
+    let mut t = rng.range_f(2.0, 5.0);
+    while t < span {
+        out.push((t, Fault::Visma412 { n: 1 + rng.below(3) as u32 }));
+        t += rng.range_f(4.0, 8.0);
+    }
     out.sort_by(|a, b| a.0.total_cmp(&b.0));
     out
 }
@@ -363,6 +375,7 @@ struct Injected {
     gusto_429_bursts: u64,
     gusto_429_requested: u64,
     token_expiries: u64,
+    visma_412_requested: u64,
     /// When the last fault was injected (kill, burst, expiry).
     last_fault: Option<Instant>,
 }
@@ -387,12 +400,17 @@ async fn drive(
     let faults = schedule(plan, rng);
     let started = Instant::now();
     let mut throttled_until: Option<Instant> = None;
+    let mut put_412_until: Option<Instant> = None;
     for (at, fault) in faults {
         let due = Duration::from_secs_f64(at);
         while started.elapsed() < due {
             if throttled_until.is_some_and(|t| Instant::now() >= t) {
                 visma_throttle(&stack.visma, false);
                 throttled_until = None;
+            }
+            if put_412_until.is_some_and(|t| Instant::now() >= t) {
+                stack.visma.set_fault(VISMA_PUT, visma_5xx(rng));
+                put_412_until = None;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -434,10 +452,20 @@ async fn drive(
                 stack.gusto.expire_tokens(None);
                 injected.token_expiries += 1;
             }
+            Fault::Visma412 { n } => {
+                // Replaces the PUT route's 5xx rule until the next Visma fault restores it.
+                stack.visma.set_fault(
+                    VISMA_PUT,
+                    sim_visma::FaultSpec { fail_next: n, error_status: Some(412), ..Default::default() },
+                );
+                put_412_until = Some(Instant::now() + Duration::from_secs(2));
+                injected.visma_412_requested += u64::from(n);
+            }
         }
         injected.last_fault = Some(Instant::now());
     }
     visma_throttle(&stack.visma, false);
+    stack.visma.set_fault(VISMA_PUT, visma_5xx(rng));
     injected
 }
 
@@ -912,6 +940,10 @@ async fn the_pipeline_converges_under_faults() {
     row("Visma answers (API, without tokens)", (vp.count(|_| true) - vp.auth_requests()).to_string());
     row("  Visma 5xx injected", vp.count(|s| s >= 500).to_string());
     row("  Visma 429", format!("{} ({} bursts)", vp.count(|s| s == 429), injected.visma_429_bursts));
+    row(
+        "  Visma 412 (If-Match)",
+        format!("{} ({} injected)", vp.count(|s| s == 412), injected.visma_412_requested),
+    );
     row("Gusto API answers (without OAuth)", (gp.count(|_| true) - gp.auth_requests()).to_string());
     row("  Gusto 429", format!("{} ({} bursts)", gp.count(|s| s == 429), injected.gusto_429_bursts));
     row("  of which the simulator's rate limit", gusto_limited.to_string());
