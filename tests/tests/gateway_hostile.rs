@@ -3,7 +3,7 @@
 
 use mlc_e2e::{mlc_bin, Stack, StackOptions};
 use mlc_testkit::NatsServer;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,7 +26,7 @@ fn free_addr() -> String {
 }
 
 struct Gateway {
-    child: mlc_testkit::Tethered,
+    child: Child,
     listen: String,
     ops: String,
     _dir: tempfile::TempDir,
@@ -70,14 +70,16 @@ async fn start_gateway_with(nats: &NatsServer, nofile: Option<u64>) -> Gateway {
         }
         None => Command::new(mlc_bin()),
     };
-    cmd.arg("--config")
+    let child = cmd
+        .arg("--config")
         .arg(&config)
         .args(["run", "gateway"])
         .env_remove("MLC_CONFIG")
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
-        .stderr(log);
-    let child = mlc_testkit::Tethered::spawn(&mut cmd).unwrap();
+        .stderr(log)
+        .spawn()
+        .unwrap();
     let gw = Gateway { child, listen, ops, _dir: dir };
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
