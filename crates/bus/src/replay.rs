@@ -9,6 +9,10 @@ pub enum Start {
     Sequence(u64),
     /// Unix milliseconds.
     Time(i64),
+    /// From the start, but only the newest message of each subject (JetStream's
+    /// `LastPerSubject`): what a replay of state needs, since an older state of a subject
+    /// is superseded by its newest.
+    NewestPerSubject,
 }
 
 /// One stored message, as replay sees it.
@@ -29,6 +33,7 @@ pub struct Replay {
     messages: Option<async_nats::jetstream::consumer::pull::Ordered>,
     done: bool,
     filter: String,
+    stream_last_sequence: u64,
 }
 
 impl Replay {
@@ -39,13 +44,15 @@ impl Replay {
         start: Start,
     ) -> Result<Replay, crate::BusError> {
         let err = |e: String| crate::BusError::Read { subject: filter.to_string(), reason: e };
-        let handle = js.get_stream(stream).await.map_err(|e| err(e.to_string()))?;
+        let mut handle = js.get_stream(stream).await.map_err(|e| err(e.to_string()))?;
+        let stream_last_sequence = handle.info().await.map_err(|e| err(e.to_string()))?.state.last_sequence;
         let deliver_policy = match start {
             Start::Sequence(s) => DeliverPolicy::ByStartSequence { start_sequence: s.max(1) },
             Start::Time(ms) => DeliverPolicy::ByStartTime {
                 start_time: time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
                     .map_err(|e| err(e.to_string()))?,
             },
+            Start::NewestPerSubject => DeliverPolicy::LastPerSubject,
         };
         let mut consumer = handle
             .create_consumer(OrderedConfig {
@@ -57,10 +64,21 @@ impl Replay {
             .map_err(|e| err(e.to_string()))?;
         let pending = consumer.info().await.map_err(|e| err(e.to_string()))?.num_pending;
         if pending == 0 {
-            return Ok(Replay { messages: None, done: true, filter: filter.to_string() });
+            return Ok(Replay {
+                messages: None,
+                done: true,
+                filter: filter.to_string(),
+                stream_last_sequence,
+            });
         }
         let messages = consumer.messages().await.map_err(|e| err(e.to_string()))?;
-        Ok(Replay { messages: Some(messages), done: false, filter: filter.to_string() })
+        Ok(Replay { messages: Some(messages), done: false, filter: filter.to_string(), stream_last_sequence })
+    }
+
+    /// The stream's last sequence when the replay began (a later message is newer than
+    /// anything the replay delivers).
+    pub fn stream_last_sequence(&self) -> u64 {
+        self.stream_last_sequence
     }
 
     /// The next message, in stream order; `None` once the replay has caught up.

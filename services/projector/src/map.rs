@@ -7,10 +7,11 @@ use crate::{Held, MapOutcome, Projector, ProjectorError, ProjectorMetrics, REPLA
 use async_nats::jetstream::Message;
 use futures::future::join_all;
 use mlc_bus::delivery::{Disposition, Settled};
+use mlc_bus::replay::{Replay, Start};
 use mlc_bus::{ConsumerSpec, StreamKind};
 use mlc_proto::v1::{EmployeeSnapshot, VismaCommand};
 use mlc_store::{AuditEntry, AuditKind};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
@@ -75,16 +76,31 @@ impl Projector {
         payload: &[u8],
         dry_run: bool,
     ) -> Result<MapOutcome, Disposition> {
+        self.map_knowing(subject, seq, payload, dry_run, None).await
+    }
+
+    /// [`Projector::map_snapshot`], asking the streams only what `known` (a replay's) does
+    /// not already say.
+    async fn map_knowing(
+        &self,
+        subject: &str,
+        seq: u64,
+        payload: &[u8],
+        dry_run: bool,
+        known: Option<Known<'_>>,
+    ) -> Result<MapOutcome, Disposition> {
         let topo = &self.settings.topology;
         let snapshot: EmployeeSnapshot =
             mlc_bus::decode(subject, payload).map_err(|e| Disposition::dead("undecodable", e.to_string()))?;
-        let state_stream = topo.stream(StreamKind::EmployeeState);
-        let latest = mlc_bus::last_on_subject::<EmployeeSnapshot>(&self.js, &state_stream, subject)
-            .await
-            .map_err(|e| Disposition::retry("nats", e))?;
-        if latest.is_some_and(|l| l.sequence > seq) {
-            ProjectorMetrics::inc(&self.metrics.commands, "superseded");
-            return Ok(MapOutcome::Superseded);
+        if known.as_ref().is_none_or(|k| k.state_moved) {
+            let state_stream = topo.stream(StreamKind::EmployeeState);
+            let latest = mlc_bus::last_on_subject::<EmployeeSnapshot>(&self.js, &state_stream, subject)
+                .await
+                .map_err(|e| Disposition::retry("nats", e))?;
+            if latest.is_some_and(|l| l.sequence > seq) {
+                ProjectorMetrics::inc(&self.metrics.commands, "superseded");
+                return Ok(MapOutcome::Superseded);
+            }
         }
         let company = match self.directory.company(&self.store, &snapshot.company_uuid).await {
             Ok(Some(c)) => c,
@@ -100,16 +116,21 @@ impl Projector {
         command.trace = Some(mlc_bus::trace::current().unwrap_or_default());
 
         let subject = topo.visma_command(&company.company_uuid, &snapshot.employee_uuid);
-        let last = mlc_bus::last_on_subject::<VismaCommand>(
-            &self.js,
-            &topo.stream(StreamKind::VismaCommands),
-            &subject,
-        )
-        .await
-        .map_err(|e| Disposition::retry("nats", e))?;
-        if last.as_ref().is_some_and(|l| {
-            l.message.content_hash == command.content_hash && l.message.parked_reason == command.parked_reason
-        }) {
+        let same = |last: &LastCommand| {
+            last.content_hash == command.content_hash && last.parked_reason == command.parked_reason
+        };
+        let unchanged = match &known {
+            Some(k) => k.last_commands.get(&subject).is_some_and(same),
+            None => mlc_bus::last_on_subject::<VismaCommand>(
+                &self.js,
+                &topo.stream(StreamKind::VismaCommands),
+                &subject,
+            )
+            .await
+            .map_err(|e| Disposition::retry("nats", e))?
+            .is_some_and(|l| same(&LastCommand::of(&l.message))),
+        };
+        if unchanged {
             ProjectorMetrics::inc(&self.metrics.commands, "unchanged");
             return Ok(MapOutcome::Unchanged);
         }
@@ -145,6 +166,12 @@ impl Projector {
 
     /// Re-reads `EMPLOYEE_STATE` from `start` through [`Projector::map_snapshot`]:
     /// `mlc replay employee-state`. Returns what each snapshot produced.
+    ///
+    /// A replay from the start reads only the newest snapshot of each employee (the older
+    /// ones are superseded by it) and compares with the last commands read in one pass
+    /// over `VISMA_COMMANDS`, so it asks the streams nothing per employee; it maps in
+    /// parallel. Should `EMPLOYEE_STATE` grow meanwhile, each snapshot of the chunk being
+    /// mapped is checked against its subject's newest again, as the live consumer does.
     pub async fn replay_state(
         &self,
         start: mlc_bus::replay::Start,
@@ -157,6 +184,9 @@ impl Projector {
             (Some(c), Some(e)) => topo.employee_state(c, e),
             (c, _) => topo.company_filter(StreamKind::EmployeeState, c),
         };
+        if matches!(start, Start::Sequence(s) if s <= 1) || matches!(start, Start::NewestPerSubject) {
+            return self.replay_newest(&filter, company, dry_run).await;
+        }
         let mut results = Vec::new();
         let mut replay =
             mlc_bus::replay::Replay::open(&self.js, &topo.stream(StreamKind::EmployeeState), &filter, start)
@@ -205,4 +235,89 @@ impl Projector {
         results.sort_by_key(|(seq, _)| *seq);
         Ok(results)
     }
+
+    /// The replay from the start: see [`Projector::replay_state`].
+    async fn replay_newest(
+        &self,
+        filter: &str,
+        company: Option<&str>,
+        dry_run: bool,
+    ) -> Result<Vec<(u64, Result<MapOutcome, Disposition>)>, ProjectorError> {
+        let topo = &self.settings.topology;
+        let state_stream = topo.stream(StreamKind::EmployeeState);
+        let last_commands = self.last_commands(company).await?;
+        let mut replay = Replay::open(&self.js, &state_stream, filter, Start::NewestPerSubject).await?;
+        let began_at = replay.stream_last_sequence();
+        let sem = Semaphore::new(64);
+        let mut results = Vec::new();
+        let mut chunk = Vec::with_capacity(REPLAY_CHUNK);
+        loop {
+            let next = replay.next().await.transpose()?;
+            let done = next.is_none();
+            chunk.extend(next);
+            if chunk.len() >= REPLAY_CHUNK || (done && !chunk.is_empty()) {
+                let state_moved = match self.js.get_stream(&state_stream).await {
+                    Ok(mut s) => s.info().await.map_or(true, |i| i.state.last_sequence > began_at),
+                    Err(_) => true,
+                };
+                let mapped = join_all(chunk.drain(..).map(|m| {
+                    let (sem, last_commands) = (&sem, &last_commands);
+                    async move {
+                        let _permit = sem.acquire().await;
+                        let known = Known { last_commands, state_moved };
+                        let outcome =
+                            self.map_knowing(&m.subject, m.sequence, &m.payload, dry_run, Some(known)).await;
+                        (m.sequence, outcome)
+                    }
+                }))
+                .await;
+                results.extend(mapped);
+            }
+            if done {
+                break;
+            }
+        }
+        results.sort_by_key(|(seq, _)| *seq);
+        Ok(results)
+    }
+
+    /// The last command of every employee (of `company`), by subject, in one pass over
+    /// `VISMA_COMMANDS`'s newest message per subject.
+    async fn last_commands(
+        &self,
+        company: Option<&str>,
+    ) -> Result<HashMap<String, LastCommand>, ProjectorError> {
+        let topo = &self.settings.topology;
+        let filter = topo.company_filter(StreamKind::VismaCommands, company);
+        let mut replay =
+            Replay::open(&self.js, &topo.stream(StreamKind::VismaCommands), &filter, Start::NewestPerSubject)
+                .await?;
+        let mut out = HashMap::new();
+        while let Some(m) = replay.next().await.transpose()? {
+            if let Ok(c) = mlc_bus::decode::<VismaCommand>(&m.subject, &m.payload) {
+                out.insert(m.subject, LastCommand::of(&c));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// What decides whether a new command differs from an employee's last one.
+struct LastCommand {
+    content_hash: String,
+    parked_reason: String,
+}
+
+impl LastCommand {
+    fn of(c: &VismaCommand) -> Self {
+        Self { content_hash: c.content_hash.clone(), parked_reason: c.parked_reason.clone() }
+    }
+}
+
+/// What a replay from the start already knows when it maps a snapshot.
+struct Known<'a> {
+    /// The employees' last commands, by `VISMA_COMMANDS` subject.
+    last_commands: &'a HashMap<String, LastCommand>,
+    /// `EMPLOYEE_STATE` grew since the replay began: a newer snapshot may exist.
+    state_moved: bool,
 }
