@@ -75,6 +75,18 @@ impl Replay {
         Ok(Replay { messages: Some(messages), done: false, filter: filter.to_string(), stream_last_sequence })
     }
 
+    /// Up to `max` next messages, in stream order; empty once the replay has caught up.
+    pub async fn next_chunk(&mut self, max: usize) -> Result<Vec<Replayed>, crate::BusError> {
+        let mut chunk = Vec::with_capacity(max.min(4096));
+        while chunk.len() < max {
+            match self.next().await.transpose()? {
+                Some(m) => chunk.push(m),
+                None => break,
+            }
+        }
+        Ok(chunk)
+    }
+
     /// The stream's last sequence when the replay began (a later message is newer than
     /// anything the replay delivers).
     pub fn stream_last_sequence(&self) -> u64 {

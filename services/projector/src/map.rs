@@ -193,44 +193,37 @@ impl Projector {
                 .await?;
         // Mapping is a few round trips per snapshot; chunks of snapshots are mapped
         // concurrently, one employee's snapshots still one after the other and in order.
-        let mut chunk = Vec::with_capacity(REPLAY_CHUNK);
         loop {
-            let next = replay.next().await.transpose()?;
-            let done = next.is_none();
-            if let Some(m) = next {
-                chunk.push(m);
-            }
-            if chunk.len() >= REPLAY_CHUNK || (done && !chunk.is_empty()) {
-                let mut by_subject: BTreeMap<String, Vec<mlc_bus::replay::Replayed>> = BTreeMap::new();
-                for m in chunk.drain(..) {
-                    by_subject.entry(m.subject.clone()).or_default().push(m);
-                }
-                let sem = Semaphore::new(64);
-                let done_chunk = join_all(by_subject.into_values().map(|msgs| async {
-                    let _permit = sem.acquire().await;
-                    let mut out = Vec::with_capacity(msgs.len());
-                    let last = msgs.len() - 1;
-                    for (i, m) in msgs.into_iter().enumerate() {
-                        // A later snapshot of this employee is in the same chunk: this one
-                        // is superseded without asking the stream.
-                        if i < last {
-                            ProjectorMetrics::inc(&self.metrics.commands, "superseded");
-                            out.push((m.sequence, Ok(MapOutcome::Superseded)));
-                            continue;
-                        }
-                        out.push((
-                            m.sequence,
-                            self.map_snapshot(&m.subject, m.sequence, &m.payload, dry_run).await,
-                        ));
-                    }
-                    out
-                }))
-                .await;
-                results.extend(done_chunk.into_iter().flatten());
-            }
-            if done {
+            let chunk = replay.next_chunk(REPLAY_CHUNK).await?;
+            if chunk.is_empty() {
                 break;
             }
+            let mut by_subject: BTreeMap<String, Vec<mlc_bus::replay::Replayed>> = BTreeMap::new();
+            for m in chunk {
+                by_subject.entry(m.subject.clone()).or_default().push(m);
+            }
+            let sem = Semaphore::new(64);
+            let done_chunk = join_all(by_subject.into_values().map(|msgs| async {
+                let _permit = sem.acquire().await;
+                let mut out = Vec::with_capacity(msgs.len());
+                let last = msgs.len() - 1;
+                for (i, m) in msgs.into_iter().enumerate() {
+                    // A later snapshot of this employee is in the same chunk: this one
+                    // is superseded without asking the stream.
+                    if i < last {
+                        ProjectorMetrics::inc(&self.metrics.commands, "superseded");
+                        out.push((m.sequence, Ok(MapOutcome::Superseded)));
+                        continue;
+                    }
+                    out.push((
+                        m.sequence,
+                        self.map_snapshot(&m.subject, m.sequence, &m.payload, dry_run).await,
+                    ));
+                }
+                out
+            }))
+            .await;
+            results.extend(done_chunk.into_iter().flatten());
         }
         results.sort_by_key(|(seq, _)| *seq);
         Ok(results)
@@ -250,32 +243,27 @@ impl Projector {
         let began_at = replay.stream_last_sequence();
         let sem = Semaphore::new(64);
         let mut results = Vec::new();
-        let mut chunk = Vec::with_capacity(REPLAY_CHUNK);
         loop {
-            let next = replay.next().await.transpose()?;
-            let done = next.is_none();
-            chunk.extend(next);
-            if chunk.len() >= REPLAY_CHUNK || (done && !chunk.is_empty()) {
-                let state_moved = match self.js.get_stream(&state_stream).await {
-                    Ok(mut s) => s.info().await.map_or(true, |i| i.state.last_sequence > began_at),
-                    Err(_) => true,
-                };
-                let mapped = join_all(chunk.drain(..).map(|m| {
-                    let (sem, last_commands) = (&sem, &last_commands);
-                    async move {
-                        let _permit = sem.acquire().await;
-                        let known = Known { last_commands, state_moved };
-                        let outcome =
-                            self.map_knowing(&m.subject, m.sequence, &m.payload, dry_run, Some(known)).await;
-                        (m.sequence, outcome)
-                    }
-                }))
-                .await;
-                results.extend(mapped);
-            }
-            if done {
+            let chunk = replay.next_chunk(REPLAY_CHUNK).await?;
+            if chunk.is_empty() {
                 break;
             }
+            let state_moved = match self.js.get_stream(&state_stream).await {
+                Ok(mut s) => s.info().await.map_or(true, |i| i.state.last_sequence > began_at),
+                Err(_) => true,
+            };
+            let mapped = join_all(chunk.into_iter().map(|m| {
+                let (sem, last_commands) = (&sem, &last_commands);
+                async move {
+                    let _permit = sem.acquire().await;
+                    let known = Known { last_commands, state_moved };
+                    let outcome =
+                        self.map_knowing(&m.subject, m.sequence, &m.payload, dry_run, Some(known)).await;
+                    (m.sequence, outcome)
+                }
+            }))
+            .await;
+            results.extend(mapped);
         }
         results.sort_by_key(|(seq, _)| *seq);
         Ok(results)
