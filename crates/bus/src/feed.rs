@@ -28,8 +28,11 @@ impl Feed {
         batch: usize,
         linger: Duration,
     ) -> Feed {
-        // Small: a queued batch is held (and kept alive) but not worked.
-        let (tx, rx) = mpsc::channel(2);
+        // Small, as a queued batch is held (and kept alive) but not worked; but one slot per
+        // partition and one more: a reader takes its slot before its pull and keeps it while
+        // its partition is idle, so with fewer slots than partitions the idle readers would
+        // hold them all and a busy partition would never be read (partitions = 4 stalled).
+        let (tx, rx) = mpsc::channel(topology.partitions().max(1) as usize + 1);
         let keepalive = Arc::new(Keepalive::start(topology.consumer_config(&spec, 0).ack_wait));
         let task =
             tokio::spawn(supervise(js, topology, spec, held.clone(), tx, batch, linger, keepalive.clone()));
