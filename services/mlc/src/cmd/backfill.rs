@@ -269,6 +269,7 @@ async fn follow(
         (marks.state, marks.commands, marks.outcomes, marks.letters);
     let (mut last_snapshot, mut last_command) = (0u64, 0u64);
     let deadline = started + timeout;
+    let mut final_read = false;
     loop {
         s_seq = read_after::<EmployeeSnapshot>(ctx, StreamKind::EmployeeState, id, s_seq, |seq, s| {
             if ours.contains(s.employee_uuid.as_str()) {
@@ -286,7 +287,13 @@ async fn follow(
         .await?;
         o_seq = read_after::<SyncOutcome>(ctx, StreamKind::SyncOutcomes, id, o_seq, |_, o| {
             if ours.contains(o.employee_uuid.as_str()) {
-                outcomes.insert(o.employee_uuid.clone(), o);
+                // Created stays created: a redelivered command for an employee the writer
+                // already created answers unchanged (or updated), yet this backfill created it.
+                let created = |o: &SyncOutcome| o.outcome() == Outcome::Applied && o.detail == "created";
+                let later_failed = matches!(o.outcome(), Outcome::Failed | Outcome::Parked);
+                if later_failed || !outcomes.get(&o.employee_uuid).is_some_and(created) {
+                    outcomes.insert(o.employee_uuid.clone(), o);
+                }
             }
         })
         .await?;
@@ -315,7 +322,14 @@ async fn follow(
         applied_bar.set_position(outcomes.len().min(commands.len()) as u64);
         // Held for the review, the writer acknowledges nothing of ours: mapped is the end.
         if hydrated && mapped && (written || held) {
-            break;
+            if final_read {
+                break;
+            }
+            // The streams were read before the acknowledgements were looked at, and the writer
+            // publishes an outcome just before it acknowledges: one more read takes the
+            // outcomes published in between (else they count as unchanged).
+            final_read = true;
+            continue;
         }
         if Instant::now() > deadline {
             hydrated_bar.abandon();
