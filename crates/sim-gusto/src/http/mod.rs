@@ -82,6 +82,21 @@ fn conflict() -> Response {
     )
 }
 
+/// Gusto's optimistic concurrency on a PUT: the body's `version` is required (422) and must
+/// be the resource's current one (409).
+fn version_matches(body: &serde_json::Map<String, Value>, current: &str) -> Result<(), Response> {
+    match body.get("version").and_then(Value::as_str) {
+        None => Err(errors(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "version",
+            "invalid_attribute_value",
+            "Version is required",
+        )),
+        Some(v) if v != current => Err(conflict()),
+        Some(_) => Ok(()),
+    }
+}
+
 fn unauthorized(description: &str) -> Response {
     let mut r = errors(
         StatusCode::UNAUTHORIZED,

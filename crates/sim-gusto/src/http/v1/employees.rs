@@ -63,17 +63,7 @@ pub(in crate::http) async fn put_employee(
         return not_found();
     };
     tri!(company_ok(&ctx, &e.company_uuid));
-    let Some(version) = body.get("version").and_then(Value::as_str) else {
-        return errors(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "version",
-            "invalid_attribute_value",
-            "Version is required",
-        );
-    };
-    if version != e.version() {
-        return conflict();
-    }
+    tri!(version_matches(&body, &e.version()));
     let mut next = e.clone();
     let opt = |k: &str| body.get(k).map(|v| v.as_str().map(str::to_owned).filter(|s| !s.is_empty()));
     if let Some(Some(v)) = opt("first_name") {

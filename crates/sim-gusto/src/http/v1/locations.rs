@@ -44,17 +44,7 @@ pub(in crate::http) async fn put_location(
         return not_found();
     };
     tri!(company_ok(&ctx, &l.company_uuid));
-    let Some(version) = body.get("version").and_then(Value::as_str) else {
-        return errors(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "version",
-            "invalid_attribute_value",
-            "Version is required",
-        );
-    };
-    if version != l.version() {
-        return conflict();
-    }
+    tri!(version_matches(&body, &l.version()));
     let mut next = l.clone();
     let s = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_owned);
     if let Some(v) = s("street_1") {

@@ -95,7 +95,7 @@ pub(in crate::http) async fn get_subscription(
 ) -> Response {
     tri!(system_only(&ctx));
     let st = sim.state();
-    match st.subscriptions.iter().find(|s| s.uuid == id && s.status != "removed") {
+    match live_subscription(&st, &id) {
         Some(s) => Json(s.to_json()).into_response(),
         None => not_found(),
     }
@@ -111,7 +111,7 @@ pub(in crate::http) async fn update_subscription(
     let body = tri!(json_body(&body));
     let types = tri!(parse_types(&body));
     let mut st = sim.state();
-    match st.subscriptions.iter_mut().find(|s| s.uuid == id && s.status != "removed") {
+    match live_subscription_mut(&mut st, &id) {
         Some(s) => {
             s.subscription_types = types;
             Json(s.to_json()).into_response()
@@ -127,7 +127,7 @@ pub(in crate::http) async fn delete_subscription(
 ) -> Response {
     tri!(system_only(&ctx));
     let mut st = sim.state();
-    match st.subscriptions.iter_mut().find(|s| s.uuid == id && s.status != "removed") {
+    match live_subscription_mut(&mut st, &id) {
         Some(s) => {
             s.status = "removed".into();
             StatusCode::NO_CONTENT.into_response()
@@ -146,7 +146,7 @@ pub(in crate::http) async fn verify_subscription(
     let body = tri!(json_body(&body));
     let given = body.get("verification_token").and_then(Value::as_str).unwrap_or("");
     let mut st = sim.state();
-    let Some(s) = st.subscriptions.iter_mut().find(|s| s.uuid == id && s.status != "removed") else {
+    let Some(s) = live_subscription_mut(&mut st, &id) else {
         return not_found();
     };
     if s.verification_token != given {
@@ -169,10 +169,7 @@ pub(in crate::http) async fn request_verification_token(
     tri!(system_only(&ctx));
     let found = {
         let st = sim.state();
-        st.subscriptions
-            .iter()
-            .find(|s| s.uuid == id && s.status != "removed")
-            .map(|s| (s.url.clone(), s.verification_token.clone()))
+        live_subscription(&st, &id).map(|s| (s.url.clone(), s.verification_token.clone()))
     };
     let Some((url, token)) = found else {
         return not_found();
@@ -180,4 +177,13 @@ pub(in crate::http) async fn request_verification_token(
     tokio::spawn(crate::webhooks::send_verification_token(sim.clone(), id, url, token));
     Json(json!({"message": "Success! The subscriber will be notified with the verification token"}))
         .into_response()
+}
+
+/// The subscription `id` unless it was removed (Gusto answers 404 for a removed one).
+fn live_subscription<'a>(st: &'a State, id: &str) -> Option<&'a Subscription> {
+    st.subscriptions.iter().find(|s| s.uuid == id && s.status != "removed")
+}
+
+fn live_subscription_mut<'a>(st: &'a mut State, id: &str) -> Option<&'a mut Subscription> {
+    st.subscriptions.iter_mut().find(|s| s.uuid == id && s.status != "removed")
 }
