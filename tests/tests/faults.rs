@@ -297,8 +297,11 @@ enum Fault {
         n: u32,
     },
     ExpireTokens,
-    /// The next `n` PUTs answer 412 (`If-Match` did not match, as when someone edits the
-    /// employee in Visma between the writer's read and its write).
+    /// The next `n` PUTs meet a concurrent edit: someone saves the employee in Visma
+    /// between the writer's read and its write, so the PUT's `If-Match` is stale and Visma
+    /// answers 412 (a re-read gets the new `ETag`). An injected 412 on a tag that still
+    /// matched would make the writer's re-read-and-retry the identical failing request,
+    /// which Visma throttles for 5 minutes: that stalled this suite in 2 of 6 runs.
     Visma412 {
         n: u32,
     },
@@ -453,10 +456,10 @@ async fn drive(
                 injected.token_expiries += 1;
             }
             Fault::Visma412 { n } => {
-                // Replaces the PUT route's 5xx rule until the next Visma fault restores it.
+                // Added to the PUT route's 5xx rule until the next Visma fault restores it.
                 stack.visma.set_fault(
                     VISMA_PUT,
-                    sim_visma::FaultSpec { fail_next: n, error_status: Some(412), ..Default::default() },
+                    sim_visma::FaultSpec { stale_next: n, ..visma_5xx(rng) },
                 );
                 put_412_until = Some(Instant::now() + Duration::from_secs(2));
                 injected.visma_412_requested += u64::from(n);

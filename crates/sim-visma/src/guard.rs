@@ -222,8 +222,12 @@ fn decide(
     }
 
     // Same failing request repeated: punished with 429 until the oldest failure ages out.
+    // The precondition is part of the request: after a 412, Visma's ETag how-to has the
+    // client re-read and send the PUT again with the new tag, and that documented recovery
+    // is not the same failing request (the identical PUT with the same stale tag is).
     let mut hasher = DefaultHasher::new();
     (&token.tenant_id, &token.client_id, method.as_str(), uri).hash(&mut hasher);
+    headers.get(header::IF_MATCH).map(|v| v.as_bytes()).hash(&mut hasher);
     body.hash(&mut hasher);
     let fingerprint = hasher.finish();
     if let Some(limit) = st.config.failing_request_limit {

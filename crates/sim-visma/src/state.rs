@@ -92,6 +92,11 @@ pub struct FaultSpec {
     pub drop_rate: f64,
     /// Probability of answering 200 with a truncated JSON body.
     pub malformed_rate: f64,
+    /// The next N employee updates find the record edited by someone else just before they
+    /// arrive (its version moves on), so one sent with `If-Match` answers 412 from the
+    /// handler, as Visma does, and a re-read sees the new `ETag`. Unlike `fail_next` with
+    /// 412, the conflict is real: the re-read and a PUT with the new tag succeed.
+    pub stale_next: u32,
 }
 
 /// What the fault layer decided for one request (shared with sim-gusto).
@@ -164,6 +169,19 @@ impl State {
             FaultAction::Serve
         };
         (action, latency)
+    }
+
+    /// Whether the request on `route` meets a concurrent edit ([`FaultSpec::stale_next`]);
+    /// consumes one.
+    pub fn take_stale(&mut self, route: &str) -> bool {
+        let key = if self.faults.contains_key(route) { route } else { "*" };
+        match self.faults.get_mut(key) {
+            Some(spec) if spec.stale_next > 0 => {
+                spec.stale_next -= 1;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// The full state as JSON (`GET /admin/state`). Client secrets and tokens are left out.

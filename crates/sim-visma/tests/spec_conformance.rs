@@ -396,3 +396,51 @@ async fn admin_routes_seed_faults_and_settings() {
     assert_eq!(r.status(), 204);
     assert_eq!(http.post(format!("{admin}/throttle/reset")).send().await.unwrap().status(), 204);
 }
+
+/// A concurrent edit (`stale_next`) makes a PUT's `If-Match` stale for real: 412 from the
+/// handler, a re-read sees the new tag, and the PUT with it succeeds. Repeating the PUT with
+/// the *same* stale tag is the same failing request, punished on its third try.
+#[tokio::test]
+async fn a_concurrent_edit_is_a_real_412_and_the_documented_retry_is_not_throttled() {
+    let sim = start(SimConfig::default()).await.unwrap();
+    sim.seed(DEFAULT_TENANT, &demo_seed()).unwrap();
+    let tok = token(&sim, ALL).await;
+    let http = reqwest::Client::new();
+    let base = sim.base_url().to_string();
+    let url = format!("{base}/v1/employee/E7");
+    let r = http.post(format!("{base}/v1/employee")).bearer_auth(&tok).json(&create_body("E7")).send();
+    assert_eq!(r.await.unwrap().status(), 201);
+    let etag = |r: &reqwest::Response| r.headers()["etag"].to_str().unwrap().to_string();
+    let read = || http.get(&url).bearer_auth(&tok).send();
+    let put = |tag: String| {
+        http.put(&url)
+            .bearer_auth(&tok)
+            .header("if-match", tag)
+            .json(&json!({"contact": {"lastName": {"value": "Byron"}}}))
+            .send()
+    };
+
+    sim.set_fault(
+        "PUT /v1/employee/{employee_cd}",
+        sim_visma::FaultSpec { stale_next: 3, ..Default::default() },
+    );
+    let mut tag = etag(&read().await.unwrap());
+    for attempt in 1..=3 {
+        let r = put(tag.clone()).await.unwrap();
+        assert_eq!(r.status(), 412, "attempt {attempt}: someone saved the employee first");
+        let fresh = etag(&read().await.unwrap());
+        assert_ne!(fresh, tag, "attempt {attempt}: the re-read sees the other save");
+        tag = fresh;
+    }
+    let r = put(tag.clone()).await.unwrap();
+    assert_eq!(r.status(), 204, "three 412s with three different tags are not the same failing request");
+    let e: Value = read().await.unwrap().json().await.unwrap();
+    assert_eq!(e["contact"]["lastName"], "Byron");
+
+    // The identical PUT with a stale tag: two failures tolerated, the third throttled.
+    assert_eq!(put(tag.clone()).await.unwrap().status(), 412);
+    assert_eq!(put(tag.clone()).await.unwrap().status(), 412);
+    let r = put(tag).await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+}

@@ -97,12 +97,19 @@ pub(super) async fn update_employee(
     };
     let if_match = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()).map(str::to_string);
     let mut st = sim.lock();
-    with_tenant(&mut st, &caller, |t, now| match t.update_employee(&cd, &dto, if_match.as_deref(), now) {
+    // A concurrent edit injected by the fault layer lands just before this update.
+    let stale = st.take_stale("PUT /v1/employee/{employee_cd}");
+    with_tenant(&mut st, &caller, |t, now| {
+        if stale {
+            t.touch_employee(&cd, now);
+        }
+        match t.update_employee(&cd, &dto, if_match.as_deref(), now) {
         Ok(e) => {
             let mut r = StatusCode::NO_CONTENT.into_response();
             etag_header(&mut r, e.version);
             r
         }
         Err(e) => rule_error(e),
+    }
     })
 }

@@ -102,6 +102,20 @@ impl TenantData {
         Ok(self.employees.entry(cd).or_insert(record))
     }
 
+    /// Someone else saved employee `cd` (in the Visma UI, another integration) without
+    /// changing what we sync: its version and modification time move on. `false` when
+    /// there is no such employee.
+    pub fn touch_employee(&mut self, cd: &str, now: NaiveDateTime) -> bool {
+        if !self.employees.contains_key(cd) {
+            return false;
+        }
+        let version = self.bump();
+        let e = self.employees.get_mut(cd).expect("checked above");
+        e.last_modified = now;
+        e.version = version;
+        true
+    }
+
     /// `PUT /v1/employee/{employeeCd}`. Omitted fields stay unchanged.
     pub fn update_employee(
         &mut self,
