@@ -457,10 +457,7 @@ async fn drive(
             }
             Fault::Visma412 { n } => {
                 // Added to the PUT route's 5xx rule until the next Visma fault restores it.
-                stack.visma.set_fault(
-                    VISMA_PUT,
-                    sim_visma::FaultSpec { stale_next: n, ..visma_5xx(rng) },
-                );
+                stack.visma.set_fault(VISMA_PUT, sim_visma::FaultSpec { stale_next: n, ..visma_5xx(rng) });
                 put_412_until = Some(Instant::now() + Duration::from_secs(2));
                 injected.visma_412_requested += u64::from(n);
             }

@@ -104,12 +104,12 @@ pub(super) async fn update_employee(
             t.touch_employee(&cd, now);
         }
         match t.update_employee(&cd, &dto, if_match.as_deref(), now) {
-        Ok(e) => {
-            let mut r = StatusCode::NO_CONTENT.into_response();
-            etag_header(&mut r, e.version);
-            r
+            Ok(e) => {
+                let mut r = StatusCode::NO_CONTENT.into_response();
+                etag_header(&mut r, e.version);
+                r
+            }
+            Err(e) => rule_error(e),
         }
-        Err(e) => rule_error(e),
-    }
     })
 }
