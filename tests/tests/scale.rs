@@ -1,6 +1,8 @@
 //! Scale-out (issue 12): two replicas of each service on a three-node NATS cluster with
 //! R3 streams and partitioned work, while a cluster node and one replica of each service
-//! are killed and brought back.
+//! are killed and brought back; and (issue 22) while a cluster node is cut off by a network
+//! partition (each node in its own network namespace, its link taken down: it keeps running,
+//! and the connections to it hang instead of closing), then joined again.
 //!
 //! Short form (CI): 4 companies, about 400 webhooks. Full form (`MLC_FULL=1`): 10
 //! companies, at least 2,000 webhooks. At the end every employee is in sync, none is
@@ -39,8 +41,7 @@ fn free_addr() -> String {
 }
 
 impl Scale {
-    async fn start(companies: usize, employees: usize) -> Scale {
-        let cluster = NatsCluster::start(3);
+    async fn start(companies: usize, employees: usize, cluster: NatsCluster) -> Scale {
         let gusto = sim_gusto::start(sim_gusto::SimConfig {
             webhooks: sim_gusto::WebhookConfig {
                 retry_base: Duration::from_millis(200),
@@ -67,6 +68,7 @@ impl Scale {
         // mode serves this loopback test. Each process gets its own listeners by env.
         let mut cfg = mlc_testkit::sandbox_config(&cluster.url(), &gusto, &visma, dir.path());
         cfg.nats.stream_prefix = prefix.clone();
+        cfg.nats.allow_plaintext = cluster.config().allow_plaintext;
         cfg.nats.replicas = 3;
         cfg.nats.partitions = PARTITIONS;
         cfg.nats.lease_ttl_ms = 3000;
@@ -235,11 +237,31 @@ async fn wait_http(url: &str) {
     panic!("{url} not ready");
 }
 
+/// What happens halfway through the changes.
+#[derive(Clone, Copy, PartialEq)]
+enum Fault {
+    /// Node 1 and one replica of each service are killed, and started again 2 s later.
+    Kills,
+    /// Node 1 is cut off the network for this long, then joined again.
+    Partition(Duration),
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_per_service_on_a_three_node_cluster_survive_kills() {
+    scale_out(NatsCluster::start(3), Fault::Kills).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_node_cut_off_by_a_network_partition_loses_nothing() {
+    let cluster = NatsCluster::start_partitionable(3)
+        .expect("network namespaces (root and iproute2, as CI has) for the partition test");
+    scale_out(cluster, Fault::Partition(Duration::from_secs(10))).await;
+}
+
+async fn scale_out(cluster: NatsCluster, fault: Fault) {
     let full = std::env::var("MLC_FULL").is_ok_and(|v| v == "1");
     let (companies, employees, target_events) = if full { (10, 20, 2000) } else { (4, 10, 400) };
-    let mut s = Scale::start(companies, employees).await;
+    let mut s = Scale::start(companies, employees, cluster).await;
     let started = Instant::now();
     for c in s.companies.clone() {
         s.mlc_ok(&["backfill", "--company", &c.info.company_uuid]).await;
@@ -252,6 +274,9 @@ async fn two_replicas_per_service_on_a_three_node_cluster_survive_kills() {
     let titles = ["Partner", "Consultant", "Senior Consultant", "Trainee", "Managing Director"];
     let mut i = 0usize;
     let mut killed = false;
+    let mut cut_until: Option<Instant> = None;
+    // When the fault ended (restarts done, partition healed).
+    let mut fault_over = None;
     while sim.events().len() - events_before < target_events {
         let c = &s.companies[i % s.companies.len()].info;
         let e = &c.employee_uuids[(i / s.companies.len()) % c.employee_uuids.len()];
@@ -268,21 +293,45 @@ async fn two_replicas_per_service_on_a_three_node_cluster_survive_kills() {
         i += 1;
         if !killed && sim.events().len() - events_before >= target_events / 2 {
             killed = true;
-            s.cluster.stop_node(1);
-            s.kill_service("gateway", 1);
-            s.kill_service("projector", 0);
-            s.kill_service("writer", 1);
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            s.cluster.start_node(1);
-            s.start_service("gateway", 1);
-            s.start_service("projector", 0);
-            s.start_service("writer", 1);
+            match fault {
+                Fault::Kills => {
+                    s.cluster.stop_node(1);
+                    s.kill_service("gateway", 1);
+                    s.kill_service("projector", 0);
+                    s.kill_service("writer", 1);
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    s.cluster.start_node(1);
+                    s.start_service("gateway", 1);
+                    s.start_service("projector", 0);
+                    s.start_service("writer", 1);
+                    fault_over = Some(Instant::now());
+                }
+                Fault::Partition(down) => {
+                    // The changes go on while the node is away: Gusto delivers, and the
+                    // clients that were on node 1 must notice and move.
+                    s.cluster.cut(1);
+                    cut_until = Some(Instant::now() + down);
+                }
+            }
+        }
+        if cut_until.is_some_and(|t| Instant::now() >= t) {
+            s.cluster.heal(1);
+            cut_until = None;
+            fault_over = Some(Instant::now());
         }
         // Paced like a working day compressed: the pipeline works while the kills happen.
         tokio::time::sleep(Duration::from_millis(if full { 15 } else { 40 })).await;
     }
+    if let Some(t) = cut_until {
+        tokio::time::sleep(t.saturating_duration_since(Instant::now())).await;
+        s.cluster.heal(1);
+        fault_over = Some(Instant::now());
+    }
     let emitted = sim.events().len() - events_before;
+    let changes_done = Instant::now();
     s.settle(Duration::from_secs(if full { 600 } else { 120 })).await;
+    let (after_fault, after_changes) =
+        (fault_over.map_or(0.0, |t| t.elapsed().as_secs_f64()), changes_done.elapsed().as_secs_f64());
 
     // Every employee in sync, none duplicated.
     for c in &s.companies {
@@ -322,9 +371,14 @@ async fn two_replicas_per_service_on_a_three_node_cluster_survive_kills() {
         assert!(m <= 200, "{} drew {m} Gusto requests in one window", c.tenant_key);
         max_window = max_window.max(m);
     }
+    let what = match fault {
+        Fault::Kills => "node 1 and a replica of each service killed".to_string(),
+        Fault::Partition(d) => format!("node 1 cut off for {} s", d.as_secs()),
+    };
     println!(
-        "scale-out: {companies} companies, {emitted} webhook events, {snapshots} snapshots, \
-         {} employees, max {max_window} Gusto requests per grant in any 60 s, {:.1} s",
+        "scale-out ({what}): {companies} companies, {emitted} webhook events, {snapshots} snapshots, \
+         {} employees, max {max_window} Gusto requests per grant in any 60 s; settled {after_fault:.1} s \
+         after the fault ended and {after_changes:.1} s after the last change; {:.1} s in all",
         companies * employees,
         started.elapsed().as_secs_f64()
     );

@@ -11,6 +11,9 @@ use async_nats::{ClientError, ConnectOptions, Event, ServerAddr, ServerError};
 use mlc_config::{NatsConfig, Secret};
 use std::time::Duration;
 
+/// How often a connection pings its server (see [`connect_options`]).
+pub const PING_INTERVAL: Duration = Duration::from_secs(2);
+
 /// Options and servers for `cfg`, named `name` in the server's connection list. Reads
 /// the NKey seed and creds files, so a missing file is reported here, naming its key.
 pub async fn connect_options(
@@ -23,6 +26,11 @@ pub async fn connect_options(
     let mut opts = ConnectOptions::new()
         .name(name)
         .connection_timeout(Duration::from_secs(3))
+        // A server cut off by a partition sends no reset: the connection just goes quiet.
+        // The client notices after two unanswered pings, so this is how long a process
+        // stays stuck on such a server before it reconnects to another (the default 60 s
+        // kept a partition-healed cluster unsettled for half a minute).
+        .ping_interval(PING_INTERVAL)
         .custom_inbox_prefix(&cfg.inbox_prefix)
         .event_callback(move |event| log_event(user.clone(), event));
     if let (Some(user), Some(password)) = (&cfg.user, &cfg.password) {

@@ -8,6 +8,7 @@
 pub mod auth;
 mod fixtures;
 pub mod install;
+pub mod netns;
 pub mod sandbox;
 
 pub use fixtures::{company, connected_company, Bus};
@@ -204,32 +205,60 @@ impl Drop for NatsServer {
     }
 }
 
-/// A three-node (or n-node) JetStream cluster on loopback: routes between the nodes,
-/// each with its own store. Nodes can be stopped and started like [`NatsServer`].
+/// A three-node (or n-node) JetStream cluster: routes between the nodes, each with its own
+/// store. Nodes can be stopped and started like [`NatsServer`]; on a cluster made with
+/// [`NatsCluster::start_partitionable`], a node can also be cut off the network.
 pub struct NatsCluster {
     dir: tempfile::TempDir,
     nodes: Vec<ClusterNode>,
+    /// One network namespace per node, for partitions; `None` on loopback.
+    net: Option<netns::Namespaces>,
 }
 
 struct ClusterNode {
     name: String,
+    host: String,
     client_port: u16,
     route_port: u16,
     child: Option<Tethered>,
 }
 
 impl NatsCluster {
+    /// `n` nodes on loopback.
     pub fn start(n: usize) -> NatsCluster {
-        let dir = tempfile::tempdir().expect("temp dir for the cluster");
         let nodes = (0..n)
             .map(|i| ClusterNode {
                 name: format!("n{i}"),
+                host: "127.0.0.1".into(),
                 client_port: free_port(),
                 route_port: free_port(),
                 child: None,
             })
             .collect();
-        let mut cluster = NatsCluster { dir, nodes };
+        Self::launch(nodes, None)
+    }
+
+    /// `n` nodes, each in its own network namespace ([`netns::Namespaces`]), so that
+    /// [`NatsCluster::cut`] can partition one. Needs root and iproute2.
+    pub fn start_partitionable(n: usize) -> Result<NatsCluster, String> {
+        let net = netns::Namespaces::create(n)?;
+        let nodes = (0..n)
+            .map(|i| ClusterNode {
+                name: format!("n{i}"),
+                host: net.addr(i).to_string(),
+                // Each namespace has its own ports.
+                client_port: 4222,
+                route_port: 6222,
+                child: None,
+            })
+            .collect();
+        Ok(Self::launch(nodes, Some(net)))
+    }
+
+    fn launch(nodes: Vec<ClusterNode>, net: Option<netns::Namespaces>) -> NatsCluster {
+        let dir = tempfile::tempdir().expect("temp dir for the cluster");
+        let n = nodes.len();
+        let mut cluster = NatsCluster { dir, nodes, net };
         for i in 0..n {
             cluster.start_node(i);
         }
@@ -238,12 +267,19 @@ impl NatsCluster {
 
     /// All client URLs, comma-separated, as clients and `nats.url` take them.
     pub fn url(&self) -> String {
-        self.nodes.iter().map(|n| format!("nats://127.0.0.1:{}", n.client_port)).collect::<Vec<_>>().join(",")
+        self.nodes
+            .iter()
+            .map(|n| format!("nats://{}:{}", n.host, n.client_port))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
-    /// How to connect to the cluster.
+    /// How to connect to the cluster. In namespaces the nodes are off loopback but on
+    /// this machine's private veth links, where plain text is what the test wants.
     pub fn config(&self) -> NatsConfig {
-        NatsConfig::at(self.url())
+        let mut cfg = NatsConfig::at(self.url());
+        cfg.allow_plaintext = self.net.is_some();
+        cfg
     }
 
     pub fn len(&self) -> usize {
@@ -262,22 +298,47 @@ impl NatsCluster {
         }
     }
 
+    /// Cuts node `i` off the network (the other nodes and every client): it keeps running,
+    /// and its connections hang rather than close. Only on a partitionable cluster.
+    pub fn cut(&self, i: usize) {
+        self.net.as_ref().expect("a cluster from start_partitionable").cut(i);
+    }
+
+    /// Ends node `i`'s partition.
+    pub fn heal(&self, i: usize) {
+        self.net.as_ref().expect("a cluster from start_partitionable").heal(i);
+    }
+
+    /// Node `i`'s log so far (for a failing test's report).
+    pub fn node_log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{}.log", self.nodes[i].name)))
+            .unwrap_or_default()
+    }
+
     /// Starts node `i` (again), with its routes to the others.
     pub fn start_node(&mut self, i: usize) {
         let routes = self
             .nodes
             .iter()
-            .map(|n| format!("nats://127.0.0.1:{}", n.route_port))
+            .map(|n| format!("nats://{}:{}", n.host, n.route_port))
             .collect::<Vec<_>>()
             .join(",");
         let node = &self.nodes[i];
         let store = self.dir.path().join(&node.name);
         let log = self.dir.path().join(format!("{}.log", node.name));
         let bin = nats_server_bin();
-        let mut cmd = Command::new(&bin);
-        cmd.args(["-a", "127.0.0.1", "-p", &node.client_port.to_string(), "-n", &node.name, "-js", "-sd"])
+        let mut cmd = match &self.net {
+            Some(net) => net.command(i, &bin),
+            None => Command::new(&bin),
+        };
+        cmd.args(["-a", &node.host, "-p", &node.client_port.to_string(), "-n", &node.name, "-js", "-sd"])
             .arg(&store)
-            .args(["--cluster_name", "mlc", "--cluster", &format!("nats://127.0.0.1:{}", node.route_port)])
+            .args([
+                "--cluster_name",
+                "mlc",
+                "--cluster",
+                &format!("nats://{}:{}", node.host, node.route_port),
+            ])
             .args(["--routes", &routes])
             .arg("-l")
             .arg(&log)
@@ -287,10 +348,10 @@ impl NatsCluster {
         let child =
             Tethered::spawn(&mut cmd).unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
         self.nodes[i].child = Some(child);
-        let port = self.nodes[i].client_port;
+        let (host, port) = (self.nodes[i].host.clone(), self.nodes[i].client_port);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "cluster node {i} did not listen");
+        while std::net::TcpStream::connect((host.as_str(), port)).is_err() {
+            assert!(Instant::now() < deadline, "cluster node {i} did not listen on {host}:{port}");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
