@@ -181,6 +181,14 @@ impl Report {
                 r.target_text(),
             );
         }
+        let judged = self.rows.iter().filter(|r| r.verdict().is_some()).count();
+        let missed: Vec<&str> =
+            self.rows.iter().filter(|r| r.verdict() == Some(false)).map(|r| r.metric.as_str()).collect();
+        if missed.is_empty() {
+            println!("verdict: PASS ({judged} judged rows)");
+        } else {
+            println!("verdict: MISS ({} of {judged} judged rows: {})", missed.len(), missed.join("; "));
+        }
     }
 }
 

@@ -199,6 +199,11 @@ impl Pipeline {
         self.gateway.webhook_url()
     }
 
+    /// The private nats-server's pid (for its CPU time).
+    pub fn nats_pid(&self) -> Option<u32> {
+        common::nats_pid(self.nats.port())
+    }
+
     /// Number of outcomes seen so far (a mark to count from).
     pub fn outcome_mark(&self) -> usize {
         self.outcomes.lock().unwrap_or_else(|p| p.into_inner()).len()

@@ -24,6 +24,8 @@ pub struct Replayed {
     pub headers: Option<async_nats::HeaderMap>,
     /// Messages of the filter still to come after this one.
     pub pending: u64,
+    /// When the stream stored it (the server's clock), Unix milliseconds.
+    pub stored_at_ms: i64,
 }
 
 /// Every message of a stream matching a filter from a start, up to what the stream
@@ -118,6 +120,7 @@ impl Replay {
             }
         };
         let (sequence, pending) = (info.stream_sequence, info.pending);
+        let stored_at_ms = (info.published.unix_timestamp_nanos() / 1_000_000) as i64;
         self.done = pending == 0;
         Some(Ok(Replayed {
             sequence,
@@ -125,6 +128,7 @@ impl Replay {
             payload: m.payload.clone(),
             headers: m.headers.clone(),
             pending,
+            stored_at_ms,
         }))
     }
 }
