@@ -124,7 +124,7 @@ async fn publishing_while_the_broker_is_down_fails_and_recovers() {
 
 /// A service's start-up (`ensure_topology`) creates what is missing and changes nothing
 /// that exists (its NATS user may not, ops/nats/auth.conf); the admin's
-/// `apply_topology` brings an existing stream back to the configuration.
+/// `apply_topology` brings an existing stream and consumer back to the configuration.
 #[tokio::test]
 async fn services_create_a_missing_topology_but_only_the_admin_changes_one() {
     let (_server, client, topo) = setup().await;
@@ -143,8 +143,30 @@ async fn services_create_a_missing_topology_but_only_the_admin_changes_one() {
     mlc_bus::apply_topology(&js, &topo).await.unwrap();
     assert_eq!(max_age(js.clone()).await, topo.stream_config(StreamKind::SyncOutcomes).max_age);
 
-    // A deleted consumer counts as missing: the next start recreates it.
+    // A consumer made by an older release (60 s ack wait, before progress acknowledgements)
+    // keeps it through service starts; the admin's apply brings it to today's, so a message
+    // held by a killed process comes back after seconds, not a minute.
     let stream = js.get_stream(topo.stream(StreamKind::VismaCommands)).await.unwrap();
+    let mut old = topo.consumer_config(&ConsumerSpec::WRITER, 0);
+    old.ack_wait = Duration::from_secs(60);
+    stream.delete_consumer(ConsumerSpec::WRITER.durable).await.unwrap();
+    stream.create_consumer(old).await.unwrap();
+    let ack_wait = || async {
+        js.get_stream(topo.stream(StreamKind::VismaCommands))
+            .await
+            .unwrap()
+            .consumer_info(ConsumerSpec::WRITER.durable)
+            .await
+            .unwrap()
+            .config
+            .ack_wait
+    };
+    ensure_topology(&js, &topo).await.unwrap();
+    assert_eq!(ack_wait().await, Duration::from_secs(60), "a service start changed a consumer");
+    mlc_bus::apply_topology(&js, &topo).await.unwrap();
+    assert_eq!(ack_wait().await, topo.consumer_config(&ConsumerSpec::WRITER, 0).ack_wait);
+
+    // A deleted consumer counts as missing: the next start recreates it.
     stream.delete_consumer(ConsumerSpec::WRITER.durable).await.unwrap();
     ensure_topology(&js, &topo).await.unwrap();
     assert!(stream.consumer_info(ConsumerSpec::WRITER.durable).await.is_ok());
