@@ -181,6 +181,12 @@ pub struct State {
     pub route_counts: HashMap<(String, String), u64>,
     pub refresh_counts: HashMap<String, u64>,
     pub rate_limited: HashMap<String, u64>,
+    /// Grants whose window is exhausted until the instant ([`Sim::throttle_grant`]).
+    pub(crate) throttled: HashMap<String, Instant>,
+    /// Requests answered 429 while their grant was throttled.
+    pub throttled_answers: u64,
+    /// Replaces [`SimConfig::min_api_version`] while set ([`Sim::set_min_api_version`]).
+    pub(crate) min_api_version: Option<String>,
     pub faults: Vec<FaultRule>,
     pub drop_next_webhooks: u32,
     pub deliveries: Vec<Delivery>,
@@ -371,6 +377,9 @@ pub async fn start(cfg: SimConfig) -> std::io::Result<SimHandle> {
         route_counts: HashMap::new(),
         refresh_counts: HashMap::new(),
         rate_limited: HashMap::new(),
+        throttled: HashMap::new(),
+        throttled_answers: 0,
+        min_api_version: None,
         faults: cfg.faults.clone(),
         drop_next_webhooks: 0,
         deliveries: Vec::new(),

@@ -447,6 +447,25 @@ impl Sim {
         st.process_effective_dates();
     }
 
+    /// Gusto's window for `grant` is exhausted for `dur` (as when another client of the
+    /// same grant used it up): every request of the grant is answered 429 with
+    /// `Retry-After` = the whole seconds left and `X-RateLimit-Remaining: 0`, "until the
+    /// violating window closes" (reference §4), then served again. Unlike a fault rule
+    /// of n 429s, a client that waits what `Retry-After` said is not refused again.
+    pub fn throttle_grant(&self, grant: &str, dur: Duration) {
+        let until = tokio::time::Instant::now() + dur;
+        let mut st = self.state();
+        let t = st.throttled.entry(grant.to_owned()).or_insert(until);
+        *t = (*t).max(until);
+    }
+
+    /// Changes the app's minimum API version at runtime (as when Gusto raises it in the
+    /// Developer Portal): a version older than it is answered 406 `invalid_api_version`
+    /// until it is set back with `None` (then [`crate::SimConfig::min_api_version`] applies).
+    pub fn set_min_api_version(&self, version: Option<&str>) {
+        self.state().min_api_version = version.map(str::to_owned);
+    }
+
     pub fn set_faults(&self, rules: Vec<FaultRule>) {
         self.state().faults = rules;
     }

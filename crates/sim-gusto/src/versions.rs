@@ -111,7 +111,7 @@ pub(crate) fn check(sim: &Sim, headers: &HeaderMap) -> Result<Served, Response> 
 }
 
 fn check_inner(sim: &Sim, headers: &HeaderMap) -> Result<Served, Response> {
-    let min = &sim.cfg.min_api_version;
+    let min = &sim.state().min_api_version.clone().unwrap_or_else(|| sim.cfg.min_api_version.clone());
     let raw = match headers.get("x-gusto-api-version") {
         None => {
             sim.state().unversioned_requests += 1;

@@ -685,3 +685,36 @@ async fn oauth_connect_and_terminations_follow_the_reference() {
     emb.terminate(&info.employee_uuids[0], None).expect("terminate");
     assert_eq!(types(&emb).last().map(String::as_str), Some("employee.termination_effective"));
 }
+
+/// A throttled grant is refused "until the violating window closes" (§4): 429 with
+/// `Retry-After` = the whole seconds left and nothing remaining, only for that grant, and
+/// a client that waited what it was told is served. A raised minimum version is answered
+/// 406 `invalid_api_version` until it is set back.
+#[tokio::test]
+async fn a_throttled_grant_and_a_raised_minimum_version_are_answered_as_gusto_does() {
+    let c = ctx(SimConfig::default()).await;
+    let grant = c.sim.grant_of_token(&c.token).expect("grant");
+    c.sim.throttle_grant(&grant, Duration::from_millis(1_500));
+    let (status, h, body) = c.call(reqwest::Method::GET, "/v1/token_info", &c.token, None).await;
+    assert_eq!(status, 429);
+    assert_eq!(h["retry-after"], "2", "1.5 s left, in whole seconds");
+    assert_eq!(h["x-ratelimit-remaining"], "0");
+    assert_eq!(body["errors"][0]["category"], "rate_limit_exceeded");
+    // Another grant (the system token's) is served meanwhile.
+    let (status, _, _) = c.call(reqwest::Method::GET, "/v1/webhook_subscriptions", &c.system, None).await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    let (status, _, _) = c.call(reqwest::Method::GET, "/v1/token_info", &c.token, None).await;
+    assert_eq!(status, 200, "served once the window closed");
+    assert_eq!(c.sim.state().throttled_answers, 1);
+    assert_eq!(c.sim.rate_limited_count(&grant), 0, "not the simulator's own limit");
+
+    c.sim.set_min_api_version(Some("2026-06-16"));
+    let (status, _, body) = c.call(reqwest::Method::GET, "/v1/token_info", &c.token, None).await;
+    assert_eq!(status, 406);
+    assert_eq!(body["errors"][0]["category"], "invalid_api_version");
+    assert!(body["errors"][0]["message"].as_str().expect("message").contains("2026-06-16"));
+    c.sim.set_min_api_version(None);
+    let (status, _, _) = c.call(reqwest::Method::GET, "/v1/token_info", &c.token, None).await;
+    assert_eq!(status, 200);
+}

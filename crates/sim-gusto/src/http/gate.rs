@@ -77,14 +77,21 @@ pub(super) async fn gate(AxState(sim): AxState<Shared>, mut req: Request, next: 
         while log.front().is_some_and(|t| now.duration_since(*t) >= window) {
             log.pop_front();
         }
-        let limited = log.len() >= limit;
-        if !limited {
-            log.push_back(now);
-        }
-        let remaining = limit.saturating_sub(log.len());
-        let reset_after = log.front().map_or(window, |t| window.saturating_sub(now.duration_since(*t)));
-        if limited {
+        let over = log.len() >= limit;
+        let mut remaining = limit.saturating_sub(log.len());
+        let mut reset_after = log.front().map_or(window, |t| window.saturating_sub(now.duration_since(*t)));
+        let throttled = st.throttled.get(&ctx.grant).and_then(|until| until.checked_duration_since(now));
+        let limited = over || throttled.is_some();
+        if let Some(left) = throttled {
+            // The window is exhausted by someone else: nothing remains until it closes.
+            remaining = 0;
+            reset_after = left;
+            st.throttled_answers += 1;
+        } else if over {
             *st.rate_limited.entry(ctx.grant.clone()).or_default() += 1;
+        } else {
+            st.window.entry(ctx.grant.clone()).or_default().push_back(now);
+            remaining = remaining.saturating_sub(1);
         }
         let (fault, latency) =
             if limited { (FaultAction::Serve, 0) } else { pick_fault(&mut st, &path, &method) };
