@@ -46,8 +46,12 @@ pub struct RetryPolicy {
     /// Re-apply attempts after 409 in the update helpers.
     pub max_conflict_retries: u32,
     /// After a 406 `invalid_api_version`, calls fail at once (without asking Gusto) for
-    /// this long: a wrong version is a configuration error, not worth a retry storm.
+    /// `version_refusal_first_hold`, doubling with every refusal in a row up to this: a
+    /// version that stays refused costs Gusto about one request a minute, not a retry
+    /// storm, while a refusal that passes (Gusto lowered the minimum back, the operator
+    /// fixed the version) is noticed within seconds.
     pub version_refusal_hold: Duration,
+    pub version_refusal_first_hold: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -60,6 +64,7 @@ impl Default for RetryPolicy {
             default_retry_after: Duration::from_secs(5),
             max_conflict_retries: 3,
             version_refusal_hold: Duration::from_secs(60),
+            version_refusal_first_hold: Duration::from_secs(5),
         }
     }
 }
@@ -97,6 +102,14 @@ impl ClientConfig {
             tokens: TokenManagerConfig::default(),
         })
     }
+}
+
+/// What the last 406s left: the hold in force (until, Gusto's message) and how many
+/// refusals came in a row (the hold doubles with each).
+#[derive(Debug, Default)]
+struct Refusal {
+    held: Option<(tokio::time::Instant, String)>,
+    in_a_row: u32,
 }
 
 /// One page of a paginated list.
@@ -160,7 +173,7 @@ pub struct GustoClient {
     shared: Option<Arc<dyn SharedLimit>>,
     version: VersionTracker,
     /// Set by a 406 `invalid_api_version`: until then calls fail without a request.
-    refused_until: Arc<std::sync::Mutex<Option<(tokio::time::Instant, String)>>>,
+    refusal: Arc<std::sync::Mutex<Refusal>>,
 }
 
 impl std::fmt::Debug for GustoClient {
@@ -198,7 +211,7 @@ impl GustoClient {
             observer,
             shared: None,
             version,
-            refused_until: Default::default(),
+            refusal: Default::default(),
         })
     }
 
@@ -208,19 +221,39 @@ impl GustoClient {
         self.version.get()
     }
 
-    /// The refusal still in force, if a 406 came less than `version_refusal_hold` ago.
+    fn refusal(&self) -> std::sync::MutexGuard<'_, Refusal> {
+        self.refusal.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The refusal still in force, if the hold of the last 406 has not passed.
     fn refusal_in_force(&self) -> Option<GustoError> {
-        let guard = self.refused_until.lock().unwrap_or_else(|p| p.into_inner());
-        let (until, message) = guard.as_ref()?;
+        let guard = self.refusal();
+        let (until, message) = guard.held.as_ref()?;
         (tokio::time::Instant::now() < *until).then(|| GustoError::InvalidApiVersion {
             version: self.cfg.api_version.clone(),
             message: message.clone(),
         })
     }
 
+    /// How long calls still fail at once after a 406 (`None`: Gusto is asked). Work refused
+    /// for the version can wait this long: the next call after it asks Gusto again.
+    pub fn version_refusal_left(&self) -> Option<Duration> {
+        let guard = self.refusal();
+        let (until, _) = guard.held.as_ref()?;
+        until.checked_duration_since(tokio::time::Instant::now()).filter(|d| !d.is_zero())
+    }
+
     fn note_refusal(&self, message: &str) -> GustoError {
-        let until = tokio::time::Instant::now() + self.cfg.retry.version_refusal_hold;
-        *self.refused_until.lock().unwrap_or_else(|p| p.into_inner()) = Some((until, message.to_owned()));
+        {
+            let mut r = self.refusal();
+            let retry = &self.cfg.retry;
+            let hold = retry
+                .version_refusal_first_hold
+                .saturating_mul(1u32 << r.in_a_row.min(16))
+                .min(retry.version_refusal_hold);
+            r.in_a_row += 1;
+            r.held = Some((tokio::time::Instant::now() + hold, message.to_owned()));
+        }
         let status = self.version.refused(message);
         self.observer.notify(|o| o.api_version(&status));
         tracing::error!(
@@ -390,6 +423,7 @@ impl GustoClient {
                 self.observer.notify(|o| o.api_version(&changed));
             }
             if status.is_success() {
+                self.refusal().in_a_row = 0;
                 return Ok((headers, bytes));
             }
             match status.as_u16() {

@@ -109,3 +109,50 @@ async fn a_retired_version_is_one_typed_error_without_a_retry_storm() {
         other => panic!("expected InvalidApiVersion, got {other:?}"),
     }
 }
+
+/// A refusal that passes (Gusto raised the app's minimum version, then lowered it back) is
+/// noticed at the end of the first, short hold; while Gusto keeps refusing, each hold
+/// doubles (up to `version_refusal_hold`), so the requests that reach Gusto thin out.
+#[tokio::test]
+async fn a_refusal_that_passes_is_noticed_after_a_short_hold() {
+    let sim = sim_gusto::start(SimConfig::default()).await.expect("sim");
+    let company = sim.seed_company(2);
+    let mut cfg =
+        ClientConfig::new(&sim.base_url(), "sim-client-id", Secret::new("sim-client-secret")).expect("cfg");
+    cfg.retry.version_refusal_first_hold = Duration::from_millis(200);
+    cfg.retry.version_refusal_hold = Duration::from_millis(700);
+    let c = GustoClient::new(cfg, Arc::new(MemoryTokenStore::new())).expect("client");
+    let grant = GrantId("g".into());
+    let code = sim.issue_code(&company.company_uuid, REDIRECT).expect("code");
+    c.exchange_code(&grant, &code, REDIRECT).await.expect("exchange");
+    let employee = &company.employee_uuids[0];
+
+    sim.set_min_api_version(Some("2026-06-16"));
+    // Asked at once, then held 200 ms, 400 ms, then 700 ms (the cap) after each refusal.
+    let mut holds = Vec::new();
+    for _ in 0..4 {
+        let before = sim.version_refusals();
+        assert!(matches!(c.get_employee(&grant, employee).await, Err(GustoError::InvalidApiVersion { .. })));
+        assert_eq!(sim.version_refusals(), before + 1, "this call asked Gusto");
+        let left = c.version_refusal_left().expect("held after a refusal");
+        assert!(
+            matches!(c.get_employee(&grant, employee).await, Err(GustoError::InvalidApiVersion { .. })),
+            "refused locally while held"
+        );
+        assert_eq!(sim.version_refusals(), before + 1, "held: Gusto not asked");
+        holds.push(left);
+        tokio::time::sleep(left + Duration::from_millis(20)).await;
+    }
+    let ms: Vec<u128> = holds.iter().map(|d| (d.as_millis() + 50) / 100 * 100).collect();
+    assert_eq!(ms, vec![200, 400, 700, 700], "{holds:?}");
+
+    // Gusto accepts the version again: the first call after the hold is served, and the
+    // next refusal starts over with the short hold.
+    sim.set_min_api_version(None);
+    c.get_employee(&grant, employee).await.expect("served after the hold");
+    assert_eq!(c.version_refusal_left(), None);
+    sim.set_min_api_version(Some("2026-06-16"));
+    assert!(c.get_employee(&grant, employee).await.is_err());
+    let left = c.version_refusal_left().expect("held");
+    assert!(left <= Duration::from_millis(200), "{left:?}");
+}

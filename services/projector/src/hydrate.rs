@@ -22,6 +22,10 @@ use tracing::Instrument;
 /// the events' fault: it spends no attempt).
 const STORE_WAIT: Duration = Duration::from_secs(2);
 
+/// How long events wait after a 429 that carried no `Retry-After` (Gusto documents one on
+/// every 429, reference §4).
+const RATE_LIMIT_WAIT: Duration = Duration::from_secs(5);
+
 /// One employee to hydrate and the events that asked for it.
 struct Wanted<'a> {
     employee: String,
@@ -398,16 +402,31 @@ impl Projector {
                 self.metrics.error(&company.company_uuid, "needs_reauth");
                 self.park(company, msgs, &e.to_string()).await
             }
-            // A configuration error: park (the reason names the version and the key);
-            // the client holds further calls off, so there is no retry storm.
+            // A configuration error (or Gusto raised the app's minimum version): park, the
+            // reason names the version and the key. The client holds further calls off
+            // (5 s, doubling to 60 s while Gusto keeps refusing), so there is no retry
+            // storm; the events come back when the hold ends, so they resume within
+            // seconds of Gusto accepting the version again.
             GustoError::InvalidApiVersion { .. } => {
                 self.metrics.error(&company.company_uuid, "invalid_api_version");
-                self.park(company, msgs, &e.to_string()).await
+                let delay = self
+                    .gusto
+                    .version_refusal_left()
+                    .map_or(self.settings.park_delay, |d| d.min(self.settings.park_delay));
+                self.park_for(company, msgs, &e.to_string(), delay).await
+            }
+            // Gusto pacing us (the client already waited out its bounded number of 429s):
+            // the events wait what Gusto's `Retry-After` asked, not the back-off. A wait,
+            // not a failure: a grant throttled for a while (another client of it, a long
+            // window) must not spend the events' error budget into dead letters.
+            GustoError::RateLimited { retry_after } => {
+                self.metrics.error(&company.company_uuid, "rate_limited");
+                let delay = retry_after.unwrap_or(RATE_LIMIT_WAIT).max(Duration::from_millis(100));
+                tracing::warn!(company = %company.company_uuid, ?delay, "Gusto rate limited; waiting its Retry-After");
+                every(Disposition::Wait { delay, reason: "rate_limited" })
             }
             e if e.is_transient() => {
-                let kind =
-                    if matches!(e, GustoError::RateLimited { .. }) { "rate_limited" } else { "transient" };
-                self.metrics.error(&company.company_uuid, kind);
+                self.metrics.error(&company.company_uuid, "transient");
                 tracing::warn!(company = %company.company_uuid, error = %e, "Gusto call failed; will retry");
                 every(Disposition::retry("gusto", e))
             }
@@ -427,6 +446,17 @@ impl Projector {
         msgs: &[&(&'m Message, GustoEvent)],
         reason: &str,
     ) -> Vec<(&'m Message, Disposition)> {
+        self.park_for(company, msgs, reason, self.settings.park_delay).await
+    }
+
+    /// [`Self::park`] for `delay` instead of `park_delay`.
+    async fn park_for<'m>(
+        &self,
+        company: &Company,
+        msgs: &[&(&'m Message, GustoEvent)],
+        reason: &str,
+        delay: Duration,
+    ) -> Vec<(&'m Message, Disposition)> {
         tracing::warn!(company = %company.company_uuid, reason, events = msgs.len(), "company parked");
         self.metrics
             .parked
@@ -444,7 +474,7 @@ impl Projector {
                 )
                 .await;
             }
-            out.push((*msg, Disposition::Wait { delay: self.settings.park_delay, reason: "parked" }));
+            out.push((*msg, Disposition::Wait { delay, reason: "parked" }));
         }
         out
     }
