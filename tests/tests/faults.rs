@@ -4,12 +4,21 @@
 //!
 //! While a workload changes employees in Gusto (hires, renames, title and department
 //! changes, transfers, terminations, rehires, office edits), a driver
-//! - kills (SIGKILL) and restarts nats-server, the projector and the writer at random points;
+//! - kills (SIGKILL) and restarts nats-server, the projector, the writer and the gateway at
+//!   random points (Gusto keeps emitting while the gateway is down and retries the deliveries
+//!   it got no answer for, with its exponential back-off, as the reference §1.6 says);
 //! - makes Visma answer 5xx on 10 % of calls, and 429 in bursts (its rate window shrinks to
 //!   2 requests per 2 s for 0.5 to 2.5 s: real 429s with `Retry-After`), and 412 to 1 to 3
 //!   PUTs in a row now and then (`If-Match` no longer matching);
-//! - makes Gusto expire every access token now and then, and answer 429 in bursts (3 to 15
-//!   requests in a row);
+//! - makes Gusto expire every access token now and then, and answer 429 in bursts (the rate
+//!   window of one to all companies' grants exhausted for 1 to 4 s: 429 with `Retry-After` =
+//!   the seconds left, as Gusto does until the window closes);
+//! - makes Gusto refuse our API version (406 `invalid_api_version`, as for the retired
+//!   2025-06-15) for 1 to 3 s, until `mlc status` has said why events wait: the projector parks
+//!   them (nothing is dead-lettered) and they resume by themselves once Gusto accepts the
+//!   version again (RUNBOOK §8), which the suite checks with `mlc status` at the end;
+//! - jumps Gusto's clock ahead by about the tokens' 2 h life, so access tokens expire within
+//!   seconds while the connector holds them valid for 2 h: 401, one refresh, the call again;
 //! - has Gusto deliver 10 % of webhooks twice and (with a random delay per delivery) out of
 //!   order, and drops the gateway's 2xx for 5 % of deliveries so Gusto retries them.
 //!
@@ -26,9 +35,10 @@
 //!
 //! Two forms, both bounded and self-stopping:
 //! - short (default, CI): 4 companies x 15 employees, >= 600 webhooks, one kill each of
-//!   nats-server, projector and writer; the workload takes 15 s.
+//!   nats-server, projector, writer and gateway, one 406 window, one clock skew; the workload
+//!   takes 15 s.
 //! - full (`MLC_FULL=1`): 20 companies x 25 employees, >= 5,000 webhooks, three kills of
-//!   each; 125 s of workload at 40 events/s.
+//!   each, a 406 window and a clock skew every 30 to 50 s; 125 s of workload at 40 events/s.
 //!
 //! A message held by a killed process comes back after one short ack wait (4 s; the
 //! consumers send progress while they work a message), and a restarted writer creates
@@ -105,7 +115,7 @@ struct Plan {
     events: usize,
     /// Events per second the workload aims at.
     rate: f64,
-    /// Kills of each of nats-server, projector and writer.
+    /// Kills of each of nats-server, projector, writer and gateway ([`KILLED`]).
     kills_each: usize,
     /// How long convergence may take after the workload.
     converge_deadline: Duration,
@@ -293,10 +303,24 @@ enum Fault {
     VismaThrottle {
         for_ms: u64,
     },
+    /// Gusto's rate window of some companies' grants is exhausted for this long (as when
+    /// another client of the grant used it up): their requests are answered 429 with
+    /// `Retry-After` = the seconds left until it closes, as Gusto does (reference §4).
     GustoThrottle {
-        n: u32,
+        companies: Vec<usize>,
+        for_ms: u64,
     },
     ExpireTokens,
+    /// Gusto raises the app's minimum API version above ours for this long: every call,
+    /// OAuth included, is answered 406 `invalid_api_version`.
+    Gusto406 {
+        for_ms: u64,
+    },
+    /// Gusto's clock jumps ahead by this much: access tokens expire that much earlier
+    /// than the connector computed from `expires_in` (a 401 on a token it holds valid).
+    ClockSkew {
+        ahead: Duration,
+    },
     /// The next `n` PUTs meet a concurrent edit: someone saves the employee in Visma
     /// between the writer's read and its write, so the PUT's `If-Match` is stale and Visma
     /// answers 412 (a re-read gets the new `ETag`). An injected 412 on a tag that still
@@ -326,6 +350,28 @@ fn set_visma_5xx(visma: &sim_visma::SimHandle, rng: &mut Rng) {
     }
 }
 
+/// The services killed (SIGKILL) and restarted, `kills_each` times each. A killed gateway
+/// answers nothing: Gusto retries those deliveries with its back-off.
+const KILLED: [&str; 4] = ["nats", "projector", "writer", "gateway"];
+
+/// A Gusto 429 burst: one to all companies' grants (their indices) throttled for 1 to 4 s.
+fn gusto_burst(plan: &Plan, rng: &mut Rng) -> (Vec<usize>, u64) {
+    let mut companies: Vec<usize> = (0..plan.companies).collect();
+    for k in 0..companies.len() {
+        let j = k + rng.below(companies.len() - k);
+        companies.swap(k, j);
+    }
+    companies.truncate(1 + rng.below(plan.companies));
+    (companies, 1_000 + rng.below(3_000) as u64)
+}
+
+/// How far Gusto's clock jumps: to 2 to 10 s before the end of the access tokens' life
+/// (Gusto's 7,200 s), so a token the connector was handed a moment ago and holds valid for
+/// two hours dies within seconds, and older ones at once.
+fn skew(rng: &mut Rng) -> Duration {
+    Duration::from_secs(7_200 - 2 - rng.below(9) as u64)
+}
+
 /// The random schedule: (seconds after the workload started, fault).
 fn schedule(plan: &Plan, rng: &mut Rng) -> Vec<(f64, Fault)> {
     let span = plan.events as f64 / plan.rate;
@@ -333,7 +379,7 @@ fn schedule(plan: &Plan, rng: &mut Rng) -> Vec<(f64, Fault)> {
     // Kills spread over the workload, one service at a time, never overlapping.
     let mut kills = Vec::new();
     for _ in 0..plan.kills_each {
-        for service in ["nats", "projector", "writer"] {
+        for service in KILLED {
             kills.push(service);
         }
     }
@@ -354,8 +400,21 @@ fn schedule(plan: &Plan, rng: &mut Rng) -> Vec<(f64, Fault)> {
     }
     let mut t = rng.range_f(0.5, 3.0);
     while t < span {
-        out.push((t, Fault::GustoThrottle { n: 3 + rng.below(12) as u32 }));
+        let (companies, for_ms) = gusto_burst(plan, rng);
+        out.push((t, Fault::GustoThrottle { companies, for_ms }));
         t += rng.range_f(2.0, 5.0);
+    }
+    // The 406 windows: one in the short form's 15 s, one every 30-50 s in the full form.
+    let mut t = rng.range_f(span * 0.3, span * 0.6);
+    while t < span {
+        out.push((t, Fault::Gusto406 { for_ms: 1_000 + rng.below(2_000) as u64 }));
+        t += rng.range_f(30.0, 50.0);
+    }
+    // Clock skews: one in the short form, one every 30-50 s in the full form.
+    let mut t = rng.range_f(span * 0.2, span * 0.8);
+    while t < span {
+        out.push((t, Fault::ClockSkew { ahead: skew(rng) }));
+        t += rng.range_f(30.0, 50.0);
     }
     let mut t = rng.range_f(1.0, 4.0);
     while t < span {
@@ -376,8 +435,13 @@ struct Injected {
     kills: BTreeMap<&'static str, u64>,
     visma_429_bursts: u64,
     gusto_429_bursts: u64,
-    gusto_429_requested: u64,
+    /// Grant-seconds of throttling injected (a burst of 2 s on 3 grants: 6).
+    gusto_throttled_s: f64,
     token_expiries: u64,
+    gusto_406_windows: u64,
+    /// `mlc status` during a 406 window: (it said why events wait, its lines about it).
+    status_in_406: Vec<(bool, String)>,
+    clock_skews: u64,
     visma_412_requested: u64,
     /// When the last fault was injected (kill, burst, expiry).
     last_fault: Option<Instant>,
@@ -440,16 +504,46 @@ async fn drive(
                 throttled_until = Some(Instant::now() + Duration::from_millis(for_ms));
                 injected.visma_429_bursts += 1;
             }
-            Fault::GustoThrottle { n } => {
-                stack.gusto.add_fault(sim_gusto::FaultRule {
-                    path: "/v1/*".into(),
-                    error_rate: 1.0,
-                    error_status: Some(429),
-                    times: Some(n),
-                    ..Default::default()
-                });
-                injected.gusto_429_bursts += 1;
-                injected.gusto_429_requested += u64::from(n);
+            Fault::GustoThrottle { companies, for_ms } => {
+                throttle_gusto(stack, &companies, for_ms, &mut injected)
+            }
+            Fault::Gusto406 { for_ms } => {
+                // The day after our version: Gusto refuses 2026-06-15 as retired.
+                stack.gusto.set_min_api_version(Some("2026-06-16"));
+                timeline
+                    .mark(format_args!("Gusto answers 406 (API version refused) for {for_ms} ms or more"));
+                injected.gusto_406_windows += 1;
+                let refused = Instant::now();
+                // What a user sees meanwhile: `mlc status` says why events wait. The window
+                // stays open until it does (a projector restarting or catching up after a
+                // kill may meet the 406 a few seconds late), at most 15 s.
+                let mut seen = None;
+                while seen.is_none() && refused.elapsed() < Duration::from_secs(15) {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    let o =
+                        within("mlc status during the 406", Duration::from_secs(30), stack.mlc(&["status"]))
+                            .await;
+                    let text = String::from_utf8_lossy(&o.stdout).to_string();
+                    seen = text
+                        .lines()
+                        .find(|l| l.contains("events parked") && l.contains("Gusto refused API version"))
+                        .map(|l| l.trim().to_string());
+                }
+                timeline.mark(format_args!(
+                    "mlc status {:.1} s into the 406: {}",
+                    refused.elapsed().as_secs_f64(),
+                    seen.as_deref().unwrap_or("(no events parked line)")
+                ));
+                injected.status_in_406.push((seen.is_some(), seen.unwrap_or_default()));
+                let until = refused + Duration::from_millis(for_ms);
+                tokio::time::sleep_until(until.into()).await;
+                stack.gusto.set_min_api_version(None);
+                timeline.mark("Gusto accepts our API version again");
+            }
+            Fault::ClockSkew { ahead } => {
+                stack.gusto.advance_clock(ahead);
+                timeline.mark(format_args!("Gusto's clock jumps {} s ahead", ahead.as_secs()));
+                injected.clock_skews += 1;
             }
             Fault::ExpireTokens => {
                 stack.gusto.expire_tokens(None);
@@ -467,6 +561,17 @@ async fn drive(
     visma_throttle(&stack.visma, false);
     stack.visma.set_fault(VISMA_PUT, visma_5xx(rng));
     injected
+}
+
+/// Exhausts the Gusto rate window of `companies`' grants for `for_ms`.
+fn throttle_gusto(stack: &Stack, companies: &[usize], for_ms: u64, injected: &mut Injected) {
+    for &c in companies {
+        if let Some(grant) = stack.gusto.grant_for_company(&stack.companies[c].info.company_uuid) {
+            stack.gusto.throttle_grant(&grant, Duration::from_millis(for_ms));
+        }
+    }
+    injected.gusto_429_bursts += 1;
+    injected.gusto_throttled_s += companies.len() as f64 * for_ms as f64 / 1000.0;
 }
 
 // ------------------------------------------------------------------------------ checks
@@ -590,16 +695,8 @@ async fn the_pipeline_converges_under_faults() {
                     injected.last_fault = Some(Instant::now());
                 }
                 1 => {
-                    let n = 3 + rng.below(12) as u32;
-                    stack.gusto.add_fault(sim_gusto::FaultRule {
-                        path: "/v1/*".into(),
-                        error_rate: 1.0,
-                        error_status: Some(429),
-                        times: Some(n),
-                        ..Default::default()
-                    });
-                    injected.gusto_429_bursts += 1;
-                    injected.gusto_429_requested += u64::from(n);
+                    let (companies, for_ms) = gusto_burst(&plan, &mut rng);
+                    throttle_gusto(&stack, &companies, for_ms, &mut injected);
                     injected.last_fault = Some(Instant::now());
                 }
                 _ => {
@@ -635,7 +732,7 @@ async fn the_pipeline_converges_under_faults() {
         "faults off (the last was injected {:.1} s ago); converging",
         last_fault.elapsed().as_secs_f64()
     ));
-    for s in ["projector", "writer"] {
+    for s in ["gateway", "projector", "writer"] {
         assert!(stack.service_running(s), "{s} is not running");
     }
     assert!(stack.nats.is_running());
@@ -705,6 +802,11 @@ async fn the_pipeline_converges_under_faults() {
     }
     let converge = faults_off.elapsed();
     let converged_after_last_fault = last_fault.elapsed();
+    // Nothing is left waiting, and `mlc status` says so.
+    let parked_after = String::from_utf8_lossy(
+        &within("mlc status", Duration::from_secs(30), stack.mlc(&["status"])).await.stdout,
+    )
+    .to_string();
     timeline.mark(format_args!(
         "converged: in sync {:.1} s after the last fault",
         converged_after_last_fault.as_secs_f64()
@@ -717,6 +819,7 @@ async fn the_pipeline_converges_under_faults() {
     let answered_2xx: Vec<&sim_gusto::model::Delivery> = deliveries.iter().filter(ok).collect();
     let delivered: HashSet<&str> = answered_2xx.iter().filter_map(|d| d.event_uuid.as_deref()).collect();
     let lost_acks = deliveries.iter().filter(|d| d.ack_lost).count();
+    let no_answer = deliveries.iter().filter(|d| d.status.is_none()).count();
     let refused = deliveries.iter().filter(|d| !d.status.is_some_and(|s| (200..300).contains(&s))).count();
 
     let read = Duration::from_secs(120);
@@ -883,6 +986,8 @@ async fn the_pipeline_converges_under_faults() {
     let max_window =
         gusto_grants.iter().map(|g| stack.gusto.max_requests_in_any_window(g)).max().unwrap_or(0);
     let gp = stack.gusto_proxy.as_ref().unwrap();
+    // A refused version is refused before the rate window counts it (a 406 of OAuth too).
+    let gusto_406 = gp.count(|s| s == 406);
     let vp = stack.visma_proxy.as_ref().unwrap();
 
     // ---------------------------------------------------------------- the table
@@ -899,6 +1004,7 @@ async fn the_pipeline_converges_under_faults() {
     row("delivery attempts (POSTs to the gateway)", attempts.to_string());
     row("  answered 2xx", answered_2xx.len().to_string());
     row("  answered non-2xx or no answer (retried)", refused.to_string());
+    row("  no answer (gateway down or cut off)", no_answer.to_string());
     row("  2xx dropped on purpose (lost acks)", lost_acks.to_string());
     row("events delivered (distinct, 2xx)", delivered.len().to_string());
     row("duplicates delivered (2xx beyond the first)", (answered_2xx.len() - delivered.len()).to_string());
@@ -945,10 +1051,31 @@ async fn the_pipeline_converges_under_faults() {
         format!("{} ({} injected)", vp.count(|s| s == 412), injected.visma_412_requested),
     );
     row("Gusto API answers (without OAuth)", (gp.count(|_| true) - gp.auth_requests()).to_string());
-    row("  Gusto 429", format!("{} ({} bursts)", gp.count(|s| s == 429), injected.gusto_429_bursts));
+    row(
+        "  Gusto 429",
+        format!(
+            "{} ({} bursts, {:.0} grant-s)",
+            gp.count(|s| s == 429),
+            injected.gusto_429_bursts,
+            injected.gusto_throttled_s
+        ),
+    );
     row("  of which the simulator's rate limit", gusto_limited.to_string());
     row("  Gusto 401 (expired tokens)", gp.count(|s| s == 401).to_string());
+    row(
+        "  Gusto 406 (API version refused)",
+        format!("{} ({} windows)", gusto_406, injected.gusto_406_windows),
+    );
+    row(
+        "  mlc status said why events wait (406)",
+        format!(
+            "{} of {}",
+            injected.status_in_406.iter().filter(|(shown, _)| *shown).count(),
+            injected.status_in_406.len()
+        ),
+    );
     row("token expiries forced / refreshes", format!("{} / {gusto_refreshes}", injected.token_expiries));
+    row("clock skews (Gusto ahead ~2 h)", injected.clock_skews.to_string());
     row("most Gusto requests of one grant in 60 s", max_window.to_string());
     row("Gusto employees / Visma employees", format!("{gusto_total} / {visma_total}"));
     row("duplicate Visma employees", doubles.len().to_string());
@@ -1005,5 +1132,11 @@ async fn the_pipeline_converges_under_faults() {
     assert_eq!(applied_twice, 0, "commands applied to Visma twice");
     assert_eq!(visma_total, gusto_total);
     assert!(max_window <= 200, "a grant exceeded Gusto's rate limit: {max_window} requests in 60 s");
-    assert!(injected.kills.values().sum::<u64>() >= 3 * plan.kills_each as u64);
+    assert!(injected.kills.values().sum::<u64>() >= KILLED.len() as u64 * plan.kills_each as u64);
+    assert!(
+        injected.status_in_406.iter().all(|(shown, _)| *shown),
+        "mlc status during a 406 did not say why events wait: {:?}",
+        injected.status_in_406
+    );
+    assert!(!parked_after.contains("events parked"), "mlc status after convergence:\n{parked_after}");
 }
