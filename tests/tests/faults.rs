@@ -1009,6 +1009,7 @@ async fn the_pipeline_converges_under_faults() {
     row("events delivered (distinct, 2xx)", delivered.len().to_string());
     row("duplicates delivered (2xx beyond the first)", (answered_2xx.len() - delivered.len()).to_string());
     row("events accepted (distinct uuids on GUSTO_EVENTS)", accepted.len().to_string());
+    row("  answered 2xx but not on GUSTO_EVENTS", not_accepted.len().to_string());
     row("  from webhooks", by_source(mlc_proto::v1::EventSource::Webhook).to_string());
     row("  from catch-up", by_source(mlc_proto::v1::EventSource::CatchUp).to_string());
     row("  from backfill", by_source(mlc_proto::v1::EventSource::Backfill).to_string());

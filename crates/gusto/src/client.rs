@@ -244,15 +244,25 @@ impl GustoClient {
     }
 
     fn note_refusal(&self, message: &str) -> GustoError {
+        let error = GustoError::InvalidApiVersion {
+            version: self.cfg.api_version.clone(),
+            message: message.to_owned(),
+        };
         {
             let mut r = self.refusal();
+            let now = tokio::time::Instant::now();
+            // Requests already in flight when the first refusal came are refused together:
+            // one refusal, not several in a row (which would lengthen the hold at once).
+            if r.held.as_ref().is_some_and(|(until, _)| *until > now) {
+                return error;
+            }
             let retry = &self.cfg.retry;
             let hold = retry
                 .version_refusal_first_hold
                 .saturating_mul(1u32 << r.in_a_row.min(16))
                 .min(retry.version_refusal_hold);
             r.in_a_row += 1;
-            r.held = Some((tokio::time::Instant::now() + hold, message.to_owned()));
+            r.held = Some((now + hold, message.to_owned()));
         }
         let status = self.version.refused(message);
         self.observer.notify(|o| o.api_version(&status));
@@ -261,7 +271,7 @@ impl GustoClient {
             message,
             "Gusto refused the API version (406); set gusto.api_version to a supported version"
         );
-        GustoError::InvalidApiVersion { version: self.cfg.api_version.clone(), message: message.to_owned() }
+        error
     }
 
     /// Makes every request also take a slot of a window shared across processes, so

@@ -147,12 +147,16 @@ async fn a_refusal_that_passes_is_noticed_after_a_short_hold() {
     assert_eq!(ms, vec![200, 400, 700, 700], "{holds:?}");
 
     // Gusto accepts the version again: the first call after the hold is served, and the
-    // next refusal starts over with the short hold.
+    // next refusal starts over with the short hold; requests in flight together when it
+    // comes are one refusal, not four in a row.
     sim.set_min_api_version(None);
     c.get_employee(&grant, employee).await.expect("served after the hold");
     assert_eq!(c.version_refusal_left(), None);
     sim.set_min_api_version(Some("2026-06-16"));
-    assert!(c.get_employee(&grant, employee).await.is_err());
+    let before = sim.version_refusals();
+    let together = futures::future::join_all((0..4).map(|_| c.get_employee(&grant, employee))).await;
+    assert!(together.iter().all(Result::is_err));
+    assert_eq!(sim.version_refusals(), before + 4, "sent together, before any refusal");
     let left = c.version_refusal_left().expect("held");
     assert!(left <= Duration::from_millis(200), "{left:?}");
 }
