@@ -26,8 +26,11 @@ if [ -x ops/check-deploy.sh ] || [ -f ops/check-deploy.sh ]; then
   bash ops/check-deploy.sh
 fi
 log "tests"
+# The full forms run longer than the ci profile lets a test run.
+profile=ci
+if [ "${MLC_FULL:-}" = 1 ]; then profile=full; fi
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --locked --profile ci
+  cargo nextest run --workspace --locked --profile "$profile"
 else
   cargo test --workspace --locked
 fi
