@@ -39,7 +39,10 @@ pub enum GustoError {
     /// No stored grant with this id.
     #[error("unknown grant {0}")]
     UnknownGrant(GrantId),
-    /// 401 even after one forced refresh.
+    /// 401 even after one forced refresh. Transient: the refresh itself succeeded (a dead
+    /// grant is `NeedsReauth`), so the fresh token was refused by a moment (expired or
+    /// revoked between the refresh and the call, Gusto's clock ahead of ours); the next try
+    /// refreshes again.
     #[error("unauthorized (401) for grant {grant}")]
     Unauthorized { grant: GrantId },
     /// 429 after the bounded number of waits.
@@ -104,7 +107,7 @@ impl GustoError {
     /// Whether retrying the same operation later may succeed without human action.
     ///
     /// `NeedsReauth`, `Api` (4xx), `NotFound`, `Config` and data-shape `Malformed`
-    /// are permanent; a syntactically broken or truncated body is treated as a
+    /// are permanent (a 401 after a successful refresh is not); a syntactically broken or truncated body is treated as a
     /// transient upstream glitch.
     pub fn is_transient(&self) -> bool {
         match self {
@@ -113,11 +116,11 @@ impl GustoError {
             | GustoError::Transport(_)
             | GustoError::Conflict { .. }
             | GustoError::RefreshContention { .. }
+            | GustoError::Unauthorized { .. }
             | GustoError::Store(_) => true,
             GustoError::Malformed { kind, .. } => *kind != MalformedKind::Data,
             GustoError::NeedsReauth { .. }
             | GustoError::UnknownGrant(_)
-            | GustoError::Unauthorized { .. }
             | GustoError::NotFound { .. }
             | GustoError::Api { .. }
             | GustoError::OAuth { .. }
