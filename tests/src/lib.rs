@@ -5,3 +5,5 @@
 //! The `mlc` binary must be built first (`cargo build -p mlc`; `ops/test.sh` does it).
 
 pub use mlc_testkit::install::*;
+
+pub mod chaos;

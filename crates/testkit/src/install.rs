@@ -405,6 +405,9 @@ impl Stack {
                 c.nats.partitions = opts.partitions;
                 c.gusto.rate_window_ms = opts.gusto_rate_window_ms.unwrap_or(60_000);
                 c.gusto.rate_limit = opts.gusto_rate_limit.unwrap_or(200);
+                if let Some(url) = opts.store_url {
+                    c.store.url = Secret::new(url);
+                }
             })
             .start()
             .await
@@ -568,6 +571,9 @@ pub struct FleetOptions {
     pub gusto_rate_window_ms: Option<u64>,
     /// `gusto.rate_limit` (200 when `None`); set it to the simulator's `rate_limit`.
     pub gusto_rate_limit: Option<u32>,
+    /// `store.url` (the installation's own SQLite file when `None`): a PostgreSQL server
+    /// ([`crate::PgServer`]) or a SQLite file on a filesystem the test controls.
+    pub store_url: Option<String>,
 }
 
 impl Default for FleetOptions {
@@ -588,6 +594,7 @@ impl Default for FleetOptions {
             partitions: 1,
             gusto_rate_window_ms: None,
             gusto_rate_limit: None,
+            store_url: None,
         }
     }
 }
@@ -602,6 +609,37 @@ impl Stack {
     /// Whether a service process is running (started and not killed).
     pub fn service_running(&self, service: &str) -> bool {
         self.services.iter().any(|(s, _)| s == service)
+    }
+
+    /// How a started service process exited, if it did on its own (`None` while it runs).
+    pub fn service_exit(&mut self, service: &str) -> Option<std::process::ExitStatus> {
+        let (_, child) = self.services.iter_mut().find(|(s, _)| s == service)?;
+        child.try_wait().ok().flatten()
+    }
+
+    /// Whether `service` answers its `/readyz` with 2xx within 2 s.
+    pub async fn is_ready(&self, service: &str) -> bool {
+        let url = format!("http://{}/readyz", self.metrics_addr(service));
+        let probe = reqwest::Client::new().get(url).timeout(Duration::from_secs(2)).send();
+        probe.await.is_ok_and(|r| r.status().is_success())
+    }
+
+    /// The sum of a counter (or gauge) on `service`'s `/metrics` over the series whose
+    /// labels contain `labels` (`""`: all of them); 0 when the service does not answer.
+    pub async fn metric(&self, service: &str, name: &str, labels: &str) -> f64 {
+        let probe =
+            reqwest::Client::new().get(self.metrics_url(service)).timeout(Duration::from_secs(2)).send();
+        let Ok(text) = (match probe.await {
+            Ok(r) => r.text().await,
+            Err(e) => Err(e),
+        }) else {
+            return 0.0;
+        };
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| l.split(['{', ' ']).next() == Some(name) && l.contains(labels))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .fold(0.0, |a, b| a + b)
     }
 
     /// Every message of a stream, in order (through an ephemeral ordered consumer).

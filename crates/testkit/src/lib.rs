@@ -1,5 +1,6 @@
 //! Test support that uses real parts: a private `nats-server -js` per test on a free
-//! port, a private SQLite file or PostgreSQL database per test, the sandbox configuration
+//! port, a private SQLite file or PostgreSQL database per test, a private PostgreSQL
+//! server for a test that stops it ([`PgServer`]), the sandbox configuration
 //! ([`sandbox_config`]) and a whole installation of real processes ([`install::Stack`]).
 //!
 //! Modelled on the `nats-server` helper crate of nats.rs: start in the test, kill and
@@ -9,10 +10,14 @@ pub mod auth;
 mod fixtures;
 pub mod install;
 pub mod netns;
+pub mod postgres;
 pub mod sandbox;
+mod tmpfs;
 
 pub use fixtures::{company, connected_company, Bus};
+pub use postgres::PgServer;
 pub use sandbox::{sandbox_config, write_config};
+pub use tmpfs::{running_as_root, Tmpfs};
 
 use mlc_config::NatsConfig;
 use std::net::TcpListener;
