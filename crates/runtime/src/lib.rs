@@ -70,10 +70,10 @@ impl Deps {
     }
 }
 
-/// A readiness probe of the store: any query will do, it needs a pooled connection that
-/// answers.
+/// A readiness probe of the store: a pooled connection answers a query and the last
+/// write did not fail ([`Store::answers`]).
 pub async fn store_answers(store: &Store) -> bool {
-    store.company("readiness-probe").await.is_ok()
+    store.answers().await
 }
 
 /// The configured topology: `nats.stream_prefix`, `nats.replicas`, `nats.partitions`.

@@ -189,6 +189,11 @@ impl Store {
     /// Appends `entry`; returns its position, or `None` when an entry with the same
     /// event id was already there (a redelivery).
     pub async fn append_audit(&self, entry: &AuditEntry) -> Result<Option<i64>, StoreError> {
+        let appended = self.append_audit_row(entry).await;
+        self.noted(appended)
+    }
+
+    async fn append_audit_row(&self, entry: &AuditEntry) -> Result<Option<i64>, StoreError> {
         const SQL: &str =
             "INSERT INTO audit_log (event_id, kind, company, employee, detail, trace_id, recorded_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING RETURNING position";

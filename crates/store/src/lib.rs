@@ -18,10 +18,11 @@ mod crypto;
 
 pub use crypto::EncryptionKey;
 
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{PgPool, SqlitePool};
+use sqlx::{Connection as _, PgConnection, PgPool, SqlitePool};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +31,9 @@ pub enum StoreError {
     BadUrl(String),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// The first connection failed: what the server (or the network) said.
+    #[error("cannot connect to the database: {0}")]
+    Unreachable(String),
     #[error("migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("token encryption: {0}")]
@@ -40,6 +44,10 @@ pub enum StoreError {
     Json(#[from] serde_json::Error),
 }
 
+/// How long a PostgreSQL query waits for a pooled connection (and a first connection for
+/// one); past it the call fails and the caller retries later.
+const PG_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
 enum Backend {
     Sqlite(SqlitePool),
     Postgres(PgPool),
@@ -49,7 +57,21 @@ enum Backend {
 pub struct Store {
     backend: Backend,
     key: Option<EncryptionKey>,
+    writes: WriteHealth,
 }
+
+/// Whether the store takes writes, as the last ones found. Reads go on answering while a
+/// full disk refuses every write, so a probe that reads cannot tell; the services' own
+/// writes (audit rows, links) can.
+#[derive(Debug, Default)]
+struct WriteHealth {
+    /// When the last write failed and the last one succeeded (ms since the epoch, 0: never).
+    failed_at: AtomicI64,
+    succeeded_at: AtomicI64,
+}
+
+/// How long a failed write counts against readiness when no write follows it.
+const WRITE_FAILURE_HOLD_MS: i64 = 30_000;
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -121,17 +143,35 @@ impl Store {
             sqlx::migrate!("../../schemas/sqlite").run(&pool).await?;
             Backend::Sqlite(pool)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let opts = PgConnectOptions::from_str(url)?;
+            // One connection on its own first: a pool retries a refused connection until
+            // its acquire timeout and then says only that it timed out, while this says at
+            // once why (refused, unknown host, authentication). A server still starting up
+            // is left to the pool, which waits for it.
+            match tokio::time::timeout(PG_ACQUIRE_TIMEOUT, PgConnection::connect_with(&opts)).await {
+                Ok(Ok(c)) => {
+                    let _ = c.close().await;
+                }
+                Ok(Err(sqlx::Error::Database(e))) if e.is_transient_in_connect_phase() => {}
+                Ok(Err(e)) => return Err(StoreError::Unreachable(e.to_string())),
+                Err(_) => {
+                    return Err(StoreError::Unreachable(format!(
+                        "no answer within {} s",
+                        PG_ACQUIRE_TIMEOUT.as_secs()
+                    )))
+                }
+            }
             let pool = PgPoolOptions::new()
                 .max_connections(8)
-                .acquire_timeout(Duration::from_secs(10))
-                .connect(url)
+                .acquire_timeout(PG_ACQUIRE_TIMEOUT)
+                .connect_with(opts)
                 .await?;
             sqlx::migrate!("../../schemas/postgres").run(&pool).await?;
             Backend::Postgres(pool)
         } else {
             return Err(StoreError::BadUrl(url.chars().take(16).collect()));
         };
-        Ok(Store { backend, key })
+        Ok(Store { backend, key, writes: WriteHealth::default() })
     }
 
     pub fn backend_name(&self) -> &'static str {
@@ -139,6 +179,27 @@ impl Store {
             Backend::Sqlite(_) => "sqlite",
             Backend::Postgres(_) => "postgres",
         }
+    }
+
+    /// Notes how a write went, for [`Store::answers`].
+    fn noted<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        let at = if result.is_ok() { &self.writes.succeeded_at } else { &self.writes.failed_at };
+        at.store(now_ms(), Ordering::Relaxed);
+        result
+    }
+
+    /// Whether the last write failed, and no write succeeded since (within 30 s).
+    pub fn writes_failing(&self) -> bool {
+        let failed = self.writes.failed_at.load(Ordering::Relaxed);
+        failed > 0
+            && failed >= self.writes.succeeded_at.load(Ordering::Relaxed)
+            && now_ms() - failed < WRITE_FAILURE_HOLD_MS
+    }
+
+    /// The readiness probe of a service that writes: a pooled connection answers a query,
+    /// and the last write did not fail ([`Store::writes_failing`]).
+    pub async fn answers(&self) -> bool {
+        !self.writes_failing() && self.company("readiness-probe").await.is_ok()
     }
 
     fn key(&self) -> Result<&EncryptionKey, StoreError> {

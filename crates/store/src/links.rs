@@ -45,6 +45,11 @@ impl Store {
 
     /// Creates or replaces the link of one employee.
     pub async fn put_link(&self, link: &EmployeeLink) -> Result<(), StoreError> {
+        let stored = self.put_link_row(link).await;
+        self.noted(stored)
+    }
+
+    async fn put_link_row(&self, link: &EmployeeLink) -> Result<(), StoreError> {
         const SQL: &str =
             "INSERT INTO employee_links (company, employee_uuid, visma_tenant, employee_cd, origin, \
              last_command_hash, last_command_seq, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \

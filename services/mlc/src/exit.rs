@@ -87,6 +87,7 @@ pub fn classify(e: &anyhow::Error) -> Code {
             match s {
                 mlc_store::StoreError::BadUrl(_) | mlc_store::StoreError::NoKey => return Code::Config,
                 mlc_store::StoreError::Database(d) if unreachable_db(d) => return Code::Unavailable,
+                mlc_store::StoreError::Unreachable(_) => return Code::Unavailable,
                 _ => {}
             }
         }

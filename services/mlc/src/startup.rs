@@ -151,7 +151,9 @@ async fn projector(deps: &Deps, stop_tx: &broadcast::Sender<()>) -> anyhow::Resu
         gusto,
         settings,
     );
-    let ready = ReadyFlag::new("NATS not connected, GUSTO_EVENTS missing or the store not answering");
+    let ready = ReadyFlag::new(
+        "NATS not connected, GUSTO_EVENTS missing, or the store not answering or refusing writes",
+    );
     tokio::spawn(mlc_bus::watch_ready(
         deps.nats.clone(),
         Some(deps.topo.stream(mlc_bus::StreamKind::GustoEvents)),

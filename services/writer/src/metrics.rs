@@ -122,7 +122,7 @@ impl WriterMetrics {
             consumer_pending,
             waiting: Mutex::new(HashSet::new()),
             ready: ReadyFlag::new(
-                "not consuming VISMA_COMMANDS, NATS not connected or the store not answering",
+                "not consuming VISMA_COMMANDS, NATS not connected, or the store not answering or refusing writes",
             ),
         }
     }
