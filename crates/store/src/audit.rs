@@ -201,8 +201,13 @@ impl Store {
         let now = now_ms();
         match &self.backend {
             Backend::Sqlite(pool) => {
+                // Stepped to the end (`fetch_all`), so the commit's answer is the
+                // statement's: SQLite commits an autocommit statement when it finishes, and
+                // `fetch_optional` stops at the RETURNING row and resets the statement,
+                // which drops a failed commit without a word. On a full disk every append
+                // said "stored" and none was (tests/disk_full.rs: 200 of 200).
                 let sql = sqlite_sql(SQL);
-                Ok(sqlx::query_scalar::<_, i64>(&sql)
+                let positions = sqlx::query_scalar::<_, i64>(&sql)
                     .bind(&entry.event_id)
                     .bind(&entry.kind)
                     .bind(&entry.company)
@@ -210,8 +215,9 @@ impl Store {
                     .bind(&detail)
                     .bind(&entry.trace_id)
                     .bind(now)
-                    .fetch_optional(pool)
-                    .await?)
+                    .fetch_all(pool)
+                    .await?;
+                Ok(positions.first().copied())
             }
             Backend::Postgres(pool) => {
                 // Positions come from a sequence; serialising appends keeps commit order
