@@ -119,9 +119,7 @@ impl Projector {
     ) -> Vec<(&'m Message, Disposition)> {
         let mut out = Vec::new();
         for (msg, ev) in &work.ignore {
-            self.audit_event(ev, AuditKind::EventIgnored).await;
-            ProjectorMetrics::inc(&self.metrics.events, "ignored");
-            out.push((*msg, Disposition::Ack));
+            out.push((*msg, self.audited(ev, AuditKind::EventIgnored, "ignored").await));
         }
         let all: Vec<&(&Message, GustoEvent)> =
             work.employees.values().flatten().chain(work.refresh.iter()).collect();
@@ -237,9 +235,7 @@ impl Projector {
             match outcome {
                 Ok(()) => {
                     for (msg, ev) in &w.messages {
-                        self.audit_event(ev, AuditKind::EventHydrated).await;
-                        ProjectorMetrics::inc(&self.metrics.events, "hydrated");
-                        out.push((*msg, Disposition::Ack));
+                        out.push((*msg, self.audited(ev, AuditKind::EventHydrated, "hydrated").await));
                     }
                 }
                 Err(e) => {
@@ -251,11 +247,7 @@ impl Projector {
         }
         for (msg, ev) in &work.refresh {
             match &refresh_failure {
-                None => {
-                    self.audit_event(ev, AuditKind::EventHydrated).await;
-                    ProjectorMetrics::inc(&self.metrics.events, "hydrated");
-                    out.push((*msg, Disposition::Ack));
-                }
+                None => out.push((*msg, self.audited(ev, AuditKind::EventHydrated, "hydrated").await)),
                 Some(cause) => out.push((
                     *msg,
                     Disposition::retry("refresh", format!("an employee of the company: {cause}")),
@@ -479,7 +471,19 @@ impl Projector {
         out
     }
 
-    async fn audit_event(&self, ev: &GustoEvent, kind: AuditKind) {
+    /// A handled event is acked only once its fate is in the audit log: an event acked
+    /// without it would be accepted and never accounted for. When the store refuses the
+    /// row, the event waits (an outage, not the event's fault) and is handled again; the
+    /// snapshot it caused is there already, so the second time appends nothing but the row.
+    async fn audited(&self, ev: &GustoEvent, kind: AuditKind, fate: &str) -> Disposition {
+        if !self.audit_event(ev, kind).await {
+            return Disposition::Wait { delay: STORE_WAIT, reason: "store" };
+        }
+        ProjectorMetrics::inc(&self.metrics.events, fate);
+        Disposition::Ack
+    }
+
+    async fn audit_event(&self, ev: &GustoEvent, kind: AuditKind) -> bool {
         let mut entry = AuditEntry::new(format!("event:{}", ev.event_uuid), kind)
             .for_company(&ev.company_uuid)
             .with_detail(serde_json::json!({
@@ -492,7 +496,7 @@ impl Projector {
         if !ev.entity_uuid.is_empty() && ev.entity_type == "Employee" {
             entry = entry.for_employee(&ev.entity_uuid);
         }
-        self.audit(entry).await;
+        self.audit(entry).await
     }
 }
 

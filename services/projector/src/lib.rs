@@ -233,9 +233,14 @@ impl Projector {
         .await
     }
 
-    async fn audit(&self, entry: AuditEntry) {
-        if let Err(e) = self.store.append_audit(&entry).await {
-            tracing::warn!(error = %e, kind = %entry.kind, "audit append failed");
+    /// Appends an audit row; whether it is stored.
+    async fn audit(&self, entry: AuditEntry) -> bool {
+        match self.store.append_audit(&entry).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, kind = %entry.kind, "audit append failed");
+                false
+            }
         }
     }
 
