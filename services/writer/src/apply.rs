@@ -1,5 +1,5 @@
 //! Step 4's Visma side: read the employee, write what differs (update, or create when
-//! absent), within the tenant's pacing and with its memory of absent employees.
+//! absent), within the tenant's pacing and with its memory of which employees are there.
 
 use crate::fields::{create_dto, fields_from_dto, update_dto};
 use crate::Writer;
@@ -16,29 +16,36 @@ use visma::{EmployeeDto, VismaClient, VismaError};
 /// One Visma tenant: its client and what the writer remembers about it.
 pub(crate) struct Tenant {
     pub(crate) client: Arc<VismaClient>,
-    /// Employee numbers whose GET answered 404, and when. Within the TTL the writer goes
-    /// straight to the create (itself idempotent) instead of repeating a failing GET.
-    pub(crate) absent: Mutex<HashMap<String, Instant>>,
+    /// What the writer last learnt of an employee number, and when: absent (a GET answered
+    /// 404) or present (created, or read). Within the TTL the writer acts on it instead of
+    /// repeating a request that would fail, which Visma throttles (the same failing
+    /// request twice in five minutes): an absent one goes straight to the create (itself
+    /// idempotent); a present one whose link could not be stored (the store refused the
+    /// write after the create) is read and updated, never created again.
+    pub(crate) known: Mutex<HashMap<String, (Presence, Instant)>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Presence {
+    Absent,
+    Present,
 }
 
 impl Tenant {
     pub(crate) fn new(client: Arc<VismaClient>) -> Self {
-        Self { client, absent: Mutex::new(HashMap::new()) }
+        Self { client, known: Mutex::new(HashMap::new()) }
     }
 
-    pub(crate) fn known_absent(&self, cd: &str, ttl: Duration) -> bool {
-        let mut absent = self.absent.lock().unwrap_or_else(|e| e.into_inner());
-        absent.retain(|_, at| at.elapsed() < ttl);
-        absent.contains_key(cd)
+    /// What was learnt of `cd` within `ttl`.
+    pub(crate) fn known(&self, cd: &str, ttl: Duration) -> Option<Presence> {
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        known.retain(|_, (_, at)| at.elapsed() < ttl);
+        known.get(cd).map(|(p, _)| *p)
     }
 
-    pub(crate) fn set_absent(&self, cd: &str, is_absent: bool) {
-        let mut absent = self.absent.lock().unwrap_or_else(|e| e.into_inner());
-        if is_absent {
-            absent.insert(cd.to_string(), Instant::now());
-        } else {
-            absent.remove(cd);
-        }
+    pub(crate) fn learn(&self, cd: &str, presence: Presence) {
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        known.insert(cd.to_string(), (presence, Instant::now()));
     }
 
     /// Path prefix for call summaries, as the client sends it.
@@ -86,11 +93,12 @@ impl Writer {
         // mid-batch would repeat the same failing GET and draw Visma's throttle (the same
         // failing request twice in five minutes). A create of an existing employee is
         // refused as a duplicate, once, and then read and updated.
-        let mut current = if !linked || tenant.known_absent(cd, self.retry.absent_ttl) {
-            None
-        } else {
-            self.get(tenant, cd, calls).await?
+        let read_first = match tenant.known(cd, self.retry.absent_ttl) {
+            Some(Presence::Absent) => false,
+            Some(Presence::Present) => true,
+            None => linked,
         };
+        let mut current = if read_first { self.get(tenant, cd, calls).await? } else { None };
         if current.is_none() {
             let body = create_dto(target);
             match self
@@ -106,7 +114,7 @@ impl Writer {
                 .await
             {
                 Ok(_) => {
-                    tenant.set_absent(cd, false);
+                    tenant.learn(cd, Presence::Present);
                     return Ok(Applied {
                         created: true,
                         wrote: true,
@@ -116,7 +124,7 @@ impl Writer {
                 }
                 // Someone (we, before a crash) created it: read it and update it instead.
                 Err(ApplyError::Visma(VismaError::DuplicateEmployee { .. })) => {
-                    tenant.set_absent(cd, false);
+                    tenant.learn(cd, Presence::Present);
                     current = self.get(tenant, cd, calls).await?;
                     if current.is_none() {
                         return Err(ApplyError::Inconsistent(
@@ -191,7 +199,7 @@ impl Writer {
                 tenant.client.get_employee(cd),
             )
             .await?;
-        tenant.set_absent(cd, found.is_none());
+        tenant.learn(cd, if found.is_some() { Presence::Present } else { Presence::Absent });
         Ok(found)
     }
 

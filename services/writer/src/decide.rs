@@ -11,6 +11,9 @@ use mlc_store::{EmployeeLink, StoreError};
 use std::time::Duration;
 use visma::VismaError;
 
+/// How long a command waits when the store does not answer or refuses a write.
+const STORE_WAIT: Duration = Duration::from_secs(2);
+
 /// What to do with a delivery.
 pub(crate) enum Decision {
     /// Decided: record it, then ack.
@@ -66,8 +69,12 @@ impl Writer {
         command: &VismaCommand,
         calls: &mut Vec<String>,
     ) -> Result<Decision, WriterError> {
+        // The store down or refusing writes is an outage, not the command's failure: it
+        // waits without spending the error budget (as the projector's events do), so a long
+        // outage ends in the commands applied, not in dead letters.
         let retry_store = |e: StoreError| {
-            Decision::Later(Disposition::Retry { after: None, reason: "store", cause: format!("store: {e}") })
+            tracing::warn!(error = %e, "store unavailable; the command waits");
+            Decision::Later(Disposition::Wait { delay: STORE_WAIT, reason: "store" })
         };
 
         // 1. Superseded by a newer command for the same employee.

@@ -21,13 +21,16 @@
 //!    an exponential delay and dead-letter after 12 failed attempts; permanent ones
 //!    (validation, 404, auth) dead-letter at once with Visma's message. A failing request is
 //!    never repeated immediately: Visma throttles the same failing request after two tries
-//!    in five minutes.
+//!    in five minutes. A store that does not answer or refuses a write is an outage, not
+//!    the command's failure: the command waits 2 s and comes back, spending no attempt;
+//!    one created in Visma whose link could not be stored is read next time, not created
+//!    again.
 //! 6. **Record**: audit row, dead letter (if any), outcome on `SYNC_OUTCOMES`, then the ack.
 //!
 //! Work is serial per employee (every command of one employee goes to the same worker task)
 //! and parallel across employees and companies. Each Visma tenant has its own client, its
 //! own pacing (calls wait for the rate window to reset when under 5 % of the limit remains)
-//! and its own memory of employees known to be absent.
+//! and its own memory of employees known to be absent or present.
 
 //!
 //! # Layout
@@ -138,8 +141,8 @@ pub async fn run(
         queues.push(tx);
         pool.spawn(worker(writer.clone(), rx, stopping_rx.clone()));
     }
-    // Ready while NATS is connected, VISMA_COMMANDS exists and the store answers (the
-    // consumer is open by now).
+    // Ready while NATS is connected, VISMA_COMMANDS exists and the store answers and takes
+    // writes (the consumer is open by now).
     let readiness = tokio::spawn({
         let store = writer.store.clone();
         mlc_bus::watch_ready(
@@ -147,7 +150,7 @@ pub async fn run(
             Some(writer.commands_stream.clone()),
             move || {
                 let store = store.clone();
-                async move { store.company("readiness-probe").await.is_ok() }
+                async move { store.answers().await }
             },
             metrics.ready_flag(),
         )

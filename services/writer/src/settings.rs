@@ -50,8 +50,9 @@ pub struct RetryTuning {
     pub max_pacing_sleep: Duration,
     /// Pace when fewer than this share of the tenant's rate limit remains.
     pub pacing_floor: f64,
-    /// How long a 404 on `GET /employee/{cd}` is remembered, so the same failing GET is not
-    /// repeated (Visma punishes a third identical failing request within 5 minutes).
+    /// How long what a GET or a create learnt of an employee number (404: absent; found or
+    /// created: present) is remembered, so the same failing GET or create is not repeated
+    /// (Visma punishes a third identical failing request within 5 minutes).
     pub absent_ttl: Duration,
 }
 
