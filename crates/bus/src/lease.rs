@@ -8,12 +8,16 @@
 //! - **renewal**, on a fixed schedule every TTL/4 (not TTL/4 after the previous round):
 //!   the held leases with compare-and-set on the revision held (`update`), then the
 //!   heartbeat; every call bounded by TTL/4. A renewal that failed is tried again after
-//!   TTL/16. A refused compare-and-set is checked against the entry: still ours (an earlier
-//!   update went through although its answer was lost) means the lease is kept. The slack
-//!   (TTL less the time since the lease's last renewal) is measured at every renewal.
+//!   TTL/16. Only a compare-and-set refused for its revision is checked against the entry
+//!   (read from the stream's leader, not a follower that may lag): still ours (an earlier
+//!   update went through although its answer was lost) is renewed again at once with that
+//!   revision. Any other error (a cluster still electing answers 10008) is a failed
+//!   renewal, logged and tried again. The slack (TTL less the time since the lease's last
+//!   renewal) is measured at every renewal.
 //! - **balance**, every TTL/2: counts live replicas, takes free partitions up to its fair
 //!   share (⌈partitions / live replicas⌉) with `create` (which fails if another holds the
-//!   key), and gives back what is above its share.
+//!   key), and gives back what is above its share. It calls the bucket without holding the
+//!   state the renewal needs, so a slow `create` never delays a renewal.
 //!
 //! A replica stops working a partition whose lease it could not renew for TTL/2, while the
 //! key lives until TTL: the gap keeps two holders apart even when a process stalls. One
@@ -121,7 +125,10 @@ pub async fn start(js: &jetstream::Context, topo: &Topology, cfg: LeaseConfig) -
         storage: async_nats::jetstream::stream::StorageType::File,
         allow_rollup: true,
         deny_delete: true,
-        allow_direct: true,
+        // Reads of a lease decide whether we still hold it: they go to the stream's leader.
+        // A direct get may be answered by a follower that has not seen our last update, and
+        // its older revision would make every renewal after it fail.
+        allow_direct: false,
         discard: async_nats::jetstream::stream::DiscardPolicy::New,
         num_replicas: topo.stream_config(crate::StreamKind::DeadLetters).num_replicas,
         ..Default::default()
@@ -140,12 +147,8 @@ pub async fn start(js: &jetstream::Context, topo: &Topology, cfg: LeaseConfig) -
     let min_slack = state.min_slack.clone();
     let (store, role) = (state.store.clone(), state.cfg.role.clone());
     let state = Arc::new(Mutex::new(state));
-    {
-        let mut s = state.lock().await;
-        s.heartbeat().await;
-        let members = members(&store, &role, ttl).await;
-        s.balance(members).await;
-    }
+    state.lock().await.heartbeat().await;
+    balance(&state, members(&store, &role, ttl).await).await;
     let (tx, rx) = watch::channel(state.lock().await.held_set());
     let tx = Arc::new(tx);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -160,9 +163,8 @@ pub async fn start(js: &jetstream::Context, topo: &Topology, cfg: LeaseConfig) -
                 every.tick().await;
                 // Counted without the lock: listing the bucket may be slow, renewals not.
                 let members = members(&store, &role, ttl).await;
-                let mut s = state.lock().await;
-                s.balance(members).await;
-                s.publish(&tx);
+                balance(&state, members).await;
+                state.lock().await.publish(&tx);
             }
         }
     };
@@ -215,6 +217,78 @@ async fn members(store: &kv::Store, role: &str, ttl: Duration) -> u32 {
     match tokio::time::timeout(ttl / 2, count).await {
         Ok(Ok(n)) => n,
         _ => 1,
+    }
+}
+
+/// One compare-and-set of a lease entry, bounded by `deadline`. A refusal for the revision
+/// reads the entry: still ours means an update of ours went through unanswered.
+async fn renew_once(
+    store: &kv::Store,
+    key: &str,
+    me: &str,
+    rev: u64,
+    deadline: tokio::time::Instant,
+) -> Renewal {
+    let late = |what: &str| format!("no answer to the {what} in time");
+    match tokio::time::timeout_at(deadline, store.update(key, me.to_string().into(), rev)).await {
+        Ok(Ok(new_rev)) => Renewal::Renewed(new_rev),
+        Ok(Err(e)) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+            match tokio::time::timeout_at(deadline, store.entry(key)).await {
+                Ok(Ok(Some(entry)))
+                    if entry.operation == kv::Operation::Put && entry.value == me.as_bytes() =>
+                {
+                    Renewal::StillOurs(entry.revision)
+                }
+                Ok(Ok(_)) => Renewal::Lost(e.to_string()),
+                Ok(Err(read)) => Renewal::Failed(format!("{e}; reading the entry: {read}")),
+                Err(_) => Renewal::Failed(format!("{e}; {}", late("read of the entry"))),
+            }
+        }
+        Ok(Err(e)) => Renewal::Failed(e.to_string()),
+        Err(_) => Renewal::Failed(late("update")),
+    }
+}
+
+/// Takes free partitions up to the fair share among `members` live replicas and gives back
+/// what is above it. The state is locked only to read and record: the bucket calls (each
+/// bounded by TTL/4, one per partition tried) run without it, so renewals go on meanwhile.
+async fn balance(state: &Mutex<State>, members: u32) {
+    let (store, me, role, ttl, partitions, held_now) = {
+        let s = state.lock().await;
+        (s.store.clone(), s.cfg.replica.clone(), s.cfg.role.clone(), s.cfg.ttl, s.partitions, s.held_set())
+    };
+    let key_of = |p: u32| format!("lease.{role}.{p}");
+    let fair = partitions.div_ceil(members.max(1)) as usize;
+    // Above the share: the highest partitions go back, each dropped from the held set (no
+    // longer worked) before its entry is deleted.
+    for _ in fair..held_now.len() {
+        let gone = {
+            let mut s = state.lock().await;
+            let Some(&p) = s.held.keys().next_back() else { break };
+            s.held.remove(&p).map(|h| (p, h.revision))
+        };
+        if let Some((p, rev)) = gone {
+            let _ = tokio::time::timeout(ttl / 4, store.delete_expect_revision(key_of(p), Some(rev))).await;
+        }
+    }
+    // Start at an offset of our own so replicas do not all race for partition 0.
+    let offset = me.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    let mut have = held_now.len();
+    for i in 0..partitions {
+        if have >= fair {
+            break;
+        }
+        let p = offset.wrapping_add(i) % partitions;
+        if held_now.contains(&p) {
+            continue;
+        }
+        let taken = Instant::now();
+        if let Ok(Ok(revision)) =
+            tokio::time::timeout(ttl / 4, store.create(key_of(p), me.clone().into())).await
+        {
+            state.lock().await.held.insert(p, Held { revision, renewed: taken });
+            have += 1;
+        }
     }
 }
 
@@ -302,25 +376,17 @@ impl State {
             let left = give_up.saturating_sub(h.renewed.elapsed()).max(Duration::from_millis(50));
             async move {
                 let attempt = Instant::now();
-                let result = match tokio::time::timeout(left, store.update(&key, me.clone().into(), rev))
-                    .await
-                {
-                    Ok(Ok(new_rev)) => Renewal::Renewed(new_rev),
-                    Ok(Err(e)) => {
-                        // Refused: whose is the entry now?
-                        match tokio::time::timeout(left, store.entry(&key)).await {
-                            Ok(Ok(Some(entry)))
-                                if entry.operation == kv::Operation::Put && entry.value == me.as_bytes() =>
-                            {
-                                Renewal::StillOurs(entry.revision)
-                            }
-                            Ok(Ok(_)) => Renewal::Lost(e.to_string()),
-                            Ok(Err(read)) => Renewal::Failed(format!("{e}; reading the entry: {read}")),
-                            Err(_) => Renewal::Failed(format!("{e}; the entry could not be read in time")),
-                        }
+                let deadline = tokio::time::Instant::now() + left;
+                let mut rev = rev;
+                // At most one retry: with the revision of an entry that is still ours.
+                let mut result = Renewal::Failed(String::new());
+                for _ in 0..2 {
+                    result = renew_once(&store, &key, &me, rev, deadline).await;
+                    match result {
+                        Renewal::StillOurs(current) => rev = current,
+                        _ => break,
                     }
-                    Err(_) => Renewal::Failed(format!("no answer within {} ms", left.as_millis())),
-                };
+                }
                 (p, attempt, result)
             }
         });
@@ -342,10 +408,16 @@ impl State {
                     h.revision = new_rev;
                     h.renewed = attempt;
                 }
-                // An earlier update went through although its answer was lost: take its
-                // revision; the next round renews it.
+                // Still ours after the retry (the entry changed again between the read and
+                // the update, which only our own late updates do): take its revision; the
+                // next round renews it.
                 Renewal::StillOurs(rev) => {
                     all_ok = false;
+                    tracing::info!(
+                        partition = p,
+                        revision = rev,
+                        "lease entry still ours but not renewed; trying again"
+                    );
                     h.revision = rev;
                 }
                 Renewal::Lost(why) => {
@@ -369,40 +441,6 @@ impl State {
         }
         self.heartbeat().await;
         all_ok
-    }
-
-    /// Takes free partitions up to the fair share among `members` live replicas and gives
-    /// back what is above it.
-    async fn balance(&mut self, members: u32) {
-        let me = self.cfg.replica.clone();
-        let members = members.max(1);
-        let fair = self.partitions.div_ceil(members) as usize;
-        while self.held.len() > fair {
-            let Some((&p, h)) = self.held.iter().next_back() else { break };
-            let rev = h.revision;
-            let _ = self.bounded(self.store.delete_expect_revision(self.lease_key(p), Some(rev))).await;
-            self.held.remove(&p);
-        }
-        if self.held.len() < fair {
-            // Start at an offset of our own so replicas do not all race for partition 0.
-            let offset =
-                self.cfg.replica.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
-            for i in 0..self.partitions {
-                if self.held.len() >= fair {
-                    break;
-                }
-                let p = (offset.wrapping_add(i)) % self.partitions;
-                if self.held.contains_key(&p) {
-                    continue;
-                }
-                let taken = Instant::now();
-                if let Ok(revision) =
-                    self.bounded(self.store.create(self.lease_key(p), me.clone().into())).await
-                {
-                    self.held.insert(p, Held { revision, renewed: taken });
-                }
-            }
-        }
     }
 
     async fn release_all(&mut self) {
