@@ -78,9 +78,8 @@ pub enum GustoError {
     /// 406 `invalid_api_version`: Gusto refuses the configured `X-Gusto-API-Version`
     /// (retired, in the future or malformed). A configuration error, never retried.
     #[error(
-        "Gusto refused API version {version} (406 invalid_api_version: {message}); set `gusto.api_version` \
-         (MLC_GUSTO_API_VERSION) to a supported version, e.g. {}",
-        crate::version::DEFAULT_API_VERSION
+        "Gusto refused API version {version} (406 invalid_api_version: {message}); {}",
+        crate::version::version_hint(version)
     )]
     InvalidApiVersion { version: String, message: String },
     /// Invalid configuration (e.g. unparsable base URL).

@@ -33,6 +33,23 @@ pub struct ApiVersionStatus {
     pub refused: Option<String>,
 }
 
+/// What to do about a refused version. Suggesting this release's default is only useful when
+/// the refused one is something else; when the default itself is refused, Gusto has moved its
+/// minimum past this release.
+pub fn version_hint(refused: &str) -> String {
+    if refused == DEFAULT_API_VERSION {
+        format!(
+            "{DEFAULT_API_VERSION} is this release's default, so Gusto has retired it since: set \
+             `gusto.api_version` (MLC_GUSTO_API_VERSION) to a version Gusto supports (Gusto's message \
+             names its minimum) and upgrade ml-connector"
+        )
+    } else {
+        format!(
+            "set `gusto.api_version` (MLC_GUSTO_API_VERSION) to a supported version, e.g. {DEFAULT_API_VERSION}"
+        )
+    }
+}
+
 impl ApiVersionStatus {
     /// One line for `mlc check`: `(ok, text)`.
     pub fn check_line(&self) -> (bool, String) {
@@ -40,9 +57,9 @@ impl ApiVersionStatus {
             return (
                 false,
                 format!(
-                    "Gusto refuses API version {} (406 invalid_api_version: {msg}); set `gusto.api_version` \
-                     (MLC_GUSTO_API_VERSION) to a supported version, e.g. {DEFAULT_API_VERSION}",
-                    self.requested
+                    "Gusto refuses API version {} (406 invalid_api_version: {msg}); {}",
+                    self.requested,
+                    version_hint(&self.requested)
                 ),
             );
         }
@@ -112,6 +129,15 @@ pub(crate) fn refusal_message(body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_default_is_not_suggested_again() {
+        let own = version_hint(DEFAULT_API_VERSION);
+        assert!(!own.contains("e.g."), "{own}");
+        assert!(own.contains("upgrade ml-connector"), "{own}");
+        let other = version_hint("2025-06-15");
+        assert!(other.ends_with(&format!("e.g. {DEFAULT_API_VERSION}")), "{other}");
+    }
 
     #[test]
     fn reads_echo_and_deprecation() {
