@@ -173,6 +173,18 @@ impl Writer {
         }
         let target = target_fields(kind, fields, &cd);
 
+        // The link's hash says what Visma holds only while no write is under way: it is
+        // cleared before this write, so a crash between the write and the link leaves no
+        // hash behind. Left in place, a later command with the old content (a rehire after
+        // a termination whose writer died after its PUT) would be taken as already applied.
+        if let Some(l) = link.as_ref().filter(|l| l.last_command_hash.is_some()) {
+            let cleared =
+                EmployeeLink { last_command_hash: None, updated_at: mlc_bus::now_ms(), ..l.clone() };
+            if let Err(e) = self.store.put_link(&cleared).await {
+                return Ok(retry_store(e));
+            }
+        }
+
         let applied = match self.apply(tenant, &cd, link.is_some(), &target, calls).await {
             Ok(a) => a,
             Err(ApplyError::Paced(wait)) => {

@@ -14,8 +14,8 @@
 //!    Otherwise read the linked employee from Visma and write only the fields that differ
 //!    (PUT with `If-Match`); an unlinked one is created first (a taken number means "read,
 //!    then update"), so a restarted writer never repeats a failing GET.
-//!    The link is stored with the new hash *before* the ack, so a crash anywhere between the
-//!    Visma call and the ack is harmless: the redelivery reads Visma, finds no difference and
+//!    The link's hash is cleared before the write and stored with the new hash *before* the
+//!    ack, so a crash anywhere between the Visma call and the ack is harmless: the redelivery reads Visma, finds no difference and
 //!    records UNCHANGED. No path creates a second employee, and nothing unchanged is rewritten.
 //! 5. **Errors**: retryable ones (429, 5xx, timeouts, connections) NAK with `Retry-After` or
 //!    an exponential delay and dead-letter after 12 failed attempts; permanent ones

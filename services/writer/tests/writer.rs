@@ -341,6 +341,43 @@ async fn a_crash_between_create_and_ack_leaves_one_employee() {
     h.stop_writer().await.unwrap();
 }
 
+/// Seen in the full fault suite (seed 402): a terminated employee rehired stayed inactive in
+/// Visma. The writer was killed after its PUT of the termination and before it stored the
+/// link, so the link still carried the hash of the state before; the rehire command has that
+/// same content, so it was taken as "already applied", and the termination's redelivery was
+/// superseded by it.
+#[tokio::test]
+async fn a_crash_after_a_write_does_not_make_the_next_command_look_applied() {
+    let mut h = start(TestDb::sqlite(), true).await;
+    h.spawn_writer(h.settings());
+    let active = command(8, 80, CommandKind::Upsert, "ENG");
+    h.publish(&active, "a8").await;
+    assert_eq!(outcomes_of(&h.wait_outcomes(&employee(8), 1).await), [Outcome::Applied]);
+    h.stop_writer().await.unwrap();
+
+    let mut crashing = h.settings();
+    crashing.crash_point = Some(CrashPoint::AfterVismaWrite);
+    h.spawn_writer(crashing);
+    h.publish(&command(8, 81, CommandKind::Deactivate, "ENG"), "t8").await;
+    let (task, _tx) = h.writer.take().unwrap();
+    let ended =
+        tokio::time::timeout(Duration::from_secs(20), task).await.expect("writer should crash").unwrap();
+    assert!(matches!(ended, Err(WriterError::SimulatedCrash)), "{ended:?}");
+    let status = |h: &Harness| {
+        h.sim.employees(DEFAULT_TENANT).into_iter().find(|e| e.employee_cd == "G0008").map(|e| e.status)
+    };
+    assert_eq!(status(&h), Some(sim_visma::EmployeeStatus::Inactive), "the termination was written");
+
+    // The rehire: the same content as the first command, published before the redelivery.
+    let rehire = command(8, 82, CommandKind::Upsert, "ENG");
+    assert_eq!(rehire.content_hash, active.content_hash);
+    h.publish(&rehire, "r8").await;
+    h.spawn_writer(h.settings());
+    let out = h.wait_outcomes(&employee(8), 3).await;
+    assert_eq!(status(&h), Some(sim_visma::EmployeeStatus::Active), "outcomes {:?}", outcomes_of(&out));
+    h.stop_writer().await.unwrap();
+}
+
 // ---------------------------------------------------------------------------- (d)
 
 #[tokio::test]
