@@ -75,6 +75,11 @@ pub enum GustoError {
     /// Refresh did not converge (another holder kept the lease); bounded, never spins.
     #[error("refresh of grant {grant} did not converge")]
     RefreshContention { grant: GrantId },
+    /// The OAuth server did not answer a refresh within the refresh lease's bound; the
+    /// lease is given back and the refresh is tried again (the old refresh token stays
+    /// valid until a new access token is used).
+    #[error("refresh of grant {grant} got no answer within {secs} s")]
+    RefreshTimedOut { grant: GrantId, secs: u64 },
     /// 406 `invalid_api_version`: Gusto refuses the configured `X-Gusto-API-Version`
     /// (retired, in the future or malformed). A configuration error, never retried.
     #[error(
@@ -115,6 +120,7 @@ impl GustoError {
             | GustoError::Transport(_)
             | GustoError::Conflict { .. }
             | GustoError::RefreshContention { .. }
+            | GustoError::RefreshTimedOut { .. }
             | GustoError::Unauthorized { .. }
             | GustoError::Store(_) => true,
             GustoError::Malformed { kind, .. } => *kind != MalformedKind::Data,

@@ -282,7 +282,10 @@ impl OAuthClient {
 pub struct TokenManagerConfig {
     /// Refresh when the access token expires within this margin.
     pub refresh_ahead: Duration,
-    /// How long a refresh lease protects the refresher from others.
+    /// How long a refresh lease protects the refresher from others. The refresh call is
+    /// bounded to 80 % of it, so a live holder always finishes (or gives up) inside its
+    /// lease, and a holder that died (kill -9 mid-refresh) stalls the grant's other
+    /// processes for at most this long.
     pub lease_ttl: Duration,
     /// How often a waiter re-reads the store while another process refreshes.
     pub poll_interval: Duration,
@@ -294,7 +297,9 @@ impl Default for TokenManagerConfig {
     fn default() -> Self {
         Self {
             refresh_ahead: Duration::from_secs(300),
-            lease_ttl: Duration::from_secs(30),
+            // Was 30 s (the HTTP timeout): a projector killed while refreshing left every
+            // call of that grant in its successor waiting half a minute, silently.
+            lease_ttl: Duration::from_secs(10),
             poll_interval: Duration::from_millis(50),
             max_wait: Duration::from_secs(60),
         }
@@ -415,6 +420,7 @@ impl TokenManager {
         let lock = self.lock_for(grant);
         let _guard = lock.lock().await;
         let mut invalid_grant_seen = false;
+        let mut waited_logged = false;
         loop {
             if tokio::time::Instant::now() > deadline {
                 return Err(GustoError::RefreshContention { grant: grant.clone() });
@@ -427,11 +433,19 @@ impl TokenManager {
                 return Ok(row.access_token);
             }
             let now = Utc::now();
-            if row.refresh_lease_until.is_some_and(|until| until > now) {
+            if let Some(until) = row.refresh_lease_until.filter(|until| *until > now) {
                 // Another process is refreshing. While the old token is still valid
                 // (refresh-ahead), use it; otherwise wait for the winner's CAS.
                 if row.expires_at > now && rejected.is_none_or(|r| r != &row.access_token) {
                     return Ok(row.access_token);
+                }
+                if !waited_logged {
+                    waited_logged = true;
+                    tracing::info!(
+                        %grant,
+                        lease_left_ms = (until - now).num_milliseconds(),
+                        "waiting for another process's token refresh (or for its lease to lapse)"
+                    );
                 }
                 tokio::time::sleep(self.cfg.poll_interval).await;
                 continue;
@@ -446,7 +460,12 @@ impl TokenManager {
                 continue; // someone moved first: re-read
             }
             tracing::debug!(%grant, "refreshing access token");
-            match self.oauth.refresh(&row.refresh_token).await {
+            let bound = self.cfg.lease_ttl.mul_f64(0.8);
+            let Ok(answer) = tokio::time::timeout(bound, self.oauth.refresh(&row.refresh_token)).await else {
+                self.release_lease(grant, &leased).await;
+                return Err(GustoError::RefreshTimedOut { grant: grant.clone(), secs: bound.as_secs() });
+            };
+            match answer {
                 Ok(tokens) => {
                     let Some(new_refresh) = tokens.refresh_token.clone() else {
                         self.release_lease(grant, &leased).await;
