@@ -9,3 +9,4 @@ pub mod freshness;
 pub mod ingest;
 pub mod pipeline;
 pub mod replay;
+pub mod stages;
