@@ -151,7 +151,9 @@ async fn revoked_grant_needs_reauth_and_never_spins() {
 
 #[tokio::test]
 async fn honours_429_retry_after() {
-    let sim_cfg = SimConfig { rate_limit: 5, rate_window: Duration::from_secs(1), ..Default::default() };
+    // A 3 s window: eight calls fit in it even on a loaded machine (with 1 s they sometimes
+    // spread over two windows under a full ops/test.sh, and no 429 came).
+    let sim_cfg = SimConfig { rate_limit: 5, rate_window: Duration::from_secs(3), ..Default::default() };
     // A client whose own limiter is too generous (another process shares the grant).
     let s = setup_with(sim_cfg, |c| c.rate_limit.limit = 1000).await;
     let started = Instant::now();
