@@ -15,8 +15,8 @@
 //!    (PUT with `If-Match`); an unlinked one is created first (a taken number means "read,
 //!    then update"), so a restarted writer never repeats a failing GET.
 //!    The link's hash is cleared before the write and stored with the new hash *before* the
-//!    ack, so a crash anywhere between the Visma call and the ack is harmless: the redelivery reads Visma, finds no difference and
-//!    records UNCHANGED. No path creates a second employee, and nothing unchanged is rewritten.
+//!    ack, so a crash anywhere between the Visma call and the ack is harmless: the
+//!    redelivery reads Visma, finds no difference and records UNCHANGED. No path creates a second employee, and nothing unchanged is rewritten.
 //! 5. **Errors**: retryable ones (429, 5xx, timeouts, connections) NAK with `Retry-After` or
 //!    an exponential delay and dead-letter after 12 failed attempts; permanent ones
 //!    (validation, 404, auth) dead-letter at once with Visma's message. A failing request is

@@ -86,6 +86,19 @@ impl Harness {
         task.await.expect("writer task")
     }
 
+    /// Starts a writer that crashes right after its Visma write, publishes `cmd`, and waits
+    /// for the crash (before the link, the outcome and the ack).
+    async fn crash_after_write(&mut self, cmd: &VismaCommand, msg_id: &str) {
+        let mut crashing = self.settings();
+        crashing.crash_point = Some(CrashPoint::AfterVismaWrite);
+        self.spawn_writer(crashing);
+        self.publish(cmd, msg_id).await;
+        let (task, _tx) = self.writer.take().unwrap();
+        let ended =
+            tokio::time::timeout(Duration::from_secs(20), task).await.expect("writer should crash").unwrap();
+        assert!(matches!(ended, Err(WriterError::SimulatedCrash)), "{ended:?}");
+    }
+
     async fn publish(&self, cmd: &VismaCommand, msg_id: &str) -> u64 {
         let subject = self.bus.topo.visma_command(&cmd.company_uuid, &cmd.employee_uuid);
         self.bus.publisher.publish(&subject, msg_id, cmd).await.unwrap().sequence
@@ -310,15 +323,7 @@ async fn a_replay_writes_nothing_on_postgres() {
 #[tokio::test]
 async fn a_crash_between_create_and_ack_leaves_one_employee() {
     let mut h = start(TestDb::sqlite(), true).await;
-    let mut crashing = h.settings();
-    crashing.crash_point = Some(CrashPoint::AfterVismaWrite);
-    h.spawn_writer(crashing);
-    h.publish(&command(7, 70, CommandKind::Upsert, "ENG"), "c7").await;
-
-    let (task, _tx) = h.writer.take().unwrap();
-    let ended =
-        tokio::time::timeout(Duration::from_secs(20), task).await.expect("writer should crash").unwrap();
-    assert!(matches!(ended, Err(WriterError::SimulatedCrash)), "{ended:?}");
+    h.crash_after_write(&command(7, 70, CommandKind::Upsert, "ENG"), "c7").await;
     assert_eq!(h.sim.employees(DEFAULT_TENANT).len(), 1, "the create happened");
     assert!(h.store.link(COMPANY, &employee(7)).await.unwrap().is_none());
     assert!(h.outcomes().await.is_empty(), "nothing recorded before the crash");
@@ -355,14 +360,7 @@ async fn a_crash_after_a_write_does_not_make_the_next_command_look_applied() {
     assert_eq!(outcomes_of(&h.wait_outcomes(&employee(8), 1).await), [Outcome::Applied]);
     h.stop_writer().await.unwrap();
 
-    let mut crashing = h.settings();
-    crashing.crash_point = Some(CrashPoint::AfterVismaWrite);
-    h.spawn_writer(crashing);
-    h.publish(&command(8, 81, CommandKind::Deactivate, "ENG"), "t8").await;
-    let (task, _tx) = h.writer.take().unwrap();
-    let ended =
-        tokio::time::timeout(Duration::from_secs(20), task).await.expect("writer should crash").unwrap();
-    assert!(matches!(ended, Err(WriterError::SimulatedCrash)), "{ended:?}");
+    h.crash_after_write(&command(8, 81, CommandKind::Deactivate, "ENG"), "t8").await;
     let status = |h: &Harness| {
         h.sim.employees(DEFAULT_TENANT).into_iter().find(|e| e.employee_cd == "G0008").map(|e| e.status)
     };
