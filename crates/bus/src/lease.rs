@@ -220,6 +220,22 @@ async fn members(store: &kv::Store, role: &str, ttl: Duration) -> u32 {
     }
 }
 
+/// `call` bounded by `within`: a stalled answer is an error, not a wait.
+async fn bounded<T, E: std::fmt::Display>(
+    within: Duration,
+    call: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(within, call).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {} ms", within.as_millis())),
+    }
+}
+
+fn lease_key(role: &str, p: u32) -> String {
+    format!("lease.{role}.{p}")
+}
+
 /// One compare-and-set of a lease entry, bounded by `deadline`. A refusal for the revision
 /// reads the entry: still ours means an update of ours went through unanswered.
 async fn renew_once(
@@ -257,7 +273,7 @@ async fn balance(state: &Mutex<State>, members: u32) {
         let s = state.lock().await;
         (s.store.clone(), s.cfg.replica.clone(), s.cfg.role.clone(), s.cfg.ttl, s.partitions, s.held_set())
     };
-    let key_of = |p: u32| format!("lease.{role}.{p}");
+    let key_of = |p: u32| lease_key(&role, p);
     let fair = partitions.div_ceil(members.max(1)) as usize;
     // Above the share: the highest partitions go back, each dropped from the held set (no
     // longer worked) before its entry is deleted.
@@ -268,7 +284,7 @@ async fn balance(state: &Mutex<State>, members: u32) {
             s.held.remove(&p).map(|h| (p, h.revision))
         };
         if let Some((p, rev)) = gone {
-            let _ = tokio::time::timeout(ttl / 4, store.delete_expect_revision(key_of(p), Some(rev))).await;
+            let _ = bounded(ttl / 4, store.delete_expect_revision(key_of(p), Some(rev))).await;
         }
     }
     // Start at an offset of our own so replicas do not all race for partition 0.
@@ -283,9 +299,7 @@ async fn balance(state: &Mutex<State>, members: u32) {
             continue;
         }
         let taken = Instant::now();
-        if let Ok(Ok(revision)) =
-            tokio::time::timeout(ttl / 4, store.create(key_of(p), me.clone().into())).await
-        {
+        if let Ok(revision) = bounded(ttl / 4, store.create(key_of(p), me.clone().into())).await {
             state.lock().await.held.insert(p, Held { revision, renewed: taken });
             have += 1;
         }
@@ -327,7 +341,7 @@ struct State {
 
 impl State {
     fn lease_key(&self, p: u32) -> String {
-        format!("lease.{}.{p}", self.cfg.role)
+        lease_key(&self.cfg.role, p)
     }
 
     fn held_set(&self) -> BTreeSet<u32> {
@@ -347,11 +361,7 @@ impl State {
         &self,
         call: impl std::future::Future<Output = Result<T, E>>,
     ) -> Result<T, String> {
-        match tokio::time::timeout(self.cfg.ttl / 4, call).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("no answer within {} ms", (self.cfg.ttl / 4).as_millis())),
-        }
+        bounded(self.cfg.ttl / 4, call).await
     }
 
     async fn heartbeat(&self) {
@@ -377,15 +387,10 @@ impl State {
             async move {
                 let attempt = Instant::now();
                 let deadline = tokio::time::Instant::now() + left;
-                let mut rev = rev;
-                // At most one retry: with the revision of an entry that is still ours.
-                let mut result = Renewal::Failed(String::new());
-                for _ in 0..2 {
-                    result = renew_once(&store, &key, &me, rev, deadline).await;
-                    match result {
-                        Renewal::StillOurs(current) => rev = current,
-                        _ => break,
-                    }
+                let mut result = renew_once(&store, &key, &me, rev, deadline).await;
+                // One retry, with the revision of an entry that is still ours.
+                if let Renewal::StillOurs(current) = result {
+                    result = renew_once(&store, &key, &me, current, deadline).await;
                 }
                 (p, attempt, result)
             }
