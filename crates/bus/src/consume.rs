@@ -14,11 +14,32 @@ use std::time::Duration;
 /// How long one waiting pull request lives at the server before it is renewed.
 const PULL_WAIT: Duration = Duration::from_secs(5);
 
-/// Waits for at least one message, then for `linger`, then takes whatever else is there
-/// (up to `max`). A burst or a backlog is handed over as one batch, so work on it can be
-/// coalesced. Transient pull errors (reconnects, the ack-pending limit) are logged and the
-/// pull is tried again.
-pub async fn next_batch(consumer: &PullConsumer, max: usize, linger: Duration) -> Vec<Message> {
+/// How long a batch waits for more messages after its first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Linger {
+    /// After the first message, when nothing else is pending.
+    pub first: Duration,
+    /// While a burst is arriving, one more `step` as long as the last brought at least
+    /// `burst` messages, up to `most` in all: a burst spread over a few hundred
+    /// milliseconds (a reorg's webhooks) becomes one batch, so one list read serves it,
+    /// while a steady stream below `burst` per step is not held back.
+    pub step: Duration,
+    pub burst: usize,
+    pub most: Duration,
+}
+
+impl Linger {
+    /// Waits `first` after the first message and never for a burst.
+    pub const fn fixed(first: Duration) -> Linger {
+        Linger { first, step: Duration::ZERO, burst: usize::MAX, most: Duration::ZERO }
+    }
+}
+
+/// Waits for at least one message, then as [`Linger`] says, then takes whatever else is
+/// there (up to `max`). A burst or a backlog is handed over as one batch, so work on it
+/// can be coalesced. Transient pull errors (reconnects, the ack-pending limit) are logged
+/// and the pull is tried again.
+pub async fn next_batch(consumer: &PullConsumer, max: usize, linger: Linger) -> Vec<Message> {
     let max = max.max(1);
     let mut batch = loop {
         // One message at a time while waiting, so a pull request that expires or is
@@ -49,10 +70,30 @@ pub async fn next_batch(consumer: &PullConsumer, max: usize, linger: Duration) -
         return batch;
     }
     let pending = batch.last().and_then(|m| m.info().ok()).map_or(0, |i| i.pending);
-    if pending == 0 && !linger.is_zero() {
-        tokio::time::sleep(linger).await;
+    if pending == 0 && !linger.first.is_zero() {
+        tokio::time::sleep(linger.first).await;
     }
-    // What is there now, without waiting (the server answers at once, with fewer or none).
+    let mut arrived = take_waiting(consumer, &mut batch, max).await;
+    let mut lingered = Duration::ZERO;
+    while arrived >= linger.burst
+        && !linger.step.is_zero()
+        && batch.len() < max
+        && lingered + linger.step <= linger.most
+    {
+        tokio::time::sleep(linger.step).await;
+        lingered += linger.step;
+        arrived = take_waiting(consumer, &mut batch, max).await;
+    }
+    batch
+}
+
+/// Adds what is there now to `batch`, up to `max`, without waiting (the server answers at
+/// once, with fewer or none); how many it added.
+async fn take_waiting(consumer: &PullConsumer, batch: &mut Vec<Message>, max: usize) -> usize {
+    let before = batch.len();
+    if before >= max {
+        return 0;
+    }
     let rest = async {
         let mut pull = consumer.fetch().max_messages(max - batch.len()).messages().await?;
         while let Some(m) = pull.next().await {
@@ -65,7 +106,7 @@ pub async fn next_batch(consumer: &PullConsumer, max: usize, linger: Duration) -
         Ok(Err(e)) => tracing::debug!(error = %e, "fetch ended early"),
         Err(_) => tracing::warn!("fetch unanswered for {} s", PULL_WAIT.as_secs()),
     }
-    batch
+    batch.len() - before
 }
 
 /// The durable consumer of `spec` for one partition.

@@ -26,7 +26,7 @@ impl Feed {
         spec: ConsumerSpec,
         held: watch::Receiver<BTreeSet<u32>>,
         batch: usize,
-        linger: Duration,
+        linger: consume::Linger,
     ) -> Feed {
         // Small, as a queued batch is held (and kept alive) but not worked; but one slot per
         // partition and one more: a reader takes its slot before its pull and keeps it while
@@ -100,7 +100,7 @@ async fn supervise(
     mut held: watch::Receiver<BTreeSet<u32>>,
     tx: mpsc::Sender<(u32, Vec<Message>)>,
     batch: usize,
-    linger: Duration,
+    linger: consume::Linger,
     keepalive: Arc<Keepalive>,
 ) {
     let mut readers: BTreeMap<u32, Reader> = BTreeMap::new();
@@ -136,7 +136,7 @@ async fn read(
     partition: u32,
     tx: mpsc::Sender<(u32, Vec<Message>)>,
     batch: usize,
-    linger: Duration,
+    linger: consume::Linger,
     keepalive: Arc<Keepalive>,
 ) {
     let consumer = loop {

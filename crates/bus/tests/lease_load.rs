@@ -11,6 +11,7 @@
 //! cargo nextest run -p mlc-bus --test lease_load --no-capture
 //! ```
 
+use mlc_bus::consume::Linger;
 use mlc_bus::delivery::answer;
 use mlc_bus::feed::Feed;
 use mlc_bus::lease::LeaseConfig;
@@ -111,7 +112,14 @@ async fn a_busy_holder_keeps_its_leases_and_its_messages_flow() {
     });
 
     let spec = ConsumerSpec::HYDRATOR;
-    let mut feed = Feed::start(js.clone(), topo.clone(), spec, held.clone(), 64, Duration::from_millis(5));
+    let mut feed = Feed::start(
+        js.clone(),
+        topo.clone(),
+        spec,
+        held.clone(),
+        64,
+        Linger::fixed(Duration::from_millis(5)),
+    );
     let consumer = tokio::spawn(async move {
         let mut waits: Vec<u64> = Vec::new();
         let mut ids: HashMap<String, u32> = HashMap::new();

@@ -196,6 +196,7 @@ impl Projector {
     async fn consume<F: std::future::Future<Output = ()>>(
         &self,
         spec: ConsumerSpec,
+        linger: mlc_bus::consume::Linger,
         held: Held,
         mut stop: tokio::sync::watch::Receiver<bool>,
         handle: impl Fn(Vec<Message>) -> F,
@@ -205,8 +206,8 @@ impl Projector {
             self.settings.topology.clone(),
             spec,
             held,
-            500,
-            self.settings.linger,
+            self.settings.max_batch,
+            linger,
         );
         loop {
             let next = tokio::select! {
@@ -224,12 +225,9 @@ impl Projector {
         held: Held,
     ) -> Result<(), ProjectorError> {
         let this = &self;
-        self.consume(
-            ConsumerSpec::HYDRATOR,
-            held,
-            stop,
-            |batch| async move { this.hydrate_batch(&batch).await },
-        )
+        self.consume(ConsumerSpec::HYDRATOR, self.settings.hydrate_linger, held, stop, |batch| async move {
+            this.hydrate_batch(&batch).await
+        })
         .await
     }
 

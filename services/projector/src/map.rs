@@ -23,8 +23,15 @@ impl Projector {
         held: Held,
     ) -> Result<(), ProjectorError> {
         let this = &self;
-        self.consume(ConsumerSpec::MAPPER, held, stop, |batch| async move { this.map_batch(&batch).await })
-            .await
+        let linger = mlc_bus::consume::Linger::fixed(self.settings.linger);
+        self.consume(
+            ConsumerSpec::MAPPER,
+            linger,
+            held,
+            stop,
+            |batch| async move { this.map_batch(&batch).await },
+        )
+        .await
     }
 
     /// Employees are independent, so a batch is mapped in parallel across them; one

@@ -18,8 +18,12 @@ pub struct ProjectorSettings {
     /// Where relative mapping paths of companies are resolved.
     pub mappings_dir: PathBuf,
     pub max_batch: usize,
-    /// How long a batch waits for more messages after the first.
+    /// How long a batch of snapshots waits for more after the first.
     pub linger: Duration,
+    /// How long a batch of events waits for more: also while a burst arrives, so a
+    /// company's reorg (hundreds of webhooks within a few hundred milliseconds) is one
+    /// batch and costs one list read.
+    pub hydrate_linger: mlc_bus::consume::Linger,
     /// Redelivery delay of events of a paused or de-authorised company.
     pub park_delay: Duration,
     /// Failed attempts (waits do not count) after which a message is dead-lettered.
@@ -41,6 +45,12 @@ impl ProjectorSettings {
             mappings_dir: PathBuf::from("."),
             max_batch: 1000,
             linger: Duration::from_millis(5),
+            hydrate_linger: mlc_bus::consume::Linger {
+                first: Duration::from_millis(5),
+                step: Duration::from_millis(25),
+                burst: 20,
+                most: Duration::from_millis(500),
+            },
             park_delay: Duration::from_secs(30),
             max_attempts: 12,
             catch_up_every: None,

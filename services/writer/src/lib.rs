@@ -110,7 +110,7 @@ pub async fn run(
         ConsumerSpec::WRITER,
         held,
         workers * QUEUE_PER_WORKER,
-        Duration::ZERO,
+        mlc_bus::consume::Linger::fixed(Duration::ZERO),
     );
 
     let lag = tokio::spawn(watch_lag(js.clone(), settings.topology.clone(), metrics.clone()));
