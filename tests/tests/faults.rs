@@ -591,13 +591,16 @@ async fn reconcile_all(stack: &Stack) -> Vec<(String, bool, String)> {
     out
 }
 
-/// With `MLC_FAULT_LOGS=DIR`, keeps the services' logs for a post-mortem.
+/// With `MLC_FAULT_LOGS=DIR`, keeps the services' logs and the store for a post-mortem.
 fn keep_logs(stack: &Stack) {
     if let Ok(to) = std::env::var("MLC_FAULT_LOGS") {
         let _ = std::fs::create_dir_all(&to);
         for name in ["gateway", "projector", "writer"] {
             let _ = std::fs::copy(stack.dir.path().join(format!("{name}.log")), format!("{to}/{name}.log"));
         }
+        // The store holds the audit trail (every event, snapshot and command): what a
+        // post-mortem of a drift reads first.
+        let _ = std::fs::copy(stack.dir.path().join("mlc.db"), format!("{to}/mlc.db"));
     }
 }
 

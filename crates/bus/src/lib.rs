@@ -34,7 +34,7 @@ pub mod trace;
 pub use connection::{connect, connect_now, connect_options, redact_url};
 pub use consume::backlog;
 pub use mlc_config::NatsConfig;
-pub use publish::{decode, last_on_subject, Published, Publisher, Stored};
+pub use publish::{decode, last_on_subject, last_sequence, Published, Publisher, Stored};
 pub use ready::watch_ready;
 pub use topology::{apply_topology, ensure_topology, verify_topology, ConsumerSpec, StreamKind, Topology};
 pub use trace::{extract_trace_context, inject_trace_context, HEADER_MSG_TYPE, HEADER_TRACEPARENT};

@@ -144,6 +144,15 @@ pub async fn last_on_subject<M: prost::Message + Default>(
     }
 }
 
+/// The sequence of the last message `stream` holds (0 when empty): a mark that what was
+/// stored at or below it was stored before this call.
+pub async fn last_sequence(js: &jetstream::Context, stream: &str) -> Result<u64, BusError> {
+    let read_err = |reason: String| BusError::Read { subject: format!("stream {stream}"), reason };
+    // `get_stream` asks the stream's leader for its info: one request.
+    let handle = js.get_stream(stream).await.map_err(|e| read_err(e.to_string()))?;
+    Ok(handle.cached_info().state.last_sequence)
+}
+
 /// Decodes a consumed message's payload, naming the subject on failure.
 pub fn decode<M: prost::Message + Default>(subject: &str, payload: &[u8]) -> Result<M, BusError> {
     M::decode(payload).map_err(|e| BusError::Decode {

@@ -11,17 +11,40 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::Semaphore;
 
-/// A company's employees by uuid, from one list read.
-pub(crate) type Listed = Arc<HashMap<String, gusto::Employee>>;
+/// A company's employees from one list read, and where the streams stood when it began.
+///
+/// The marks are stream sequences, not clocks: an event stored in `GUSTO_EVENTS` at or
+/// below `events_seq` was received, so committed in Gusto, before the first page was
+/// asked for, and the list reflects it (or something newer). A list read can take
+/// seconds (pages, 429s, a token refresh), so "read at" would be the wrong mark.
+pub(crate) struct ListRead {
+    pub(crate) employees: HashMap<String, gusto::Employee>,
+    pub(crate) events_seq: u64,
+    /// `EMPLOYEE_STATE`'s last sequence then: an employee whose newest snapshot is above
+    /// it was fetched while or after the list was read, so the list may be the older.
+    pub(crate) state_seq: u64,
+    began: Instant,
+}
+
+impl ListRead {
+    pub(crate) fn new(
+        employees: Vec<gusto::Employee>,
+        events_seq: u64,
+        state_seq: u64,
+        began: Instant,
+    ) -> Self {
+        let employees = employees.into_iter().map(|e| (e.uuid.clone(), e)).collect();
+        ListRead { employees, events_seq, state_seq, began }
+    }
+}
+
+pub(crate) type Listed = Arc<ListRead>;
 
 /// A company's locations by uuid.
 pub(crate) type Locations = Arc<HashMap<String, gusto::Location>>;
 
-/// How long a list read serves later batches, and the clock margin an event's receipt
-/// must precede it by (Gusto sends a webhook after the change is committed; the
-/// gateway's clock may differ a little from this process's).
-const RECENT_LIST_TTL_MS: i64 = 30_000;
-const RECENT_LIST_MARGIN_MS: i64 = 2_000;
+/// How long a list read serves later batches of events stored before it began.
+const RECENT_LIST_TTL: Duration = Duration::from_secs(30);
 
 /// How long a company record is served from memory.
 const COMPANY_TTL: Duration = Duration::from_secs(2);
@@ -31,10 +54,10 @@ pub(crate) struct CompanyDirectory {
     companies: Mutex<HashMap<String, (Instant, Company)>>,
     mappings: Mutex<HashMap<PathBuf, (SystemTime, Arc<Mapping>)>>,
     locations: Mutex<HashMap<String, Locations>>,
-    /// The last full list read per company (when, what): a later batch whose events were
-    /// all received before that read is served from it (a backfill or a burst arriving
-    /// in several batches costs one list read, not one per batch).
-    recent_lists: Mutex<HashMap<String, (i64, Listed)>>,
+    /// The last full list read per company: a later batch whose events were all stored
+    /// before that read began is served from it (a backfill or a burst arriving in
+    /// several batches costs one list read, not one per batch).
+    recent_lists: Mutex<HashMap<String, Listed>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -115,18 +138,20 @@ impl CompanyDirectory {
         lock(&self.locations).remove(company);
     }
 
-    /// The company's last list read, if it is recent and was made after every event of
-    /// the batch was received (so it already reflects them).
-    pub(crate) fn recent_list(&self, company: &str, newest_receipt_ms: i64) -> Option<Listed> {
+    /// The company's last list read, if it is recent and began after every event of the
+    /// batch was stored (`newest_event_seq`: the highest `GUSTO_EVENTS` sequence among
+    /// them), so it already reflects them.
+    pub(crate) fn recent_list(&self, company: &str, newest_event_seq: u64) -> Option<Listed> {
         let lists = lock(&self.recent_lists);
-        let (at, list) = lists.get(company)?;
-        let fresh = mlc_bus::now_ms().saturating_sub(*at) < RECENT_LIST_TTL_MS;
-        (fresh && newest_receipt_ms > 0 && newest_receipt_ms + RECENT_LIST_MARGIN_MS < *at)
+        let list = lists.get(company)?;
+        (list.began.elapsed() < RECENT_LIST_TTL
+            && newest_event_seq > 0
+            && newest_event_seq <= list.events_seq)
             .then(|| list.clone())
     }
 
     /// Keeps a list just read, for [`CompanyDirectory::recent_list`].
     pub(crate) fn remember_list(&self, company: &str, list: Listed) {
-        lock(&self.recent_lists).insert(company.to_string(), (mlc_bus::now_ms(), list));
+        lock(&self.recent_lists).insert(company.to_string(), list);
     }
 }

@@ -3,7 +3,7 @@
 //! appended where the content changed. Every event ends with a [`Disposition`], which
 //! the company's task hands to the consumer loop's [`mlc_bus::delivery::Settle`].
 
-use crate::directory::{Listed, Locations};
+use crate::directory::{ListRead, Listed, Locations};
 use crate::{normalize, Projector, ProjectorMetrics};
 use async_nats::jetstream::Message;
 use futures::future::join_all;
@@ -156,23 +156,20 @@ impl Projector {
         // Read the list when the whole company must be refreshed or the batch is a burst.
         let use_list = !work.refresh.is_empty() || work.employees.len() > self.settings.burst_threshold;
         let mut listed: Option<Listed> = None;
-        let newest_receipt = all.iter().map(|(_, e)| e.received_at_ms).max().unwrap_or(0);
-        if let Some(recent) = self.directory.recent_list(company_uuid, newest_receipt) {
+        // An event without a stream sequence (never, from a consumer) is never served
+        // from a remembered list.
+        let newest_seq = all.iter().map(|(m, _)| m.info().map_or(u64::MAX, |i| i.stream_sequence)).max();
+        if let Some(recent) = newest_seq.and_then(|s| self.directory.recent_list(company_uuid, s)) {
             listed = Some(recent);
         } else if use_list {
             let _permit = sem.acquire().await;
-            match self.gusto.list_all_employees(&grant, company_uuid, self.settings.list_page_size).await {
+            match self.list_read(&grant, company_uuid).await {
                 Ok(list) => {
-                    let pages = list.len().div_ceil(self.settings.list_page_size as usize).max(1);
-                    for _ in 0..pages {
-                        self.metrics.call(company_uuid, "list_employees");
-                    }
-                    let map: Listed = Arc::new(list.into_iter().map(|e| (e.uuid.clone(), e)).collect());
-                    self.directory.remember_list(company_uuid, map.clone());
-                    listed = Some(map);
+                    self.directory.remember_list(company_uuid, list.clone());
+                    listed = Some(list);
                 }
                 Err(e) => {
-                    out.extend(self.gusto_failed(&company, &all, e.into()).await);
+                    out.extend(self.gusto_failed(&company, &all, e).await);
                     return out;
                 }
             }
@@ -204,7 +201,7 @@ impl Projector {
         }
         if !work.refresh.is_empty() {
             if let Some(list) = &listed {
-                for id in list.keys() {
+                for id in list.employees.keys() {
                     wanted
                         .entry(id.clone())
                         .or_insert_with(|| Wanted { employee: id.clone(), messages: Vec::new() });
@@ -270,7 +267,26 @@ impl Projector {
             mlc_bus::extract_trace_context(msg.headers.as_ref(), &span);
         }
         async {
-            let employee = match batch.listed.and_then(|l| l.get(&w.employee)).cloned() {
+            let topo = &self.settings.topology;
+            let subject = topo.employee_state(&company.company_uuid, &w.employee);
+            let last = mlc_bus::last_on_subject::<EmployeeSnapshot>(
+                &self.js,
+                &topo.stream(StreamKind::EmployeeState),
+                &subject,
+            )
+            .await?;
+            // A listed record serves unless a snapshot stored after the list began says
+            // otherwise: then the list may be the older of the two (a redelivered event, a
+            // later batch), and the employee is fetched.
+            let listed = batch.listed.and_then(|l| {
+                let e = l.employees.get(&w.employee)?;
+                let newer = last.as_ref().is_some_and(|s| {
+                    s.sequence > l.state_seq
+                        && s.message.content_hash != mlc_domain::content_hash(&normalize(e, batch.locations))
+                });
+                (!newer).then_some(e)
+            });
+            let employee = match listed.cloned() {
                 Some(e) => Some(e),
                 None => {
                     let _permit = batch.sem.acquire().await;
@@ -288,15 +304,17 @@ impl Projector {
             }
             let causing: Vec<&GustoEvent> =
                 w.messages.iter().map(|(_, e)| e).chain(batch.refresh_msgs.iter().map(|(_, e)| e)).collect();
-            self.append_snapshot(company, &w.employee, employee.as_ref(), batch.locations, &causing).await?;
+            self.append_snapshot(company, &w.employee, employee.as_ref(), batch.locations, &causing, last)
+                .await?;
             Ok(())
         }
         .instrument(span)
         .await
     }
 
-    /// Appends a snapshot when the content changed; a vanished employee becomes a
-    /// `DELETED` snapshot of its last known content.
+    /// Appends a snapshot when the content changed (`last`: the employee's newest, read
+    /// before the fetch); a vanished employee becomes a `DELETED` snapshot of its last
+    /// known content.
     async fn append_snapshot(
         &self,
         company: &Company,
@@ -304,11 +322,10 @@ impl Projector {
         employee: Option<&gusto::Employee>,
         locations: &HashMap<String, gusto::Location>,
         causing: &[&GustoEvent],
+        last: Option<mlc_bus::Stored<EmployeeSnapshot>>,
     ) -> Result<(), mlc_bus::BusError> {
         let topo = &self.settings.topology;
         let subject = topo.employee_state(&company.company_uuid, employee_uuid);
-        let stream = topo.stream(StreamKind::EmployeeState);
-        let last = mlc_bus::last_on_subject::<EmployeeSnapshot>(&self.js, &stream, &subject).await?;
         let content: EmployeeContent = match employee {
             Some(e) => normalize(e, locations),
             None => match &last {
@@ -370,6 +387,21 @@ impl Projector {
         )
         .await;
         Ok(())
+    }
+
+    /// Reads the company's whole employee list, marking where the event and state
+    /// streams stood before the first page (see [`crate::directory::ListRead`]).
+    async fn list_read(&self, grant: &GrantId, company_uuid: &str) -> Result<Listed, HydrateError> {
+        let topo = &self.settings.topology;
+        let began = std::time::Instant::now();
+        let events_seq = mlc_bus::last_sequence(&self.js, &topo.stream(StreamKind::GustoEvents)).await?;
+        let state_seq = mlc_bus::last_sequence(&self.js, &topo.stream(StreamKind::EmployeeState)).await?;
+        let per = self.settings.list_page_size;
+        let list = self.gusto.list_all_employees(grant, company_uuid, per).await?;
+        for _ in 0..list.len().div_ceil(per as usize).max(1) {
+            self.metrics.call(company_uuid, "list_employees");
+        }
+        Ok(Arc::new(ListRead::new(list, events_seq, state_seq, began)))
     }
 
     /// A failure for some of a company's events: park, retry later, or give up.

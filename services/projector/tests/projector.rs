@@ -363,6 +363,52 @@ async fn a_burst_in_one_company_is_read_from_the_list_within_budget() {
     assert!(sim.max_requests_in_any_window(&grant) <= 200);
 }
 
+/// A list read takes seconds when Gusto is slow (pages, 429s, a token refresh). A change
+/// made while it runs, to an employee on a page already read, is not in the list: its event
+/// must get its own read, not be served from the list once that is done.
+#[tokio::test]
+async fn an_event_stored_while_a_slow_list_read_runs_is_not_served_from_it() {
+    let mut h = Harness::with_ack_wait(Default::default(), Duration::from_secs(30)).await;
+    let info = h.company(150).await;
+    let sim = h.sim.sim();
+    let grant = sim.grant_for_company(&info.company_uuid).unwrap();
+    let list_route = "/v1/companies/{company_id}/employees";
+    for e in &info.employee_uuids {
+        sim.change_title(e, "Partner").unwrap();
+    }
+    // Two pages of 100, each answered 4 s after it was asked for.
+    sim.add_fault(sim_gusto::FaultRule {
+        path: "/v1/companies/*/employees".into(),
+        method: Some("GET".into()),
+        latency_ms: 4_000,
+        ..Default::default()
+    });
+    let before = sim.route_count(&grant, list_route);
+    h.start();
+    h.forward().await;
+    // The second page was asked for, so the first was read: everyone changes again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while sim.route_count(&grant, list_route) < before + 2 {
+        assert!(std::time::Instant::now() < deadline, "the list read never reached its second page");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for e in &info.employee_uuids {
+        sim.change_title(e, "Analyst").unwrap();
+    }
+    h.forward().await;
+    sim.clear_faults();
+    h.settle_within(Duration::from_secs(60)).await;
+    let snaps = h.snapshots().await;
+    let stale: Vec<&String> =
+        info.employee_uuids.iter().filter(|e| last_content(&snaps, e).job_title != "Analyst").collect();
+    assert!(
+        stale.is_empty(),
+        "{} of 150 employees kept a title from before the list read ended",
+        stale.len()
+    );
+    assert_no_duplicate_snapshots(&snaps);
+}
+
 #[tokio::test]
 async fn a_revoked_grant_parks_its_company_while_another_keeps_syncing() {
     let mut h = Harness::new(Default::default()).await;
