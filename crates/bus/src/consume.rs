@@ -19,10 +19,10 @@ const PULL_WAIT: Duration = Duration::from_secs(5);
 pub struct Linger {
     /// After the first message, when nothing else is pending.
     pub first: Duration,
-    /// While a burst is arriving, one more `step` as long as the last brought at least
-    /// `burst` messages, up to `most` in all: a burst spread over a few hundred
-    /// milliseconds (a reorg's webhooks) becomes one batch, so one list read serves it,
-    /// while a steady stream below `burst` per step is not held back.
+    /// While one company's burst is arriving, one more `step` as long as the last brought
+    /// at least `burst` messages of one company, up to `most` in all: a reorg's webhooks,
+    /// spread over a few hundred milliseconds, become one batch (one list read serves it),
+    /// while a steady stream over many companies is not held back however fast it is.
     pub step: Duration,
     pub burst: usize,
     pub most: Duration,
@@ -35,11 +35,35 @@ impl Linger {
     }
 }
 
+/// How a batch's messages are told apart by company: its stream's subjects.
+#[derive(Clone, Copy)]
+pub struct Subjects<'a> {
+    pub topology: &'a Topology,
+    pub kind: crate::StreamKind,
+}
+
+impl Subjects<'_> {
+    /// The most messages of one company among `msgs`.
+    fn most_of_one_company(&self, msgs: &[Message]) -> usize {
+        let mut per: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for m in msgs {
+            let company = self.topology.split_subject(self.kind, &m.subject).map_or("", |(c, _)| c);
+            *per.entry(company).or_default() += 1;
+        }
+        per.into_values().max().unwrap_or(0)
+    }
+}
+
 /// Waits for at least one message, then as [`Linger`] says, then takes whatever else is
 /// there (up to `max`). A burst or a backlog is handed over as one batch, so work on it
 /// can be coalesced. Transient pull errors (reconnects, the ack-pending limit) are logged
 /// and the pull is tried again.
-pub async fn next_batch(consumer: &PullConsumer, max: usize, linger: Linger) -> Vec<Message> {
+pub async fn next_batch(
+    consumer: &PullConsumer,
+    max: usize,
+    linger: Linger,
+    subjects: Subjects<'_>,
+) -> Vec<Message> {
     let max = max.max(1);
     let mut batch = loop {
         // One message at a time while waiting, so a pull request that expires or is
@@ -73,26 +97,29 @@ pub async fn next_batch(consumer: &PullConsumer, max: usize, linger: Linger) -> 
     if pending == 0 && !linger.first.is_zero() {
         tokio::time::sleep(linger.first).await;
     }
-    let mut arrived = take_waiting(consumer, &mut batch, max).await;
+    let from = batch.len();
+    take_waiting(consumer, &mut batch, max).await;
+    let mut burst = subjects.most_of_one_company(&batch[from..]);
     let mut lingered = Duration::ZERO;
-    while arrived >= linger.burst
+    while burst >= linger.burst
         && !linger.step.is_zero()
         && batch.len() < max
         && lingered + linger.step <= linger.most
     {
         tokio::time::sleep(linger.step).await;
         lingered += linger.step;
-        arrived = take_waiting(consumer, &mut batch, max).await;
+        let from = batch.len();
+        take_waiting(consumer, &mut batch, max).await;
+        burst = subjects.most_of_one_company(&batch[from..]);
     }
     batch
 }
 
 /// Adds what is there now to `batch`, up to `max`, without waiting (the server answers at
-/// once, with fewer or none); how many it added.
-async fn take_waiting(consumer: &PullConsumer, batch: &mut Vec<Message>, max: usize) -> usize {
-    let before = batch.len();
-    if before >= max {
-        return 0;
+/// once, with fewer or none).
+async fn take_waiting(consumer: &PullConsumer, batch: &mut Vec<Message>, max: usize) {
+    if batch.len() >= max {
+        return;
     }
     let rest = async {
         let mut pull = consumer.fetch().max_messages(max - batch.len()).messages().await?;
@@ -106,7 +133,6 @@ async fn take_waiting(consumer: &PullConsumer, batch: &mut Vec<Message>, max: us
         Ok(Err(e)) => tracing::debug!(error = %e, "fetch ended early"),
         Err(_) => tracing::warn!("fetch unanswered for {} s", PULL_WAIT.as_secs()),
     }
-    batch.len() - before
 }
 
 /// The durable consumer of `spec` for one partition.

@@ -151,7 +151,8 @@ async fn read(
     loop {
         // Room first, then the pull: nothing is taken from the server that would wait here.
         let Ok(permit) = tx.reserve().await else { return };
-        let b = consume::next_batch(&consumer, batch, linger).await;
+        let subjects = consume::Subjects { topology: &topology, kind: spec.stream };
+        let b = consume::next_batch(&consumer, batch, linger, subjects).await;
         keepalive.hold(&b);
         permit.send((partition, b));
     }

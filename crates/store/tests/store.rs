@@ -25,6 +25,7 @@ macro_rules! both_backends {
 both_backends!(
     audit_append_is_idempotent_and_ordered,
     audit_is_append_only,
+    audit_rows_appended_together_keep_their_order_and_skip_repeats,
     recent_audit_is_newest_first_by_kind_prefix,
     concurrent_appends_get_distinct_ordered_positions,
     links_round_trip,
@@ -43,6 +44,23 @@ fn entry(id: &str, employee: &str) -> AuditEntry {
         detail: serde_json::json!({"seq": 1}),
         trace_id: None,
     }
+}
+
+/// `append_audits` (the projector's batch of event rows): in order, more than one
+/// statement's worth, and a repeated event id is skipped, not an error.
+async fn audit_rows_appended_together_keep_their_order_and_skip_repeats(_db: &TestDb, store: Store) {
+    store.append_audit(&entry("r3", "x")).await.unwrap();
+    let batch: Vec<AuditEntry> = (0..1203).map(|i| entry(&format!("r{i}"), "x")).collect();
+    assert_eq!(store.append_audits(&batch).await.unwrap(), 1202, "r3 was there already");
+    assert_eq!(store.append_audits(&batch).await.unwrap(), 0, "a repeat appends nothing");
+    assert_eq!(store.append_audits(&[]).await.unwrap(), 0);
+    let all = store.audit(&AuditQuery { limit: 5000, ..Default::default() }).await.unwrap();
+    let ids: Vec<&str> = all.iter().map(|r| r.event_id.as_str()).collect();
+    let want: Vec<String> = std::iter::once("r3".to_string())
+        .chain((0..1203).filter(|i| *i != 3).map(|i| format!("r{i}")))
+        .collect();
+    assert_eq!(ids, want.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(all.windows(2).all(|w| w[0].position < w[1].position));
 }
 
 async fn audit_append_is_idempotent_and_ordered(_db: &TestDb, store: Store) {

@@ -20,9 +20,9 @@ pub struct ProjectorSettings {
     pub max_batch: usize,
     /// How long a batch of snapshots waits for more after the first.
     pub linger: Duration,
-    /// How long a batch of events waits for more: also while a burst arrives, so a
-    /// company's reorg (hundreds of webhooks within a few hundred milliseconds) is one
-    /// batch and costs one list read.
+    /// How long a batch of events waits for more: also while one company's burst
+    /// arrives (>= 5 of its events per 25 ms, at most 500 ms), so a reorg's hundreds of
+    /// webhooks are one batch and cost one list read.
     pub hydrate_linger: mlc_bus::consume::Linger,
     /// Redelivery delay of events of a paused or de-authorised company.
     pub park_delay: Duration,
@@ -48,7 +48,7 @@ impl ProjectorSettings {
             hydrate_linger: mlc_bus::consume::Linger {
                 first: Duration::from_millis(5),
                 step: Duration::from_millis(25),
-                burst: 20,
+                burst: 5,
                 most: Duration::from_millis(500),
             },
             park_delay: Duration::from_secs(30),
