@@ -120,8 +120,10 @@ impl Harness {
     }
 
     async fn settle_within(&self, limit: Duration) {
+        let mut last = Vec::new();
         for _ in 0..(limit.as_millis() / 50) {
             let mut idle = true;
+            last.clear();
             for (kind, durable) in
                 [(StreamKind::GustoEvents, "projector-hydrate"), (StreamKind::EmployeeState, "projector-map")]
             {
@@ -131,6 +133,10 @@ impl Harness {
                     .await
                     .unwrap();
                 let info = c.info().await.unwrap();
+                last.push(format!(
+                    "{durable}: {} pending, {} in flight, {} redelivered",
+                    info.num_pending, info.num_ack_pending, info.num_redelivered
+                ));
                 if info.num_pending > 0 || info.num_ack_pending > 0 {
                     idle = false;
                 }
@@ -140,7 +146,7 @@ impl Harness {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("projector did not settle");
+        panic!("projector did not settle within {limit:?}: {}", last.join("; "));
     }
 
     /// Every message of a per-employee stream, grouped by employee, in order.
