@@ -156,10 +156,17 @@ impl Writer {
             )));
         };
 
-        // 4. Idempotent apply.
+        // 4. Idempotent apply. The link's hash proves Visma holds this content only for the
+        // very command it was stored by (a redelivery after the link, before the ack). A
+        // later command with the same content as the link can only follow a command whose
+        // link was never stored (the projector emits a command only when it differs from
+        // the last one): a rehire after a termination whose writer died after its PUT.
+        // Visma may hold the termination, so that command is applied (read, compare).
+        let seq = i64::try_from(command.source_snapshot_seq).ok();
         if let Some(l) = link.as_ref().filter(|l| {
             !command.content_hash.is_empty()
                 && l.last_command_hash.as_deref() == Some(command.content_hash.as_str())
+                && l.last_command_seq == seq
         }) {
             return Ok(Decision::Done(Report::new(
                 Outcome::Unchanged,
@@ -172,18 +179,6 @@ impl Writer {
             return Ok(Decision::Done(Report::failed("", "malformed", "command has no employee number")));
         }
         let target = target_fields(kind, fields, &cd);
-
-        // The link's hash says what Visma holds only while no write is under way: it is
-        // cleared before this write, so a crash between the write and the link leaves no
-        // hash behind. Left in place, a later command with the old content (a rehire after
-        // a termination whose writer died after its PUT) would be taken as already applied.
-        if let Some(l) = link.as_ref().filter(|l| l.last_command_hash.is_some()) {
-            let cleared =
-                EmployeeLink { last_command_hash: None, updated_at: mlc_bus::now_ms(), ..l.clone() };
-            if let Err(e) = self.store.put_link(&cleared).await {
-                return Ok(retry_store(e));
-            }
-        }
 
         let applied = match self.apply(tenant, &cd, link.is_some(), &target, calls).await {
             Ok(a) => a,
@@ -227,7 +222,7 @@ impl Writer {
             employee_cd: cd.clone(),
             origin: link.as_ref().map(|l| l.origin.clone()).unwrap_or_else(|| applied.origin.to_string()),
             last_command_hash: Some(command.content_hash.clone()),
-            last_command_seq: i64::try_from(command.source_snapshot_seq).ok(),
+            last_command_seq: seq,
             updated_at: mlc_bus::now_ms(),
         };
         if let Err(e) = self.store.put_link(&new_link).await {
