@@ -5,6 +5,8 @@
 use crate::{now_ms, sqlite_sql, Backend, Store, StoreError};
 use mlc_proto::v1::Outcome;
 use serde::Serialize;
+use std::sync::{Arc, Mutex};
+use tokio::sync::oneshot;
 
 /// What an audit record says happened. The stored strings ([`AuditKind::as_str`]) are
 /// a contract with their readers (`mlc explain`, `mlc status`, the console, replays of an
@@ -171,6 +173,25 @@ pub struct AuditQuery {
 /// 32,766 and PostgreSQL's 65,535.
 const AUDIT_ROWS_PER_STATEMENT: usize = 500;
 
+/// The rows waiting for [`Store::record_audit`]'s next group write, and whether one runs.
+#[derive(Default)]
+pub(crate) struct GroupCommit {
+    state: Mutex<GroupState>,
+}
+
+#[derive(Default)]
+struct GroupState {
+    waiting: Vec<(Vec<AuditEntry>, Reply)>,
+    writing: bool,
+}
+
+/// How a caller of [`Store::record_audits`] learns its rows' fate.
+type Reply = oneshot::Sender<Result<(), String>>;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 type AuditTuple = (i64, String, String, Option<String>, Option<String>, String, Option<String>, i64);
 
 /// An `audit_log` row as both back ends return it; `detail` is JSON text.
@@ -316,6 +337,57 @@ impl Store {
                 let positions = bound!(&sql).fetch_all(&mut *tx).await?;
                 tx.commit().await?;
                 Ok(positions.len())
+            }
+        }
+    }
+
+    /// Appends `entry` together with the rows other tasks record at the same moment: one
+    /// write (one commit) for all of them, and each caller returns once its row is stored.
+    /// While a write runs, the rows that arrive wait for the next one, so under load the
+    /// rows of many concurrent messages share a commit (SQLite commits one at a time, so
+    /// a commit per row made the audit trail the pipeline's queue). The write runs in its
+    /// own task: a caller that is cancelled does not cancel the others' rows.
+    pub async fn record_audit(self: &Arc<Self>, entry: AuditEntry) -> Result<(), StoreError> {
+        self.record_audits(vec![entry]).await
+    }
+
+    /// [`Store::record_audit`] for several rows of one caller, kept together and in order.
+    pub async fn record_audits(self: &Arc<Self>, entries: Vec<AuditEntry>) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let (tx, rx) = oneshot::channel();
+        let lead = {
+            let mut st = lock(&self.group.state);
+            st.waiting.push((entries, tx));
+            !std::mem::replace(&mut st.writing, true)
+        };
+        if lead {
+            let store = self.clone();
+            tokio::spawn(async move { store.write_groups().await });
+        }
+        match rx.await {
+            Ok(r) => r.map_err(StoreError::Grouped),
+            Err(_) => Err(StoreError::Grouped("the write was abandoned".into())),
+        }
+    }
+
+    /// Writes what is waiting, group after group, until nothing is.
+    async fn write_groups(&self) {
+        loop {
+            let group = {
+                let mut st = lock(&self.group.state);
+                if st.waiting.is_empty() {
+                    st.writing = false;
+                    return;
+                }
+                std::mem::take(&mut st.waiting)
+            };
+            let (entries, waiters): (Vec<Vec<AuditEntry>>, Vec<_>) = group.into_iter().unzip();
+            let entries: Vec<AuditEntry> = entries.into_iter().flatten().collect();
+            let result = self.append_audits(&entries).await.map(|_| ()).map_err(|e| e.to_string());
+            for w in waiters {
+                let _ = w.send(result.clone());
             }
         }
     }

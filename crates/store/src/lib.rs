@@ -42,6 +42,9 @@ pub enum StoreError {
     NoKey,
     #[error("stored JSON is not valid: {0}")]
     Json(#[from] serde_json::Error),
+    /// A group write of audit rows failed (what the database said), or was abandoned.
+    #[error("audit write: {0}")]
+    Grouped(String),
 }
 
 /// How long a PostgreSQL query waits for a pooled connection (and a first connection for
@@ -58,6 +61,7 @@ pub struct Store {
     backend: Backend,
     key: Option<EncryptionKey>,
     writes: WriteHealth,
+    group: audit::GroupCommit,
 }
 
 /// Whether the store takes writes, as the last ones found. Reads go on answering while a
@@ -171,7 +175,7 @@ impl Store {
         } else {
             return Err(StoreError::BadUrl(url.chars().take(16).collect()));
         };
-        Ok(Store { backend, key, writes: WriteHealth::default() })
+        Ok(Store { backend, key, writes: WriteHealth::default(), group: audit::GroupCommit::default() })
     }
 
     pub fn backend_name(&self) -> &'static str {

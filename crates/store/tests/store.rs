@@ -28,6 +28,7 @@ both_backends!(
     audit_rows_appended_together_keep_their_order_and_skip_repeats,
     recent_audit_is_newest_first_by_kind_prefix,
     concurrent_appends_get_distinct_ordered_positions,
+    rows_recorded_at_once_share_writes_and_are_all_stored,
     links_round_trip,
     grants_are_encrypted_at_rest,
     grant_swap_is_compare_and_swap,
@@ -127,6 +128,39 @@ async fn concurrent_appends_get_distinct_ordered_positions(_db: &TestDb, store: 
     let rows = store.audit(&AuditQuery { limit: 1000, ..Default::default() }).await.unwrap();
     assert_eq!(rows.len(), 100);
     assert!(rows.windows(2).all(|w| w[0].position < w[1].position));
+}
+
+/// `record_audit` (the services' rows, written in groups): 200 tasks at once, each back
+/// only once its row is stored, every row there once, each task's rows in its order.
+async fn rows_recorded_at_once_share_writes_and_are_all_stored(_db: &TestDb, store: Store) {
+    let store = std::sync::Arc::new(store);
+    let mut tasks = Vec::new();
+    for t in 0..200 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..3 {
+                s.record_audit(entry(&format!("g{t}-{i}"), "x")).await.unwrap();
+                let mine = s.audit(&AuditQuery { limit: 10_000, ..Default::default() }).await.unwrap();
+                assert!(
+                    mine.iter().any(|r| r.event_id == format!("g{t}-{i}")),
+                    "stored before record_audit returned"
+                );
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // A repeat is a no-op, not an error.
+    store.record_audit(entry("g0-0", "x")).await.unwrap();
+    let rows = store.audit(&AuditQuery { limit: 10_000, ..Default::default() }).await.unwrap();
+    assert_eq!(rows.len(), 600);
+    for t in 0..200 {
+        let pos: Vec<i64> = (0..3)
+            .map(|i| rows.iter().find(|r| r.event_id == format!("g{t}-{i}")).unwrap().position)
+            .collect();
+        assert!(pos.windows(2).all(|w| w[0] < w[1]), "task {t}'s rows out of order: {pos:?}");
+    }
 }
 
 async fn links_round_trip(_db: &TestDb, store: Store) {

@@ -231,12 +231,14 @@ impl Projector {
         .await
     }
 
-    /// Appends an audit row; whether it is stored.
+    /// Appends an audit row (in a group write with the rows of concurrent messages);
+    /// whether it is stored.
     async fn audit(&self, entry: AuditEntry) -> bool {
-        match self.store.append_audit(&entry).await {
-            Ok(_) => true,
+        let kind = entry.kind.clone();
+        match self.store.record_audit(entry).await {
+            Ok(()) => true,
             Err(e) => {
-                tracing::warn!(error = %e, kind = %entry.kind, "audit append failed");
+                tracing::warn!(error = %e, %kind, "audit append failed");
                 false
             }
         }

@@ -54,8 +54,8 @@ impl Writer {
         }
         let trace_id = mlc_bus::trace::trace_id(&trace).or_else(|| mlc_bus::trace::trace_id(&command.trace));
         self.store
-            .append_audit(
-                &AuditEntry::new(format!("outcome:{key}:{name}"), AuditKind::Outcome(report.outcome))
+            .record_audit(
+                AuditEntry::new(format!("outcome:{key}:{name}"), AuditKind::Outcome(report.outcome))
                     .for_company(&command.company_uuid)
                     .for_employee(&command.employee_uuid)
                     .with_detail(detail)
