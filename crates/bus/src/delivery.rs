@@ -310,7 +310,6 @@ impl Keepalive {
             async move {
                 loop {
                     tokio::time::sleep(every).await;
-                    let _gate = GATE.lock().await;
                     let due: Vec<Message> = {
                         let mut unanswered = UNANSWERED.lock().unwrap_or_else(|p| p.into_inner());
                         let mut mine = mine.lock().unwrap_or_else(|p| p.into_inner());
@@ -324,7 +323,16 @@ impl Keepalive {
                         });
                         mine.iter().map(|(m, _)| m.clone()).collect()
                     };
+                    // The gate is taken per message, not for the whole round: every answer
+                    // of the process waits on it, and a round of a thousand held messages
+                    // kept them all waiting (a backlog then held more, and the next round
+                    // took longer: at 500 events/s the writer fell seconds behind).
                     for m in due {
+                        let _gate = GATE.lock().await;
+                        let reply = m.reply.as_ref().map(|r| r.as_str()).unwrap_or_default();
+                        if !UNANSWERED.lock().unwrap_or_else(|p| p.into_inner()).contains(reply) {
+                            continue;
+                        }
                         if let Err(e) = m.ack_with(AckKind::Progress).await {
                             tracing::debug!(error = %e, "cannot send progress");
                         }
