@@ -131,8 +131,10 @@ async fn run_async(a: FreshnessArgs) -> anyhow::Result<Report> {
         let since_ms = mlc_bus::now_ms();
         let mark = p.outcome_mark();
         let cpu = Cpu::open(p.nats_pid());
+        let steps = WriterSteps::open(&p);
         let (ours, writer_ms, lost) = measure(&p, &employees, &mut cursor, &mut seq, rate, a.seconds).await;
         let cpu = cpu.close();
+        let steps = steps.close(&p);
         println!(
             "{rate}/s: chain p50 {:.2} p99 {:.2} ms | pipeline p50 {:.2} p99 {:.2} ms ({} events, {lost} without outcome)",
             base.p50(),
@@ -150,6 +152,8 @@ async fn run_async(a: FreshnessArgs) -> anyhow::Result<Report> {
         }
         println!("  {rate}/s CPU: {cpu}");
         report.note(format!("{rate}/s CPU: {cpu}"));
+        println!("  {rate}/s writer steps: {steps}");
+        report.note(format!("{rate}/s writer steps (mean ms x times): {steps}"));
         measured.push((rate, ours.p99()));
         if extra {
             // The knee search is information: its rates are beyond what the issue asks.
@@ -247,6 +251,41 @@ impl Cpu {
         let total: f64 = used.iter().map(|(_, c)| c).sum();
         let parts: Vec<String> = used.iter().map(|(k, c)| format!("{k} {c:.2}")).collect();
         format!("{total:.2} cores over {wall:.1} s: {}", parts.join(", "))
+    }
+}
+
+/// The writer's time per step of a command over a window: mean and count, from
+/// `mlc_writer_step_seconds`.
+struct WriterSteps([(f64, u64); mlc_writer::Step::ALL.len()]);
+
+impl WriterSteps {
+    fn read(p: &Pipeline) -> [(f64, u64); mlc_writer::Step::ALL.len()] {
+        let mut out = [(0.0, 0); mlc_writer::Step::ALL.len()];
+        if let Some(m) = &p.writer_metrics {
+            for (i, step) in mlc_writer::Step::ALL.iter().enumerate() {
+                out[i] = m.step_totals(*step);
+            }
+        }
+        out
+    }
+
+    fn open(p: &Pipeline) -> WriterSteps {
+        WriterSteps(Self::read(p))
+    }
+
+    /// `step mean ms x count, ...` over the window.
+    fn close(self, p: &Pipeline) -> String {
+        let now = Self::read(p);
+        let parts: Vec<String> = mlc_writer::Step::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, step)| {
+                let (secs, n) = (now[i].0 - self.0[i].0, now[i].1 - self.0[i].1);
+                let mean = if n == 0 { 0.0 } else { secs * 1000.0 / n as f64 };
+                format!("{} {mean:.2} x {n}", step.name())
+            })
+            .collect();
+        parts.join(", ")
     }
 }
 

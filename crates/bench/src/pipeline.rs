@@ -49,6 +49,8 @@ pub struct Pipeline {
     /// Every outcome seen, with when.
     pub outcomes: Shared<Vec<(Instant, SyncOutcome)>>,
     pub projector: Option<Arc<Projector>>,
+    /// The writer's counters (its per-step times), once started.
+    pub writer_metrics: Option<Arc<mlc_writer::WriterMetrics>>,
     /// The configuration the services are built from, as `mlc run all` builds them.
     pub cfg: Config,
     dir: tempfile::TempDir,
@@ -129,6 +131,7 @@ impl Pipeline {
             http: common::http_client(64)?,
             outcomes,
             projector: None,
+            writer_metrics: None,
             cfg,
             dir,
             stops: Vec::new(),
@@ -180,6 +183,7 @@ impl Pipeline {
             &self.cfg,
             mlc_runtime::clients::visma_clients(&self.cfg)?,
         )?;
+        self.writer_metrics = Some(wsettings.metrics.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let (client, store) = (self.client.clone(), self.store.clone());
         self.tasks.push(tokio::spawn(async move {

@@ -3,7 +3,7 @@
 
 use crate::apply::ApplyError;
 use crate::fields::target_fields;
-use crate::{CrashPoint, Delivery, Writer, WriterError, CRASH_REDELIVERY};
+use crate::{CrashPoint, Delivery, Step, Writer, WriterError, CRASH_REDELIVERY};
 use mlc_bus::delivery::Disposition;
 use mlc_bus::BusError;
 use mlc_proto::v1::{CommandKind, Outcome, VismaCommand};
@@ -78,7 +78,8 @@ impl Writer {
         };
 
         // 1. Superseded by a newer command for the same employee.
-        match mlc_bus::last_on_subject::<VismaCommand>(&self.js, &self.commands_stream, d.subject).await {
+        let newest = mlc_bus::last_on_subject::<VismaCommand>(&self.js, &self.commands_stream, d.subject);
+        match self.timed(Step::Newest, newest).await {
             Ok(Some(last)) if last.sequence > d.seq => {
                 return Ok(Decision::Done(Report::new(
                     Outcome::Superseded,
@@ -114,6 +115,7 @@ impl Writer {
         };
 
         // 3. The company: known, not paused, first connect applied (or employee linked).
+        let read_began = std::time::Instant::now();
         let company = match self.store.company(&command.company_uuid).await {
             Ok(Some(c)) => c,
             Ok(None) => {
@@ -135,6 +137,7 @@ impl Writer {
             Ok(l) => l,
             Err(e) => return Ok(retry_store(e)),
         };
+        self.metrics.step(Step::StoreRead, read_began.elapsed());
         let waiting = !company.first_connect_applied && link.is_none();
         self.metrics.set_waiting_first_connect(&command.company_uuid, &command.employee_uuid, waiting);
         if waiting {
@@ -180,32 +183,33 @@ impl Writer {
         }
         let target = target_fields(kind, fields, &cd);
 
-        let applied = match self.apply(tenant, &cd, link.is_some(), &target, calls).await {
-            Ok(a) => a,
-            Err(ApplyError::Paced(wait)) => {
-                return Ok(Decision::Later(Disposition::Wait { delay: wait, reason: "paced" }))
-            }
-            Err(ApplyError::Visma(e)) if e.is_retryable() || matches!(e, VismaError::Conflict { .. }) => {
-                let throttled = matches!(e, VismaError::RateLimited { .. });
-                return Ok(Decision::Later(Disposition::Retry {
-                    after: e
-                        .retry_after()
-                        .map(|ra| ra.clamp(Duration::from_secs(1), self.retry.max_retry_after)),
-                    reason: if throttled { "visma_throttled" } else { "visma_retryable" },
-                    cause: e.to_string(),
-                }));
-            }
-            Err(ApplyError::Visma(e)) => {
-                return Ok(Decision::Done(Report::failed(&cd, "visma_rejected", e.to_string())))
-            }
-            Err(ApplyError::Inconsistent(why)) => {
-                return Ok(Decision::Later(Disposition::Retry {
-                    after: None,
-                    reason: "visma_inconsistent",
-                    cause: why,
-                }))
-            }
-        };
+        let applied =
+            match self.timed(Step::Visma, self.apply(tenant, &cd, link.is_some(), &target, calls)).await {
+                Ok(a) => a,
+                Err(ApplyError::Paced(wait)) => {
+                    return Ok(Decision::Later(Disposition::Wait { delay: wait, reason: "paced" }))
+                }
+                Err(ApplyError::Visma(e)) if e.is_retryable() || matches!(e, VismaError::Conflict { .. }) => {
+                    let throttled = matches!(e, VismaError::RateLimited { .. });
+                    return Ok(Decision::Later(Disposition::Retry {
+                        after: e
+                            .retry_after()
+                            .map(|ra| ra.clamp(Duration::from_secs(1), self.retry.max_retry_after)),
+                        reason: if throttled { "visma_throttled" } else { "visma_retryable" },
+                        cause: e.to_string(),
+                    }));
+                }
+                Err(ApplyError::Visma(e)) => {
+                    return Ok(Decision::Done(Report::failed(&cd, "visma_rejected", e.to_string())))
+                }
+                Err(ApplyError::Inconsistent(why)) => {
+                    return Ok(Decision::Later(Disposition::Retry {
+                        after: None,
+                        reason: "visma_inconsistent",
+                        cause: why,
+                    }))
+                }
+            };
 
         if applied.wrote && self.crash_point == Some(CrashPoint::AfterVismaWrite) {
             tracing::warn!("simulated crash after the Visma write, before link and ack");
@@ -225,7 +229,7 @@ impl Writer {
             last_command_seq: seq,
             updated_at: mlc_bus::now_ms(),
         };
-        if let Err(e) = self.store.put_link(&new_link).await {
+        if let Err(e) = self.timed(Step::Link, self.store.put_link(&new_link)).await {
             return Ok(retry_store(e));
         }
         let report = if applied.changed.is_empty() && !applied.created {

@@ -14,9 +14,11 @@
 //!    Otherwise read the linked employee from Visma and write only the fields that differ
 //!    (PUT with `If-Match`); an unlinked one is created first (a taken number means "read,
 //!    then update"), so a restarted writer never repeats a failing GET.
-//!    The link's hash is cleared before the write and stored with the new hash *before* the
-//!    ack, so a crash anywhere between the Visma call and the ack is harmless: the
-//!    redelivery reads Visma, finds no difference and records UNCHANGED. No path creates a second employee, and nothing unchanged is rewritten.
+//!    The link is stored with the new hash and the command's snapshot seq *before* the
+//!    ack, and "already applied" needs both to match, so a crash anywhere between the
+//!    Visma call and the ack is harmless: the redelivery either stops at the link or reads
+//!    Visma, finds no difference and records UNCHANGED. No path creates a second employee,
+//!    and nothing unchanged is rewritten. Each stage's time is in `mlc_writer_step_seconds`.
 //! 5. **Errors**: retryable ones (429, 5xx, timeouts, connections) NAK with `Retry-After` or
 //!    an exponential delay and dead-letter after 12 failed attempts; permanent ones
 //!    (validation, 404, auth) dead-letter at once with Visma's message. A failing request is
@@ -49,7 +51,7 @@ mod record;
 mod settings;
 
 pub use fields::fields_from_dto;
-pub use metrics::{router, serve as serve_metrics, WriterMetrics};
+pub use metrics::{router, serve as serve_metrics, Step, WriterMetrics};
 pub use settings::{CrashPoint, RetryTuning, WriterSettings};
 
 use std::collections::hash_map::DefaultHasher;
@@ -290,6 +292,14 @@ pub(crate) struct Delivery<'a> {
 }
 
 impl Writer {
+    /// `fut`, its time counted under `step` in `mlc_writer_step_seconds`.
+    async fn timed<T>(&self, step: Step, fut: impl Future<Output = T>) -> T {
+        let began = std::time::Instant::now();
+        let out = fut.await;
+        self.metrics.step(step, began.elapsed());
+        out
+    }
+
     async fn handle(&self, msg: Message) -> Result<(), WriterError> {
         let (seq, delivered) = match msg.info() {
             Ok(info) => (info.stream_sequence, info.delivered),

@@ -35,6 +35,48 @@ struct ReasonLabel {
     reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StepLabel {
+    step: &'static str,
+}
+
+/// The stages of one command, as `mlc_writer_step_seconds` names them: where a slow writer
+/// spends its time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Step 1: the newest command of the employee, read from `VISMA_COMMANDS`.
+    Newest,
+    /// Step 3: the company and the link, read from the store.
+    StoreRead,
+    /// Step 4: the Visma read and write.
+    Visma,
+    /// Step 4: the link with its new hash, written to the store.
+    Link,
+    /// Step 6: the audit row.
+    Audit,
+    /// Step 6: the outcome published on `SYNC_OUTCOMES`.
+    Outcome,
+    /// Step 6: the ack.
+    Ack,
+}
+
+impl Step {
+    pub const ALL: [Step; 7] =
+        [Step::Newest, Step::StoreRead, Step::Visma, Step::Link, Step::Audit, Step::Outcome, Step::Ack];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::Newest => "newest",
+            Step::StoreRead => "store_read",
+            Step::Visma => "visma",
+            Step::Link => "link",
+            Step::Audit => "audit",
+            Step::Outcome => "outcome",
+            Step::Ack => "ack",
+        }
+    }
+}
+
 /// Everything the writer counts, plus whether it is ready. Shared (`Arc`) between
 /// [`crate::run`] and the HTTP routes of [`router`].
 pub struct WriterMetrics {
@@ -47,6 +89,10 @@ pub struct WriterMetrics {
     waiting_first_connect: Gauge,
     pacing_waits: Counter,
     consumer_pending: Family<ConsumerLabel, Gauge>,
+    steps: Family<StepLabel, Histogram>,
+    /// Seconds and count per step, for [`WriterMetrics::step_totals`] (the histogram does
+    /// not give its sum back).
+    step_totals: Mutex<[(f64, u64); Step::ALL.len()]>,
     /// The employees behind `waiting_first_connect`: a set, so one employee waiting through
     /// many redeliveries counts once.
     waiting: Mutex<HashSet<(String, String)>>,
@@ -78,6 +124,10 @@ impl WriterMetrics {
         let waiting_first_connect = Gauge::default();
         let pacing_waits = Counter::default();
         let consumer_pending = Family::<ConsumerLabel, Gauge>::default();
+        // 100 us .. ~3 s: one store read or Visma call, not a whole command.
+        let steps = Family::<StepLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.000_1, 2.0, 15))
+        });
         registry.register("commands", "Visma commands decided, by outcome", commands.clone());
         registry.register(
             "visma_calls",
@@ -110,6 +160,11 @@ impl WriterMetrics {
             "Commands not yet delivered or not yet acked on the writer's consumer (lag)",
             consumer_pending.clone(),
         );
+        registry.register(
+            "step_seconds",
+            "Time of one stage of a command (newest, store_read, visma, link, audit, outcome, ack)",
+            steps.clone(),
+        );
         Self {
             registry,
             commands,
@@ -120,6 +175,8 @@ impl WriterMetrics {
             waiting_first_connect,
             pacing_waits,
             consumer_pending,
+            steps,
+            step_totals: Mutex::new([(0.0, 0); Step::ALL.len()]),
             waiting: Mutex::new(HashSet::new()),
             ready: ReadyFlag::new(
                 "not consuming VISMA_COMMANDS, NATS not connected, or the store not answering or refusing writes",
@@ -153,6 +210,19 @@ impl WriterMetrics {
         self.consumer_pending
             .get_or_create(&ConsumerLabel { consumer: consumer.to_string() })
             .set(pending as i64);
+    }
+
+    pub(crate) fn step(&self, step: Step, took: Duration) {
+        self.steps.get_or_create(&StepLabel { step: step.name() }).observe(took.as_secs_f64());
+        let mut totals = self.step_totals.lock().unwrap_or_else(|e| e.into_inner());
+        let t = &mut totals[step as usize];
+        t.0 += took.as_secs_f64();
+        t.1 += 1;
+    }
+
+    /// Seconds spent in `step` and how many times it ran, so far.
+    pub fn step_totals(&self, step: Step) -> (f64, u64) {
+        self.step_totals.lock().unwrap_or_else(|e| e.into_inner())[step as usize]
     }
 
     pub(crate) fn paced(&self) {

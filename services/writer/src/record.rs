@@ -2,7 +2,7 @@
 //! then settle it; and the NAKs of the wait and retry paths.
 
 use crate::decide::Report;
-use crate::{Delivery, Writer};
+use crate::{Delivery, Step, Writer};
 use mlc_bus::delivery::{Disposition, Settled};
 use mlc_bus::{BusError, StreamKind};
 use mlc_proto::v1::{Outcome, SyncOutcome, VismaCommand};
@@ -53,15 +53,12 @@ impl Writer {
             detail["dead_letter"] = serde_json::Value::from(dl.cause);
         }
         let trace_id = mlc_bus::trace::trace_id(&trace).or_else(|| mlc_bus::trace::trace_id(&command.trace));
-        self.store
-            .record_audit(
-                AuditEntry::new(format!("outcome:{key}:{name}"), AuditKind::Outcome(report.outcome))
-                    .for_company(&command.company_uuid)
-                    .for_employee(&command.employee_uuid)
-                    .with_detail(detail)
-                    .with_trace_id(trace_id),
-            )
-            .await?;
+        let row = AuditEntry::new(format!("outcome:{key}:{name}"), AuditKind::Outcome(report.outcome))
+            .for_company(&command.company_uuid)
+            .for_employee(&command.employee_uuid)
+            .with_detail(detail)
+            .with_trace_id(trace_id);
+        self.timed(Step::Audit, self.store.record_audit(row)).await?;
 
         if let Some(dl) = &report.dead_letter {
             let mut letter = self.settle.letter(d.msg, &command.company_uuid, dl.reason.clone());
@@ -85,7 +82,7 @@ impl Writer {
         };
         let subject = self.topology.sync_outcome(&command.company_uuid, &command.employee_uuid);
         let id = format!("{key}:{name}");
-        self.publisher.publish(&subject, &id, &outcome).await?;
+        self.timed(Step::Outcome, self.publisher.publish(&subject, &id, &outcome)).await?;
 
         self.metrics.outcome(&name.to_ascii_lowercase());
         if let Some(ms) = latency_ms {
@@ -93,7 +90,7 @@ impl Writer {
         }
         // Recorded already: should the ack be lost, the redelivery finds the link and
         // records UNCHANGED.
-        self.settle.done(d.msg, report.outcome == Outcome::Failed).await;
+        self.timed(Step::Ack, self.settle.done(d.msg, report.outcome == Outcome::Failed)).await;
         tracing::info!(outcome = name, employee_cd = %report.employee_cd, calls = calls.len(), "command decided");
         Ok(())
     }
