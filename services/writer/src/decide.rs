@@ -183,33 +183,33 @@ impl Writer {
         }
         let target = target_fields(kind, fields, &cd);
 
-        let applied =
-            match self.timed(Step::Visma, self.apply(tenant, &cd, link.is_some(), &target, calls)).await {
-                Ok(a) => a,
-                Err(ApplyError::Paced(wait)) => {
-                    return Ok(Decision::Later(Disposition::Wait { delay: wait, reason: "paced" }))
-                }
-                Err(ApplyError::Visma(e)) if e.is_retryable() || matches!(e, VismaError::Conflict { .. }) => {
-                    let throttled = matches!(e, VismaError::RateLimited { .. });
-                    return Ok(Decision::Later(Disposition::Retry {
-                        after: e
-                            .retry_after()
-                            .map(|ra| ra.clamp(Duration::from_secs(1), self.retry.max_retry_after)),
-                        reason: if throttled { "visma_throttled" } else { "visma_retryable" },
-                        cause: e.to_string(),
-                    }));
-                }
-                Err(ApplyError::Visma(e)) => {
-                    return Ok(Decision::Done(Report::failed(&cd, "visma_rejected", e.to_string())))
-                }
-                Err(ApplyError::Inconsistent(why)) => {
-                    return Ok(Decision::Later(Disposition::Retry {
-                        after: None,
-                        reason: "visma_inconsistent",
-                        cause: why,
-                    }))
-                }
-            };
+        let applied = self.timed(Step::Visma, self.apply(tenant, &cd, link.is_some(), &target, calls)).await;
+        let applied = match applied {
+            Ok(a) => a,
+            Err(ApplyError::Paced(wait)) => {
+                return Ok(Decision::Later(Disposition::Wait { delay: wait, reason: "paced" }))
+            }
+            Err(ApplyError::Visma(e)) if e.is_retryable() || matches!(e, VismaError::Conflict { .. }) => {
+                let throttled = matches!(e, VismaError::RateLimited { .. });
+                return Ok(Decision::Later(Disposition::Retry {
+                    after: e
+                        .retry_after()
+                        .map(|ra| ra.clamp(Duration::from_secs(1), self.retry.max_retry_after)),
+                    reason: if throttled { "visma_throttled" } else { "visma_retryable" },
+                    cause: e.to_string(),
+                }));
+            }
+            Err(ApplyError::Visma(e)) => {
+                return Ok(Decision::Done(Report::failed(&cd, "visma_rejected", e.to_string())))
+            }
+            Err(ApplyError::Inconsistent(why)) => {
+                return Ok(Decision::Later(Disposition::Retry {
+                    after: None,
+                    reason: "visma_inconsistent",
+                    cause: why,
+                }))
+            }
+        };
 
         if applied.wrote && self.crash_point == Some(CrashPoint::AfterVismaWrite) {
             tracing::warn!("simulated crash after the Visma write, before link and ack");

@@ -90,8 +90,8 @@ pub struct WriterMetrics {
     pacing_waits: Counter,
     consumer_pending: Family<ConsumerLabel, Gauge>,
     steps: Family<StepLabel, Histogram>,
-    /// Seconds and count per step, for [`WriterMetrics::step_totals`] (the histogram does
-    /// not give its sum back).
+    /// Seconds and count per step, for [`WriterMetrics::step_totals`]: the histogram's sum
+    /// and count are readable only with prometheus-client's `test-util` feature.
     step_totals: Mutex<[(f64, u64); Step::ALL.len()]>,
     /// The employees behind `waiting_first_connect`: a set, so one employee waiting through
     /// many redeliveries counts once.
