@@ -19,19 +19,23 @@ const PULL_WAIT: Duration = Duration::from_secs(5);
 pub struct Linger {
     /// After the first message, when nothing else is pending.
     pub first: Duration,
-    /// While one company's burst is arriving, one more `step` as long as the last brought
-    /// at least `burst` messages of one company, up to `most` in all: a reorg's webhooks,
-    /// spread over a few hundred milliseconds, become one batch (one list read serves it),
-    /// while a steady stream over many companies is not held back however fast it is.
+    /// A burst begins when what came in `first` holds at least `burst` messages of one
+    /// company; it is waited for one more `step` as long as the last step brought at
+    /// least `keep` of one company, up to `most` in all: a reorg's webhooks, spread over a
+    /// few hundred milliseconds, become one batch (one list read serves it), while a
+    /// steady stream over many companies is not held back however fast it is. The step
+    /// is also how long the batch waits after the burst's last message, so it is short;
+    /// `keep` per `step` is the rate that counts as "still arriving".
     pub step: Duration,
     pub burst: usize,
+    pub keep: usize,
     pub most: Duration,
 }
 
 impl Linger {
     /// Waits `first` after the first message and never for a burst.
     pub const fn fixed(first: Duration) -> Linger {
-        Linger { first, step: Duration::ZERO, burst: usize::MAX, most: Duration::ZERO }
+        Linger { first, step: Duration::ZERO, burst: usize::MAX, keep: usize::MAX, most: Duration::ZERO }
     }
 }
 
@@ -99,18 +103,18 @@ pub async fn next_batch(
     }
     let from = batch.len();
     take_waiting(consumer, &mut batch, max).await;
-    let mut burst = subjects.most_of_one_company(&batch[from..]);
+    if subjects.most_of_one_company(&batch[from..]) < linger.burst || linger.step.is_zero() {
+        return batch;
+    }
     let mut lingered = Duration::ZERO;
-    while burst >= linger.burst
-        && !linger.step.is_zero()
-        && batch.len() < max
-        && lingered + linger.step <= linger.most
-    {
+    while batch.len() < max && lingered + linger.step <= linger.most {
         tokio::time::sleep(linger.step).await;
         lingered += linger.step;
         let from = batch.len();
         take_waiting(consumer, &mut batch, max).await;
-        burst = subjects.most_of_one_company(&batch[from..]);
+        if subjects.most_of_one_company(&batch[from..]) < linger.keep {
+            break;
+        }
     }
     batch
 }
