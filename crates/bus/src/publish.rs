@@ -3,6 +3,7 @@
 
 use crate::trace::{inject_trace_context, HEADER_MSG_TYPE};
 use crate::BusError;
+use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::{self, message::PublishMessage};
 use async_nats::HeaderMap;
 use bytes::Bytes;
@@ -97,10 +98,14 @@ impl Publisher {
             .send_publish(subject.to_string(), publish)
             .await
             .map_err(|e| BusError::Publish { subject: subject.to_string(), reason: e.to_string() })?;
-        match tokio::time::timeout(self.ack_timeout, fut).await {
-            Err(_) => Err(BusError::AckTimeout { subject: subject.to_string(), timeout: self.ack_timeout }),
-            Ok(Err(e)) => Err(BusError::Publish { subject: subject.to_string(), reason: e.to_string() }),
-            Ok(Ok(ack)) => Ok(Published { sequence: ack.sequence, duplicate: ack.duplicate }),
+        // The ack future is bounded by the context's timeout (`ack_timeout`, set above):
+        // a second timer here would cost one more per publish for nothing.
+        match fut.await {
+            Err(e) if e.kind() == PublishErrorKind::TimedOut => {
+                Err(BusError::AckTimeout { subject: subject.to_string(), timeout: self.ack_timeout })
+            }
+            Err(e) => Err(BusError::Publish { subject: subject.to_string(), reason: e.to_string() }),
+            Ok(ack) => Ok(Published { sequence: ack.sequence, duplicate: ack.duplicate }),
         }
     }
 }

@@ -392,15 +392,15 @@ impl Topology {
 
 /// Subject tokens cannot hold `.`, `*`, `>` or white space; ids from Gusto never do, but a
 /// crafted webhook could, and must not be able to address another subject.
-fn token(s: &str) -> String {
-    let t: String = s
-        .chars()
-        .map(|c| if c == '.' || c == '*' || c == '>' || c.is_whitespace() { '_' } else { c })
-        .collect();
-    if t.is_empty() {
-        "_".to_string()
+/// Borrowed when already clean (every Gusto id): subjects are built per message.
+fn token(s: &str) -> std::borrow::Cow<'_, str> {
+    let bad = |c: char| c == '.' || c == '*' || c == '>' || c.is_whitespace();
+    if s.is_empty() {
+        "_".into()
+    } else if s.chars().any(bad) {
+        s.chars().map(|c| if bad(c) { '_' } else { c }).collect::<String>().into()
     } else {
-        t
+        s.into()
     }
 }
 

@@ -248,11 +248,13 @@ impl Refusal {
     }
 }
 
-async fn receive(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
+// The whole request, not the `HeaderMap` extractor: that one clones the headers.
+async fn receive(State(gw): State<Arc<Gateway>>, req: axum::extract::Request) -> Response {
     let span = tracing::info_span!("webhook", otel.kind = "server", event_uuid = tracing::field::Empty);
     let metrics = gw.metrics.clone();
     let _inflight = metrics.in_flight();
-    handle(gw, headers, body).instrument(span).await
+    let (parts, body) = req.into_parts();
+    handle(gw, parts.headers, body).instrument(span).await
 }
 
 async fn handle(gw: Arc<Gateway>, headers: HeaderMap, body: Body) -> Response {
@@ -301,8 +303,8 @@ async fn handle(gw: Arc<Gateway>, headers: HeaderMap, body: Body) -> Response {
     }
 
     // 4. Parse; a signed body that is not an event is kept, not bounced.
-    let (event, company) = match gusto::webhook::parse_event(&raw) {
-        Ok(ev) => match ev.resource_uuid.clone().filter(|c| !c.trim().is_empty()) {
+    let (mut event, company) = match gusto::webhook::parse_event(&raw) {
+        Ok(mut ev) => match ev.resource_uuid.take().filter(|c| !c.trim().is_empty()) {
             Some(company) if !ev.uuid.trim().is_empty() => (ev, company),
             _ => return dead_letter(&gw, raw, "signed body lacks uuid or resource_uuid").await,
         },
@@ -319,26 +321,26 @@ async fn handle(gw: Arc<Gateway>, headers: HeaderMap, body: Body) -> Response {
     tracing::Span::current().record("event_uuid", event.uuid.as_str());
 
     // 5. Publish, await the ack, then answer.
-    let entity_type = event.entity_type.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| "Unknown".into());
+    let entity_type = event.entity_type.take().filter(|s| !s.is_empty()).unwrap_or_else(|| "Unknown".into());
+    let subject = gw.topology.gusto_event(&company, &entity_type);
     let msg = GustoEvent {
-        event_uuid: event.uuid.clone(),
-        event_type: event.event_type.clone(),
-        company_uuid: company.clone(),
-        entity_type: entity_type.clone(),
-        entity_uuid: event.entity_uuid.clone().unwrap_or_default(),
+        event_uuid: event.uuid,
+        event_type: event.event_type,
+        company_uuid: company,
+        entity_type,
+        entity_uuid: event.entity_uuid.unwrap_or_default(),
         timestamp: event.timestamp.unwrap_or_default(),
         raw_body: raw.to_vec(),
         received_at_ms,
         trace: Some(mlc_bus::trace::current().unwrap_or_default()),
         source: EventSource::Webhook as i32,
     };
-    let subject = gw.topology.gusto_event(&company, &entity_type);
     let started = Instant::now();
-    match gw.publisher.publish(&subject, &event.uuid, &msg).await {
+    match gw.publisher.publish(&subject, &msg.event_uuid, &msg).await {
         Ok(p) => {
             gw.metrics.observe_publish(started.elapsed());
             gw.metrics.accepted(p.duplicate);
-            tracing::info!(event_type = %event.event_type, seq = p.sequence, duplicate = p.duplicate, "webhook accepted");
+            tracing::info!(event_type = %msg.event_type, seq = p.sequence, duplicate = p.duplicate, "webhook accepted");
             (StatusCode::OK, "accepted").into_response()
         }
         Err(e) => {

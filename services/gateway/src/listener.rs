@@ -319,11 +319,16 @@ impl Silent {
 }
 
 /// Whether a kept-alive connection has a request in progress, and since when it has not.
+///
+/// A request only touches atomics: the idle timer is checked when it fires and re-armed
+/// from the last request's end, instead of being re-armed (and the connection's task woken)
+/// twice per request.
 struct Activity {
     in_flight: AtomicUsize,
     served: AtomicU64,
-    last_done: Mutex<Instant>,
-    changed: Notify,
+    /// When the last request ended, in µs after `born`.
+    last_done_us: AtomicU64,
+    born: Instant,
 }
 
 impl Default for Activity {
@@ -331,8 +336,8 @@ impl Default for Activity {
         Activity {
             in_flight: AtomicUsize::new(0),
             served: AtomicU64::new(0),
-            last_done: Mutex::new(Instant::now()),
-            changed: Notify::new(),
+            last_done_us: AtomicU64::new(0),
+            born: Instant::now(),
         }
     }
 }
@@ -342,25 +347,22 @@ struct Busy(Arc<Activity>);
 impl Activity {
     fn begin(self: &Arc<Self>) -> Busy {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
-        self.changed.notify_waiters();
         Busy(self.clone())
     }
 
     /// Resolves once the connection has been without a request for `idle`, after its first
-    /// one (before it, hyper's header timer is in charge).
+    /// one (before it, hyper's header timer is in charge). Never early: a request that
+    /// ended while the timer ran moves the deadline on.
     async fn idle_expired(&self, idle: Duration) {
         loop {
-            let changed = self.changed.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            if self.in_flight.load(Ordering::SeqCst) == 0 && self.served.load(Ordering::SeqCst) > 0 {
-                let deadline = *self.last_done.lock().unwrap_or_else(|p| p.into_inner()) + idle;
-                tokio::select! {
-                    _ = tokio::time::sleep_until(deadline) => return,
-                    _ = changed => {}
-                }
-            } else {
-                changed.await;
+            let idle_since = (self.in_flight.load(Ordering::SeqCst) == 0
+                && self.served.load(Ordering::SeqCst) > 0)
+                .then(|| self.born + Duration::from_micros(self.last_done_us.load(Ordering::SeqCst)));
+            match idle_since {
+                Some(since) if since + idle <= Instant::now() => return,
+                Some(since) => tokio::time::sleep_until(since + idle).await,
+                // In a request, or before the first: look again one `idle` later.
+                None => tokio::time::sleep(idle).await,
             }
         }
     }
@@ -368,9 +370,9 @@ impl Activity {
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        *self.0.last_done.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        let us = u64::try_from(self.0.born.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.0.last_done_us.store(us, Ordering::SeqCst);
         self.0.served.fetch_add(1, Ordering::SeqCst);
         self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
-        self.0.changed.notify_waiters();
     }
 }
