@@ -12,7 +12,7 @@ use mlc_proto::v1::{
 };
 use mlc_store::{Company, Store};
 use mlc_testkit::{connected_company, Bus, TestDb};
-use mlc_writer::{CrashPoint, RetryTuning, WriterError, WriterMetrics, WriterSettings};
+use mlc_writer::{CrashPoint, RetryTuning, Step, WriterError, WriterMetrics, WriterSettings};
 use prost::Message as _;
 use sim_visma::{FaultSpec, SeedDepartment, SimConfig, SimHandle, DEFAULT_TENANT};
 use tokio::sync::oneshot;
@@ -240,6 +240,29 @@ async fn the_same_command_delivered_five_times_writes_once() {
     let applied = rows.iter().find(|r| r.kind == "visma.applied").unwrap();
     assert_eq!(applied.detail["employee_cd"], "G0001");
     assert!(!applied.detail.to_string().contains("example.com"));
+    h.stop_writer().await.unwrap();
+}
+
+/// `mlc_writer_step_seconds` (what `mlc-bench freshness` reads) times every stage of an
+/// applied command exactly once.
+#[tokio::test]
+async fn an_applied_command_times_each_of_its_steps_once() {
+    let mut h = start(TestDb::sqlite(), true).await;
+    h.spawn_writer(h.settings());
+    h.publish(&command(1, 10, CommandKind::Upsert, "ENG"), "steps").await;
+    let out = h.wait_outcomes(&employee(1), 1).await;
+    assert_eq!(out[0].outcome(), Outcome::Applied);
+    // The ack is the last step, after the outcome is published.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while h.metrics.step_totals(Step::Ack).1 == 0 {
+        assert!(Instant::now() < deadline, "the ack was never timed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for step in Step::ALL {
+        let (seconds, count) = h.metrics.step_totals(step);
+        assert_eq!(count, 1, "step {}", step.name());
+        assert!((0.0..10.0).contains(&seconds), "step {}: {seconds} s", step.name());
+    }
     h.stop_writer().await.unwrap();
 }
 
