@@ -96,7 +96,7 @@ impl Run {
 /// A trivial HTTP server on its own runtime: the HTTP hop without the gateway's work
 /// (`echo`), or the least any gateway could do (`relay`): publish the body as it came,
 /// await the ack, answer 200; no verification, parsing, encoding, tracing or metrics.
-struct Echo {
+struct PlainServer {
     url: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -117,10 +117,7 @@ async fn relay(
     body: Bytes,
 ) -> axum::http::StatusCode {
     let id = format!("{}-{}", to.prefix, to.next.fetch_add(1, Ordering::Relaxed));
-    let mut headers = async_nats::HeaderMap::new();
-    headers.insert("Nats-Msg-Id", id.as_str());
-    headers.insert(mlc_bus::HEADER_MSG_TYPE, "mlconnector.v1.GustoEvent");
-    let stored = match to.js.publish_with_headers(to.subject.clone(), headers, body).await {
+    let stored = match to.js.publish_with_headers(to.subject.clone(), raw_headers(&id), body).await {
         Ok(ack) => ack.await.is_ok(),
         Err(_) => false,
     };
@@ -131,17 +128,17 @@ async fn relay(
     }
 }
 
-impl Echo {
-    fn start(workers: usize) -> anyhow::Result<Echo> {
-        Echo::serve("echo", workers, None)
+impl PlainServer {
+    fn echo(workers: usize) -> anyhow::Result<PlainServer> {
+        PlainServer::serve("echo", workers, None)
     }
 
     /// The relay to `subject` of the nats-server at `nats_url`.
-    fn relay(workers: usize, nats_url: &str, subject: &str) -> anyhow::Result<Echo> {
-        Echo::serve("relay", workers, Some((nats_url.to_string(), subject.to_string())))
+    fn relay(workers: usize, nats_url: &str, subject: &str) -> anyhow::Result<PlainServer> {
+        PlainServer::serve("relay", workers, Some((nats_url.to_string(), subject.to_string())))
     }
 
-    fn serve(name: &str, workers: usize, relay_to: Option<(String, String)>) -> anyhow::Result<Echo> {
+    fn serve(name: &str, workers: usize, relay_to: Option<(String, String)>) -> anyhow::Result<PlainServer> {
         let rt = common::runtime(name, workers)?;
         let (url_tx, url_rx) = std::sync::mpsc::channel::<anyhow::Result<String>>();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -185,11 +182,11 @@ impl Echo {
             });
         });
         let url = url_rx.recv()??;
-        Ok(Echo { url, stop: Some(stop_tx), thread: Some(thread) })
+        Ok(PlainServer { url, stop: Some(stop_tx), thread: Some(thread) })
     }
 }
 
-impl Drop for Echo {
+impl Drop for PlainServer {
     fn drop(&mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
@@ -284,6 +281,15 @@ pub async fn drive_http(
     merge(tasks, started).await
 }
 
+/// The headers of a raw publish (and of the relay's): what the gateway's carry, minus the
+/// trace context.
+fn raw_headers(msg_id: &str) -> async_nats::HeaderMap {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", msg_id);
+    headers.insert(mlc_bus::HEADER_MSG_TYPE, "mlconnector.v1.GustoEvent");
+    headers
+}
+
 /// Publishes the payloads straight to JetStream at `concurrency`, awaiting each ack.
 pub async fn drive_raw(
     js: &jetstream::Context,
@@ -304,10 +310,10 @@ pub async fn drive_raw(
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some((id, payload)) = payloads.get(i) else { break };
                     let t = Instant::now();
-                    let mut headers = async_nats::HeaderMap::new();
-                    headers.insert("Nats-Msg-Id", id.as_str());
-                    headers.insert(mlc_bus::HEADER_MSG_TYPE, "mlconnector.v1.GustoEvent");
-                    let ok = match js.publish_with_headers(subject.clone(), headers, payload.clone()).await {
+                    let ok = match js
+                        .publish_with_headers(subject.clone(), raw_headers(id), payload.clone())
+                        .await
+                    {
                         Ok(ack) => ack.await.is_ok(),
                         Err(_) => false,
                     };
@@ -392,8 +398,9 @@ pub fn run(args: &IngestArgs) -> anyhow::Result<Report> {
         anyhow::Ok(js)
     })?;
     let gateway = common::GatewayHandle::start(&nats.url(), topo_gw.clone(), a.gateway_threads)?;
-    let echo = Echo::start(a.gateway_threads)?;
-    let relay = Echo::relay(a.gateway_threads, &nats.url(), &topo_raw.gusto_event(COMPANY, "Employee"))?;
+    let echo = PlainServer::echo(a.gateway_threads)?;
+    let relay =
+        PlainServer::relay(a.gateway_threads, &nats.url(), &topo_raw.gusto_event(COMPANY, "Employee"))?;
     let mut report = Report::new(format!(
         "ingest: {} requests x {} rounds at concurrency {}",
         a.requests, a.rounds, a.concurrency

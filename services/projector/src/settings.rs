@@ -24,8 +24,9 @@ pub struct ProjectorSettings {
     /// arrives (>= 5 of its events in the first 5 ms, then while >= 2 come per 10 ms,
     /// 200/s, at most 200 ms: every event of the batch waits with it, 500 ms put 500/s
     /// freshness at p99 825 ms, 200 ms at 383 ms), so a reorg's hundreds of webhooks are
-    /// one batch and cost one list read. The 10 ms step is also the wait after the
-    /// burst's last webhook (25 ms steps cost a reorg ~37 ms there).
+    /// one batch and cost one list read. The step is also the wait after the burst's last
+    /// webhook: with 25 ms steps `mlc-bench budget`'s timeline showed 10-70 ms there, with
+    /// 10 ms none beyond its noise.
     pub hydrate_linger: mlc_bus::consume::Linger,
     /// Redelivery delay of events of a paused or de-authorised company.
     pub park_delay: Duration,
