@@ -45,13 +45,22 @@ pub fn extract_trace_context(headers: Option<&HeaderMap>, span: &tracing::Span) 
 }
 
 /// The current span's W3C context as messages carry it; `None` when tracing is not
-/// exporting (nothing to continue).
+/// exporting (nothing to continue). Captured without a header map: the gateway asks once
+/// per webhook.
 pub fn current() -> Option<TraceContext> {
-    let mut headers = HeaderMap::new();
-    inject_trace_context(&mut headers);
-    headers
-        .get(HEADER_TRACEPARENT)
-        .map(|v| v.as_str().to_string())
+    struct Capture(Option<String>);
+    impl Injector for Capture {
+        fn set(&mut self, key: &str, value: String) {
+            if key == HEADER_TRACEPARENT {
+                self.0 = Some(value);
+            }
+        }
+    }
+    let cx = tracing::Span::current().context();
+    let mut captured = Capture(None);
+    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&cx, &mut captured));
+    captured
+        .0
         .filter(|t| !t.is_empty())
         .map(|traceparent| TraceContext { traceparent, tracestate: String::new() })
 }
