@@ -18,6 +18,13 @@
 //! HTTP server could do better here (target >= 0.9 of it, p99 <= 2x raw). Its ratio to raw
 //! publish alone is reported beside it.
 //!
+//! A round is cut into slices (`--slices`, 10): each slice runs the four loads one after
+//! another, a share of the round's requests each, in an order turned by one per slice, and
+//! a load's rate in the round is its requests over the sum of its slices' times. This
+//! machine's speed changes by a third within seconds (steal); loads run whole one after the
+//! other saw different machines, and their ratios moved by as much (0.72-1.05 for the relay
+//! on 12-03), while interleaved slices share the slow and the fast moments.
+//!
 //! The gateway and the trivial server each run on their own tokio runtime (own threads);
 //! the load generator and the raw publisher run on another one.
 
@@ -45,6 +52,9 @@ pub struct IngestArgs {
     /// Rounds (raw, gateway, http-only, relay each); the table shows the medians.
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
+    /// Slices of a round: each runs the four loads, requests/slices each.
+    #[arg(long, default_value_t = 10)]
+    pub slices: usize,
     /// Worker threads of the gateway's runtime.
     #[arg(long, default_value_t = 2)]
     pub gateway_threads: usize,
@@ -62,6 +72,7 @@ impl IngestArgs {
             requests: 2_000,
             concurrency: 32,
             rounds: 1,
+            slices: 2,
             gateway_threads: 2,
             client_threads: 2,
             quick: true,
@@ -73,7 +84,10 @@ impl IngestArgs {
         if a.quick {
             a.requests = a.requests.min(2_000);
             a.rounds = 1;
+            a.slices = a.slices.min(2);
         }
+        // A slice of fewer than ten requests per connection is mostly its ramp and drain.
+        a.slices = a.slices.clamp(1, (a.requests / (a.concurrency.max(1) * 10)).max(1));
         a
     }
 }
@@ -90,6 +104,14 @@ pub struct Run {
 impl Run {
     pub fn per_sec(&self) -> f64 {
         self.ok as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// Adds a slice of the same load: its requests, its time, its latencies.
+    fn add(&mut self, slice: Run) {
+        self.ok += slice.ok;
+        self.errors += slice.errors;
+        self.elapsed += slice.elapsed;
+        self.latencies.0.extend(slice.latencies.0);
     }
 }
 
@@ -364,23 +386,83 @@ impl CpuWindow {
         }
     }
 
-    fn close(&self) -> String {
+    fn close(&self) -> CpuUse {
         let now = common::thread_cpu_by_name();
-        let wall = self.at.elapsed().as_secs_f64();
         let used = |prefix: &str| -> f64 {
             now.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(_, v)| v).sum::<f64>()
                 - self.threads.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(_, v)| v).sum::<f64>()
         };
-        let nats = self.nats_pid.map_or(0.0, common::process_cpu) - self.nats;
-        format!(
-            "CPU over {wall:.2} s wall: load client {:.2} cores, gateway {:.2}, echo {:.2}, relay {:.2}, nats-server {:.2}",
-            used("load") / wall,
-            used("gateway") / wall,
-            used("echo") / wall,
-            used("relay") / wall,
-            nats / wall
+        CpuUse {
+            wall: self.at.elapsed().as_secs_f64(),
+            load: used("load"),
+            gateway: used("gateway"),
+            echo: used("echo"),
+            relay: used("relay"),
+            nats: self.nats_pid.map_or(0.0, common::process_cpu) - self.nats,
+        }
+    }
+}
+
+/// CPU seconds by runtime over some wall seconds (one load's slices, added up).
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuUse {
+    wall: f64,
+    load: f64,
+    gateway: f64,
+    echo: f64,
+    relay: f64,
+    nats: f64,
+}
+
+impl CpuUse {
+    fn add(&mut self, o: CpuUse) {
+        self.wall += o.wall;
+        self.load += o.load;
+        self.gateway += o.gateway;
+        self.echo += o.echo;
+        self.relay += o.relay;
+        self.nats += o.nats;
+    }
+}
+
+impl std::fmt::Display for CpuUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let w = self.wall.max(f64::MIN_POSITIVE);
+        write!(
+            f,
+            "CPU over {:.2} s wall: load client {:.2} cores, gateway {:.2}, echo {:.2}, relay {:.2}, nats-server {:.2}",
+            self.wall,
+            self.load / w,
+            self.gateway / w,
+            self.echo / w,
+            self.relay / w,
+            self.nats / w
         )
     }
+}
+
+/// The four loads of a round, in the order of a round's first slice.
+#[derive(Debug, Clone, Copy)]
+enum Load {
+    Raw,
+    Gateway,
+    HttpOnly,
+    Relay,
+}
+
+const LOADS: [Load; 4] = [Load::Raw, Load::Gateway, Load::HttpOnly, Load::Relay];
+
+/// What one slice of a load sends, made before its CPU window opens.
+enum Input {
+    Raw(Vec<(String, Bytes)>),
+    Http(Vec<(Bytes, String)>, String),
+}
+
+/// One load over a round: its slices' runs and CPU, added up.
+#[derive(Default)]
+struct Tally {
+    run: Run,
+    cpu: CpuUse,
 }
 
 pub fn run(args: &IngestArgs) -> anyhow::Result<Report> {
@@ -402,8 +484,8 @@ pub fn run(args: &IngestArgs) -> anyhow::Result<Report> {
     let relay =
         PlainServer::relay(a.gateway_threads, &nats.url(), &topo_raw.gusto_event(COMPANY, "Employee"))?;
     let mut report = Report::new(format!(
-        "ingest: {} requests x {} rounds at concurrency {}",
-        a.requests, a.rounds, a.concurrency
+        "ingest: {} requests x {} rounds at concurrency {}, each round in {} interleaved slices",
+        a.requests, a.rounds, a.concurrency, a.slices
     ));
 
     let (mut raw_runs, mut gw_runs, mut echo_runs, mut relay_runs) =
@@ -419,23 +501,33 @@ pub fn run(args: &IngestArgs) -> anyhow::Result<Report> {
         drive_http(&http, &echo.url, signed_bodies(warm), a.concurrency).await;
         drive_http(&http, &relay.url, signed_bodies(warm), a.concurrency).await;
         drive_raw(&js, &raw_subject, raw_payloads(warm), a.concurrency).await;
+        let per_slice = a.requests / a.slices;
         for round in 0..a.rounds {
-            let payloads = raw_payloads(a.requests);
-            let cpu = CpuWindow::open(nats_pid);
-            let raw = drive_raw(&js, &raw_subject, payloads, a.concurrency).await;
-            let raw_cpu = cpu.close();
-            let bodies = signed_bodies(a.requests);
-            let cpu = CpuWindow::open(nats_pid);
-            let gw = drive_http(&http, &gateway.webhook_url(), bodies, a.concurrency).await;
-            let gw_cpu = cpu.close();
-            let bodies = signed_bodies(a.requests);
-            let cpu = CpuWindow::open(nats_pid);
-            let e = drive_http(&http, &echo.url, bodies, a.concurrency).await;
-            let echo_cpu = cpu.close();
-            let bodies = signed_bodies(a.requests);
-            let cpu = CpuWindow::open(nats_pid);
-            let rl = drive_http(&http, &relay.url, bodies, a.concurrency).await;
-            let relay_cpu = cpu.close();
+            let mut tallies: [Tally; 4] = Default::default();
+            for slice in 0..a.slices {
+                for k in 0..LOADS.len() {
+                    // Turned by one per slice: no load always runs right after another.
+                    let i = (k + slice) % LOADS.len();
+                    let n = if slice + 1 == a.slices { a.requests - per_slice * slice } else { per_slice };
+                    // What a load sends is made before its window opens.
+                    let input = match LOADS[i] {
+                        Load::Raw => Input::Raw(raw_payloads(n)),
+                        Load::Gateway => Input::Http(signed_bodies(n), gateway.webhook_url()),
+                        Load::HttpOnly => Input::Http(signed_bodies(n), echo.url.clone()),
+                        Load::Relay => Input::Http(signed_bodies(n), relay.url.clone()),
+                    };
+                    let cpu = CpuWindow::open(nats_pid);
+                    let run = match input {
+                        Input::Raw(payloads) => drive_raw(&js, &raw_subject, payloads, a.concurrency).await,
+                        Input::Http(bodies, url) => drive_http(&http, &url, bodies, a.concurrency).await,
+                    };
+                    tallies[i].cpu.add(cpu.close());
+                    tallies[i].run.add(run);
+                }
+            }
+            let [raw, gw, e, rl] = tallies;
+            let (raw_cpu, gw_cpu, echo_cpu, relay_cpu) = (raw.cpu, gw.cpu, e.cpu, rl.cpu);
+            let (raw, gw, e, rl) = (raw.run, gw.run, e.run, rl.run);
             println!(
                 "round {}: raw {:.0}/s p50 {:.2} p99 {:.2} ms | gateway {:.0}/s p50 {:.2} p99 {:.2} ms | http-only {:.0}/s p99 {:.2} ms | relay {:.0}/s p99 {:.2} ms | composed bound {:.0}/s, gateway {:.2} of it, relay {:.2} of it",
                 round + 1,
@@ -452,6 +544,13 @@ pub fn run(args: &IngestArgs) -> anyhow::Result<Report> {
                 composed_bound(e.per_sec(), raw.per_sec()),
                 gw.per_sec() / composed_bound(e.per_sec(), raw.per_sec()),
                 rl.per_sec() / composed_bound(e.per_sec(), raw.per_sec())
+            );
+            // CPU per request of the server's own threads: steadier than a rate here.
+            println!(
+                "  server CPU per request: gateway {:.1} us, relay {:.1} us, echo {:.1} us",
+                gw_cpu.gateway / gw.ok.max(1) as f64 * 1e6,
+                relay_cpu.relay / rl.ok.max(1) as f64 * 1e6,
+                echo_cpu.echo / e.ok.max(1) as f64 * 1e6
             );
             println!("  raw:       {raw_cpu}");
             println!("  gateway:   {gw_cpu}");
