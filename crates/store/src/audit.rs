@@ -169,15 +169,15 @@ pub struct AuditQuery {
     pub limit: i64,
 }
 
-/// Rows per statement of [`Store::append_audits`] on PostgreSQL: 7 parameters each, far
-/// inside its 65,535.
+/// Rows per statement of [`Store::append_audits`]: 7 parameters each, far inside SQLite's
+/// 32,766 and PostgreSQL's 65,535. Each statement is one commit, so one take of SQLite's
+/// write lock. Measured on 12-04 and not kept: statements of 100 wrote 1,000 rows in
+/// 14-18 ms (41 ms in statements of 500), but took the lock five times as often and the
+/// writer's link writes, finding it taken, slept in the busy handler (`freshness` 500/s
+/// p99 2.0 s and 11.8 s); the 100-row statements in one transaction (11 ms) passed that,
+/// and left the writer not ready for over a minute after a disk-full moment
+/// (`the_sqlite_disk_full_for_a_moment`, twice).
 const AUDIT_ROWS_PER_STATEMENT: usize = 500;
-
-/// Rows per statement on SQLite. Through sqlx a statement's cost grows faster than its
-/// rows: 1,000 event rows took 41 ms in statements of 500, 21-31 ms in 200, 14-16 ms in
-/// 100 and 15-25 ms in 50 (release build, the rows of a reorg's batch, one test file
-/// each), and the writer's own rows queue behind them.
-const SQLITE_AUDIT_ROWS_PER_STATEMENT: usize = 100;
 
 /// The rows waiting for [`Store::record_audit`]'s next group write, and whether one runs.
 #[derive(Default)]
@@ -214,53 +214,6 @@ fn audit_row(
         trace_id,
         recorded_at,
     })
-}
-
-/// `INSERT` of `rows` audit rows (PostgreSQL placeholders), skipping event ids already
-/// there. No RETURNING: only the count is wanted, and the rows-affected count is it; sqlx
-/// would pass every position back row by row (1,000 rows 51 ms with it, 41 ms without, in
-/// statements of 500).
-fn insert_audit_rows_sql(rows: usize) -> String {
-    let values: Vec<String> = (0..rows)
-        .map(|i| {
-            let p = i * 7;
-            format!("(${}, ${}, ${}, ${}, ${}, ${}, ${})", p + 1, p + 2, p + 3, p + 4, p + 5, p + 6, p + 7)
-        })
-        .collect();
-    format!(
-        "INSERT INTO audit_log (event_id, kind, company, employee, detail, trace_id, recorded_at) \
-         VALUES {} ON CONFLICT (event_id) DO NOTHING",
-        values.join(", ")
-    )
-}
-
-fn details_of(entries: &[AuditEntry]) -> Vec<String> {
-    entries.iter().map(|e| e.detail.to_string()).collect()
-}
-
-/// Binds `entries` to [`insert_audit_rows_sql`]'s placeholders, in order.
-fn bind_audit_rows<'q, DB: sqlx::Database>(
-    mut q: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>,
-    entries: &'q [AuditEntry],
-    details: &'q [String],
-    now: i64,
-) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
-where
-    &'q String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    &'q Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-{
-    for (e, detail) in entries.iter().zip(details) {
-        q = q
-            .bind(&e.event_id)
-            .bind(&e.kind)
-            .bind(&e.company)
-            .bind(&e.employee)
-            .bind(detail)
-            .bind(&e.trace_id)
-            .bind(now);
-    }
-    q
 }
 
 impl Store {
@@ -318,53 +271,83 @@ impl Store {
         }
     }
 
-    /// Appends `entries` in order, in one transaction of statements of
-    /// `SQLITE_AUDIT_ROWS_PER_STATEMENT` (100) rows on SQLite and `AUDIT_ROWS_PER_STATEMENT`
-    /// (500) on PostgreSQL; returns how many were new (an entry whose event id is there
-    /// already is skipped, as in [`Store::append_audit`]). One commit for all of them: a
-    /// commit per row cost a burst of a thousand event rows 0.6 s on SQLite, and a commit
-    /// per statement takes SQLite's write lock once per statement, where every other
-    /// writer that finds it taken sleeps in the busy handler (at 500 events/s the writer's
-    /// link writes fell seconds behind). All or nothing: on an error none is stored.
+    /// Appends `entries` in order, in statements of `AUDIT_ROWS_PER_STATEMENT` (500) rows;
+    /// returns how many were new (an entry whose event id is there already is skipped, as
+    /// in [`Store::append_audit`]). One statement is one commit: a batch of a thousand
+    /// event rows costs a few commits, not a thousand (1.2 ms each on SQLite, so the
+    /// projector's acks of a burst waited 0.6 s for their rows). On an error some earlier
+    /// statements may have been stored; appending the same entries again is a no-op for
+    /// those.
     pub async fn append_audits(&self, entries: &[AuditEntry]) -> Result<usize, StoreError> {
-        let stored = self.append_audit_rows(entries).await;
-        self.noted(stored)
+        let mut appended = 0;
+        for chunk in entries.chunks(AUDIT_ROWS_PER_STATEMENT) {
+            let stored = self.append_audit_rows(chunk).await;
+            appended += self.noted(stored)?;
+        }
+        Ok(appended)
     }
 
     async fn append_audit_rows(&self, entries: &[AuditEntry]) -> Result<usize, StoreError> {
         if entries.is_empty() {
             return Ok(0);
         }
+        let values: Vec<String> = (0..entries.len())
+            .map(|i| {
+                let p = i * 7;
+                format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    p + 1,
+                    p + 2,
+                    p + 3,
+                    p + 4,
+                    p + 5,
+                    p + 6,
+                    p + 7
+                )
+            })
+            .collect();
+        // No RETURNING: only the count is wanted, and the rows-affected count is
+        // it (a skipped repeat changes nothing); sqlx would pass every position back
+        // row by row (1,000 rows 51 ms with it, 41 ms without, in statements of 500).
+        let sql = format!(
+            "INSERT INTO audit_log (event_id, kind, company, employee, detail, trace_id, recorded_at) \
+             VALUES {} ON CONFLICT (event_id) DO NOTHING",
+            values.join(", ")
+        );
         let now = now_ms();
-        let mut affected = 0u64;
-        match &self.backend {
-            Backend::Sqlite(pool) => {
-                let mut tx = pool.begin().await?;
-                for chunk in entries.chunks(SQLITE_AUDIT_ROWS_PER_STATEMENT) {
-                    let sql = sqlite_sql(&insert_audit_rows_sql(chunk.len()));
-                    let details = details_of(chunk);
-                    affected += bind_audit_rows(sqlx::query(&sql), chunk, &details, now)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
+        let details: Vec<String> = entries.iter().map(|e| e.detail.to_string()).collect();
+        macro_rules! bound {
+            ($sql:expr) => {{
+                let mut q = sqlx::query($sql);
+                for (e, detail) in entries.iter().zip(&details) {
+                    q = q
+                        .bind(&e.event_id)
+                        .bind(&e.kind)
+                        .bind(&e.company)
+                        .bind(&e.employee)
+                        .bind(detail)
+                        .bind(&e.trace_id)
+                        .bind(now);
                 }
-                tx.commit().await?;
+                q
+            }};
+        }
+        let affected = match &self.backend {
+            Backend::Sqlite(pool) => {
+                // One autocommit statement, stepped to its end (`execute`): the commit's
+                // answer is the statement's, as in `append_audit_row`.
+                let sql = sqlite_sql(&sql);
+                bound!(&sql).execute(pool).await?.rows_affected()
             }
             Backend::Postgres(pool) => {
                 // Serialised like `append_audit_row`, so commit order is position order.
                 let mut tx = pool.begin().await?;
                 sqlx::query("SELECT pg_advisory_xact_lock(7226001)").execute(&mut *tx).await?;
-                for chunk in entries.chunks(AUDIT_ROWS_PER_STATEMENT) {
-                    let sql = insert_audit_rows_sql(chunk.len());
-                    let details = details_of(chunk);
-                    affected += bind_audit_rows(sqlx::query(&sql), chunk, &details, now)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
-                }
+                let affected = bound!(&sql).execute(&mut *tx).await?.rows_affected();
                 tx.commit().await?;
+                affected
             }
-        }
+        };
         Ok(usize::try_from(affected).unwrap_or(usize::MAX))
     }
 
