@@ -164,6 +164,10 @@ impl NatsServer {
         if let Some(conf) = &self.conf {
             cmd.arg("-c").arg(conf);
         }
+        // A name of its own, so the readiness probe can tell this server from whatever
+        // else may hold the port.
+        let name = format!("mlc-test-{}-{}", std::process::id(), self.port);
+        cmd.args(["-n", &name]);
         cmd.args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"]).arg(&store);
         cmd.arg("-l").arg(&log).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
         let child = Tethered::spawn(&mut cmd).unwrap_or_else(|e| {
@@ -177,21 +181,24 @@ impl NatsServer {
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                // JetStream needs a moment after the listener opens; and a server that
-                // could not bind has exited by then.
+            // Ready once the port greets with this server's own INFO: a port answered by
+            // another process (the kernel gave it away before nats-server bound it, and a
+            // slow nats-server then exits) passed the old "it answers, and the child is
+            // still there 50 ms later", and every client of the test saw "IO error".
+            if greets_as(self.port, &name) {
+                // JetStream needs a moment after the listener opens.
                 std::thread::sleep(Duration::from_millis(50));
-                let exited = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
-                if let Some(status) = exited {
-                    self.child = None;
-                    return Err(format!(
-                        "nats-server exited ({status}) although port {} answered: another process holds it; \
-                         its log ends:\n{}",
-                        self.port,
-                        log_tail()
-                    ));
-                }
                 return Ok(());
+            }
+            let exited = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            if let Some(status) = exited {
+                self.child = None;
+                return Err(format!(
+                    "nats-server exited ({status}) before it listened on port {} (another process may hold it); \
+                     its log ends:\n{}",
+                    self.port,
+                    log_tail()
+                ));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -202,6 +209,20 @@ impl NatsServer {
             log_tail()
         ))
     }
+}
+
+/// Whether the server on `port` is the nats-server named `name`: its first line, INFO,
+/// names it (sent in plain text before any TLS).
+fn greets_as(port: u16, name: &str) -> bool {
+    use std::io::{BufRead, Read};
+    let Ok(stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut line = String::new();
+    let mut reader = std::io::BufReader::new(stream).take(64 * 1024);
+    if reader.read_line(&mut line).is_err() {
+        return false;
+    }
+    line.starts_with("INFO ") && line.contains(&format!("\"server_name\":\"{name}\""))
 }
 
 impl Drop for NatsServer {
