@@ -30,7 +30,7 @@ pub struct BudgetArgs {
     #[arg(long, default_value_t = 60_000)]
     pub rate_window_ms: u64,
     /// Rounds of phase A and phase B (A first in odd rounds, B first in even ones). One
-    /// round's ratio moves from 0.96 to 1.40 on this machine (the writer's tail, from the
+    /// round's ratio moves from 0.82 to 1.44 on this machine (the writer's tail, from the
     /// first snapshot to the last outcome, is a second of CPU on two shared cores), so the
     /// medians are of six: three of each order.
     #[arg(long, default_value_t = 6)]
@@ -88,6 +88,8 @@ async fn phase(
     let posted = bodies.len();
     let refused = p.post_all(bodies, concurrency).await;
     let posting_secs = t.elapsed().as_secs_f64();
+    // Nothing accepted, nothing to wait for.
+    anyhow::ensure!(refused < posted, "the gateway refused all {posted} events");
     let done = p
         .wait_applied(mark, n, Duration::from_secs(900))
         .await
@@ -131,13 +133,8 @@ async fn run_async(a: BudgetArgs) -> anyhow::Result<Report> {
     ));
 
     // Initial sync (not judged).
-    let t = Instant::now();
-    let mark = p.outcome_mark();
-    anyhow::ensure!(p.post_all(vec![refresh_body(&c.company_uuid)], 1).await == 0, "refresh refused");
-    p.wait_applied(mark, n, Duration::from_secs(600))
-        .await
-        .ok_or_else(|| anyhow::anyhow!("initial sync timed out"))?;
-    report.note(format!("initial sync of {n} employees: {:.1} s", t.elapsed().as_secs_f64()));
+    let initial = phase(&p, &grant, n, vec![refresh_body(&c.company_uuid)], 1).await?;
+    report.note(format!("initial sync of {n} employees: {:.1} s", initial.secs));
 
     // Every phase moves every employee to the next department (consecutive offsets differ
     // modulo the department count, so each phase changes everyone).
@@ -158,8 +155,7 @@ async fn run_async(a: BudgetArgs) -> anyhow::Result<Report> {
     for round in 1..=a.rounds.max(1) {
         // Phase A: the strictly needed calls (one company-wide event). Phase B: Gusto's
         // webhooks, one per employee. Odd rounds run A then B, even rounds B then A, so
-        // neither phase always inherits the other's wake (its acks, the store's
-        // checkpoints, the writer's last group writes).
+        // neither phase always runs in the other's wake.
         let refresh = || vec![refresh_body(&c.company_uuid)];
         // The simulator's events since `before`, as the webhook bodies Gusto would send.
         let webhooks_since = |before: usize| -> anyhow::Result<Vec<String>> {
@@ -180,7 +176,6 @@ async fn run_async(a: BudgetArgs) -> anyhow::Result<Report> {
             move_all()?;
             (phase(&p, &grant, n, refresh(), 1).await?, b_phase)
         };
-        anyhow::ensure!(a_phase.refused == 0, "refresh refused");
         report.note(format!(
             "round {round} ({}): one re-read {:.2} s ({} calls), webhooks {:.2} s ({} calls; {} accepted in {:.2} s, {} refused; other outcomes {:?}), ratio {:.2}",
             if round % 2 == 1 { "A then B" } else { "B then A" },

@@ -21,9 +21,9 @@
 //! A round is cut into slices (`--slices`, 10): each slice runs the four loads one after
 //! another, a share of the round's requests each, in an order turned by one per slice, and
 //! a load's rate in the round is its requests over the sum of its slices' times. This
-//! machine's speed changes by a third within seconds (steal); loads run whole one after the
-//! other saw different machines, and their ratios moved by as much (0.72-1.05 for the relay
-//! on 12-03), while interleaved slices share the slow and the fast moments.
+//! machine's speed changes within seconds; loads run whole one after the other saw
+//! different machines (the relay's ratio to the bound moved 0.72-1.05 between rounds on
+//! 12-03), while interleaved slices share the slow and the fast moments.
 //!
 //! The gateway and the trivial server each run on their own tokio runtime (own threads);
 //! the load generator and the raw publisher run on another one.
@@ -545,7 +545,7 @@ pub fn run(args: &IngestArgs) -> anyhow::Result<Report> {
                 gw.per_sec() / composed_bound(e.per_sec(), raw.per_sec()),
                 rl.per_sec() / composed_bound(e.per_sec(), raw.per_sec())
             );
-            // CPU per request of the server's own threads: steadier than a rate here.
+            // CPU per request of each server's own threads, from /proc.
             println!(
                 "  server CPU per request: gateway {:.1} us, relay {:.1} us, echo {:.1} us",
                 gw_cpu.gateway / gw.ok.max(1) as f64 * 1e6,

@@ -32,8 +32,13 @@ impl Extractor for Extract<'_> {
 /// Writes the current span's context into `headers` (nothing when tracing is not
 /// exporting, since the propagator is then a no-op).
 pub fn inject_trace_context(headers: &mut HeaderMap) {
+    inject_current(&mut Inject(headers));
+}
+
+/// The current span's context, through the global propagator, into `to`.
+fn inject_current(to: &mut dyn Injector) {
     let cx = tracing::Span::current().context();
-    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&cx, &mut Inject(headers)));
+    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&cx, to));
 }
 
 /// Makes `span` a child of the context carried in `headers`, if any.
@@ -45,8 +50,8 @@ pub fn extract_trace_context(headers: Option<&HeaderMap>, span: &tracing::Span) 
 }
 
 /// The current span's W3C context as messages carry it; `None` when tracing is not
-/// exporting (nothing to continue). Captured without a header map: the gateway asks once
-/// per webhook.
+/// exporting (nothing to continue). Only the traceparent is kept, so no header map is
+/// built for it.
 pub fn current() -> Option<TraceContext> {
     struct Capture(Option<String>);
     impl Injector for Capture {
@@ -56,9 +61,8 @@ pub fn current() -> Option<TraceContext> {
             }
         }
     }
-    let cx = tracing::Span::current().context();
     let mut captured = Capture(None);
-    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&cx, &mut captured));
+    inject_current(&mut captured);
     captured
         .0
         .filter(|t| !t.is_empty())

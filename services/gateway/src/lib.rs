@@ -45,9 +45,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
-use futures::FutureExt as _;
 use http_body_util::BodyExt as _;
-use hyper::body::Body as _;
 use mlc_bus::dead_letter::{DeadLetters, Letter};
 use mlc_bus::{Publisher, StreamKind, Topology};
 use mlc_proto::v1::{EventSource, GustoEvent};
@@ -380,24 +378,6 @@ async fn read_body(
     let deadline = tokio::time::Instant::now() + gw.body_timeout;
     // The declared size at once, so the buffer never doubles past what was reserved.
     let mut buf = bytes::BytesMut::with_capacity(declared.unwrap_or(0).min(gw.max_body_bytes));
-    // What has arrived already is taken without arming the deadline or listening for a
-    // cut: a webhook's body usually comes in the same packets as its head, and a timer
-    // and a wake-up registration per request were a measurable part of its cost.
-    while let Some(next) = body.frame().now_or_never() {
-        match next {
-            None => return Ok(buf.freeze()),
-            Some(Err(_)) => return Err(BodyEnd::Refused(Refusal::Unreadable)),
-            // The whole body in one frame (the usual webhook): kept as it came, not copied.
-            Some(Ok(frame)) if buf.is_empty() && body.is_end_stream() && frame.is_data() => {
-                let data = frame.into_data().unwrap_or_default();
-                if data.len() > gw.max_body_bytes {
-                    return Err(BodyEnd::Refused(Refusal::TooLarge));
-                }
-                return Ok(data);
-            }
-            Some(Ok(frame)) => take_frame(gw, &mut buf, frame, reservation)?,
-        }
-    }
     loop {
         let frame = tokio::select! {
             f = tokio::time::timeout_at(deadline, body.frame()) => match f {
@@ -408,26 +388,15 @@ async fn read_body(
             },
             _ = reservation.cut() => return Err(BodyEnd::Cut),
         };
-        take_frame(gw, &mut buf, frame, reservation)?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > gw.max_body_bytes {
+                return Err(BodyEnd::Refused(Refusal::TooLarge));
+            }
+            buf.extend_from_slice(&data);
+            reservation.progress();
+        }
     }
     Ok(buf.freeze())
-}
-
-/// Appends a frame's data within `max_body_bytes` (trailers carry none).
-fn take_frame(
-    gw: &Gateway,
-    buf: &mut bytes::BytesMut,
-    frame: hyper::body::Frame<Bytes>,
-    reservation: &budget::Reservation,
-) -> Result<(), BodyEnd> {
-    if let Ok(data) = frame.into_data() {
-        if buf.len() + data.len() > gw.max_body_bytes {
-            return Err(BodyEnd::Refused(Refusal::TooLarge));
-        }
-        buf.extend_from_slice(&data);
-        reservation.progress();
-    }
-    Ok(())
 }
 
 fn refuse(gw: &Gateway, r: Refusal) -> Response {
