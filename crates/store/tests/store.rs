@@ -62,6 +62,23 @@ async fn audit_rows_appended_together_keep_their_order_and_skip_repeats(_db: &Te
         .collect();
     assert_eq!(ids, want.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(all.windows(2).all(|w| w[0].position < w[1].position));
+
+    // Every field comes back as it went in: absent ones as absent, text as text.
+    let odd = AuditEntry {
+        event_id: "odd \"quoted\" \u{e9}".into(),
+        kind: "event.ignored".into(),
+        company: None,
+        employee: None,
+        detail: serde_json::json!({"note": "a \"b\" \\ \u{1F600}", "n": 1.5, "none": null}),
+        trace_id: Some("0af7651916cd43dd8448eb211c80319c".into()),
+    };
+    assert_eq!(store.append_audits(std::slice::from_ref(&odd)).await.unwrap(), 1);
+    let back = store.audit(&AuditQuery { limit: 5000, ..Default::default() }).await.unwrap();
+    let back = back.last().unwrap();
+    assert_eq!(
+        (&back.event_id, &back.kind, &back.company, &back.employee, &back.detail, &back.trace_id),
+        (&odd.event_id, &odd.kind, &None, &None, &odd.detail, &odd.trace_id)
+    );
 }
 
 async fn audit_append_is_idempotent_and_ordered(_db: &TestDb, store: Store) {
