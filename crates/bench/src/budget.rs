@@ -13,7 +13,7 @@
 //! simulator counts every Gusto request per grant, and every 429. A round is phase A then
 //! phase B, or B then A in even rounds (so neither always runs in the other's wake); the
 //! rounds run one after the other on the same pipeline (each printed, with where its time
-//! went), and the table gives the median time of each phase and the median of the rounds'
+//! went and the CPU each thread group and nats-server used), and the table gives the median time of each phase and the median of the rounds'
 //! ratios.
 
 use crate::common::{self, Report, Row, Target};
@@ -70,6 +70,8 @@ struct Phase {
     posting_secs: f64,
     refused: usize,
     others: std::collections::HashMap<String, usize>,
+    /// CPU seconds from the first post to in-sync, by thread name, and nats-server's.
+    cpu: Vec<(String, f64)>,
 }
 
 /// Posts `bodies` through the gateway at `concurrency` and waits for an APPLIED outcome
@@ -84,6 +86,8 @@ async fn phase(
     let sim = p.gusto_sim.sim();
     let (calls0, r429_0) = (sim.request_count(grant), sim.rate_limited_count(grant));
     let mark = p.outcome_mark();
+    let nats_pid = p.nats_pid();
+    let cpu0 = (common::thread_cpu_by_name(), nats_pid.map_or(0.0, common::process_cpu));
     let (t, t_ms) = (Instant::now(), mlc_bus::now_ms());
     let posted = bodies.len();
     let refused = p.post_all(bodies, concurrency).await;
@@ -94,6 +98,14 @@ async fn phase(
         .wait_applied(mark, n, Duration::from_secs(900))
         .await
         .ok_or_else(|| anyhow::anyhow!("a phase timed out"))?;
+    let cpu1 = (common::thread_cpu_by_name(), nats_pid.map_or(0.0, common::process_cpu));
+    let mut cpu: Vec<(String, f64)> = cpu1
+        .0
+        .iter()
+        .map(|(k, v)| (k.clone(), v - cpu0.0.get(k).copied().unwrap_or(0.0)))
+        .filter(|(_, v)| *v >= 0.005)
+        .collect();
+    cpu.push(("nats-server".into(), cpu1.1 - cpu0.1));
     Ok(Phase {
         secs: (done - t).as_secs_f64(),
         calls: sim.request_count(grant) - calls0,
@@ -103,6 +115,7 @@ async fn phase(
         posting_secs,
         refused,
         others: p.other_outcomes_since(mark),
+        cpu,
     })
 }
 
@@ -189,8 +202,13 @@ async fn run_async(a: BudgetArgs) -> anyhow::Result<Report> {
             b_phase.others,
             b_phase.secs / a_phase.secs
         ));
-        report.note(format!("  A: {}", a_phase.timeline));
-        report.note(format!("  B: {}", b_phase.timeline));
+        let cpu_text = |ph: &Phase| {
+            let total: f64 = ph.cpu.iter().map(|(_, v)| v).sum();
+            let parts: Vec<String> = ph.cpu.iter().map(|(k, v)| format!("{k} {v:.2}")).collect();
+            format!("CPU {total:.2} s ({})", parts.join(", "))
+        };
+        report.note(format!("  A: {}; {}", a_phase.timeline, cpu_text(&a_phase)));
+        report.note(format!("  B: {}; {}", b_phase.timeline, cpu_text(&b_phase)));
         base_times.push(a_phase.secs);
         ours_times.push(b_phase.secs);
         ratios.push(b_phase.secs / a_phase.secs);
