@@ -4,8 +4,8 @@
 //! ([`converge`]) and the books a run is judged by ([`Ledger`]): Visma equals Gusto, no
 //! duplicates, every accepted event and every command accounted for.
 //!
-//! Taken from the fault suite (`tests/tests/faults.rs`) for the store's fault tests
-//! (`tests/tests/store_faults.rs`); the suite keeps its own copy until it moves here too.
+//! Shared by the fault suite (`tests/tests/faults.rs`) and the store's fault tests
+//! (`tests/tests/store_faults.rs`).
 
 use crate::Stack;
 use mlc_bus::StreamKind;
@@ -68,15 +68,32 @@ impl Rng {
     pub fn below(&mut self, n: usize) -> usize {
         (self.next_u64() % n.max(1) as u64) as usize
     }
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    /// Uniform in [lo, hi).
+    pub fn range_f(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * self.unit()
+    }
     pub fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
         &v[self.below(v.len())]
     }
 }
 
-const TITLES: &[&str] =
-    &["Partner", "Managing Director", "Consultant", "Senior Consultant", "Software Engineer", "Analyst"];
-const FIRST: &[&str] = &["Ingrid", "Sigrid", "Ola", "Kari", "Bjørn", "Astrid", "Jens", "Liv"];
-const LAST: &[&str] = &["Hansen", "Johansson", "Nieminen", "Jónsson", "Larsen", "Berg"];
+const TITLES: &[&str] = &[
+    "Partner",
+    "Managing Director",
+    "Consultant",
+    "Senior Consultant",
+    "Software Engineer",
+    "Trainee",
+    "Analyst",
+    "Office Manager",
+];
+const FIRST: &[&str] =
+    &["Ingrid", "Sigrid", "Ola", "Kari", "Bjørn", "Astrid", "Jens", "Liv", "Henrik", "Maja"];
+const LAST: &[&str] = &["Hansen", "Johansson", "Nieminen", "Jónsson", "Larsen", "Berg", "Lund", "Dahl"];
 
 /// One company as the workload changes it.
 pub struct WorkCompany {

@@ -60,49 +60,14 @@
 //! ```
 
 use mlc_bus::StreamKind;
+use mlc_e2e::chaos::{reconcile_all, within, workload, Rng, Timeline, WorkCompany, WorkloadReport};
 use mlc_e2e::{FleetOptions, Stack};
 use mlc_proto::v1::{DeadLetter, GustoEvent, SyncOutcome, VismaCommand};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::future::Future;
-use std::sync::Arc;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-/// Awaits `f` for at most `limit`; past it the test fails naming what it waited for.
-async fn within<T>(what: &str, limit: Duration, f: impl Future<Output = T>) -> T {
-    match tokio::time::timeout(limit, f).await {
-        Ok(v) => v,
-        Err(_) => panic!("gave up after {limit:?} waiting for {what}"),
-    }
-}
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as u64
-}
-
-/// What happened when, printed as it happens and kept for the end of the run.
-struct Timeline {
-    t0: Instant,
-    lines: Mutex<Vec<String>>,
-}
-
-impl Timeline {
-    fn new() -> Timeline {
-        Timeline { t0: Instant::now(), lines: Mutex::new(Vec::new()) }
-    }
-
-    fn mark(&self, what: impl std::fmt::Display) {
-        let line = format!("[{:>7.1}s] {what}", self.t0.elapsed().as_secs_f64());
-        eprintln!("{line}");
-        self.lines.lock().unwrap().push(line);
-    }
-
-    fn print(&self) {
-        println!("\ntimeline");
-        for l in self.lines.lock().unwrap().iter() {
-            println!("{l}");
-        }
-    }
 }
 
 /// How big a run is.
@@ -149,145 +114,6 @@ impl Plan {
             }
         }
     }
-}
-
-/// SplitMix64: a small seeded generator, so a failing schedule can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn range_f(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * self.unit()
-    }
-    fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
-        &v[self.below(v.len())]
-    }
-}
-
-// ------------------------------------------------------------------------------ workload
-
-const TITLES: &[&str] = &[
-    "Partner",
-    "Managing Director",
-    "Consultant",
-    "Senior Consultant",
-    "Software Engineer",
-    "Trainee",
-    "Analyst",
-    "Office Manager",
-];
-const FIRST: &[&str] =
-    &["Ingrid", "Sigrid", "Ola", "Kari", "Bjørn", "Astrid", "Jens", "Liv", "Henrik", "Maja"];
-const LAST: &[&str] = &["Hansen", "Johansson", "Nieminen", "Jónsson", "Larsen", "Berg", "Lund", "Dahl"];
-
-struct WorkCompany {
-    uuid: String,
-    locations: Vec<String>,
-    departments: Vec<String>,
-    /// (employee, terminated)
-    employees: Vec<(String, bool)>,
-}
-
-#[derive(Default, Debug)]
-struct WorkloadReport {
-    ops: BTreeMap<&'static str, u64>,
-    emitted: usize,
-    took: Duration,
-}
-
-/// Changes employees as people in Gusto would until `target` events were emitted, at
-/// about `rate` events per second.
-async fn workload(
-    sim: Arc<sim_gusto::Sim>,
-    mut companies: Vec<WorkCompany>,
-    seed: u64,
-    target: usize,
-    rate: f64,
-) -> WorkloadReport {
-    let mut rng = Rng(seed ^ 0x5EED);
-    let mut report = WorkloadReport::default();
-    let base = sim.state().events.len();
-    let started = Instant::now();
-    let emitted = |sim: &sim_gusto::Sim| sim.state().events.len() - base;
-    while emitted(&sim) < target {
-        let c = rng.below(companies.len());
-        let wc = &mut companies[c];
-        let roll = rng.below(100);
-        let (op, result) = if roll < 8 {
-            let req = sim_gusto::HireRequest {
-                first_name: Some(rng.pick(FIRST).to_string()),
-                last_name: Some(format!("{}-{}", rng.pick(LAST), rng.below(10_000))),
-                title: Some(rng.pick(TITLES).to_string()),
-                department_uuid: Some(rng.pick(&wc.departments).clone()),
-                location_uuid: Some(rng.pick(&wc.locations).clone()),
-                ..Default::default()
-            };
-            let r = sim.hire(&wc.uuid, req);
-            if let Ok(id) = &r {
-                wc.employees.push((id.clone(), false));
-            }
-            ("hire", r.map(|_| ()))
-        } else {
-            let i = rng.below(wc.employees.len());
-            let (e, terminated) = wc.employees[i].clone();
-            if terminated {
-                let r = sim.rehire(&e, None);
-                if r.is_ok() {
-                    wc.employees[i].1 = false;
-                }
-                ("rehire", r)
-            } else if roll < 30 {
-                let patch = sim_gusto::EmployeePatch {
-                    first_name: Some(rng.pick(FIRST).to_string()),
-                    email: Some(format!("person{}@example.test", rng.below(1_000_000))),
-                    ..Default::default()
-                };
-                ("rename", sim.update_employee(&e, patch))
-            } else if roll < 50 {
-                ("title", sim.change_title(&e, TITLES[rng.below(TITLES.len())]))
-            } else if roll < 65 {
-                ("department", sim.change_department(&e, &wc.departments[rng.below(wc.departments.len())]))
-            } else if roll < 80 {
-                ("transfer", sim.transfer(&e, &wc.locations[rng.below(wc.locations.len())], None))
-            } else if roll < 88 {
-                let r = sim.terminate(&e, None);
-                if r.is_ok() {
-                    wc.employees[i].1 = true;
-                }
-                ("terminate", r)
-            } else {
-                let patch = sim_gusto::LocationPatch {
-                    phone_number: Some(format!("+47 2{:07}", rng.below(10_000_000))),
-                    ..Default::default()
-                };
-                ("office edit", sim.edit_location(&wc.locations[rng.below(wc.locations.len())], patch))
-            }
-        };
-        if result.is_ok() {
-            *report.ops.entry(op).or_default() += 1;
-        }
-        let n = emitted(&sim) as f64;
-        let due = Duration::from_secs_f64(n / rate);
-        let elapsed = started.elapsed();
-        if due > elapsed {
-            tokio::time::sleep(due - elapsed).await;
-        }
-    }
-    report.emitted = emitted(&sim);
-    report.took = started.elapsed();
-    report
 }
 
 // ------------------------------------------------------------------------------ driver
@@ -576,21 +402,6 @@ fn throttle_gusto(stack: &Stack, companies: &[usize], for_ms: u64, injected: &mu
 
 // ------------------------------------------------------------------------------ checks
 
-async fn reconcile_all(stack: &Stack) -> Vec<(String, bool, String)> {
-    let mut out = Vec::new();
-    for c in &stack.companies {
-        let o = within(
-            &format!("mlc reconcile of company {}", c.info.company_uuid),
-            Duration::from_secs(120),
-            stack.mlc(&["reconcile", "--company", &c.info.company_uuid, "--quiet"]),
-        )
-        .await;
-        let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
-        out.push((c.info.company_uuid.clone(), o.status.success(), text));
-    }
-    out
-}
-
 /// With `MLC_FAULT_LOGS=DIR`, keeps the services' logs and the store for a post-mortem.
 fn keep_logs(stack: &Stack) {
     if let Ok(to) = std::env::var("MLC_FAULT_LOGS") {
@@ -659,16 +470,7 @@ async fn the_pipeline_converges_under_faults() {
     stack.gusto.set_webhook_behaviour(0.10, Duration::from_millis(1500));
     stack.gusto.set_lost_ack_rate(0.05);
     set_visma_5xx(&stack.visma, &mut rng);
-    let work_companies: Vec<WorkCompany> = stack
-        .companies
-        .iter()
-        .map(|c| WorkCompany {
-            uuid: c.info.company_uuid.clone(),
-            locations: c.info.location_uuids.clone(),
-            departments: c.info.department_uuids.clone(),
-            employees: c.info.employee_uuids.iter().map(|e| (e.clone(), false)).collect(),
-        })
-        .collect();
+    let work_companies = WorkCompany::of(&stack);
     timeline.mark(format_args!("workload: {} events at {} per second, faults on", plan.events, plan.rate));
     let workload_started_ms = now_ms();
     let work = tokio::spawn(workload(stack.gusto.sim(), work_companies, seed, plan.events, plan.rate));
