@@ -122,6 +122,35 @@ async fn publishing_while_the_broker_is_down_fails_and_recovers() {
     assert!(ok.is_some(), "publish did not recover after the broker came back");
 }
 
+/// A publish the server took but never acknowledged (a stream leader that stalls, an ack
+/// lost on the way) ends as `AckTimeout` after the publisher's ack timeout, not later and
+/// not as another error, so callers retry it with the same id. Here the subject belongs
+/// to no stream: a plain subscriber takes the request and never answers.
+#[tokio::test]
+async fn a_publish_nobody_acknowledges_ends_as_an_ack_timeout() {
+    use futures::StreamExt;
+    let (_server, client, _topo) = setup().await;
+    let mut taker = client.subscribe("silent.events").await.unwrap();
+    client.flush().await.unwrap();
+    let publisher = Publisher::new(client.clone(), Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let err = publisher.publish("silent.events", "silent-1", &GustoEvent::default()).await.unwrap_err();
+    let took = started.elapsed();
+    match &err {
+        mlc_bus::BusError::AckTimeout { subject, timeout } => {
+            assert_eq!(subject, "silent.events");
+            assert_eq!(*timeout, Duration::from_millis(300));
+        }
+        other => panic!("expected an ack timeout, got {other:?}"),
+    }
+    assert!(err.is_transient(), "an ack timeout may pass: {err}");
+    assert!(err.to_string().contains("not acknowledged within 300ms"), "{err}");
+    assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(3), "took {took:?}");
+    // The request did reach the server and its subscriber, with the id to retry it by.
+    let got = tokio::time::timeout(Duration::from_secs(2), taker.next()).await.unwrap().unwrap();
+    assert_eq!(got.headers.unwrap().get("Nats-Msg-Id").map(|v| v.as_str()), Some("silent-1"));
+}
+
 /// A service's start-up (`ensure_topology`) creates what is missing and changes nothing
 /// that exists (its NATS user may not, ops/nats/auth.conf); the admin's
 /// `apply_topology` brings an existing stream and consumer back to the configuration.
