@@ -122,6 +122,47 @@ async fn publishing_while_the_broker_is_down_fails_and_recovers() {
     assert!(ok.is_some(), "publish did not recover after the broker came back");
 }
 
+/// A consumer waiting for work when nats-server restarts gets the next message within
+/// seconds: the restarted server has forgotten the waiting pull request, and async-nats
+/// would only give up on it 5 s past its expiry (8.9 s from the restart, measured before
+/// `consume` bounded the wait itself).
+#[tokio::test]
+async fn a_consumer_waiting_through_a_broker_restart_gets_the_next_message_within_seconds() {
+    let (mut server, client, topo) = setup().await;
+    let js = async_nats::jetstream::new(client.clone());
+    ensure_topology(&js, &topo).await.unwrap();
+    let spec = ConsumerSpec::HYDRATOR;
+    let consumer = mlc_bus::consume::open_partition(&js, &topo, &spec, 0).await.unwrap();
+    let waiting = tokio::spawn({
+        let topo = topo.clone();
+        async move {
+            let subjects = mlc_bus::consume::Subjects { topology: &topo, kind: StreamKind::GustoEvents };
+            let linger = mlc_bus::consume::Linger::fixed(Duration::ZERO);
+            let batch = mlc_bus::consume::next_batch(&consumer, 10, linger, subjects).await;
+            (std::time::Instant::now(), batch.len())
+        }
+    });
+    // The pull request is at the server when it goes down.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.stop();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.start_again();
+    let restarted = std::time::Instant::now();
+    let publisher = Publisher::new(client, Duration::from_millis(800));
+    let subject = topo.gusto_event("c1", "Employee");
+    while publisher.publish(&subject, "after-restart", &GustoEvent::default()).await.is_err() {
+        assert!(restarted.elapsed() < Duration::from_secs(10), "no publish after the restart");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (at, n) = tokio::time::timeout(Duration::from_secs(15), waiting)
+        .await
+        .expect("the consumer never woke")
+        .unwrap();
+    assert_eq!(n, 1);
+    let took = at - restarted;
+    assert!(took < Duration::from_secs(4), "the message waited {took:?} after the restart");
+}
+
 /// A publish the server took but never acknowledged (a stream leader that stalls, an ack
 /// lost on the way) ends as `AckTimeout` after the publisher's ack timeout, not later and
 /// not as another error, so callers retry it with the same id. Here the subject belongs
