@@ -475,7 +475,7 @@ impl Stack {
     }
 
     pub fn logs(&self) -> String {
-        let mut s = String::new();
+        let mut s = format!("\n--- {}\n", self.nats.report());
         for name in ["gateway", "projector", "writer"] {
             if let Ok(text) = std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))) {
                 let tail: Vec<&str> = text.lines().rev().take(15).collect();

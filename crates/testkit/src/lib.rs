@@ -118,6 +118,28 @@ impl NatsServer {
         self.child.is_some()
     }
 
+    /// What a failing test should know of this server: whether its process is alive, whether
+    /// its port still greets with its own name, and the end of its log. ("nats: IO error"
+    /// in every service of a test, once in a while, never said which of these it was.)
+    pub fn report(&self) -> String {
+        let name = format!("mlc-test-{}-{}", std::process::id(), self.port);
+        let process = match self.pid() {
+            None => "stopped by the test".to_string(),
+            Some(pid) => match std::fs::read_to_string(format!("/proc/{pid}/status")) {
+                Ok(st) => st.lines().find(|l| l.starts_with("State:")).unwrap_or("State: ?").to_string(),
+                Err(_) => format!("pid {pid} gone"),
+            },
+        };
+        let log = std::fs::read_to_string(self.dir.path().join("nats.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect();
+        format!(
+            "nats-server on port {}: process {process}; port greets as {name}: {}; its log ends:\n{}",
+            self.port,
+            greets_as(self.port, &name),
+            tail.join("\n")
+        )
+    }
+
     /// The server's process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
