@@ -125,18 +125,23 @@ impl NatsServer {
         let name = format!("mlc-test-{}-{}", std::process::id(), self.port);
         let process = match self.pid() {
             None => "stopped by the test".to_string(),
-            Some(pid) => match std::fs::read_to_string(format!("/proc/{pid}/status")) {
-                Ok(st) => st.lines().find(|l| l.starts_with("State:")).unwrap_or("State: ?").to_string(),
+            Some(pid) => match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+                Ok(stat) => describe_stat(&stat),
                 Err(_) => format!("pid {pid} gone"),
             },
         };
-        let log = std::fs::read_to_string(self.dir.path().join("nats.log")).unwrap_or_default();
-        let tail: Vec<&str> = log.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect();
+        let tail = |file: &str| {
+            let text = std::fs::read_to_string(self.dir.path().join(file)).unwrap_or_default();
+            let lines: Vec<&str> =
+                text.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect();
+            lines.join("\n")
+        };
         format!(
-            "nats-server on port {}: process {process}; port greets as {name}: {}; its log ends:\n{}",
+            "nats-server on port {}: process {process}; port greets as {name}: {}; its stderr: {:?}; its log ends:\n{}",
             self.port,
             greets_as(self.port, &name),
-            tail.join("\n")
+            tail("nats.out"),
+            tail("nats.log")
         )
     }
 
@@ -191,7 +196,10 @@ impl NatsServer {
         let name = format!("mlc-test-{}-{}", std::process::id(), self.port);
         cmd.args(["-n", &name]);
         cmd.args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"]).arg(&store);
-        cmd.arg("-l").arg(&log).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        // A Go panic or a fatal error goes to stderr, not to the log file.
+        let out =
+            std::fs::File::create(self.dir.path().join("nats.out")).map(Stdio::from).unwrap_or(Stdio::null());
+        cmd.arg("-l").arg(&log).stdin(Stdio::null()).stdout(Stdio::null()).stderr(out);
         let child = Tethered::spawn(&mut cmd).unwrap_or_else(|e| {
             panic!("cannot start {}: {e}; install it with `apt-get install nats-server`", bin.display())
         });
@@ -230,6 +238,23 @@ impl NatsServer {
             self.port,
             log_tail()
         ))
+    }
+}
+
+/// A process's state from its `/proc/<pid>/stat`; for a zombie, how it ended (field 52,
+/// `exit_code`, as `waitpid` would give it).
+fn describe_stat(stat: &str) -> String {
+    let Some(close) = stat.rfind(')') else { return "?".into() };
+    let f: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+    let state = f.first().copied().unwrap_or("?");
+    if state != "Z" {
+        return format!("alive (state {state})");
+    }
+    // Fields after the name start at field 3, so field 52 is index 49.
+    match f.get(49).and_then(|v| v.parse::<i32>().ok()) {
+        Some(code) if code & 0x7f != 0 => format!("dead, killed by signal {}", code & 0x7f),
+        Some(code) => format!("dead, exited with status {}", code >> 8),
+        None => "dead".into(),
     }
 }
 
