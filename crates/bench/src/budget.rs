@@ -13,8 +13,8 @@
 //! simulator counts every Gusto request per grant, and every 429. A round is phase A then
 //! phase B, or B then A in even rounds (so neither always runs in the other's wake); the
 //! rounds run one after the other on the same pipeline (each printed, with where its time
-//! went and the CPU each thread group and nats-server used), and the table gives the median time of each phase and the median of the rounds'
-//! ratios.
+//! went and the CPU each thread group and nats-server used), and the table gives the
+//! median time of each phase and the median of the rounds' ratios.
 
 use crate::common::{self, Report, Row, Target};
 use crate::pipeline::{Pipeline, PipelineOptions};
@@ -86,8 +86,7 @@ async fn phase(
     let sim = p.gusto_sim.sim();
     let (calls0, r429_0) = (sim.request_count(grant), sim.rate_limited_count(grant));
     let mark = p.outcome_mark();
-    let nats_pid = p.nats_pid();
-    let cpu0 = (common::thread_cpu_by_name(), nats_pid.map_or(0.0, common::process_cpu));
+    let cpu = common::CpuWindow::open(p.nats_pid());
     let (t, t_ms) = (Instant::now(), mlc_bus::now_ms());
     let posted = bodies.len();
     let refused = p.post_all(bodies, concurrency).await;
@@ -98,14 +97,9 @@ async fn phase(
         .wait_applied(mark, n, Duration::from_secs(900))
         .await
         .ok_or_else(|| anyhow::anyhow!("a phase timed out"))?;
-    let cpu1 = (common::thread_cpu_by_name(), nats_pid.map_or(0.0, common::process_cpu));
-    let mut cpu: Vec<(String, f64)> = cpu1
-        .0
-        .iter()
-        .map(|(k, v)| (k.clone(), v - cpu0.0.get(k).copied().unwrap_or(0.0)))
-        .filter(|(_, v)| *v >= 0.005)
-        .collect();
-    cpu.push(("nats-server".into(), cpu1.1 - cpu0.1));
+    let used = cpu.close();
+    let mut cpu: Vec<(String, f64)> = used.threads.into_iter().filter(|(_, v)| *v >= 0.005).collect();
+    cpu.push(("nats-server".into(), used.nats));
     Ok(Phase {
         secs: (done - t).as_secs_f64(),
         calls: sim.request_count(grant) - calls0,

@@ -333,6 +333,56 @@ pub fn process_cpu(pid: u32) -> f64 {
         / 100.0
 }
 
+/// CPU seconds of this process's threads (by name) and of nats-server, from [`CpuWindow::open`]
+/// to [`CpuWindow::close`].
+pub struct CpuWindow {
+    threads: std::collections::BTreeMap<String, f64>,
+    nats: f64,
+    nats_pid: Option<u32>,
+    at: std::time::Instant,
+}
+
+/// What a [`CpuWindow`] measured.
+pub struct CpuUsed {
+    pub wall: f64,
+    /// CPU seconds per thread name (digits and dashes at the end dropped).
+    pub threads: std::collections::BTreeMap<String, f64>,
+    pub nats: f64,
+}
+
+impl CpuWindow {
+    pub fn open(nats_pid: Option<u32>) -> CpuWindow {
+        CpuWindow {
+            threads: thread_cpu_by_name(),
+            nats: nats_pid.map_or(0.0, process_cpu),
+            nats_pid,
+            at: std::time::Instant::now(),
+        }
+    }
+
+    pub fn close(&self) -> CpuUsed {
+        let threads = thread_cpu_by_name()
+            .into_iter()
+            .map(|(k, v)| {
+                let before = self.threads.get(&k).copied().unwrap_or(0.0);
+                (k, v - before)
+            })
+            .collect();
+        CpuUsed {
+            wall: self.at.elapsed().as_secs_f64(),
+            threads,
+            nats: self.nats_pid.map_or(0.0, process_cpu) - self.nats,
+        }
+    }
+}
+
+impl CpuUsed {
+    /// CPU seconds of the threads whose name starts with `prefix`.
+    pub fn of(&self, prefix: &str) -> f64 {
+        self.threads.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(_, v)| v).sum()
+    }
+}
+
 /// The pid of the nats-server listening on `port` (found by its command line).
 pub fn nats_pid(port: u16) -> Option<u32> {
     let needle = format!("-p\0{port}\0");

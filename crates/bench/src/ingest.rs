@@ -368,37 +368,15 @@ async fn merge(tasks: Vec<tokio::task::JoinHandle<Run>>, started: Instant) -> Ru
     total
 }
 
-/// CPU seconds used by the load runtime, the gateway runtime and nats-server during `f`.
-struct CpuWindow {
-    threads: std::collections::BTreeMap<String, f64>,
-    nats: f64,
-    nats_pid: Option<u32>,
-    at: Instant,
-}
-
-impl CpuWindow {
-    fn open(nats_pid: Option<u32>) -> CpuWindow {
-        CpuWindow {
-            threads: common::thread_cpu_by_name(),
-            nats: nats_pid.map_or(0.0, common::process_cpu),
-            nats_pid,
-            at: Instant::now(),
-        }
-    }
-
-    fn close(&self) -> CpuUse {
-        let now = common::thread_cpu_by_name();
-        let used = |prefix: &str| -> f64 {
-            now.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(_, v)| v).sum::<f64>()
-                - self.threads.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(_, v)| v).sum::<f64>()
-        };
+impl From<common::CpuUsed> for CpuUse {
+    fn from(u: common::CpuUsed) -> CpuUse {
         CpuUse {
-            wall: self.at.elapsed().as_secs_f64(),
-            load: used("load"),
-            gateway: used("gateway"),
-            echo: used("echo"),
-            relay: used("relay"),
-            nats: self.nats_pid.map_or(0.0, common::process_cpu) - self.nats,
+            wall: u.wall,
+            load: u.of("load"),
+            gateway: u.of("gateway"),
+            echo: u.of("echo"),
+            relay: u.of("relay"),
+            nats: u.nats,
         }
     }
 }
@@ -516,12 +494,12 @@ pub fn run(args: &IngestArgs) -> anyhow::Result<Report> {
                         Load::HttpOnly => Input::Http(signed_bodies(n), echo.url.clone()),
                         Load::Relay => Input::Http(signed_bodies(n), relay.url.clone()),
                     };
-                    let cpu = CpuWindow::open(nats_pid);
+                    let cpu = common::CpuWindow::open(nats_pid);
                     let run = match input {
                         Input::Raw(payloads) => drive_raw(&js, &raw_subject, payloads, a.concurrency).await,
                         Input::Http(bodies, url) => drive_http(&http, &url, bodies, a.concurrency).await,
                     };
-                    tallies[i].cpu.add(cpu.close());
+                    tallies[i].cpu.add(cpu.close().into());
                     tallies[i].run.add(run);
                 }
             }

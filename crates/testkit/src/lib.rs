@@ -122,7 +122,7 @@ impl NatsServer {
     /// its port still greets with its own name, and the end of its log. ("nats: IO error"
     /// in every service of a test, once in a while, never said which of these it was.)
     pub fn report(&self) -> String {
-        let name = format!("mlc-test-{}-{}", std::process::id(), self.port);
+        let name = self.name();
         let process = match self.pid() {
             None => "stopped by the test".to_string(),
             Some(pid) => match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -130,12 +130,7 @@ impl NatsServer {
                 Err(_) => format!("pid {pid} gone"),
             },
         };
-        let tail = |file: &str| {
-            let text = std::fs::read_to_string(self.dir.path().join(file)).unwrap_or_default();
-            let lines: Vec<&str> =
-                text.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect();
-            lines.join("\n")
-        };
+        let tail = |file: &str| last_lines(&self.dir.path().join(file), 10);
         format!(
             "nats-server on port {}: process {process}; port greets as {name}: {}; its stderr: {:?}; its log ends:\n{}",
             self.port,
@@ -143,6 +138,11 @@ impl NatsServer {
             tail("nats.out"),
             tail("nats.log")
         )
+    }
+
+    /// The server's name (`-n`): this process's and the port's, so no other server has it.
+    fn name(&self) -> String {
+        format!("mlc-test-{}-{}", std::process::id(), self.port)
     }
 
     /// The server's process id, while it runs.
@@ -193,7 +193,7 @@ impl NatsServer {
         }
         // A name of its own, so the readiness probe can tell this server from whatever
         // else may hold the port.
-        let name = format!("mlc-test-{}-{}", std::process::id(), self.port);
+        let name = self.name();
         cmd.args(["-n", &name]);
         cmd.args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"]).arg(&store);
         // A Go panic or a fatal error goes to stderr, not to the log file.
@@ -204,11 +204,7 @@ impl NatsServer {
             panic!("cannot start {}: {e}; install it with `apt-get install nats-server`", bin.display())
         });
         self.child = Some(child);
-        let log_tail = || {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect();
-            tail.join("\n")
-        };
+        let log_tail = || last_lines(&log, 10);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             // Ready once the port greets with this server's own INFO: a port answered by
@@ -239,6 +235,14 @@ impl NatsServer {
             log_tail()
         ))
     }
+}
+
+/// The last `n` lines of a file (empty when it cannot be read).
+pub(crate) fn last_lines(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut lines: Vec<&str> = text.lines().rev().take(n).collect();
+    lines.reverse();
+    lines.join("\n")
 }
 
 /// A process's state from its `/proc/<pid>/stat`; for a zombie, how it ended (field 52,
